@@ -1,0 +1,169 @@
+"""Hello-world throughput: our server vs gunicorn (gthread) vs uWSGI (pyuwsgi), driven by wrk.
+
+Not a test. One run starts all three servers (same app, same workers x threads, all on
+127.0.0.1 port 0), then drives them in interleaved rounds (ours, gunicorn, uwsgi, ours, ...) with
+``wrk`` with keep-alive and with ``Connection: close``, and prints the median requests/s and p99
+latency of each, with the ratio to gunicorn. The machine may be shared: look at the spread.
+
+    .venv/bin/python benchmarks/server_bench.py                      # 2 x 4, -t2 -c32 -d5s, 3 rounds
+    .venv/bin/python benchmarks/server_bench.py --duration 10 --rounds 5
+
+uWSGI runs with ``--http11-socket`` (its ``--http-socket`` with HTTP/1.1 keep-alive): plain
+``--http-socket`` answers HTTP/1.0-style and closes every connection without saying so, which
+wrk counts as read errors, so it has no keep-alive figure to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+APP = "tests.server.apps:hello_raw"
+BIN = Path(sys.executable).parent
+
+
+class Launched:
+    """A server child process whose output is drained by a thread; ready when a regex matched
+    the expected number of times. Stopped by PID (TERM, then KILL)."""
+
+    def __init__(self, name: str, command: list[str], port_re: str, ready_re: str, ready_count: int) -> None:
+        self.name = name
+        self.proc = subprocess.Popen(
+            command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        self.port = 0
+        self._port_re, self._ready_re, self._need = re.compile(port_re), re.compile(ready_re), ready_count
+        # Guards port and _seen; notified per line.
+        self._changed = threading.Condition()
+        self._seen = 0
+        self._eof = False
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in iter(self.proc.stdout.readline, b""):
+            line = raw.decode("utf-8", "replace")
+            with self._changed:
+                self.lines.append(line)
+                if not self.port and (m := self._port_re.search(line)):
+                    self.port = int(m.group(1))
+                if self._ready_re.search(line):
+                    self._seen += 1
+                self._changed.notify_all()
+        with self._changed:
+            self._eof = True
+            self._changed.notify_all()
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        with self._changed:
+            ok = self._changed.wait_for(lambda: (self.port and self._seen >= self._need) or self._eof, timeout)
+            if not ok or self._eof:
+                raise RuntimeError(f"{self.name} did not start:\n{''.join(self.lines[-30:])}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(30)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # no worker left behind: as it should be.
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+
+def launch_all(workers: int, threads: int) -> list[Launched]:
+    w, t = str(workers), str(threads)
+    return [
+        Launched("ours", [sys.executable, "-m", "server", APP, "--bind", "127.0.0.1:0", "--workers", w,
+                          "--threads", t], r"listening on http://127\.0\.0\.1:(\d+)", r"ready: \d+ workers", 1),
+        Launched("gunicorn", [str(BIN / "gunicorn"), "-k", "gthread", "--workers", w, "--threads", t,
+                              "-b", "127.0.0.1:0", "--backlog", "1024", APP],
+                 r"Listening at: http://127\.0\.0\.1:(\d+)", r"Booting worker", workers),
+        Launched("uwsgi", [str(BIN / "uwsgi"), "--master", "--processes", w, "--threads", t,
+                           "--http11-socket", "127.0.0.1:0", "--module", APP, "--pythonpath", ".",
+                           "--disable-logging", "--listen", "100"],
+                 r"bound to TCP address 127\.0\.0\.1:(\d+)", r"spawned uWSGI worker", workers),
+    ]
+
+
+def wrk(url: str, *, keepalive: bool, threads: int, connections: int, duration: float) -> tuple[float, float, int]:
+    """(requests/s, p99 latency in ms, socket errors) of one wrk run."""
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency", url]
+    if not keepalive:
+        command[1:1] = ["-H", "Connection: close"]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60)
+    out = proc.stdout
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if found is None:
+        raise RuntimeError(f"wrk failed on {url}: {proc.stdout}{proc.stderr}")
+    rps = float(found.group(1))
+    value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out).groups()  # type: ignore[union-attr]
+    p99 = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rps, p99, errors + (int(non2xx.group(1)) if non2xx else 0)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 1
+    servers = launch_all(args.workers, args.threads)
+    results: dict[tuple[str, bool], list[tuple[float, float, int]]] = {}
+    try:
+        for server in servers:
+            server.wait_ready()
+            wrk(server.url, keepalive=True, threads=1, connections=4, duration=1)  # warm-up
+        for round_no in range(args.rounds):
+            for keepalive in (True, False):
+                for server in servers:
+                    run = wrk(server.url, keepalive=keepalive, threads=args.wrk_threads,
+                              connections=args.connections, duration=args.duration)
+                    results.setdefault((server.name, keepalive), []).append(run)
+                    print(f"round {round_no + 1} {server.name:9} keepalive={keepalive!s:5} "
+                          f"{run[0]:9.0f} req/s  p99 {run[1]:7.2f} ms  errors {run[2]}", flush=True)
+    finally:
+        for server in servers:
+            server.stop()
+    print(f"\n{args.workers} workers x {args.threads} threads, wrk -t{args.wrk_threads} -c{args.connections} "
+          f"-d{args.duration:g}s, median of {args.rounds} interleaved rounds")
+    print(f"{'server':9} {'keep-alive':10} {'req/s':>9} {'p99 ms':>8} {'vs gunicorn':>11} {'errors':>7}")
+    for keepalive in (True, False):
+        base = statistics.median(r[0] for r in results[("gunicorn", keepalive)])
+        for server in servers:
+            runs = results[(server.name, keepalive)]
+            rps = statistics.median(r[0] for r in runs)
+            p99 = statistics.median(r[1] for r in runs)
+            print(f"{server.name:9} {'yes' if keepalive else 'no':10} {rps:9.0f} {p99:8.2f} "
+                  f"{rps / base:10.2f}x {sum(r[2] for r in runs):7d}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""safeclients: make a module-global, non-thread-safe client safe under threaded, pre-forking
+servers (uWSGI, gunicorn gthread) by wrapping it (or a factory for it) in a proxy with a policy.
+
+* ``per_thread(factory)``: each thread its own instance, closed when the thread ends;
+* ``locked(obj_or_factory)``: one instance, every call under a re-entrant lock;
+* ``pooled(factory, size=, timeout=)``: a bounded pool, one instance per call;
+* ``guarded(obj_or_factory)``: no fix, a detector that names both threads of an overlap.
+
+All four are fork-safe (see ``safeclients._fork``) and usable as decorators on a zero-argument
+factory. Control is module-level: ``checkout``, ``dispose``, ``stats``, ``is_proxy``.
+"""
+
+from safeclients.control import checkout, dispose, is_proxy, policy_name, stats
+from safeclients.errors import (
+    ConcurrentUseError,
+    FactoryError,
+    ForkedUseError,
+    PoolClosed,
+    PoolTimeout,
+    SafeClientsError,
+)
+from safeclients.guarded import guarded
+from safeclients.locked import locked
+from safeclients.per_thread import per_thread
+from safeclients.pooled import pooled
+from safeclients.stats import Stats
+
+__all__ = [
+    "per_thread",
+    "locked",
+    "pooled",
+    "guarded",
+    "checkout",
+    "dispose",
+    "stats",
+    "is_proxy",
+    "policy_name",
+    "Stats",
+    "SafeClientsError",
+    "FactoryError",
+    "PoolTimeout",
+    "PoolClosed",
+    "ConcurrentUseError",
+    "ForkedUseError",
+]

@@ -1,0 +1,238 @@
+"""The proxy object: a wrapt ``BaseObjectProxy`` whose target is chosen by a policy, per use.
+
+Like wrapt's proxies it owns no visible names: its only state is ``_self_policy``, every other
+name is forwarded, and the control API is module-level (``safeclients.checkout`` and friends).
+
+Why every dunder is redefined here: wrapt's C proxy stores one target and reads it directly for
+``str()``, operators, ``with`` and friends; only attribute access goes through ``__getattr__``. Our
+target differs per thread (``per_thread``) or per call (``pooled``), and must be used under a lock
+(``locked``), so every special method the C or pure-Python ``BaseObjectProxy`` defines is
+overridden to go through the policy (most of them table-driven, in ``_dunders``). ``tests/lib/test_dunders.py`` checks the list is complete
+against both implementations. The C target slot stays empty on purpose: a special method we
+forgot fails loudly instead of acting on a stale instance.
+
+Speed: each proxy gets its own subclass. When the policy creates the first instance, the public
+methods of its type get forwarders in that subclass (``Policy.forwarder``), so ``proxy.method``
+is found by an ordinary class lookup instead of a failed lookup plus ``__getattr__``. Names it
+does not know (instance attributes, private names, properties) still go through ``__getattr__``.
+Forwarders never shadow: they are installed only for names the proxy class does not define, and
+look the name up on the instance at call time. ``proxy.method`` is therefore the forwarder, not
+one instance's bound method: kept and called later, or in another thread, it still takes that
+thread's instance, the lock, or a checkout.
+"""
+
+from __future__ import annotations
+
+import inspect
+import operator
+import types
+from typing import Any
+
+import wrapt
+
+from safeclients._dunders import call_method, install_special_methods
+from safeclients._policy import Policy
+
+_METHOD_TYPES = (
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodDescriptorType,
+    types.WrapperDescriptorType,
+)
+
+
+def policy_of(proxy: object) -> Policy[Any]:
+    """The policy behind ``proxy``; TypeError if it is not a safeclients proxy."""
+    if not isinstance(proxy, Proxy):
+        raise TypeError(f"expected a safeclients proxy, got {type(proxy).__name__}")
+    policy: Policy[Any] = object.__getattribute__(proxy, "_self_policy")
+    return policy
+
+
+def _policy(proxy: Proxy) -> Policy[Any]:
+    policy: Policy[Any] = object.__getattribute__(proxy, "_self_policy")
+    return policy
+
+
+class Proxy(wrapt.BaseObjectProxy[Any]):
+    """Base of every safeclients proxy class; see the module docstring."""
+
+    # The C proxy's own attribute lookup, called through a slot wrapper, costs ~70 ns per access
+    # once a subclass defines __getattr__; the generic lookup gives the same answer here (the
+    # proxy's own names are all class attributes or `_self_*` entries of its instance dict).
+    __getattribute__ = object.__getattribute__
+
+    def __init__(self, policy: Policy[Any]) -> None:
+        # Deliberately not BaseObjectProxy.__init__: the stored target stays empty.
+        wrapt.BaseObjectProxy.__setattr__(self, "_self_policy", policy)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_self_"):
+            raise AttributeError(name)
+        return _policy(self).attribute(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_self_"):
+            wrapt.BaseObjectProxy.__setattr__(self, name, value)
+        else:
+            _policy(self).apply(setattr, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if name.startswith("_self_"):
+            wrapt.BaseObjectProxy.__delattr__(self, name)
+        else:
+            _policy(self).apply(delattr, name)
+
+    @property
+    def __wrapped__(self) -> Any:
+        return _policy(self).peek()
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> Any:
+        policy = _policy(self)
+        if policy.client_type is None:
+            policy.apply(type)
+        return policy.client_type
+
+    @property
+    def __doc__(self) -> Any:  # type: ignore[override]
+        return _policy(self).apply(operator.attrgetter("__doc__"))
+
+    @property
+    def __dict__(self) -> Any:  # type: ignore[override]
+        return _policy(self).apply(vars)
+
+    @property
+    def __name__(self) -> Any:  # type: ignore[override]
+        return _policy(self).apply(operator.attrgetter("__name__"))
+
+    @property
+    def __annotations__(self) -> Any:  # type: ignore[override]
+        return _policy(self).apply(operator.attrgetter("__annotations__"))
+
+    # `with proxy:` holds one instance (and, for locked, the lock) from enter to exit.
+    def __enter__(self) -> Any:
+        policy = _policy(self)
+        obj = policy.hold()
+        try:
+            return obj.__enter__()
+        except BaseException as exc:
+            policy.unhold(policy.is_broken(exc))
+            raise
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        policy = _policy(self)
+        obj = policy.held()
+        try:
+            result = obj.__exit__(*exc_info)
+        except BaseException as exc:
+            policy.unhold(policy.is_broken(exc))
+            raise
+        error = exc_info[1]
+        policy.unhold(error is not None and policy.is_broken(error))
+        return result
+
+    async def __aenter__(self) -> Any:
+        policy = _policy(self)
+        obj = policy.hold()
+        try:
+            return await obj.__aenter__()
+        except BaseException as exc:
+            policy.unhold(policy.is_broken(exc))
+            raise
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        policy = _policy(self)
+        obj = policy.held()
+        try:
+            result = await obj.__aexit__(*exc_info)
+        except BaseException as exc:
+            policy.unhold(policy.is_broken(exc))
+            raise
+        error = exc_info[1]
+        policy.unhold(error is not None and policy.is_broken(error))
+        return result
+
+    def __repr__(self) -> str:
+        # Not forwarded: repr() runs in debuggers, logs and error messages, and must never
+        # wait for a lock or a pool, nor create a client.
+        policy = _policy(self)
+        client = policy.client_type.__name__ if policy.client_type is not None else "?"
+        return f"<safeclients.{policy.kind} proxy at 0x{id(self):x} for {client}>"
+
+    def __copy__(self) -> Any:
+        raise TypeError(_NO_COPY)
+
+    def __deepcopy__(self, memo: Any) -> Any:
+        raise TypeError(_NO_COPY)
+
+    def __reduce__(self) -> Any:
+        raise TypeError(_NO_COPY)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError(_NO_COPY)
+
+    def __mro_entries__(self, bases: Any) -> Any:
+        raise TypeError("a safeclients proxy cannot be used as a base class")
+
+
+
+_NO_COPY = (
+    "a safeclients proxy cannot be copied or pickled: it stands for instances that belong to "
+    "threads and processes; copy or pickle a client taken with safeclients.checkout()"
+)
+
+
+install_special_methods(Proxy, _policy)
+
+# The names the proxy class itself defines: a forwarder never replaces one of them.
+_OWN_NAMES = frozenset(name for klass in Proxy.__mro__ for name in vars(klass))
+
+
+def make_proxy(policy: Policy[Any], kind: str) -> Proxy:
+    """A proxy over ``policy``, of a fresh subclass that forwarders can be added to."""
+    # An explicit __dict__ keeps wrapt's pure-Python metaclass from installing its own, which
+    # would read the single stored target.
+    namespace: dict[str, Any] = {"__dict__": vars(Proxy)["__dict__"], "__module__": __name__}
+    metaclass: Any = type(Proxy)
+    klass: type[Proxy] = metaclass(f"{kind}_proxy", (Proxy,), namespace)
+    proxy = klass.__new__(klass)
+    Proxy.__init__(proxy, policy)
+
+    def specialise(client_type: type) -> None:
+        install_forwarders(klass, policy, client_type)
+
+    if policy.client_type is not None:
+        specialise(policy.client_type)
+    else:
+        policy.on_first_instance = specialise
+    return proxy
+
+
+def _defines(client_type: type, name: str) -> bool:
+    return any(name in vars(klass) for klass in client_type.__mro__ if klass is not object)
+
+
+def install_forwarders(klass: type, policy: Policy[Any], client_type: type) -> None:
+    """Add forwarders for ``client_type``'s ``__call__`` and public methods to a proxy class.
+
+    Runs once, in whichever thread creates the first instance; a class attribute assignment is
+    atomic, so other threads see either the ``__getattr__`` path or the forwarder. Under
+    SAFECLIENTS_CHECK the fast forwarders are left out, so every call takes the checked path.
+    """
+    if _defines(client_type, "__call__"):
+        setattr(klass, "__call__", call_method(_policy))
+    if policy.tracker is not None:
+        return
+    for name in dir(client_type):
+        if name.startswith("_") or name in _OWN_NAMES or name in vars(klass):
+            continue
+        try:
+            attr = inspect.getattr_static(client_type, name)
+        except AttributeError:
+            continue
+        if isinstance(attr, _METHOD_TYPES):
+            setattr(klass, name, policy.forwarder(name))
+
+
+__all__ = ["Proxy", "make_proxy", "policy_of"]

@@ -1,0 +1,160 @@
+"""WSGI applications the server tests run (each wrapped in wsgiref's validator where it can be).
+
+They are imported by the server's master (or by its workers under --lazy-apps), never by the
+test process itself except for the sans-IO unit tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+from wsgiref.validate import validator
+
+StartResponse = Callable[..., Any]
+Environ = dict[str, Any]
+
+IMPORTED_AT = time.time()
+
+
+def _say(line: str) -> None:
+    """One line to stdout in one write, so lines from concurrent threads never interleave."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()  # differs per import: tells a re-import (lazy-apps reload) apart
+
+
+def _hello(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    body = b"Hello, world!\n"
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+hello = validator(_hello)
+hello_raw = _hello  # for benchmarks: no validator overhead
+
+
+def _echo(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    """Everything a test wants to know about the request, as JSON; reads the whole body."""
+    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    keys = {k: v for k, v in environ.items() if isinstance(v, str)}
+    payload = {
+        "environ": keys,
+        "body_length": len(body),
+        "body": body.decode("latin-1"),
+        "pid": os.getpid(),
+        "thread": threading.get_ident(),
+        "imported_at": IMPORTED_AT,
+        "multithread": environ["wsgi.multithread"],
+        "multiprocess": environ["wsgi.multiprocess"],
+    }
+    data = json.dumps(payload).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+echo = validator(_echo)
+
+
+def _router(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    path = environ["PATH_INFO"]
+    for prefix, handler in ROUTES.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return handler(environ, start_response)
+    return _echo(environ, start_response)
+
+
+def _slow(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    seconds = float(environ["QUERY_STRING"].partition("=")[2] or "2")
+    _say(f"slow request started in pid {os.getpid()}")  # tests wait for this line
+    time.sleep(seconds)  # the request's own work, not synchronisation: it simulates a slow app
+    body = f"slept {seconds}\n".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _stream(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+    """No Content-Length: the server must chunk it (HTTP/1.1) or close after it (HTTP/1.0)."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    for i in range(int(environ["QUERY_STRING"].partition("=")[2] or "5")):
+        yield b"chunk %d\n" % i
+
+
+def _boom(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    raise RuntimeError("secret-traceback-marker: the app failed")
+
+
+def _inject(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain"), ("X-Bad", "a\r\nSet-Cookie: evil=1")])
+    return [b"should not be sent\n"]
+
+
+def _hop(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    start_response("200 OK", [("Connection", "keep-alive"), ("Content-Length", "2")])
+    return [b"ok"]
+
+
+def _file(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(__doc__ or "")))])
+    import io
+    return environ["wsgi.file_wrapper"](io.BytesIO((__doc__ or "").encode()), 7)  # type: ignore[no-any-return]
+
+
+def _sendfile(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    """This very file through wsgi.file_wrapper with a Content-Length: the sendfile(2) path."""
+    size = os.path.getsize(__file__)
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(size))])
+    return environ["wsgi.file_wrapper"](open(__file__, "rb"))  # type: ignore[no-any-return]
+
+
+def _pid(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    body = str(os.getpid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+class _Closing:
+    """An iterable that records its close() in a header-visible way via the log (stderr)."""
+
+    def __init__(self) -> None:
+        self.sent = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield b"part1\n"
+        raise RuntimeError("mid-stream failure")
+
+    def close(self) -> None:
+        _say("closing-iterable-closed")
+
+
+def _midfail(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return _Closing()
+
+
+ROUTES: dict[str, Callable[[Environ, StartResponse], Iterable[bytes]]] = {
+    "/slow": _slow,
+    "/stream": _stream,
+    "/boom": _boom,
+    "/inject": _inject,
+    "/hop": _hop,
+    "/file": _file,
+    "/sendfile": _sendfile,
+    "/pid": _pid,
+    "/midfail": _midfail,
+    "/hello": _hello,
+}
+
+router = validator(_router)
+router_raw = _router  # for cases the validator itself refuses (header injection, hop-by-hop)
+
+
+def _broken_import() -> None:
+    if os.environ.get("SERVER_TEST_BROKEN_APP") == "1":
+        raise ImportError("this app refuses to import (test of the boot-failure rule)")
+
+
+_broken_import()
