@@ -18,7 +18,6 @@ Modules:
   contended  the same calls from 8 threads at once
   memory     per_thread after many exited threads (run in a child process)
   e2e        the Gearman example apps on our server and uWSGI under load
-  gearman_pooled_app  the pooled Gearman app with its size from SAFECLIENTS_POOL_SIZE
   report     tables as markdown, targets as PASS/FAIL
   charts     the PNG charts (matplotlib, Agg backend)
 """

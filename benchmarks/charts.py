@@ -82,7 +82,7 @@ def e2e_chart(result: dict[str, Any], path: Path) -> None:
     ax_rps.set_title(f"Gearman app, {result['workers']} workers x {result['threads']} threads "
                      "per server")
     ax_rps.margins(x=0.25)
-    ax_rps.legend(loc="lower right")
+    ax_rps.legend(loc="upper right")
     ax_rps.grid(axis="x", alpha=0.3)
     ax_fail.set_xlabel("failed / sent requests")
     ax_fail.margins(x=0.3)

@@ -205,7 +205,7 @@ def main() -> None:
     best = measure(args.number, args.repeat)
     raw = best["raw call"]
     print(f"wrapt {mode}; fork check: {fork_check}; ns/call of obj.m(x), min of {args.repeat}")
-    print(f"| way of calling obj.m(x) | ns/call | x raw |\n|---|---:|---:|")
+    print("| way of calling obj.m(x) | ns/call | x raw |\n|---|---:|---:|")
     for name, ns in best.items():
         print(f"| {name} | {ns:.0f} | {ns / raw:.1f} |")
     print("\n| target | ratio | limit | met |\n|---|---:|---:|---|")

@@ -7,9 +7,9 @@ this process created); a daemon thread still using one afterwards gets ``PoolClo
 from __future__ import annotations
 
 import atexit
-import contextlib
-from collections.abc import Iterator
-from typing import Any, TypeVar
+from contextlib import AbstractContextManager
+from types import TracebackType
+from typing import Generic, TypeVar
 
 from safeclients import _fork
 from safeclients._policy import Policy
@@ -24,22 +24,40 @@ def is_proxy(obj: object) -> bool:
     return issubclass(type(obj), Proxy)
 
 
-@contextlib.contextmanager
-def checkout(proxy: T) -> Iterator[T]:
+class _Checkout(Generic[T]):
+    """The context manager ``checkout`` returns: a class, not a generator, to keep it cheap."""
+
+    __slots__ = ("_policy", "_obj")
+
+    def __init__(self, policy: Policy[T]) -> None:
+        self._policy = policy
+        self._obj: T | None = None
+
+    def __enter__(self) -> T:
+        obj = self._obj = self._policy.enter()
+        return obj
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        obj, self._obj = self._obj, None
+        if obj is None:
+            return
+        self._policy.leave(obj, exc is not None and self._policy.is_broken(exc))
+
+
+def checkout(proxy: T) -> AbstractContextManager[T]:
     """Hold one raw client for a block: ``with safeclients.checkout(proxy) as client: ...``.
 
     ``locked``: the lock is held for the block. ``pooled``: the instance is checked out for the
     block (an exception from ``discard_on`` discards it). ``per_thread``: this thread's instance.
     ``guarded``: the block counts as one use. Do not keep the client after the block.
     """
-    policy: Policy[Any] = policy_of(proxy)
-    obj: T = policy.enter()
-    try:
-        yield obj
-    except BaseException as exc:
-        policy.leave(obj, policy.is_broken(exc))
-        raise
-    policy.leave(obj, False)
+    policy: Policy[T] = policy_of(proxy)
+    return _Checkout(policy)
 
 
 def dispose(proxy: object, *, final: bool = False) -> None:

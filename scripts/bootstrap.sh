@@ -29,3 +29,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q -e '.[dev]'
     touch "$stamp"
 fi
+# gearman3 (the package the design card names) imports as `gearman`, like pygearman: it lives
+# in a side folder that only the gearman3 shim test (safeclients.contrib.gearman) puts on sys.path.
+if [ ! -d .venv/gearman3/gearman ]; then
+    echo "bootstrap: installing gearman3 0.2.1 into .venv/gearman3 (for the shim test)" >&2
+    .venv/bin/python -m pip install -q --no-deps --target .venv/gearman3 gearman3==0.2.1
+fi

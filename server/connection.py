@@ -110,7 +110,7 @@ class Connection:
         deadline = now + idle_limit
         yielding = idle and self.served > 0
         while True:
-            if idle and self.worker.stopping.is_set():
+            if idle and self.served and self.worker.stopping.is_set():
                 return None
             try:
                 data = self.sock.recv(RECV_SIZE)

@@ -99,6 +99,16 @@ def submit_reverse(client: gearman.GearmanClient, payload: bytes) -> bytes:
     return result
 
 
+def client_is_broken(exc: BaseException) -> bool:
+    """``discard_on`` for the safeclients variants: retire the client, don't reuse it.
+
+    Connection trouble, any gearman error, and a job that did not complete: pygearman keeps that
+    job's request in the client, so its late reply would reach the next job on the same client
+    (``KeyError`` on a job handle). A fresh client is cheap; a confused one is not.
+    """
+    return isinstance(exc, (OSError, gearman.errors.GearmanError, JobFailed, KeyError))
+
+
 def local_ports(client: gearman.GearmanClient) -> list[int]:
     """Local TCP ports of the client's connected sockets (``[]`` before the first connect)."""
     ports = []
@@ -144,7 +154,9 @@ def make_application(
         if not payload:
             return _json(start_response, "400 Bad Request", {"error": "missing ?payload="})
         try:
-            result = submit_reverse(get_client(), payload.encode())
+            # One checkout for the job, so a failure inside it retires the client (discard_on).
+            with _raw(get_client()) as client:
+                result = submit_reverse(client, payload.encode())
         except BACKEND_ERRORS as exc:
             return _json(start_response, "503 Service Unavailable",
                          {"error": f"{type(exc).__name__}: {exc}"})

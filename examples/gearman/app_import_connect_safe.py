@@ -12,5 +12,6 @@ from examples.gearman._app import close_client, connect_now, make_application, n
 client = safeclients.locked(new_client, close=close_client)
 with safeclients.checkout(client) as _raw:
     connect_now(_raw)
+del _raw  # the raw client must not stay reachable as a module global
 
 application = make_application(lambda: client, proxy=client)

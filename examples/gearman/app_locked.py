@@ -5,9 +5,15 @@ self-contained (it submits and polls until the result), so holding the lock for 
 enough. One connection per worker process; threads queue on the lock.
 """
 
-import safeclients
-from examples.gearman._app import close_client, make_application, new_client
+import gearman
 
-client = safeclients.locked(new_client, close=close_client)
+import safeclients
+from examples.gearman._app import client_is_broken, close_client, make_application, new_client
+
+
+@safeclients.locked(close=close_client, discard_on=client_is_broken)
+def client() -> gearman.GearmanClient:
+    return new_client()
+
 
 application = make_application(lambda: client, proxy=client)

@@ -10,6 +10,7 @@ and the process exits 0 after closing its connections.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from types import FrameType
@@ -31,6 +32,11 @@ class ReverseWorker(gearman.GearmanWorker):  # type: ignore[misc]
         return not self.stopping
 
 
+def client_id(pid: int) -> bytes:
+    """The id this worker gives gearmand (listed by the admin ``workers`` command)."""
+    return f"reverse-worker-{pid}".encode()
+
+
 def reverse(worker: gearman.GearmanWorker, job: gearman.job.GearmanJob) -> bytes:
     data: bytes = job.data
     return data[::-1]
@@ -48,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    worker.set_client_id(client_id(os.getpid()))  # lets a test harness tell its workers apart
     worker.register_task(TASK, reverse)
     while not worker.stopping:
         # work() returns when after_poll says stop; a lost job server raises and we retry.

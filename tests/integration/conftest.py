@@ -13,7 +13,7 @@ All run 2 workers x 8 threads on 127.0.0.1, port 0, and are stopped by PID when 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol
 

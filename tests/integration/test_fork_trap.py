@@ -13,6 +13,7 @@ import json
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -27,9 +28,9 @@ BATCH = 16
 MAX_BATCHES = 20
 
 
-def _get(url: str) -> dict[str, object]:
+def _get(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url, timeout=10) as response:
-        data: dict[str, object] = json.load(response)
+        data: dict[str, Any] = json.load(response)
         return data
 
 
@@ -39,7 +40,7 @@ def ports_by_pid(url: str) -> dict[int, set[int]]:
     with ThreadPoolExecutor(BATCH) as pool:
         for _ in range(MAX_BATCHES):
             for answer in pool.map(_get, [url + "/conn"] * BATCH):
-                seen.setdefault(int(answer["pid"]), set()).update(answer["ports"])  # type: ignore[call-overload]
+                seen.setdefault(int(answer["pid"]), set()).update(answer["ports"])
             if len(seen) >= 2:
                 break
     assert len(seen) >= 2, f"only worker(s) {sorted(seen)} answered {MAX_BATCHES * BATCH} requests"

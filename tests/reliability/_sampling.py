@@ -5,7 +5,9 @@ Workers recycle (``--max-requests``), so one worker's life is short and a leak i
 reset by the next fork. Two questions are therefore asked separately:
 
 * within a life: does a worker hold more at the end of its life than in its middle? (a leak per
-  request: the last third's peak against the middle third's peak; the first third is warm-up);
+  request: the last third's peak against the middle third's; the first third is warm-up. For
+  fds and threads the middle third's peak, as they swing with the requests in flight; for RSS,
+  which only creeps, its low point);
 * across lives: does a late worker hold more than the first ones did? (a leak that survives the
   recycle, e.g. something the master accumulates and hands to each new fork).
 
@@ -23,6 +25,8 @@ from dataclasses import dataclass, field
 import psutil
 
 MB = 1024 * 1024
+#: A life with fewer samples is too short to split into thirds and judge within itself.
+MIN_SAMPLES = 4
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,10 @@ class Life:
 
     pid: int
     samples: list[Sample] = field(default_factory=list)
+
+    def low(self, metric: str, part: slice = slice(None)) -> int:
+        """The lowest reading of ``metric`` within ``part``."""
+        return min(int(getattr(s, metric)) for s in self.samples[part])
 
     def peak(self, metric: str, part: slice = slice(None)) -> int:
         """The highest reading of ``metric`` ("fds", "threads" or "rss") within ``part``."""
@@ -141,7 +149,8 @@ def table(sampler: Sampler) -> str:
 
 def summary(sampler: Sampler, *, generation: int) -> str:
     """One line: the first ``generation`` workers' peaks against the last ``generation``'s, and
-    the largest growth within one life (last third's peak minus middle third's peak)."""
+    the largest growth within one life (last third's peak minus the middle third's peak; for
+    RSS, minus its low point)."""
     lives = sampler.lives()
     first, last = lives[:generation], lives[-generation:]
 
@@ -150,9 +159,9 @@ def summary(sampler: Sampler, *, generation: int) -> str:
                 f"threads {max(life.peak('threads') for life in group)}, "
                 f"rss {max(life.peak('rss') for life in group) / MB:.1f} MB")
 
-    judged = [life for life in lives if len(life.samples) >= 6]
-    growth = {m: max((life.peak(m, life.thirds()[1]) - life.peak(m, life.thirds()[0])
-                      for life in judged), default=0) for m in ("fds", "threads", "rss")}
+    judged = [life for life in lives if len(life.samples) >= MIN_SAMPLES]
+    growth = {m: max((life.peak(m, life.thirds()[1]) - _base(life, m) for life in judged),
+                     default=0) for m in ("fds", "threads", "rss")}
     return (f"{len(lives)} worker lives; first {generation}: {peaks(first)}; last {generation}: "
             f"{peaks(last)}; largest growth within a life ({len(judged)} judged): fds "
             f"{growth['fds']:+d}, threads {growth['threads']:+d}, rss "
@@ -164,19 +173,26 @@ def summary(sampler: Sampler, *, generation: int) -> str:
 class Slack:
     """What counts as flat. fds vary with the client sockets a worker holds at the moment of the
     sample (up to one per request thread), threads by the odd helper thread, RSS by allocator
-    noise."""
+    noise (measured: under 100 KB within a life of the Gearman app's workers, about 21 MB each;
+    the bound here is 5 % + 2 MB)."""
 
     fds: int
     threads: int = 1
-    rss_ratio: float = 0.15
-    rss_bytes: int = 8 * MB
+    rss_ratio: float = 0.05
+    rss_bytes: int = 2 * MB
 
     def rss_limit(self, base: int) -> int:
         return int(base * (1 + self.rss_ratio)) + self.rss_bytes
 
 
+def _base(life: Life, metric: str) -> int:
+    """What the last third of a life is compared with (see the module docstring)."""
+    mid = life.thirds()[0]
+    return life.low(metric, mid) if metric == "rss" else life.peak(metric, mid)
+
+
 def growth_problems(sampler: Sampler, *, generation: int, slack: Slack,
-                    min_samples: int = 6) -> list[str]:
+                    min_samples: int = MIN_SAMPLES) -> list[str]:
     """Sentences naming every figure that grew beyond ``slack``; empty when all are flat.
 
     ``generation`` is the number of workers the server runs: the first ``generation`` lives are
@@ -188,17 +204,17 @@ def growth_problems(sampler: Sampler, *, generation: int, slack: Slack,
     for life in lives + [sampler.master]:
         if len(life.samples) < min_samples:
             continue
-        mid, last = life.thirds()
+        last = life.thirds()[1]
         for metric, limit in (
-            ("fds", life.peak("fds", mid) + slack.fds),
-            ("threads", life.peak("threads", mid) + slack.threads),
-            ("rss", slack.rss_limit(life.peak("rss", mid))),
+            ("fds", _base(life, "fds") + slack.fds),
+            ("threads", _base(life, "threads") + slack.threads),
+            ("rss", slack.rss_limit(_base(life, "rss"))),
         ):
             if life.peak(metric, last) > limit:
                 problems.append(
                     f"pid {life.pid}: {metric} peaked at {life.peak(metric, last)} in the last "
                     f"third of its {len(life.samples)} samples, above {limit} (middle third "
-                    f"{life.peak(metric, mid)} + slack)")
+                    f"{_base(life, metric)} + slack)")
     first, later = lives[:generation], lives[generation:]
     if first:
         base = {m: max(life.peak(m) for life in first) for m in ("fds", "threads", "rss")}

@@ -36,10 +36,10 @@ pytestmark = pytest.mark.integration
 
 POLICIES = ["per_thread", "pooled"]
 WORKERS, THREADS, CONCURRENCY = 2, 8, 32
-#: fds in a worker vary with the client sockets it holds when sampled: up to one per thread.
-SLACK = Slack(fds=THREADS + 2)
-
-
+#: fds in a worker swing with what its threads hold when sampled: up to one client socket and
+#: one Gearman connection being replaced per thread (measured: up to +9 between two thirds of a
+#: life over a 200,000-request run). A leak of one fd per 100 requests still shows 50 a life.
+SLACK = Slack(fds=2 * THREADS + 2)
 def _soak(policy: str, address: str, *, total: int, max_requests: int, interval: float) -> None:
     with ServerProcess(
         f"examples.gearman.app_{policy}:application", workers=WORKERS, threads=THREADS,
@@ -51,7 +51,7 @@ def _soak(policy: str, address: str, *, total: int, max_requests: int, interval:
                         prefix=policy, keep_ok=False).start()
             try:
                 # Bound: 20 requests/s at the very least, i.e. a stall, not a slow box.
-                load.wait_done(total, timeout=60.0 + total / 20)
+                finished = load.wait_done(total, timeout=60.0 + total / 20)
             finally:
                 failures = load.stop()
         elapsed = time.monotonic() - started
@@ -62,12 +62,14 @@ def _soak(policy: str, address: str, *, total: int, max_requests: int, interval:
         print(table(sampler))
         print(f"[{policy}] {summary(sampler, generation=WORKERS)}")
 
+    assert finished, f"the load stalled: {counts} after {elapsed:.0f} s"
     described = "; ".join(f"{o.kind} {o.status} {o.error} {o.body[:120]!r}" for o in failures[:5])
     assert counts["wrong"] == 0, f"{counts['wrong']} wrong results: {described}"
-    assert counts["ok"] == total, f"{total - counts['ok']} of {total} requests failed: {described}"
     assert len(lives) > WORKERS, f"workers never recycled ({len(lives)} lives seen)"
     problems = growth_problems(sampler, generation=WORKERS, slack=SLACK)
     assert not problems, "resources grew:\n" + "\n".join(problems)
+    lost = total - counts["ok"]
+    assert lost == 0, f"{lost} of {total} requests failed: {described}"
 
 
 @pytest.mark.parametrize("policy", POLICIES)

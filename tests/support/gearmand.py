@@ -33,6 +33,8 @@ from pathlib import Path
 
 import pytest
 
+from examples.gearman.worker import client_id
+
 GEARMAND = shutil.which("gearmand") or "/usr/sbin/gearmand"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 10.0  # seconds for gearmand / a worker to come up on a loaded 2-core box
@@ -275,11 +277,21 @@ class Workers:
         self._procs = [p for p in self._procs if p.poll() is None]
         while len(self._procs) < self.count:
             self._spawn()
-        # Exactly: a killed worker's connection lingers at gearmand until it notices the close.
-        _wait_for(lambda: self.server.registered_workers() == self.count, READY_TIMEOUT * 2,
-                  f"{self.count} workers (no more) registered for 'reverse' at "
-                  f"{self.server.address}")
+        # By client id: a killed worker's connection lingers at gearmand for a moment, and other
+        # tests may attach workers of their own.
+        _wait_for(lambda: not self.unregistered(), READY_TIMEOUT * 2,
+                  f"workers {self.pids} to register 'reverse' at {self.server.address}")
         return self
+
+    def unregistered(self) -> list[int]:
+        """PIDs of our live workers that gearmand does not (yet) list as doing ``reverse``."""
+        listed = set()
+        for line in self.server.workers_listing():
+            head, _, functions = line.partition(":")
+            fields = head.split()
+            if len(fields) >= 3 and "reverse" in functions.split():
+                listed.add(fields[2])
+        return [pid for pid in self.pids if client_id(pid).decode() not in listed]
 
     def kill_one(self) -> int:
         """SIGKILL one worker; return its PID."""
