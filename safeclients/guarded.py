@@ -38,6 +38,8 @@ ON_CONFLICT = ("raise", "warn", "count")
 
 _GENERIC_USE = "a special method or checkout block"
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
 
 def _thread_name(ident: int) -> str:
     for thread in threading.enumerate():
@@ -59,7 +61,9 @@ def _format_stack(frame: FrameType | None) -> str:
         return "  (the thread has left)\n"
     summary = traceback.StackSummary.extract(traceback.walk_stack(frame), lookup_lines=False)
     summary.reverse()
-    return "".join(summary.format())
+    # Our own frames between the caller and the client only hide the two sides of the race.
+    ours = [f for f in summary if not f.filename.startswith(_PACKAGE_DIR)]
+    return "".join(traceback.StackSummary.from_list(ours).format())
 
 
 class GuardedPolicy(Policy[T]):
@@ -210,27 +214,30 @@ class GuardedPolicy(Policy[T]):
         if inherited:
             self._foreign_pid = creator
 
+    def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """One call of ``name``, watched: the slow path and every forwarder come here."""
+        if not ARMED[0]:
+            _fork.check()
+        obj = self.instance
+        if obj is None:
+            obj = self.create_guarded()
+        me = threading.get_ident()
+        inside = self.inside
+        if me in inside:  # a nested call from inside the client (a callback): same thread
+            return getattr(obj, name)(*args, **kwargs)
+        inside[me] = name
+        try:
+            if len(inside) > 1:
+                self.conflict(me, name)
+            return getattr(obj, name)(*args, **kwargs)
+        finally:
+            inside.pop(me, None)
+
     def forwarder(self, name: str) -> object:
-        policy = self
-        get_ident = threading.get_ident
+        call = self.call
 
         def forward(proxy: object, *args: Any, **kwargs: Any) -> Any:
-            if not ARMED[0]:
-                _fork.check()
-            obj = policy.instance
-            if obj is None:
-                obj = policy.create_guarded()
-            me = get_ident()
-            inside = policy.inside
-            if me in inside:
-                return getattr(obj, name)(*args, **kwargs)
-            inside[me] = name
-            try:
-                if len(inside) > 1:
-                    policy.conflict(me, name)
-                return getattr(obj, name)(*args, **kwargs)
-            finally:
-                inside.pop(me, None)
+            return call(name, args, kwargs)
 
         forward.__name__ = forward.__qualname__ = name
         return forward
