@@ -266,7 +266,7 @@ def guarded(
 
 @overload
 def guarded(
-    obj_or_factory: None = ..., *, on_conflict: str = ..., close: Callable[[T], object]
+    obj_or_factory: None = ..., *, on_conflict: str = ..., close: Callable[[Any], object]
 ) -> Callable[[Callable[[], T]], T]: ...
 
 

@@ -215,7 +215,7 @@ def locked(
 def locked(
     obj_or_factory: None = ...,
     *,
-    close: Callable[[T], object],
+    close: Callable[[Any], object],  # the client type is not known yet here
     discard_on: DiscardOn | None = ...,
 ) -> Callable[[Callable[[], T]], T]: ...
 

@@ -262,7 +262,7 @@ def pooled(
     *,
     size: int = ...,
     timeout: float = ...,
-    close: Callable[[T], object],
+    close: Callable[[Any], object],  # the client type is not known yet here
     discard_on: DiscardOn | None = ...,
 ) -> Callable[[Callable[[], T]], T]: ...
 

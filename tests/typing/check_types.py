@@ -16,6 +16,9 @@ class Client:
     def submit(self, payload: bytes) -> bytes:
         return payload[::-1]
 
+    def shutdown(self) -> None:
+        pass
+
 
 @safeclients.per_thread
 def per_thread_client() -> Client:
@@ -24,6 +27,12 @@ def per_thread_client() -> Client:
 
 @safeclients.per_thread(close=lambda client: None)
 def per_thread_with_args() -> Client:
+    return Client()
+
+
+# The README's form: a lambda `close` whose parameter mypy cannot know yet (it must not error).
+@safeclients.pooled(size=2, close=lambda client: client.shutdown())
+def pooled_with_lambda_close() -> Client:
     return Client()
 
 
@@ -58,6 +67,7 @@ def guarded_with_args() -> Client:
 
 
 assert_type(per_thread_client, Client)
+assert_type(pooled_with_lambda_close, Client)
 assert_type(per_thread_with_args, Client)
 assert_type(locked_client, Client)
 assert_type(locked_with_args, Client)
