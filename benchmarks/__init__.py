@@ -20,4 +20,6 @@ Modules:
   e2e        the Gearman example apps on our server and uWSGI under load
   report     tables as markdown, targets as PASS/FAIL
   charts     the PNG charts (matplotlib, Agg backend)
+
+Separately, ``benchmarks/server_bench.py`` compares our server with gunicorn and uWSGI under wrk.
 """
