@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks import report
-from examples.gearman.app_pooled import POOL_SIZE_ENV
+from examples.gearman._app import POOL_SIZE_ENV
 
 WORKERS = 2
 THREADS = 8

@@ -43,6 +43,8 @@ import safeclients
 TASK = b"reverse"
 JOB_TIMEOUT = float(os.environ.get("GEARMAN_JOB_TIMEOUT", "10"))
 DEFAULT_SERVERS = "127.0.0.1:4730"
+#: The pooled variant's size comes from here (default 4); the benchmarks compare 1, 2, 4 and 8.
+POOL_SIZE_ENV = "GEARMAN_POOL_SIZE"
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]

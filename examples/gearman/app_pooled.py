@@ -11,9 +11,13 @@ import os
 import gearman
 
 import safeclients
-from examples.gearman._app import client_is_broken, close_client, make_application, new_client
-
-POOL_SIZE_ENV = "GEARMAN_POOL_SIZE"
+from examples.gearman._app import (
+    POOL_SIZE_ENV,
+    client_is_broken,
+    close_client,
+    make_application,
+    new_client,
+)
 
 
 @safeclients.pooled(
