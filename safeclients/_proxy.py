@@ -26,7 +26,7 @@ from __future__ import annotations
 import inspect
 import operator
 import types
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import wrapt
 
@@ -54,7 +54,15 @@ def _policy(proxy: Proxy) -> Policy[Any]:
     return policy
 
 
-class Proxy(wrapt.BaseObjectProxy[Any]):
+# wrapt's stubs make the proxy generic, but older wrapt releases (2.1.2, for one) cannot
+# subscript it at runtime: subscript for the type checker alone, so those still import.
+if TYPE_CHECKING:
+    _ProxyBase = wrapt.BaseObjectProxy[Any]
+else:
+    _ProxyBase = wrapt.BaseObjectProxy
+
+
+class Proxy(_ProxyBase):
     """Base of every safeclients proxy class; see the module docstring."""
 
     # The C proxy's own attribute lookup, called through a slot wrapper, costs ~70 ns per access
