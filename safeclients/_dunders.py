@@ -38,7 +38,6 @@ def _subclasscheck(obj: Any, subclass: Any) -> bool:
 UNARY: dict[str, Callable[[Any], Any]] = {
     "__str__": str,
     "__bytes__": bytes,
-    "__hash__": hash,
     "__bool__": bool,
     "__len__": len,
     "__iter__": iter,
@@ -94,8 +93,6 @@ INPLACE: dict[str, Callable[[Any, Any], Any]] = {
 BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "__lt__": operator.lt,
     "__le__": operator.le,
-    "__eq__": operator.eq,
-    "__ne__": operator.ne,
     "__gt__": operator.gt,
     "__ge__": operator.ge,
     "__contains__": _contains,

@@ -91,18 +91,24 @@ ARMED, WIPEONFORK = _make_armed_byte()
 # need, so a lock copied in a held state by a fork is never waited for. Entries are keyed by pid.
 _reset_locks: dict[int, threading.Lock] = {}
 
-# Every live policy in this process (and, until the reset, those inherited from the parent).
-_registry: weakref.WeakSet[ForkAware] = weakref.WeakSet()
+# Every live policy -> the pid of the process whose state it holds. A policy created in a fork
+# child before that child's first check holds nothing inherited: it must not be reset.
+_registry: weakref.WeakKeyDictionary[ForkAware, int] = weakref.WeakKeyDictionary()
+
+#: How many fork resets this process has seen (its own and its ancestors'). A block that holds
+#: an instance (``checkout()``, ``with proxy:``) records it, and gives nothing back when it ends
+#: in a different generation: the child dropped that instance, and its lock, at the reset.
+GENERATION = [0]
 
 
 def register(policy: ForkAware) -> None:
     """Make ``policy`` reset itself in any child process (called when a proxy is created)."""
-    _registry.add(policy)
+    _registry[policy] = os.getpid()
 
 
 def live_policies() -> list[ForkAware]:
     """A snapshot of the registered policies (used by the shutdown hook)."""
-    return list(_registry)
+    return list(_registry.keys())
 
 
 def check() -> None:
@@ -119,8 +125,11 @@ def check() -> None:
             return
         for stale in [other for other in _reset_locks if other != pid]:
             _reset_locks.pop(stale, None)
-        for policy in list(_registry):
-            policy.after_fork()
+        for policy, owner in list(_registry.items()):
+            if owner != pid:
+                policy.after_fork()
+                _registry[policy] = pid
+        GENERATION[0] += 1
         ARMED[0] = 1
 
 

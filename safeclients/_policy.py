@@ -1,34 +1,45 @@
-"""The policy base: what every proxy delegates to, and the override surface of each policy.
+"""The policy base: what every proxy delegates to.
 
 A proxy (``_proxy.Proxy``) owns no state of its own beyond ``_self_policy``; a ``Policy`` holds the
-factory, the instances, the locks and the counters. A policy overrides:
+factory, the instances, the locks and the counters.
 
-* ``acquire() -> obj``: an instance for the calling thread's next use (may block, may create);
-* ``release(obj, broken)``: the use is over; ``broken`` means the call raised one of
-  ``discard_on``, so the instance must be closed and never handed out again;
-* ``dispose(final)``: close every instance the policy holds, in every thread;
+Override surface (what a policy subclass defines)
+-------------------------------------------------
+* ``USE``: the policy's use of an instance, stated once (see ``_use``): statements that *get* an
+  instance for the calling thread and *put* it back, ok or broken. Every path is compiled from
+  it: forwarders, ``call``, ``apply`` (special methods), ``get``/``put`` (blocks).
+* ``prime()``: create an instance where the next ``get`` finds it, without a use, so a first
+  call can learn the client type, install the forwarders and run with a single acquisition.
+* ``dispose(final)``: close the instances, without closing one under a running call.
 * ``after_fork()``: in a fork child, drop inherited instances *without closing them* and replace
-  every lock (see ``_fork`` for how a fork is detected);
-* ``live()``: how many instances it holds;
-* ``peek()``: the instance ``proxy.__wrapped__`` shows (pooled has none and says so);
-* optionally ``shutdown()``: interpreter exit, default ``dispose(True)``;
-* optionally ``forwarder(name)``: a fast class attribute for the client type's public method
-  ``name``; the default forwards through the generic ``call``.
+  every lock (see ``_fork`` for how a fork is detected).
+* ``live()``: how many instances it holds; ``peek()``: what ``proxy.__wrapped__`` shows.
+* optionally ``shutdown()``: interpreter exit, default ``dispose(True)``.
 
-Which thread runs what: ``acquire``/``release``/``call`` run in request threads; ``dispose`` in
-whichever thread calls ``safeclients.dispose`` (or the interpreter's exit); ``after_fork`` in the
-fork child's first caller, with no other thread of the child inside the policy yet.
+Caller surface (what the proxy, ``control`` and the compiled paths use)
+-----------------------------------------------------------------------
+``get()``, ``put(obj, token, broken)``, ``call(name, args, kwargs)``, ``apply(func, *args)``,
+``forwarder(name)``, ``attribute(name)``, ``hold()``/``unhold(held, broken)`` (``with proxy:``),
+``stats()``; and for subclasses ``create()``, ``close_instance()``, ``count_wait()``.
+
+Which thread runs what: the compiled paths run in request threads; ``dispose`` in whichever
+thread calls ``safeclients.dispose`` (or the interpreter's exit); ``after_fork`` in the fork
+child's first caller, with no other thread of the child inside the policy yet.
 """
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import logging
+import os
 import threading
+import types
 from collections.abc import Callable
-from typing import Any, ClassVar, Generic, TypeVar, Union
+from typing import Any, ClassVar, Generic, NamedTuple, TypeVar, Union
 
 from safeclients import _check, _fork
-from safeclients._fork import ARMED
+from safeclients._use import Use, compiled
 from safeclients.errors import FactoryError, PoolClosed
 from safeclients.stats import Stats
 
@@ -36,13 +47,22 @@ T = TypeVar("T")
 
 log = logging.getLogger("safeclients")
 
-DiscardOn = Union[tuple[type[BaseException], ...], Callable[[BaseException], bool]]
+DiscardOn = Union[
+    type[BaseException], tuple[type[BaseException], ...], Callable[[BaseException], bool]
+]
 
 # Exception class names (anywhere in the MRO) that mean "this connection is unusable": the
 # clients we target raise their own classes rather than OSError, e.g. pygearman's
 # gearman.errors.ConnectionError / ServerUnavailable / ProtocolError (a desynchronised stream),
-# redis-py's and pymemcache's ConnectionError-named classes.
-_BROKEN_NAME_PARTS = ("ConnectionError", "ServerUnavailable", "ProtocolError")
+# redis-py's and pymemcache's ConnectionError-named classes, and PEP 249's InterfaceError and
+# OperationalError, which every DB-API driver raises for a dead or lost connection.
+_BROKEN_NAME_PARTS = (
+    "ConnectionError",
+    "ServerUnavailable",
+    "ProtocolError",
+    "InterfaceError",
+    "OperationalError",
+)
 
 
 def default_discard(exc: BaseException) -> bool:
@@ -54,27 +74,59 @@ def default_discard(exc: BaseException) -> bool:
     )
 
 
-def discard_predicate(discard_on: DiscardOn | None) -> Callable[[BaseException], bool]:
-    """Normalise ``discard_on`` (a tuple of classes, a predicate, or None for the default)."""
-    if discard_on is None:
-        return default_discard
+def _exception_classes(discard_on: object) -> tuple[type[BaseException], ...] | None:
+    """``discard_on`` as a tuple of exception classes, or None if it is not one or a tuple."""
+    if isinstance(discard_on, type) and issubclass(discard_on, BaseException):
+        return (discard_on,)
     if isinstance(discard_on, tuple):
-        classes = discard_on
-        for klass in classes:
+        for klass in discard_on:
             if not (isinstance(klass, type) and issubclass(klass, BaseException)):
-                raise TypeError(
-                    f"discard_on must hold exception classes, got {klass!r}"
-                )
-
-        def is_broken(exc: BaseException) -> bool:
-            return isinstance(exc, classes)
-
-        return is_broken
-    if callable(discard_on):
+                raise TypeError(f"discard_on must hold exception classes, got {klass!r}")
         return discard_on
-    raise TypeError(
-        f"discard_on must be a tuple of exception classes or a predicate, got {discard_on!r}"
-    )
+    return None
+
+
+def discard_predicate(discard_on: DiscardOn | None) -> Callable[[BaseException], bool]:
+    """Normalise ``discard_on`` into the predicate the compiled paths call on an error.
+
+    ``discard_on`` is an exception class, a tuple of them, a predicate, or None for the default.
+    Whatever it is, an exception that is not an ``Exception`` (``KeyboardInterrupt``,
+    ``SystemExit``, a greenlet kill) always discards: it cut a call off between request and
+    reply, so the instance's stream may hold a reply nobody read. A predicate that raises is
+    logged and counts as "broken": the instance is discarded, never leaked, and the caller gets
+    its original exception.
+    """
+    if discard_on is None:
+        test: Callable[[BaseException], bool] = default_discard
+    else:
+        classes = _exception_classes(discard_on)
+        if classes is not None:
+
+            def test(exc: BaseException) -> bool:
+                return isinstance(exc, classes)
+
+        elif callable(discard_on):
+            test = discard_on  # type: ignore[assignment]  # a class was matched above
+        else:
+            raise TypeError(
+                "discard_on must be an exception class, a tuple of them, or a predicate, got "
+                f"{discard_on!r}"
+            )
+
+    def is_broken(exc: BaseException) -> bool:
+        if not isinstance(exc, Exception):
+            return True
+        try:
+            return bool(test(exc))
+        except Exception:
+            log.warning(
+                "safeclients: the discard_on predicate raised on %s; the instance is discarded",
+                type(exc).__name__,
+                exc_info=True,
+            )
+            return True
+
+    return is_broken
 
 
 def check_factory(kind: str, factory: object) -> None:
@@ -86,10 +138,40 @@ def check_factory(kind: str, factory: object) -> None:
         )
 
 
+def is_factory(obj: object) -> bool:
+    """A function, method, partial or class is a factory; anything else is an instance."""
+    return isinstance(
+        obj,
+        (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType, functools.partial),
+    )
+
+
+def instance_or_factory(obj_or_factory: Any) -> tuple[Callable[[], Any] | None, Any]:
+    """Split ``locked``'s and ``guarded``'s argument into (factory, None) or (None, instance)."""
+    if is_factory(obj_or_factory):
+        return obj_or_factory, None
+    return None, obj_or_factory
+
+
+class Held(NamedTuple):
+    """One ``with proxy:`` block's instance: what ``put`` needs, and the fork generation."""
+
+    obj: Any
+    token: Any
+    generation: int
+
+
 class Policy(Generic[T]):
-    """Base of the four policies; see the module docstring for the override surface."""
+    """Base of the policies; see the module docstring for the two surfaces."""
 
     kind: ClassVar[str] = "policy"
+    USE: ClassVar[Use]
+
+    # Bound at creation from the compiled USE (instance attributes: one dict lookup per use).
+    get: Callable[[], tuple[Any, Any]]
+    put: Callable[[Any, Any, bool], None]
+    call: Callable[[str, tuple[Any, ...], dict[str, Any]], Any]
+    apply: Callable[..., Any]
 
     def __init__(
         self,
@@ -97,6 +179,8 @@ class Policy(Generic[T]):
         *,
         close: Callable[[T], object] | None = None,
         discard_on: DiscardOn | None = None,
+        instance: T | None = None,
+        checkable: bool = True,
     ) -> None:
         if factory is not None:
             check_factory(self.kind, factory)
@@ -106,29 +190,51 @@ class Policy(Generic[T]):
         self._close_fn = close
         self.is_broken = discard_predicate(discard_on)
         self.client_type: type | None = factory if isinstance(factory, type) else None
+        if instance is not None:
+            self.client_type = type(instance)
         # Called once with the type of the first instance (the proxy installs fast forwarders).
         self.on_first_instance: Callable[[type], None] | None = None
         self.tracker: _check.Tracker | None = (
-            _check.Tracker(self.kind) if _check.enabled() else None
+            _check.Tracker(self.kind) if checkable and _check.enabled() else None
         )
         self._final = False
+        # Per context (thread, task, greenlet): the `with proxy:` blocks open, innermost last.
+        # A tuple, never mutated: a task's copy of the context must not see another's blocks.
+        self._holds: contextvars.ContextVar[tuple[Held, ...]] = contextvars.ContextVar(
+            f"safeclients.{self.kind}.holds", default=()
+        )
         self._reset_common()
+        self._bind_use()
         _fork.register(self)
+
+    def _bind_use(self) -> None:
+        """Bind the paths compiled from ``USE`` to this policy (at creation only)."""
+        paths = compiled(self.USE, self.kind, self.tracker is not None)
+        args = (self, self.is_broken, self.tracker)
+        self._make_forwarder = functools.partial(paths.makers["forwarder"], *args)
+        self.get = paths.makers["get"](*args, None)
+        self.put = paths.makers["put"](*args, None)
+        self.call = paths.makers["call"](*args, None)
+        self.apply = paths.makers["apply"](*args, None)
 
     # -- shared state --------------------------------------------------------------------------
 
+    @property
+    def replaceable(self) -> bool:
+        """Whether a closed instance can be replaced: only with a factory to make a new one."""
+        return self._factory is not None
+
     def _reset_common(self) -> None:
-        """(Re)initialise the counters and the per-thread hold stack; creation and fork child."""
+        """(Re)initialise the counters; creation and fork child."""
         # Guards the counters below (slow paths only; the fast paths never count).
         self._counters_lock = threading.Lock()
         self._created = 0
         self._closed = 0
         self._discarded = 0
+        self._close_failed = 0
         self._waits = 0
         self._wait_seconds = 0.0
         self._conflicts = 0
-        # Per thread: the instances held by `with proxy:` blocks, innermost last.
-        self._held = threading.local()
         if self.tracker is not None:
             self.tracker.reset()
 
@@ -169,10 +275,17 @@ class Policy(Generic[T]):
         if hook is not None:
             hook(type(obj))
 
-    def close_instance(self, obj: T, *, discarded: bool) -> None:
-        """Close an instance this process created; a failing close is logged and contained."""
+    def close_instance(self, obj: T, *, discarded: bool) -> bool:
+        """Close an instance this process created; a failing close is logged and contained.
+
+        Returns whether the close succeeded; only a close that succeeded is counted as closed
+        (or discarded). A ``BaseException`` from the close (``KeyboardInterrupt``) is re-raised
+        after the bookkeeping, so no slot or record is lost to it.
+        """
         if self.tracker is not None:
             self.tracker.forget(obj)
+        interrupted: BaseException | None = None
+        ok = False
         try:
             if self._close_fn is not None:
                 self._close_fn(obj)
@@ -180,18 +293,28 @@ class Policy(Generic[T]):
                 close = getattr(obj, "close", None)
                 if callable(close):
                     close()
-        except Exception:
+            ok = True
+        except Exception as exc:
             log.warning(
-                "safeclients: closing a %s held by a %s proxy raised; the instance is dropped",
+                "safeclients: closing a %s held by a %s proxy raised %s: %s; the instance is "
+                "dropped",
                 type(obj).__name__,
                 self.kind,
-                exc_info=True,
+                type(exc).__name__,
+                exc,
             )
+        except BaseException as exc:
+            interrupted = exc
         with self._counters_lock:
-            if discarded:
+            if not ok:
+                self._close_failed += 1
+            elif discarded:
                 self._discarded += 1
             else:
                 self._closed += 1
+        if interrupted is not None:
+            raise interrupted
+        return ok
 
     def count_wait(self, seconds: float) -> None:
         with self._counters_lock:
@@ -214,14 +337,12 @@ class Policy(Generic[T]):
                 waits=self._waits,
                 wait_seconds=self._wait_seconds,
                 conflicts=self._conflicts,
+                close_failed=self._close_failed,
             )
 
     # -- override surface ----------------------------------------------------------------------
 
-    def acquire(self) -> T:
-        raise NotImplementedError
-
-    def release(self, obj: T, broken: bool) -> None:
+    def prime(self) -> None:
         raise NotImplementedError
 
     def dispose(self, final: bool) -> None:
@@ -238,98 +359,131 @@ class Policy(Generic[T]):
         raise NotImplementedError
 
     def peek(self) -> T:
-        """The instance ``proxy.__wrapped__`` shows (no lock held, no checkout)."""
-        raise NotImplementedError
-
-    def forwarder(self, name: str) -> object:
-        """Class attribute forwarding the client method ``name``; generic unless overridden."""
-        policy = self
-
-        def forward(proxy: object, *args: Any, **kwargs: Any) -> Any:
-            return policy.call(name, args, kwargs)
-
-        forward.__name__ = forward.__qualname__ = name
-        return forward
-
-    # -- the generic path (dunders, checkout, unknown attributes, SAFECLIENTS_CHECK) -----------
-
-    def enter(self) -> T:
-        """Fork check, then ``acquire`` (and the invariant check under SAFECLIENTS_CHECK)."""
-        if not ARMED[0]:
+        """The instance ``proxy.__wrapped__`` shows: one that exists already, for this thread;
+        never created, waited for or locked. ``AttributeError`` when there is none."""
+        if not _fork.ARMED[0]:
             _fork.check()
-        obj = self.acquire()
-        if self.tracker is not None:
-            try:
-                self.tracker.enter(obj)
-            except BaseException:
-                self.release(obj, False)
-                raise
+        obj = self.existing()
+        if obj is None:
+            raise AttributeError(
+                f"this {self.kind} proxy has no instance for this thread yet (introspection "
+                f"never creates one): use the proxy, or `with safeclients.checkout(proxy) as "
+                f"client:`"
+            )
         return obj
 
-    def leave(self, obj: T, broken: bool) -> None:
-        if self.tracker is not None:
-            self.tracker.leave(obj)
-        self.release(obj, broken)
+    def existing(self) -> T | None:
+        """The instance this thread would use now, if one exists (``peek``)."""
+        raise NotImplementedError
 
-    def apply(self, func: Callable[..., Any], *args: Any) -> Any:
-        """``func(instance, *args)`` with an instance held for the duration."""
-        obj = self.enter()
-        try:
-            result = func(obj, *args)
-        except BaseException as exc:
-            self.leave(obj, self.is_broken(exc))
-            raise
-        self.leave(obj, False)
-        return result
+    # -- caller surface ------------------------------------------------------------------------
 
-    def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        obj = self.enter()
-        try:
-            result = getattr(obj, name)(*args, **kwargs)
-        except BaseException as exc:
-            self.leave(obj, self.is_broken(exc))
-            raise
-        self.leave(obj, False)
-        return result
+    def forwarder(self, name: str) -> Callable[..., Any]:
+        """The class attribute for the client method ``name``: the use, specialised by name."""
+        forward: Callable[..., Any] = self._make_forwarder(name)
+        forward.__name__ = forward.__qualname__ = name
+        return forward
 
     def attribute(self, name: str) -> Any:
         """``proxy.name`` for a name with no fast forwarder: a value, or a call-through."""
         value = self.apply(getattr, name)
         if callable(value) and not isinstance(value, type):
-            return CallThrough(self, name)
+            return CallThrough(self, (name,), value)
         return value
 
-    def hold(self) -> T:
-        """Start a ``with proxy:`` block: the instance stays held until ``unhold``."""
-        obj = self.enter()
-        stack: list[T] | None = getattr(self._held, "stack", None)
-        if stack is None:
-            stack = self._held.stack = []
-        stack.append(obj)
-        return obj
+    def hold(self) -> Held:
+        """Start a ``with proxy:`` block: the instance stays held until ``unhold``.
 
-    def unhold(self, broken: bool) -> T:
-        obj: T = self._held.stack.pop()
-        self.leave(obj, broken)
-        return obj
+        The block's record lives in a context variable, so two coroutines of one thread (or two
+        greenlets) each get back their own instance, whatever order their blocks end in.
+        """
+        obj, token = self.get()
+        held = Held(obj, token, _fork.GENERATION[0])
+        self._holds.set(self._holds.get() + (held,))
+        return held
 
-    def held(self) -> T:
-        stack: list[T] = self._held.stack
-        return stack[-1]
+    def current_hold(self) -> Held:
+        """The innermost ``with proxy:`` block open in this context."""
+        return self._holds.get()[-1]
+
+    def unhold(self, held: Held, broken: bool) -> None:
+        """End a ``with proxy:`` block (or a ``checkout()``): give its instance back.
+
+        A block that began before a fork gives nothing back in the child: the child's reset
+        already dropped that instance, and the lock or slot it held belongs to the parent.
+        """
+        holds = self._holds.get()
+        if held in holds:
+            index = len(holds) - 1 - holds[::-1].index(held)
+            self._holds.set(holds[:index] + holds[index + 1 :])
+        if not _fork.ARMED[0]:
+            _fork.check()
+        if held.generation != _fork.GENERATION[0]:
+            return
+        self.put(held.obj, held.token, broken)
+
+    def held_elsewhere(self) -> bool:
+        """Whether this context already holds an instance in a block (for pooled's message)."""
+        return bool(self._holds.get())
+
+
+def _call_path(obj: Any, path: tuple[str, ...], args: Any, kwargs: Any) -> Any:
+    target = obj
+    for name in path:
+        target = getattr(target, name)
+    return target(*args, **kwargs)
 
 
 class CallThrough:
     """What ``proxy.name`` returns for a callable with no fast forwarder: each call holds an
-    instance (lock, checkout) for its own duration only."""
+    instance (lock, checkout) for its own duration only.
 
-    __slots__ = ("_policy", "_name")
+    A callable with attributes of its own keeps them: a callable attribute of it is another
+    call-through, one step further down the path (``xmlrpc.client``'s
+    ``proxy.system.listMethods()`` runs ``obj.system.listMethods()`` on a held instance); any
+    other attribute (``__doc__``, ``__name__``) is read from the callable seen at lookup.
+    """
 
-    def __init__(self, policy: Policy[Any], name: str) -> None:
+    __slots__ = ("_policy", "_path", "_seen")
+
+    def __init__(self, policy: Policy[Any], path: tuple[str, ...], seen: object) -> None:
         self._policy = policy
-        self._name = name
+        self._path = path
+        self._seen = seen
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._policy.call(self._name, args, kwargs)
+        if len(self._path) == 1:
+            return self._policy.call(self._path[0], args, kwargs)
+        return self._policy.apply(_call_path, self._path, args, kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._seen, name)
+        if callable(value) and not isinstance(value, type) and not name.startswith("__"):
+            return CallThrough(self._policy, (*self._path, name), value)
+        return value
+
+    @property
+    def __doc__(self) -> Any:  # type: ignore[override]
+        return getattr(self._seen, "__doc__", None)
+
+    @property
+    def __wrapped__(self) -> Any:
+        # inspect.signature() follows __wrapped__: the callable's own signature, not ours.
+        return self._seen
 
     def __repr__(self) -> str:
-        return f"<safeclients call-through {self._name!r} of a {self._policy.kind} proxy>"
+        path = ".".join(self._path)
+        return f"<safeclients call-through {path!r} of a {self._policy.kind} proxy>"
+
+
+__all__ = [
+    "Policy",
+    "Held",
+    "CallThrough",
+    "DiscardOn",
+    "default_discard",
+    "discard_predicate",
+    "is_factory",
+    "instance_or_factory",
+    "log",
+]

@@ -77,7 +77,18 @@ class Proxy(_ProxyBase):
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_self_"):
             raise AttributeError(name)
-        return _policy(self).attribute(name)
+        policy = _policy(self)
+        if name == "__wrapped__":
+            # The property raised "no instance yet": Python retries here; never create one.
+            return policy.peek()
+        if policy.client_type is None:
+            # First use: create an instance where the call will find it (no use of it yet),
+            # which installs the forwarders; a method then runs with a single acquisition.
+            policy.prime()
+            forward = vars(type(self)).get(name)
+            if forward is not None:
+                return forward.__get__(self, type(self))
+        return policy.attribute(name)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name.startswith("_self_"):
@@ -93,13 +104,15 @@ class Proxy(_ProxyBase):
 
     @property
     def __wrapped__(self) -> Any:
+        # Introspection (inspect.unwrap, doctest, hasattr) must never create or wait: the
+        # calling thread's existing instance, or AttributeError ("nothing wrapped yet").
         return _policy(self).peek()
 
     @property  # type: ignore[misc]
     def __class__(self) -> Any:
         policy = _policy(self)
         if policy.client_type is None:
-            policy.apply(type)
+            policy.prime()
         return policy.client_type
 
     @property
@@ -118,48 +131,61 @@ class Proxy(_ProxyBase):
     def __annotations__(self) -> Any:  # type: ignore[override]
         return _policy(self).apply(operator.attrgetter("__annotations__"))
 
-    # `with proxy:` holds one instance (and, for locked, the lock) from enter to exit.
+    # `with proxy:` holds one instance (and, for locked, the lock) from enter to exit; the
+    # block's record is per context (``Policy.hold``), so blocks of two coroutines of one thread
+    # each give back their own instance.
     def __enter__(self) -> Any:
         policy = _policy(self)
-        obj = policy.hold()
+        held = policy.hold()
         try:
-            return obj.__enter__()
+            return held.obj.__enter__()
         except BaseException as exc:
-            policy.unhold(policy.is_broken(exc))
+            policy.unhold(held, policy.is_broken(exc))
             raise
 
     def __exit__(self, *exc_info: Any) -> Any:
         policy = _policy(self)
-        obj = policy.held()
+        held = policy.current_hold()
         try:
-            result = obj.__exit__(*exc_info)
+            result = held.obj.__exit__(*exc_info)
         except BaseException as exc:
-            policy.unhold(policy.is_broken(exc))
+            policy.unhold(held, policy.is_broken(exc))
             raise
         error = exc_info[1]
-        policy.unhold(error is not None and policy.is_broken(error))
+        policy.unhold(held, error is not None and policy.is_broken(error))
         return result
 
     async def __aenter__(self) -> Any:
         policy = _policy(self)
-        obj = policy.hold()
+        held = policy.hold()
         try:
-            return await obj.__aenter__()
+            return await held.obj.__aenter__()
         except BaseException as exc:
-            policy.unhold(policy.is_broken(exc))
+            policy.unhold(held, policy.is_broken(exc))
             raise
 
     async def __aexit__(self, *exc_info: Any) -> Any:
         policy = _policy(self)
-        obj = policy.held()
+        held = policy.current_hold()
         try:
-            result = await obj.__aexit__(*exc_info)
+            result = await held.obj.__aexit__(*exc_info)
         except BaseException as exc:
-            policy.unhold(policy.is_broken(exc))
+            policy.unhold(held, policy.is_broken(exc))
             raise
         error = exc_info[1]
-        policy.unhold(error is not None and policy.is_broken(error))
+        policy.unhold(held, error is not None and policy.is_broken(error))
         return result
+
+    # Identity, not the instance's: the instance differs per thread (per_thread) or per call
+    # (pooled), and a dict keyed by the proxy must find it from every thread.
+    def __hash__(self) -> int:
+        return object.__hash__(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __ne__(self, other: object) -> bool:
+        return self is not other
 
     def __repr__(self) -> str:
         # Not forwarded: repr() runs in debuggers, logs and error messages, and must never
@@ -226,12 +252,10 @@ def install_forwarders(klass: type, policy: Policy[Any], client_type: type) -> N
 
     Runs once, in whichever thread creates the first instance; a class attribute assignment is
     atomic, so other threads see either the ``__getattr__`` path or the forwarder. Under
-    SAFECLIENTS_CHECK the fast forwarders are left out, so every call takes the checked path.
+    SAFECLIENTS_CHECK the forwarders are the same ones, compiled with the checks in them.
     """
     if _defines(client_type, "__call__"):
         setattr(klass, "__call__", call_method(_policy))
-    if policy.tracker is not None:
-        return
     for name in dir(client_type):
         if name.startswith("_") or name in _OWN_NAMES or name in vars(klass):
             continue

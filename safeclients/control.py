@@ -12,8 +12,9 @@ from types import TracebackType
 from typing import Generic, TypeVar
 
 from safeclients import _fork
-from safeclients._policy import Policy
+from safeclients._policy import Held, Policy
 from safeclients._proxy import Proxy, policy_of
+from safeclients.errors import CheckoutReused
 from safeclients.stats import Stats
 
 T = TypeVar("T")
@@ -25,16 +26,35 @@ def is_proxy(obj: object) -> bool:
 
 
 class _Checkout(Generic[T]):
-    """The context manager ``checkout`` returns: a class, not a generator, to keep it cheap."""
+    """The context manager ``checkout`` returns: a class, not a generator, to keep it cheap.
 
-    __slots__ = ("_policy", "_obj")
+    One object, one block: entering it again (or from a second thread) raises
+    ``CheckoutReused`` instead of handing out a second instance that its one exit would
+    mix up with the first.
+    """
+
+    __slots__ = ("_policy", "_held", "_ticket")
 
     def __init__(self, policy: Policy[T]) -> None:
         self._policy = policy
-        self._obj: T | None = None
+        self._held: Held | None = None
+        # One entry; list.pop() is atomic, so two threads entering at once cannot both get it.
+        self._ticket = [True]
 
     def __enter__(self) -> T:
-        obj = self._obj = self._policy.enter()
+        try:
+            self._ticket.pop()
+        except IndexError:
+            reused = True
+        else:
+            reused = False
+        if reused:
+            raise CheckoutReused(
+                "this checkout() object was already entered: call safeclients.checkout(proxy) "
+                "once per `with` block (and per thread)"
+            )
+        held = self._held = self._policy.hold()
+        obj: T = held.obj
         return obj
 
     def __exit__(
@@ -43,10 +63,10 @@ class _Checkout(Generic[T]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        obj, self._obj = self._obj, None
-        if obj is None:
+        held, self._held = self._held, None
+        if held is None:
             return
-        self._policy.leave(obj, exc is not None and self._policy.is_broken(exc))
+        self._policy.unhold(held, exc is not None and self._policy.is_broken(exc))
 
 
 def checkout(proxy: T) -> AbstractContextManager[T]:

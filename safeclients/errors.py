@@ -8,6 +8,8 @@ derives from ``ValueError`` for the same reason).
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class SafeClientsError(Exception):
     """Base of every error raised by safeclients itself (never by the wrapped client)."""
@@ -20,15 +22,56 @@ class FactoryError(SafeClientsError, TypeError):
 class PoolTimeout(SafeClientsError):
     """No instance became free within the pool's timeout."""
 
-    def __init__(self, size: int, timeout: float, waited: float) -> None:
-        super().__init__(
+    def __init__(self, size: int, timeout: float, waited: float, *, same_context: bool = False):
+        message = (
             f"no client became free within {timeout:g} s (waited {waited:.3f} s): all {size} "
             f"instances of the pool are in use; raise size= or timeout=, or hold instances "
             f"for shorter blocks"
         )
+        if same_context:
+            message += (
+                f" (this thread already holds one of the {size} in an open block: a nested use "
+                f"of the proxy inside `with checkout(proxy)` or `with proxy:` waits for itself)"
+            )
+        super().__init__(message)
         self.size = size
         self.timeout = timeout
         self.waited = waited
+        self.same_context = same_context
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Picklable (a worker process reports it to its parent): rebuild from the numbers.
+        return _rebuild_pool_timeout, (type(self), self.size, self.timeout, self.waited,
+                                       self.same_context)
+
+
+def _rebuild_pool_timeout(
+    cls: type[PoolTimeout], size: int, timeout: float, waited: float, same_context: bool
+) -> PoolTimeout:
+    if cls is LockTimeout:
+        return LockTimeout(timeout, waited)
+    return cls(size, timeout, waited, same_context=same_context)
+
+
+class LockTimeout(PoolTimeout):
+    """A ``locked`` proxy's lock was not free within its timeout (a pool of one instance)."""
+
+    def __init__(self, timeout: float, waited: float) -> None:
+        SafeClientsError.__init__(
+            self,
+            f"the lock of a locked proxy was not free within {timeout:g} s (waited "
+            f"{waited:.3f} s): another thread is inside a call on its one instance; raise "
+            f"timeout= (None waits without limit), or use pooled() for concurrent calls",
+        )
+        self.size = 1
+        self.timeout = timeout
+        self.waited = waited
+        self.same_context = False
+
+
+class CheckoutReused(SafeClientsError, RuntimeError):
+    """A ``checkout()`` object was entered a second time (or from two threads): each
+    ``with safeclients.checkout(proxy)`` needs its own call to ``checkout``."""
 
 
 class PoolClosed(SafeClientsError):
@@ -47,6 +90,8 @@ __all__ = [
     "SafeClientsError",
     "FactoryError",
     "PoolTimeout",
+    "LockTimeout",
+    "CheckoutReused",
     "PoolClosed",
     "ConcurrentUseError",
     "ForkedUseError",

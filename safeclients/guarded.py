@@ -9,14 +9,20 @@ current stack (``sys._current_frames()``), so both sides of the race are on scre
 ``"warn"`` logs the same message (logger ``safeclients``) and proceeds; ``"count"`` only counts.
 ``stats(proxy).conflicts`` counts every conflict seen.
 
-Across a fork: an instance created in the parent is not reused in the child; the first use there
-raises ``ForkedUseError`` (the bug this detector exists to catch: a client created at import time,
-before the server forked). ``dispose(proxy)`` in the child forgets it (without closing it), after
-which a factory creates a fresh one. An instance first created in the child is fine.
+Across a fork: like every policy, the child drops the instance it inherited (without closing it)
+and, given a factory, creates its own on first use, so an app whose client was used once at
+import (a warm-up, a schema check) runs under the detector in every worker. Only an instance
+given without a factory cannot be recreated: its first use in the child raises
+``ForkedUseError`` (the parent's connection would be shared). ``dispose(proxy)`` in the child
+forgets it (without closing it).
+
+Dispose: an instance disposed while a thread is inside a call on it is closed by the last thread
+to leave, never under a running call.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
@@ -27,16 +33,30 @@ from typing import Any, TypeVar, overload
 
 from safeclients import _fork
 from safeclients._fork import ARMED
-from safeclients._policy import Policy, log
+from safeclients._policy import Policy, instance_or_factory, log
 from safeclients._proxy import make_proxy
+from safeclients._use import Use
 from safeclients.errors import ConcurrentUseError, ForkedUseError
-from safeclients.locked import is_factory
 
 T = TypeVar("T")
 
 ON_CONFLICT = ("raise", "warn", "count")
 
 _GENERIC_USE = "a special method or checkout block"
+
+# CPython 3.11 (and older) can deadlock when sys._current_frames() triggers a garbage collection
+# that frees a threading.local (fixed in later versions): no collection during that call there.
+_GC_HAZARD = sys.version_info < (3, 12)
+
+
+def _current_frames() -> dict[int, FrameType]:
+    if not _GC_HAZARD or not gc.isenabled():
+        return sys._current_frames()
+    gc.disable()
+    try:
+        return sys._current_frames()
+    finally:
+        gc.enable()
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -48,10 +68,10 @@ def _thread_name(ident: int) -> str:
     return "?"
 
 
-def _use(client: str, name: str) -> str:
+def _use(client: str, name: str | None) -> str:
     """How a use reads in the message: ``Client.method()``, or a generic use of the client."""
-    if name == _GENERIC_USE:
-        return f"{client} ({name})"
+    if name is None:
+        return f"{client} ({_GENERIC_USE})"
     return f"{client}.{name}()"
 
 
@@ -66,8 +86,37 @@ def _format_stack(frame: FrameType | None) -> str:
     return "".join(traceback.StackSummary.from_list(ours).format())
 
 
+# The end of a use: leave `inside`; the last thread out closes an instance disposed meanwhile.
+_LEAVE = """
+    if token is not None:
+        policy.inside.pop(token, None)
+        if policy.retiring:
+            policy.finish_retire()
+"""
+
+
 class GuardedPolicy(Policy[T]):
     kind = "guarded"
+
+    # `name` is the method of the use (None for special methods and blocks). `token` is the
+    # thread ident the use registered in `inside`, or None for a nested use from a callback.
+    USE = Use(
+        get="""
+            obj = policy.instance
+            if obj is None:
+                obj = policy.create_guarded()
+            token = get_ident()
+            inside = policy.inside
+            if token in inside:
+                token = None
+            else:
+                inside[token] = name
+                if len(inside) > 1:
+                    policy.conflict(token, name)
+        """,
+        put_ok=_LEAVE,
+        put_broken=_LEAVE,  # a detector discards nothing: leaving is the same either way
+    )
 
     def __init__(
         self,
@@ -78,35 +127,30 @@ class GuardedPolicy(Policy[T]):
     ) -> None:
         if on_conflict not in ON_CONFLICT:
             raise ValueError(f"on_conflict must be one of {ON_CONFLICT}, got {on_conflict!r}")
-        factory: Callable[[], T] | None = None
-        instance: T | None = None
-        if is_factory(obj_or_factory):
-            factory = obj_or_factory  # type: ignore[assignment]
-        else:
-            instance = obj_or_factory  # type: ignore[assignment]
-        super().__init__(factory, close=close, discard_on=())
-        # The detector is its own check; SAFECLIENTS_CHECK's tracker would report its conflicts.
-        self.tracker = None
+        factory, instance = instance_or_factory(obj_or_factory)
+        # The detector is its own check: SAFECLIENTS_CHECK's tracker would report its conflicts.
+        super().__init__(
+            factory, close=close, discard_on=(), instance=instance, checkable=False
+        )
         self.on_conflict = on_conflict
         self.instance: T | None = instance
-        if instance is not None:
-            self.client_type = type(instance)
         self._reset()
 
     def _reset(self) -> None:
-        # Guards the creation of `instance` only; calls themselves are never serialized.
+        # Guards the creation of `instance` and `retiring`; calls themselves are never
+        # serialized.
         self._create_lock = threading.Lock()
         # Thread ident -> name of the (outermost) method that thread is inside right now.
-        self.inside: dict[int, str] = {}
-        # Per thread: whether each generic-path acquire registered in `inside` (innermost last).
-        self._registered = threading.local()
-        # Pid of a parent process whose instance was inherited and must not be used here.
+        self.inside: dict[int, str | None] = {}
+        # Instances disposed while a thread was inside a call: closed by the last one out.
+        self.retiring: list[T] = []
+        # Pid of a parent whose instance (given without a factory) was inherited: unusable here.
         self._foreign_pid: int | None = None
         self._creator_pid = os.getpid()
 
     # -- detection -----------------------------------------------------------------------------
 
-    def conflict(self, me: int, name: str) -> None:
+    def conflict(self, me: int, name: str | None) -> None:
         """Slow path: another thread is inside the client too. Raise, warn or count."""
         others = [(ident, other) for ident, other in list(self.inside.items()) if ident != me]
         if not others:
@@ -119,7 +163,7 @@ class GuardedPolicy(Policy[T]):
             # built, so threads arriving meanwhile are not reported as racing with it.
             self.inside.pop(me, None)
         client = type(self.instance).__name__
-        frames = sys._current_frames()
+        frames = _current_frames()
         parts = [
             f"thread {_thread_name(me)!r} (ident {me}) called {_use(client, name)} while "
             f"thread {_thread_name(ident)!r} (ident {ident}) was still inside "
@@ -133,13 +177,14 @@ class GuardedPolicy(Policy[T]):
         for ident, _ in others:
             message += f"\nStack of thread {_thread_name(ident)!r} at that moment:\n"
             message += _format_stack(frames.get(ident))
+        del frames
         if self.on_conflict == "warn":
             log.warning("safeclients: %s", message)
             return
         raise ConcurrentUseError(message)
 
     def create_guarded(self) -> T:
-        """Slow path: first use in this process (or after dispose)."""
+        """Slow path: first use in this process (or after dispose or a fork)."""
         with self._create_lock:
             obj = self.instance
             if obj is not None:
@@ -148,99 +193,60 @@ class GuardedPolicy(Policy[T]):
                 raise ForkedUseError(
                     f"this {self.client_type.__name__ if self.client_type else 'client'} was "
                     f"created in process {self._foreign_pid} and is used in process "
-                    f"{os.getpid()}, a fork of it: both processes now share its connection. "
-                    f"Create the client after the fork (a factory first used in the worker), "
-                    f"or wrap it with safeclients.per_thread, locked or pooled"
+                    f"{os.getpid()}, a fork of it: both processes now share its connection, "
+                    f"and guarded() was given the instance itself, so it cannot make a new "
+                    f"one. Give guarded() a factory (a function or class that returns the "
+                    f"client): it then creates a fresh instance in each process"
                 )
             obj = self.create()
             self._creator_pid = os.getpid()
             self.instance = obj
             return obj
 
+    def finish_retire(self) -> None:
+        """The last thread left a call on an instance disposed meanwhile: close it now."""
+        with self._create_lock:
+            if self.inside:
+                return
+            retiring, self.retiring = self.retiring, []
+        for obj in retiring:
+            self.close_instance(obj, discarded=False)
+
     # -- override surface ----------------------------------------------------------------------
 
-    def acquire(self) -> T:
-        obj = self.instance
-        if obj is None:
-            obj = self.create_guarded()
-        me = threading.get_ident()
-        registered = me not in self.inside
-        stack: list[bool] | None = getattr(self._registered, "stack", None)
-        if stack is None:
-            stack = self._registered.stack = []
-        if registered:
-            self.inside[me] = _GENERIC_USE
-            if len(self.inside) > 1:
-                try:
-                    self.conflict(me, _GENERIC_USE)
-                except BaseException:
-                    self.inside.pop(me, None)
-                    raise
-        stack.append(registered)
-        return obj
+    def prime(self) -> None:
+        if self.instance is None:
+            self.create_guarded()
 
-    def release(self, obj: T, broken: bool) -> None:
-        if self._registered.stack.pop():
-            self.inside.pop(threading.get_ident(), None)
-
-    def peek(self) -> T:
-        if not ARMED[0]:
-            _fork.check()
-        obj = self.instance
-        return obj if obj is not None else self.create_guarded()
+    def existing(self) -> T | None:
+        return self.instance
 
     def live(self) -> int:
-        return 0 if self.instance is None else 1
+        return (0 if self.instance is None else 1) + len(self.retiring)
 
     def dispose(self, final: bool) -> None:
+        """Close the instance; if a thread is inside a call on it, the last one out closes it."""
         with self._create_lock:
             if final:
                 self._final = True
             self._foreign_pid = None
-            obj, self.instance = self.instance, None
-        if obj is None:
-            return
-        if self._factory is None and not final:
-            self.instance = obj
-            return
+            obj = self.instance
+            if obj is None or (not self.replaceable and not final):
+                return  # nothing could recreate an instance given without a factory: keep it
+            self.instance = None
+            if self.inside:
+                self.retiring.append(obj)
+                return
         self.close_instance(obj, discarded=False)
 
     def after_fork(self) -> None:
-        inherited = self.instance is not None
+        orphan = self.instance is not None and not self.replaceable
         creator = self._creator_pid
         self.instance = None
         self._reset()
         self._reset_common()
-        if inherited:
+        if orphan:
             self._foreign_pid = creator
-
-    def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """One call of ``name``, watched: the slow path and every forwarder come here."""
-        if not ARMED[0]:
-            _fork.check()
-        obj = self.instance
-        if obj is None:
-            obj = self.create_guarded()
-        me = threading.get_ident()
-        inside = self.inside
-        if me in inside:  # a nested call from inside the client (a callback): same thread
-            return getattr(obj, name)(*args, **kwargs)
-        inside[me] = name
-        try:
-            if len(inside) > 1:
-                self.conflict(me, name)
-            return getattr(obj, name)(*args, **kwargs)
-        finally:
-            inside.pop(me, None)
-
-    def forwarder(self, name: str) -> object:
-        call = self.call
-
-        def forward(proxy: object, *args: Any, **kwargs: Any) -> Any:
-            return call(name, args, kwargs)
-
-        forward.__name__ = forward.__qualname__ = name
-        return forward
 
 
 @overload

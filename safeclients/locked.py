@@ -13,19 +13,17 @@ silently sharing the parent's connection.
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 import time
-import types
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
-from safeclients import _fork
-from safeclients._fork import ARMED
-from safeclients._policy import DiscardOn, Policy, log
+from safeclients._limits import DEFAULT_TIMEOUT, validate_timeout
+from safeclients._policy import DiscardOn, Policy, instance_or_factory, log
 from safeclients._proxy import make_proxy
-from safeclients.errors import ForkedUseError
+from safeclients._use import Use
+from safeclients.errors import ForkedUseError, LockTimeout
 
 T = TypeVar("T")
 
@@ -33,109 +31,104 @@ T = TypeVar("T")
 SHUTDOWN_WAIT = 1.0
 
 
-def is_factory(obj: object) -> bool:
-    """A function, method, partial or class is a factory; anything else is an instance."""
-    return isinstance(
-        obj,
-        (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType, functools.partial),
-    )
-
-
 class LockedPolicy(Policy[T]):
     kind = "locked"
+
+    USE = Use(
+        get="""
+            token = policy.lock
+            if not token.acquire(False):
+                policy.wait_for_lock(token)
+            obj = policy.instance
+            if obj is None:
+                obj = policy.create_locked(token)
+        """,
+        put_ok="token.release()",
+        put_broken="""
+            try:
+                policy.discard_locked(obj)
+            finally:
+                token.release()
+        """,
+    )
 
     def __init__(
         self,
         obj_or_factory: T | Callable[[], T],
         *,
+        timeout: float | None = DEFAULT_TIMEOUT,
         close: Callable[[T], object] | None = None,
         discard_on: DiscardOn | None = None,
     ) -> None:
-        factory: Callable[[], T] | None = None
-        instance: T | None = None
-        if is_factory(obj_or_factory):
-            factory = obj_or_factory  # type: ignore[assignment]
-        else:
-            instance = obj_or_factory  # type: ignore[assignment]
-        super().__init__(factory, close=close, discard_on=discard_on)
-        # Guards _instance and every use of it; re-entrant so a client callback that comes
+        self.timeout = validate_timeout("locked", timeout)
+        factory, instance = instance_or_factory(obj_or_factory)
+        super().__init__(factory, close=close, discard_on=discard_on, instance=instance)
+        # Guards `instance` and every use of it; re-entrant so a client callback that comes
         # back through the proxy in the same thread does not deadlock.
         self.lock = threading.RLock()
         self.instance: T | None = instance
-        # Pid of the process an instance given without a factory belongs to.
+        # The process whose instances this policy holds (named in the fork child's error).
         self._owner_pid = os.getpid()
-        self._orphaned = False
-        if instance is not None:
-            self.client_type = type(instance)
-            if self.tracker is not None:
-                self.tracker.created(instance)
+        if instance is not None and self.tracker is not None:
+            self.tracker.created(instance)
 
-    def wait_for_lock(self) -> None:
-        """Slow path: another thread holds the lock; wait for it and count the wait."""
+    def wait_for_lock(self, lock: threading.RLock) -> None:
+        """Slow path: another thread holds the lock; wait up to ``timeout``, count the wait."""
         start = time.monotonic()
-        self.lock.acquire()
-        self.count_wait(time.monotonic() - start)
+        got = lock.acquire(True, -1 if self.timeout is None else self.timeout)
+        waited = time.monotonic() - start
+        self.count_wait(waited)
+        if not got:
+            raise LockTimeout(self.timeout or 0.0, waited)
 
-    def create_locked(self) -> T:
-        """Slow path, lock held: first use in this process, or first after dispose/discard."""
-        if self._orphaned:
-            raise ForkedUseError(
-                f"this locked proxy wraps a {self.client_type.__name__ if self.client_type else ''}"
-                f" instance created in process {self._owner_pid}, and process {os.getpid()} is a "
-                f"fork of it: the instance cannot be shared across processes and there is no "
-                f"factory to recreate it. Pass a factory: safeclients.locked(make_client) or "
-                f"@safeclients.locked on a function that returns the client"
-            )
-        obj = self.create()
+    def create_locked(self, lock: threading.RLock) -> T:
+        """Slow path, ``lock`` held: first use in this process, or first after dispose/discard.
+        Releases the lock if creation fails (the use never started)."""
+        try:
+            obj = self.create()
+        except BaseException:
+            lock.release()
+            raise
         self.instance = obj
         return obj
 
     def discard_locked(self, obj: T) -> None:
         """Lock held: the call raised one of discard_on; close the instance if replaceable."""
-        if self._factory is None or self.instance is not obj:
+        if not self.replaceable or self.instance is not obj:
             return
         self.instance = None
         self.close_instance(obj, discarded=True)
 
-    def acquire(self) -> T:
-        lock = self.lock
-        if not lock.acquire(False):
-            self.wait_for_lock()
-        try:
-            obj = self.instance
-            if obj is None:
-                obj = self.create_locked()
-        except BaseException:
-            lock.release()
-            raise
-        return obj
+    def prime(self) -> None:
+        obj, token = self.get()
+        self.put(obj, token, False)
 
-    def release(self, obj: T, broken: bool) -> None:
-        try:
-            if broken:
-                self.discard_locked(obj)
-        finally:
-            self.lock.release()
-
-    def peek(self) -> T:
-        obj = self.enter()
-        self.release(obj, False)
-        return obj
+    def existing(self) -> T | None:
+        return self.instance
 
     def live(self) -> int:
         return 0 if self.instance is None else 1
 
     def dispose(self, final: bool) -> None:
-        with self.lock:
-            if final:
-                self._final = True
-            obj, self.instance = self.instance, None
-            if obj is not None:
-                if self._factory is None and not final:
-                    # Nothing could recreate it: keep it (closing would poison the proxy).
-                    self.instance = obj
-                else:
-                    self.close_instance(obj, discarded=False)
+        """Close the instance once no call is running on it (waits for the lock, up to
+        ``timeout``; ``LockTimeout`` if a call holds it longer)."""
+        lock = self.lock
+        if not lock.acquire(False):
+            self.wait_for_lock(lock)
+        try:
+            self._dispose_locked(final)
+        finally:
+            lock.release()
+
+    def _dispose_locked(self, final: bool) -> None:
+        if final:
+            self._final = True
+        obj = self.instance
+        if obj is None or (not self.replaceable and not final):
+            # Nothing could recreate an instance given without a factory: keep it.
+            return
+        self.instance = None
+        self.close_instance(obj, discarded=False)
 
     def shutdown(self) -> None:
         # A daemon thread may be stuck inside a call, holding the lock, as the interpreter exits:
@@ -149,48 +142,40 @@ class LockedPolicy(Policy[T]):
             )
             return
         try:
-            self.dispose(True)
+            self._dispose_locked(True)
         finally:
             self.lock.release()
 
     def after_fork(self) -> None:
         self.lock = threading.RLock()
-        if self.instance is not None and self._factory is None:
-            self._orphaned = True
+        orphan = self.instance if not self.replaceable else None
         self.instance = None
         self._reset_common()
+        if orphan is not None:
+            self._factory = _orphaned_factory(type(orphan).__name__, self._owner_pid)
+        self._owner_pid = os.getpid()
 
-    def forwarder(self, name: str) -> object:
-        policy = self
-        is_broken = self.is_broken
 
-        def forward(proxy: object, *args: Any, **kwargs: Any) -> Any:
-            if not ARMED[0]:
-                _fork.check()
-            lock = policy.lock
-            if not lock.acquire(False):
-                policy.wait_for_lock()
-            try:
-                obj = policy.instance
-                if obj is None:
-                    obj = policy.create_locked()
-                try:
-                    return getattr(obj, name)(*args, **kwargs)
-                except BaseException as exc:
-                    if is_broken(exc):
-                        policy.discard_locked(obj)
-                    raise
-            finally:
-                lock.release()
+def _orphaned_factory(client: str, owner: int) -> Callable[[], Any]:
+    """What a fork child gets in place of an instance it inherited and cannot recreate."""
 
-        forward.__name__ = forward.__qualname__ = name
-        return forward
+    def refuse() -> Any:
+        raise ForkedUseError(
+            f"this locked proxy wraps a {client} instance created in process {owner}, and "
+            f"process {os.getpid()} is a fork of it: the instance cannot be shared across "
+            f"processes and there is no factory to recreate it. Pass a factory: "
+            f"safeclients.locked(make_client) or @safeclients.locked on a function that "
+            f"returns the client"
+        )
+
+    return refuse
 
 
 @overload
 def locked(
     obj_or_factory: type[T],
     *,
+    timeout: float | None = ...,
     close: Callable[[T], object] | None = ...,
     discard_on: DiscardOn | None = ...,
 ) -> T: ...
@@ -200,6 +185,7 @@ def locked(
 def locked(
     obj_or_factory: Callable[[], T],
     *,
+    timeout: float | None = ...,
     close: Callable[[T], object] | None = ...,
     discard_on: DiscardOn | None = ...,
 ) -> T: ...
@@ -207,7 +193,11 @@ def locked(
 
 @overload
 def locked(
-    obj_or_factory: None = ..., *, close: None = ..., discard_on: DiscardOn | None = ...
+    obj_or_factory: None = ...,
+    *,
+    timeout: float | None = ...,
+    close: None = ...,
+    discard_on: DiscardOn | None = ...,
 ) -> Callable[[Callable[[], T]], T]: ...
 
 
@@ -215,6 +205,7 @@ def locked(
 def locked(
     obj_or_factory: None = ...,
     *,
+    timeout: float | None = ...,
     close: Callable[[Any], object],  # the client type is not known yet here
     discard_on: DiscardOn | None = ...,
 ) -> Callable[[Callable[[], T]], T]: ...
@@ -224,6 +215,7 @@ def locked(
 def locked(
     obj_or_factory: T,
     *,
+    timeout: float | None = ...,
     close: Callable[[T], object] | None = ...,
     discard_on: DiscardOn | None = ...,
 ) -> T: ...
@@ -232,6 +224,7 @@ def locked(
 def locked(
     obj_or_factory: Any = None,
     *,
+    timeout: float | None = DEFAULT_TIMEOUT,
     close: Callable[[Any], object] | None = None,
     discard_on: DiscardOn | None = None,
 ) -> Any:
@@ -240,13 +233,18 @@ def locked(
     A function, method, ``functools.partial`` or class is a factory (the instance is created on
     first use, and again in a fork child); anything else is the instance itself. Usable as a bare
     decorator, with arguments, or as a call. A call raising one of ``discard_on`` closes the
-    instance and the next call creates a new one (only with a factory).
+    instance and the next call creates a new one (only with a factory). A thread that waits
+    longer than ``timeout`` seconds for the lock gets ``LockTimeout`` (a ``PoolTimeout``);
+    ``timeout=None`` waits without limit.
     """
     if obj_or_factory is None:
+        validate_timeout("locked", timeout)
 
         def decorate(factory: Callable[[], Any]) -> Any:
-            return locked(factory, close=close, discard_on=discard_on)
+            return locked(factory, timeout=timeout, close=close, discard_on=discard_on)
 
         return decorate
-    policy: LockedPolicy[Any] = LockedPolicy(obj_or_factory, close=close, discard_on=discard_on)
+    policy: LockedPolicy[Any] = LockedPolicy(
+        obj_or_factory, timeout=timeout, close=close, discard_on=discard_on
+    )
     return make_proxy(policy, "locked")

@@ -22,8 +22,9 @@ from typing import Any, TypeVar, overload
 
 from safeclients import _fork
 from safeclients._fork import ARMED
-from safeclients._policy import DiscardOn, Policy
+from safeclients._policy import DiscardOn, Policy, log
 from safeclients._proxy import make_proxy
+from safeclients._use import Use
 
 T = TypeVar("T")
 
@@ -49,6 +50,18 @@ class _SlotRef(weakref.ref[_ThreadSlot]):
 class PerThreadPolicy(Policy[T]):
     kind = "per_thread"
 
+    USE = Use(
+        get="""
+            try:
+                obj = policy._local.obj
+            except AttributeError:
+                obj = policy.create_for_thread()
+            token = None
+        """,
+        put_ok="",
+        put_broken="policy.discard(obj)",
+    )
+
     def __init__(
         self,
         factory: Callable[[], T],
@@ -62,13 +75,28 @@ class PerThreadPolicy(Policy[T]):
     def _reset(self) -> None:
         # Order matters in a fork child: dropping the old local (last) fires the callbacks of its
         # slots, which must find the new lock and the new (empty) table.
-        # Guards _records. Re-entrant: dropping a local inside the lock can run a callback that
-        # takes it again in the same thread.
+        # Guards _records and _retired_locals. Re-entrant: dropping a local inside the lock can
+        # run a callback that takes it again in the same thread.
         self._records_lock = threading.RLock()
-        # weakref to a live thread's slot -> that thread's instance.
+        # weakref to a live thread's slot -> that thread's instance (every instance not closed).
         self._records: dict[_SlotRef, T] = {}
+        # Thread ident -> the instance its thread is closing right now: a close callback that
+        # uses the proxy gets that instance back instead of a new one nobody would close.
+        self._closing: dict[int, T] = {}
+        # Locals replaced by dispose() whose threads have not come back yet: each thread closes
+        # its old instance itself, at its next use or its exit (see dispose).
+        self._retired_locals: list[threading.local] = []
         # Per thread: `obj` (the instance) and `slot` (its _ThreadSlot).
         self._local = threading.local()
+
+    def _close_own(self, obj: T, *, discarded: bool) -> None:
+        """Close the calling thread's instance, in that thread; uses meanwhile get it back."""
+        me = threading.get_ident()
+        self._closing[me] = obj
+        try:
+            self.close_instance(obj, discarded=discarded)
+        finally:
+            self._closing.pop(me, None)
 
     def _thread_ended(self, ref: _SlotRef) -> None:
         """Weakref callback, in the exiting thread (or wherever the local is freed)."""
@@ -77,10 +105,40 @@ class PerThreadPolicy(Policy[T]):
         with self._records_lock:
             obj = self._records.pop(ref, None)
         if obj is not None:
-            self.close_instance(obj, discarded=False)
+            try:
+                self._close_own(obj, discarded=False)
+            except BaseException:  # a callback cannot raise anywhere useful: log, do not print
+                log.warning("safeclients: closing a per_thread instance at thread exit was "
+                            "interrupted; the instance is dropped")
+
+    def _drop_own(self, local: threading.local, *, discarded: bool) -> None:
+        """Forget and close the calling thread's instance in ``local`` (if it has one)."""
+        obj = getattr(local, "obj", None)
+        if obj is None:
+            return
+        slot = local.slot
+        del local.obj, local.slot
+        with self._records_lock:
+            record = self._records.pop(weakref.ref(slot), None)  # type: ignore[call-overload]
+        del slot
+        if record is not None:
+            self._close_own(record, discarded=discarded)
+
+    def _close_retired(self) -> None:
+        """This thread's first use since a dispose: close its instance from before, here."""
+        for old in list(self._retired_locals):
+            self._drop_own(old, discarded=False)
+        with self._records_lock:
+            if not self._records:
+                self._retired_locals.clear()
 
     def create_for_thread(self) -> T:
         """Slow path: the calling thread's first use (or first after dispose or discard)."""
+        closing = self._closing.get(threading.get_ident())
+        if closing is not None:
+            return closing
+        if self._retired_locals:
+            self._close_retired()
         obj = self.create()
         slot = _ThreadSlot()
         ref = _SlotRef(slot, self._thread_ended)
@@ -94,74 +152,45 @@ class PerThreadPolicy(Policy[T]):
 
     def discard(self, obj: T) -> None:
         """The calling thread's instance raised one of discard_on: close it, forget it."""
-        local = self._local
-        if getattr(local, "obj", None) is not obj:
-            return
-        slot = local.slot
-        del local.obj, local.slot
-        with self._records_lock:
-            record = self._records.pop(weakref.ref(slot), None)  # type: ignore[call-overload]
-        del slot
-        if record is not None:
-            self.close_instance(record, discarded=True)
+        if getattr(self._local, "obj", None) is obj:
+            self._drop_own(self._local, discarded=True)
 
-    def acquire(self) -> T:
-        try:
-            obj: T = self._local.obj
-        except AttributeError:
-            obj = self.create_for_thread()
-        return obj
+    def prime(self) -> None:
+        if getattr(self._local, "obj", None) is None:
+            self.create_for_thread()
 
-    def release(self, obj: T, broken: bool) -> None:
-        if broken:
-            self.discard(obj)
-
-    def peek(self) -> T:
-        if not ARMED[0]:
-            _fork.check()
-        return self.acquire()
+    def existing(self) -> T | None:
+        return getattr(self._local, "obj", None)
 
     def live(self) -> int:
         with self._records_lock:
             return len(self._records)
 
     def dispose(self, final: bool) -> None:
+        """Close the calling thread's instance now, every other thread's in that thread.
+
+        Another thread may be inside a call on its instance right now, and some clients may only
+        be closed by the thread that made them (sqlite3): so each other thread closes its own
+        instance at its next use of the proxy (then gets a fresh one, or ``PoolClosed`` after
+        ``final=True``), or when it ends, whichever comes first. ``stats().live`` counts them
+        until then.
+        """
         if final:
             self._final = True
+        self._drop_own(self._local, discarded=False)
         with self._records_lock:
-            records, self._records = self._records, {}
-        # Outside the lock: dropping the old local runs its slots' callbacks (no-ops now).
-        self._local = threading.local()
-        pid = os.getpid()
-        for ref, obj in list(records.items()):
-            if ref.pid == pid:
-                self.close_instance(obj, discarded=False)
-        records.clear()
+            if self._records:
+                self._retired_locals.append(self._local)
+            self._local = threading.local()
+
+    def shutdown(self) -> None:
+        # Interpreter exit, main thread: the threads still alive are daemon threads, possibly
+        # inside a call; their instances are left to the process exit (see dispose).
+        self.dispose(True)
 
     def after_fork(self) -> None:
         self._reset()
         self._reset_common()
-
-    def forwarder(self, name: str) -> object:
-        policy = self
-        is_broken = self.is_broken
-
-        def forward(proxy: object, *args: Any, **kwargs: Any) -> Any:
-            if not ARMED[0]:
-                _fork.check()
-            try:
-                obj = policy._local.obj
-            except AttributeError:
-                obj = policy.create_for_thread()
-            try:
-                return getattr(obj, name)(*args, **kwargs)
-            except BaseException as exc:
-                if is_broken(exc):
-                    policy.discard(obj)
-                raise
-
-        forward.__name__ = forward.__qualname__ = name
-        return forward
 
 
 @overload
@@ -196,8 +225,10 @@ def per_thread(
     Bare decorator (``@per_thread``), with arguments (``@per_thread(close=...)``) or a call
     (``client = per_thread(make_client)``). When a thread ends, its instance is closed with
     ``close(obj)`` if given, else ``obj.close()`` if it has one. A call that raises one of
-    ``discard_on`` (default: OSError or a ConnectionError-like class) closes the calling thread's
-    instance; its next call creates a fresh one.
+    ``discard_on`` (default: OSError, a ConnectionError-like class, or a PEP 249
+    ``InterfaceError``/``OperationalError``) closes the calling thread's instance; its next call
+    creates a fresh one. Setting an attribute (``proxy.timeout = 5``) sets it on the calling
+    thread's instance only.
     """
     if factory is None:
 

@@ -26,46 +26,59 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
-from safeclients import _fork
-from safeclients._fork import ARMED
+from safeclients._limits import DEFAULT_SIZE, DEFAULT_TIMEOUT, validate_size, validate_timeout
 from safeclients._policy import DiscardOn, Policy
 from safeclients._proxy import make_proxy
+from safeclients._use import Use
 from safeclients.errors import PoolTimeout
 
 T = TypeVar("T")
 
-DEFAULT_SIZE = 4
-DEFAULT_TIMEOUT = 5.0
-
 
 def validate_limits(size: object, timeout: object) -> None:
-    """Refuse a pool that could never hand out an instance, or a negative wait, with a sentence."""
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"pooled(size=...) must be an int >= 1, got {size!r}")
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
-        raise ValueError(f"pooled(timeout=...) must be a number of seconds >= 0, got {timeout!r}")
+    """Refuse a pool that could never hand out an instance, or a wait that cannot work."""
+    validate_size("pooled", size)
+    validate_timeout("pooled", timeout)
 
 
 class PooledPolicy(Policy[T]):
     kind = "pooled"
+
+    USE = Use(
+        get="""
+            token = policy.free
+            try:
+                obj = token.pop()
+            except IndexError:
+                obj, token = policy.acquire_slow()
+        """,
+        put_ok="""
+            if token is policy.free:
+                token.append(obj)
+                if policy.waiting:
+                    policy.wake()
+            else:
+                policy.release_slow(obj, token, False)
+        """,
+        put_broken="policy.release_slow(obj, token, True)",
+    )
 
     def __init__(
         self,
         factory: Callable[[], T],
         *,
         size: int = DEFAULT_SIZE,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float | None = DEFAULT_TIMEOUT,
         close: Callable[[T], object] | None = None,
         discard_on: DiscardOn | None = None,
     ) -> None:
-        validate_limits(size, timeout)
+        self.size = validate_size("pooled", size)
+        self.timeout = validate_timeout("pooled", timeout)
         super().__init__(factory, close=close, discard_on=discard_on)
-        self.size = size
-        self.timeout = float(timeout)
         self._reset()
 
     def _reset(self) -> None:
-        # Guards _count and _waiting; waiters wait on it for a free instance or slot.
+        # Guards _count, waiting and _live; waiters wait on it for a free instance or slot.
         self._cond = threading.Condition(threading.Lock())
         # Idle instances of the current generation, most recently returned last (LIFO).
         self.free: list[T] = []
@@ -102,6 +115,9 @@ class PooledPolicy(Policy[T]):
                     now = time.monotonic()
                     if started is None:
                         started = now
+                    if self.timeout is None:
+                        cond.wait()
+                        continue
                     remaining = started + self.timeout - now
                     if remaining <= 0:
                         timed_out = True
@@ -113,20 +129,26 @@ class PooledPolicy(Policy[T]):
             waited = time.monotonic() - started
             self.count_wait(waited)
             if timed_out:
-                raise PoolTimeout(self.size, self.timeout, waited)
+                raise PoolTimeout(
+                    self.size, self.timeout or 0.0, waited, same_context=self.held_elsewhere()
+                )
         if self._final and obj is None and not reserved:
             raise self.closed_error()
         if not reserved:
             assert obj is not None
             return obj, free
+        return self._create_in_slot(free), free
+
+    def _create_in_slot(self, free: list[T]) -> T:
+        """A slot of generation ``free`` is reserved: fill it, or give it back on failure."""
         try:
             obj = self.create()
         except BaseException:
             self._give_back_slot(free)
             raise
-        with cond:
+        with self._cond:
             self._live += 1
-        return obj, free
+        return obj
 
     def _give_back_slot(self, free: list[T]) -> None:
         with self._cond:
@@ -148,41 +170,23 @@ class PooledPolicy(Policy[T]):
             return
         with self._cond:
             self._live -= 1
-        self.close_instance(obj, discarded=broken)
-        self._give_back_slot(free)
+        try:
+            self.close_instance(obj, discarded=broken)
+        finally:
+            self._give_back_slot(free)
 
     # -- override surface ----------------------------------------------------------------------
 
-    def acquire(self) -> T:
-        # The generic path hands out the instance alone; remember its list per thread.
-        free = self.free
-        try:
-            obj = free.pop()
-        except IndexError:
-            obj, free = self.acquire_slow()
-        lists: list[tuple[T, list[T]]] | None = getattr(self._held, "lists", None)
-        if lists is None:
-            lists = self._held.lists = []
-        lists.append((obj, free))
-        return obj
+    def prime(self) -> None:
+        with self._cond:
+            if self._count >= self.size or self._final:
+                return
+            self._count += 1
+            free = self.free
+        self.put(self._create_in_slot(free), free, False)
 
-    def release(self, obj: T, broken: bool) -> None:
-        lists: list[tuple[T, list[T]]] = self._held.lists
-        for index in range(len(lists) - 1, -1, -1):
-            if lists[index][0] is obj:
-                free = lists.pop(index)[1]
-                break
-        else:
-            free = []
-        if broken or free is not self.free:
-            self.release_slow(obj, free, broken)
-            return
-        free.append(obj)
-        if self.waiting:
-            self.wake()
-
-    def peek(self) -> T:
-        raise TypeError(
+    def existing(self) -> T | None:
+        raise AttributeError(
             "a pooled proxy has no single wrapped instance: take one for a block with "
             "`with safeclients.checkout(proxy) as client:`"
         )
@@ -205,41 +209,13 @@ class PooledPolicy(Policy[T]):
         self._reset()
         self._reset_common()
 
-    def forwarder(self, name: str) -> object:
-        policy = self
-        is_broken = self.is_broken
-
-        def forward(proxy: object, *args: Any, **kwargs: Any) -> Any:
-            if not ARMED[0]:
-                _fork.check()
-            free = policy.free
-            try:
-                obj = free.pop()
-            except IndexError:
-                obj, free = policy.acquire_slow()
-            try:
-                result = getattr(obj, name)(*args, **kwargs)
-            except BaseException as exc:
-                policy.release_slow(obj, free, is_broken(exc))
-                raise
-            if free is policy.free:
-                free.append(obj)
-                if policy.waiting:
-                    policy.wake()
-            else:
-                policy.release_slow(obj, free, False)
-            return result
-
-        forward.__name__ = forward.__qualname__ = name
-        return forward
-
 
 @overload
 def pooled(
     factory: Callable[[], T],
     *,
     size: int = ...,
-    timeout: float = ...,
+    timeout: float | None = ...,
     close: Callable[[T], object] | None = ...,
     discard_on: DiscardOn | None = ...,
 ) -> T: ...
@@ -250,7 +226,7 @@ def pooled(
     factory: None = ...,
     *,
     size: int = ...,
-    timeout: float = ...,
+    timeout: float | None = ...,
     close: None = ...,
     discard_on: DiscardOn | None = ...,
 ) -> Callable[[Callable[[], T]], T]: ...
@@ -261,7 +237,7 @@ def pooled(
     factory: None = ...,
     *,
     size: int = ...,
-    timeout: float = ...,
+    timeout: float | None = ...,
     close: Callable[[Any], object],  # the client type is not known yet here
     discard_on: DiscardOn | None = ...,
 ) -> Callable[[Callable[[], T]], T]: ...
@@ -271,7 +247,7 @@ def pooled(
     factory: Callable[[], T] | None = None,
     *,
     size: int = DEFAULT_SIZE,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float | None = DEFAULT_TIMEOUT,
     close: Callable[[T], object] | None = None,
     discard_on: DiscardOn | None = None,
 ) -> T | Callable[[Callable[[], T]], T]:
@@ -280,7 +256,8 @@ def pooled(
     A plain method call checks an instance out for that call only; ``safeclients.checkout``
     holds one for a block. With none free within ``timeout`` seconds, ``PoolTimeout``. A call
     raising one of ``discard_on`` (default: OSError or a ConnectionError-like class) closes its
-    instance, which is never handed out again. ``size < 1`` or ``timeout < 0``: ValueError now.
+    instance, which is never handed out again. ``timeout=None`` waits without limit. A size
+    that is not an int >= 1, or a timeout that is negative, nan or infinite: ValueError now.
     """
     if factory is None:
 

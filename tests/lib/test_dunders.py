@@ -108,8 +108,9 @@ def observe(proxy: Any) -> dict[str, Any]:
     return {
         "str": str(proxy),
         "repr": repr(proxy).split(" at 0x")[0] + " for " + repr(proxy).split(" for ")[1],
-        "eq": proxy == (1 if threading.current_thread() is threading.main_thread() else 2),
-        "hash": hash(proxy),
+        # Identity, in every thread: a dict keyed by the proxy finds it from any thread.
+        "eq": (proxy == proxy, proxy != proxy, proxy == entered.value),
+        "hash": hash(proxy) == object.__hash__(proxy),
         "lt": proxy < 2,
         "bool": bool(proxy),
         "len": len(proxy),
@@ -135,11 +136,11 @@ def observe(proxy: Any) -> dict[str, Any]:
 REPR = "<safeclients.per_thread proxy for Box>"
 
 EXPECTED = {
-    1: {"str": "box1", "repr": REPR, "eq": True, "hash": hash(1), "lt": True, "bool": True,
+    1: {"str": "box1", "repr": REPR, "eq": (True, False, False), "hash": True, "lt": True, "bool": True,
         "len": 1, "iter": [1], "contains": False, "getitem": 1, "add": 11, "radd": 11, "mul": 3,
         "neg": -1, "int": 1, "index": 1, "float": 1.0, "floor": 1, "format": "  1", "call": 105,
         "with": 1, "isinstance": True},
-    2: {"str": "box2", "repr": REPR, "eq": True, "hash": hash(2), "lt": False, "bool": True,
+    2: {"str": "box2", "repr": REPR, "eq": (True, False, False), "hash": True, "lt": False, "bool": True,
         "len": 2, "iter": [2, 2], "contains": True, "getitem": 2, "add": 12, "radd": 12,
         "mul": 6, "neg": -2, "int": 2, "index": 2, "float": 2.0, "floor": 2, "format": "  2",
         "call": 205, "with": 1, "isinstance": True},
@@ -208,9 +209,23 @@ def test_proxies_refuse_copy_and_pickle() -> None:
 
 
 def test_pooled_has_no_single_wrapped_instance() -> None:
-    with pytest.raises(TypeError, match="checkout"):
+    with pytest.raises(AttributeError, match="checkout"):
         safeclients.pooled(Box).__wrapped__  # noqa: B018
-    assert safeclients.per_thread(Box).__wrapped__.value == 1
+    assert not hasattr(safeclients.pooled(Box), "__wrapped__")
+
+
+@pytest.mark.parametrize("make", [safeclients.per_thread, safeclients.locked, safeclients.guarded])
+def test_wrapped_shows_an_existing_instance_and_never_creates_one(make: Any) -> None:
+    made: list[Box] = []
+
+    def factory() -> Box:
+        made.append(Box())
+        return made[-1]
+
+    proxy = make(factory)
+    assert not hasattr(proxy, "__wrapped__") and made == [], "introspection created a client"
+    proxy.value  # noqa: B018
+    assert proxy.__wrapped__ is made[0]
 
 
 def _special_names(klass: type) -> set[str]:

@@ -104,23 +104,35 @@ def test_locked_around_an_instance_refuses_use_in_child(fork: Callable[[], int])
     assert proxy.ping()[1] is None, "the parent keeps using its instance"
 
 
-def test_guarded_refuses_an_instance_from_the_parent(fork: Callable[[], int]) -> None:
+def test_guarded_with_a_factory_recreates_its_instance_in_the_child(
+    fork: Callable[[], int],
+) -> None:
+    """A client used once at import (warm-up) must not make every worker's request fail."""
     proxy = safeclients.guarded(FakeClient)
+    parent_id = proxy.ping()[0]
+    child_id, creator, child_pid = run_in_child(
+        fork, lambda: [proxy.ping()[0], proxy.whoami()[1], os.getpid()]
+    )
+    assert child_id != parent_id and creator == child_pid
+    assert proxy.ping()[0] == parent_id, "the parent keeps its own instance"
+
+
+def test_guarded_refuses_an_instance_given_without_factory_from_the_parent(
+    fork: Callable[[], int],
+) -> None:
+    proxy = safeclients.guarded(FakeClient())
     parent_id = proxy.ping()[0]
 
     def child() -> Any:
         try:
             proxy.ping()
         except safeclients.ForkedUseError as exc:
-            message = str(exc)
-        else:
-            return "no error"
-        safeclients.dispose(proxy)
-        return [message, proxy.whoami()[1], os.getpid()]
+            return [str(exc), os.getpid()]
+        return "no error"
 
-    message, creator, child_pid = run_in_child(fork, child)
+    message, child_pid = run_in_child(fork, child)
     assert str(os.getpid()) in message and str(child_pid) in message
-    assert creator == child_pid
+    assert "factory" in message
     assert proxy.ping()[0] == parent_id
 
 

@@ -81,30 +81,44 @@ def test_per_thread_discards_broken_instance() -> None:
     assert (stats.created, stats.discarded, stats.live) == (2, 1, 1)
 
 
-def test_per_thread_dispose_closes_instances_of_every_thread() -> None:
-    proxy = safeclients.per_thread(FakeClient)
-    ready, release = threading.Event(), threading.Event()
-    clients: list[FakeClient] = []
+def test_per_thread_dispose_closes_each_threads_instance_in_that_thread() -> None:
+    """dispose() never closes an instance another thread may be inside (nor from a thread the
+    client may refuse, as sqlite3 does): that thread closes it at its next use or its exit."""
+    closed_in: dict[int, int] = {}
 
-    def hold() -> None:
-        with safeclients.checkout(proxy) as client:
-            clients.append(client)
+    def close(client: FakeClient) -> None:
+        closed_in[client.id] = threading.get_ident()
+        client.close()
+
+    proxy = safeclients.per_thread(FakeClient, close=close)
+    ready, release, reused = threading.Event(), threading.Event(), threading.Event()
+    ids: list[int] = []
+    idents: list[int] = []
+
+    def other() -> None:
+        idents.append(threading.get_ident())
+        ids.append(proxy.ping()[0])
         ready.set()
         assert release.wait(JOIN)
+        ids.append(proxy.ping()[0])  # first use after the dispose: closes the old one here
+        reused.set()
 
-    thread = threading.Thread(target=hold)
+    thread = threading.Thread(target=other)
     thread.start()
     try:
         assert ready.wait(JOIN)
-        proxy.ping()
+        mine = proxy.ping()[0]
         safeclients.dispose(proxy)
-        assert clients[0].close_calls == 1
-        assert safeclients.stats(proxy).live == 0
-        assert proxy.ping()[0] != clients[0].id
+        assert closed_in == {mine: threading.get_ident()}, "only the caller's own, now"
+        assert safeclients.stats(proxy).live == 1, "the other thread's is still open"
+        assert proxy.ping()[0] != mine
     finally:
         release.set()
         thread.join(JOIN)
-    assert clients[0].close_calls == 1, "closed once, not again at thread exit"
+    assert reused.is_set()
+    assert closed_in[ids[0]] == idents[0], "closed by its own thread"
+    assert ids[1] != ids[0], "the other thread got a fresh instance"
+    assert safeclients.stats(proxy).closed == 3, "mine, the other's old one, the other's new one"
 
 
 # -- locked ----------------------------------------------------------------------------------

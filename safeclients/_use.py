@@ -1,0 +1,176 @@
+"""The use of an instance, stated once per policy, compiled into every path that uses one.
+
+Each policy states how it uses an instance as a :class:`Use`: Python statements that *get* one
+for the calling thread (binding ``obj`` and ``token``), and that give it back after a call that
+succeeded (``put_ok``) or raised one of ``discard_on`` (``put_broken``). :func:`compile_use`
+turns that one statement into every path a proxy has:
+
+* ``forwarder(name)``: the class attribute for a client method (``proxy.get(...)``);
+* ``call(name, args, kwargs)``: a method with no forwarder (``CallThrough``);
+* ``apply(func, *args)``: ``func(instance, *args)``, for the special methods;
+* ``get()`` / ``put(obj, token, broken)``: the two halves, for blocks that hold an instance
+  across several calls (``checkout()``, ``with proxy:``).
+
+All five come from one template, so a rule added to the template (the fork check, the invariant
+check of ``SAFECLIENTS_CHECK``, what counts as broken) holds on every path; the fast forwarder is
+the general path specialised by name, never a hand copy of it. Why generated code rather than
+``get()``/``put()`` calls from a generic forwarder: two extra Python calls cost about 45 % of a
+``per_thread`` call (measured with ``python -m benchmarks --only micro``), and the forwarders
+are the reason the proxies are cheap.
+
+Under ``SAFECLIENTS_CHECK`` the same template is compiled with the tracker's ``enter``/``leave``
+around each use: check mode runs the forwarders production runs, plus the checks.
+
+The statements run with these names bound: ``policy`` (the policy), ``obj`` and ``token`` (what
+``get`` bound), and in ``put_*`` nothing else. ``token`` is whatever ``put`` needs to give the
+instance back (pooled: the free list it came from; locked: the lock it holds).
+
+Which thread runs what: the compiled functions run in request threads; compilation runs once per
+proxy, in whichever thread creates it (and again for each forwarder name, in the first thread
+that uses that method).
+"""
+
+from __future__ import annotations
+
+import linecache
+import threading
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from safeclients import _fork
+from safeclients._fork import ARMED
+
+
+@dataclass(frozen=True)
+class Use:
+    """How a policy uses an instance: three fragments of Python statements (see the module)."""
+
+    #: Bind ``obj`` (the instance for this use) and ``token``; may block, create, or raise.
+    get: str
+    #: Give ``obj`` back after a use that succeeded (or raised an error that is not broken).
+    put_ok: str
+    #: Close or discard ``obj`` after a use that raised one of ``discard_on``.
+    put_broken: str
+
+
+# One template for every path. `{action}` is what a use does with the instance; `{enter}` and
+# `{leave}` are the SAFECLIENTS_CHECK tracker lines (empty in production).
+_TEMPLATE = """\
+def _make(policy, is_broken, tracker, name):
+    def {fname}({params}):
+        if not ARMED[0]:
+            fork_check()
+{get}
+        try:
+{enter}            result = {action}
+        except BaseException as exc:
+{leave}            if is_broken(exc):
+{put_broken}
+            else:
+{put_ok}
+            raise
+{leave_ok}{put_ok_after}
+        return result
+    return {fname}
+"""
+
+_GET_TEMPLATE = """\
+def _make(policy, is_broken, tracker, name):
+    def get():
+        if not ARMED[0]:
+            fork_check()
+{get}
+{enter_get}        return obj, token
+    return get
+"""
+
+_PUT_TEMPLATE = """\
+def _make(policy, is_broken, tracker, name):
+    def put(obj, token, broken):
+{leave_put}        if broken:
+{put_broken}
+        else:
+{put_ok}
+    return put
+"""
+
+# (function name, parameters, action) for each path.
+_PATHS = {
+    "forwarder": ("forward", "proxy, /, *args, **kwargs", "getattr(obj, name)(*args, **kwargs)"),
+    "call": ("call", "name, args, kwargs", "getattr(obj, name)(*args, **kwargs)"),
+    "apply": ("apply", "func, /, *args", "func(obj, *args)"),
+}
+
+
+def _indent(code: str, spaces: int) -> str:
+    body = textwrap.dedent(code).strip("\n") or "pass"
+    return textwrap.indent(body, " " * spaces)
+
+
+_serial = [0]
+
+
+def _build(source: str, kind: str, what: str, namespace: dict[str, Any]) -> Callable[..., Any]:
+    """Compile ``source``; its lines are registered with linecache so tracebacks show them."""
+    _serial[0] += 1
+    filename = f"<safeclients.{kind} {what} #{_serial[0]}>"
+    code = compile(source, filename, "exec")
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    scope = dict(namespace)
+    exec(code, scope)
+    make: Callable[..., Any] = scope["_make"]
+    return make
+
+
+class Compiled:
+    """The makers compiled from one :class:`Use` (cached per policy class and check mode)."""
+
+    def __init__(self, use: Use, kind: str, checked: bool) -> None:
+        scope = {"ARMED": ARMED, "fork_check": _fork.check, "get_ident": threading.get_ident}
+        fragments = {
+            "get": _indent(use.get, 8),
+            "put_ok": _indent(use.put_ok, 16),
+            "put_broken": _indent(use.put_broken, 16),
+            "enter": "            tracker.enter(obj)\n" if checked else "",
+            "leave": "            tracker.leave(obj)\n" if checked else "",
+            "leave_ok": "        tracker.leave(obj)\n" if checked else "",
+            "put_ok_after": _indent(use.put_ok, 8),
+        }
+        self.makers: dict[str, Callable[..., Any]] = {}
+        for path, (fname, params, action) in _PATHS.items():
+            source = _TEMPLATE.format(fname=fname, params=params, action=action, **fragments)
+            self.makers[path] = _build(source, kind, path, scope)
+        enter_get = ""
+        if checked:
+            enter_get = (
+                "        try:\n"
+                "            tracker.enter(obj)\n"
+                "        except BaseException:\n"
+                + _indent(use.put_ok, 12)
+                + "\n            raise\n"
+            )
+        get_source = _GET_TEMPLATE.format(get=fragments["get"], enter_get=enter_get)
+        put_source = _PUT_TEMPLATE.format(
+            leave_put="        tracker.leave(obj)\n" if checked else "",
+            put_ok=_indent(use.put_ok, 12),
+            put_broken=_indent(use.put_broken, 12),
+        )
+        self.makers["get"] = _build(get_source, kind, "get", scope)
+        self.makers["put"] = _build(put_source, kind, "put", scope)
+
+
+_compiled: dict[tuple[Use, str, bool], Compiled] = {}
+
+
+def compiled(use: Use, kind: str, checked: bool) -> Compiled:
+    """The compiled paths of ``use``; compiled once per (use, check mode) in the process."""
+    key = (use, kind, checked)
+    found = _compiled.get(key)
+    if found is None:
+        found = _compiled.setdefault(key, Compiled(use, kind, checked))
+    return found
+
+
+__all__ = ["Use", "Compiled", "compiled"]
