@@ -12,9 +12,11 @@ factory. Control is module-level: ``checkout``, ``dispose``, ``stats``, ``is_pro
 
 from safeclients.control import checkout, dispose, is_proxy, policy_name, stats
 from safeclients.errors import (
+    CheckoutReused,
     ConcurrentUseError,
     FactoryError,
     ForkedUseError,
+    LockTimeout,
     PoolClosed,
     PoolTimeout,
     SafeClientsError,
@@ -39,7 +41,9 @@ __all__ = [
     "SafeClientsError",
     "FactoryError",
     "PoolTimeout",
+    "LockTimeout",
     "PoolClosed",
+    "CheckoutReused",
     "ConcurrentUseError",
     "ForkedUseError",
 ]

@@ -35,6 +35,7 @@ import logging
 import os
 import threading
 import types
+import typing
 from collections.abc import Callable
 from typing import Any, ClassVar, Generic, NamedTuple, TypeVar, Union
 
@@ -138,6 +139,17 @@ def check_factory(kind: str, factory: object) -> None:
         )
 
 
+def _annotated_type(factory: Callable[[], Any]) -> type | None:
+    """The class a factory's return annotation names, if it names one (else None)."""
+    try:
+        hint = typing.get_type_hints(factory).get("return")
+    except (NameError, TypeError, AttributeError, SyntaxError):
+        return None  # an annotation that cannot be evaluated here (TYPE_CHECKING imports)
+    if isinstance(hint, type) and hint is not object and not isinstance(None, hint):
+        return hint
+    return None
+
+
 def is_factory(obj: object) -> bool:
     """A function, method, partial or class is a factory; anything else is an instance."""
     return isinstance(
@@ -190,6 +202,13 @@ class Policy(Generic[T]):
         self._close_fn = close
         self.is_broken = discard_predicate(discard_on)
         self.client_type: type | None = factory if isinstance(factory, type) else None
+        # The type a factory's return annotation promises: known before any instance exists, so
+        # the forwarders are installed up front and introspection (isinstance, doctest) creates
+        # nothing. The first real instance corrects it if it is a subclass.
+        self._provisional = False
+        if self.client_type is None and factory is not None:
+            self.client_type = _annotated_type(factory)
+            self._provisional = self.client_type is not None
         if instance is not None:
             self.client_type = type(instance)
         # Called once with the type of the first instance (the proxy installs fast forwarders).
@@ -269,8 +288,9 @@ class Policy(Generic[T]):
 
     def noticed(self, obj: object) -> None:
         """Record the client type the first time an instance is seen (slow path only)."""
-        if self.client_type is None:
+        if self.client_type is None or self._provisional:
             self.client_type = type(obj)
+            self._provisional = False
         hook, self.on_first_instance = self.on_first_instance, None
         if hook is not None:
             hook(type(obj))
@@ -399,7 +419,8 @@ class Policy(Generic[T]):
         """
         obj, token = self.get()
         held = Held(obj, token, _fork.GENERATION[0])
-        self._holds.set(self._holds.get() + (held,))
+        holds = self._holds
+        holds.set((*holds.get(), held))
         return held
 
     def current_hold(self) -> Held:
@@ -407,15 +428,16 @@ class Policy(Generic[T]):
         return self._holds.get()[-1]
 
     def unhold(self, held: Held, broken: bool) -> None:
-        """End a ``with proxy:`` block (or a ``checkout()``): give its instance back.
+        """End a ``with proxy:`` block: give its instance back.
 
         A block that began before a fork gives nothing back in the child: the child's reset
         already dropped that instance, and the lock or slot it held belongs to the parent.
         """
         holds = self._holds.get()
-        if held in holds:
-            index = len(holds) - 1 - holds[::-1].index(held)
-            self._holds.set(holds[:index] + holds[index + 1 :])
+        if holds and holds[-1] is held:
+            self._holds.set(holds[:-1])
+        else:
+            self._holds.set(tuple(other for other in holds if other is not held))
         if not _fork.ARMED[0]:
             _fork.check()
         if held.generation != _fork.GENERATION[0]:

@@ -81,6 +81,11 @@ class Proxy(_ProxyBase):
         if name == "__wrapped__":
             # The property raised "no instance yet": Python retries here; never create one.
             return policy.peek()
+        if name == "__module__":
+            # wrapt's pure-Python proxy reads it from __wrapped__: answer from the type alone.
+            if policy.client_type is None:
+                raise AttributeError("__module__: no client type known yet")
+            return policy.client_type.__module__
         if policy.client_type is None:
             # First use: create an instance where the call will find it (no use of it yet),
             # which installs the forwarders; a method then runs with a single acquisition.
@@ -238,13 +243,18 @@ def make_proxy(policy: Policy[Any], kind: str) -> Proxy:
 
     if policy.client_type is not None:
         specialise(policy.client_type)
-    else:
+    if policy.client_type is None or policy._provisional:
         policy.on_first_instance = specialise
     return proxy
 
 
 def _defines(client_type: type, name: str) -> bool:
     return any(name in vars(klass) for klass in client_type.__mro__ if klass is not object)
+
+
+#: Tests switch this off to run the same policy tests over the generic path (``call`` through
+#: ``__getattr__``) as over the forwarders: both are compiled from one ``Use``.
+FORWARDERS = True
 
 
 def install_forwarders(klass: type, policy: Policy[Any], client_type: type) -> None:
@@ -256,6 +266,8 @@ def install_forwarders(klass: type, policy: Policy[Any], client_type: type) -> N
     """
     if _defines(client_type, "__call__"):
         setattr(klass, "__call__", call_method(_policy))
+    if not FORWARDERS:
+        return
     for name in dir(client_type):
         if name.startswith("_") or name in _OWN_NAMES or name in vars(klass):
             continue

@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Generic, TypeVar
 
 from safeclients import _fork
-from safeclients._policy import Held, Policy
+from safeclients._policy import Policy
 from safeclients._proxy import Proxy, policy_of
 from safeclients.errors import CheckoutReused
 from safeclients.stats import Stats
@@ -33,11 +33,13 @@ class _Checkout(Generic[T]):
     mix up with the first.
     """
 
-    __slots__ = ("_policy", "_held", "_ticket")
+    __slots__ = ("_policy", "_obj", "_token", "_generation", "_ticket")
 
     def __init__(self, policy: Policy[T]) -> None:
         self._policy = policy
-        self._held: Held | None = None
+        self._obj: T | None = None
+        self._token: object = None
+        self._generation = -1
         # One entry; list.pop() is atomic, so two threads entering at once cannot both get it.
         self._ticket = [True]
 
@@ -53,9 +55,10 @@ class _Checkout(Generic[T]):
                 "this checkout() object was already entered: call safeclients.checkout(proxy) "
                 "once per `with` block (and per thread)"
             )
-        held = self._held = self._policy.hold()
-        obj: T = held.obj
-        return obj
+        obj, self._token = self._policy.get()
+        self._obj = obj
+        self._generation = _fork.GENERATION[0]
+        return obj  # type: ignore[no-any-return]
 
     def __exit__(
         self,
@@ -63,10 +66,15 @@ class _Checkout(Generic[T]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        held, self._held = self._held, None
-        if held is None:
+        obj, self._obj = self._obj, None
+        if obj is None:
             return
-        self._policy.unhold(held, exc is not None and self._policy.is_broken(exc))
+        policy = self._policy
+        if not _fork.ARMED[0]:
+            _fork.check()
+        if self._generation != _fork.GENERATION[0]:
+            return  # entered before a fork: the child's reset dropped the instance and its lock
+        policy.put(obj, self._token, exc is not None and policy.is_broken(exc))
 
 
 def checkout(proxy: T) -> AbstractContextManager[T]:

@@ -17,6 +17,9 @@ from tests.lib.fakes import UnsafeClient
 
 THREADS = 32
 CALLS = 150
+# Every test here runs over both call paths (tests/lib/conftest.py).
+pytestmark = pytest.mark.usefixtures("call_path")
+
 JOIN = 60.0
 
 
