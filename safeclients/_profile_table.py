@@ -74,7 +74,8 @@ GEARMAN = Profile(
 # - derived: cursor() returns a Cursor bound to the connection (cursors.py Cursor.__init__
 #   keeps `self.connection`).
 def _close_pymysql(conn: Any) -> None:
-    with contextlib.suppress(_class("pymysql.err.Error")):  # "Already closed": the only error close() raises
+    # err.Error("Already closed") is the only error close() raises.
+    with contextlib.suppress(_class("pymysql.err.Error")):
         conn.close()
 
 
@@ -232,7 +233,8 @@ PSYCOPG = Profile(
 #   shutdown of the channel"), so a channel's profile closes its `connection` too.
 def _close_pika_connection(conn: Any) -> None:
     if conn.is_open:
-        with contextlib.suppress(_class("pika.exceptions.AMQPConnectionError")):  # closed by the broker meanwhile
+        # Closed by the broker between the look at is_open and close().
+        with contextlib.suppress(_class("pika.exceptions.AMQPConnectionError")):
             conn.close()
 
 
@@ -252,7 +254,8 @@ def _check_pika_connection(conn: Any) -> None:
 
 def _check_pika_channel(channel: Any) -> None:
     if not channel.is_open:
-        raise _class("pika.exceptions.ChannelWrongStateError")(f"BlockingChannel {channel.channel_number} is closed")
+        wrong_state = _class("pika.exceptions.ChannelWrongStateError")
+        raise wrong_state(f"BlockingChannel {channel.channel_number} is closed")
     _check_pika_connection(channel.connection)
 
 
@@ -396,18 +399,10 @@ HTTP_CONNECTION = Profile(
 #   is putcmd() then getreply() on the one socket, with no lock (no threading import).
 # - broken: SMTPServerDisconnected ("raised when the server unexpectedly disconnects, or when
 #   an attempt is made to use the SMTP instance before connecting it"), socket errors.
-# - close: quit() sends QUIT and closes; on a dead session it raises SMTPServerDisconnected,
-#   so close() (idempotent: it clears `sock`) is what runs then.
+# - close: the default obj.close(), idempotent (it clears `file` and `sock`). Not quit(): it
+#   waits for the server's reply with the client's own timeout, None unless the app set one,
+#   and raises SMTPServerDisconnected on a dead session.
 # - check: noop() "Does nothing" on the server: a round trip.
-def _close_smtp(smtp: Any) -> None:
-    import smtplib
-
-    try:
-        smtp.quit()
-    except (smtplib.SMTPException, OSError):
-        smtp.close()
-
-
 SMTP = Profile(
     qualname="smtplib.SMTP",
     reason="A stateful command/reply session on one socket without a lock: threads interleave "
@@ -419,7 +414,6 @@ SMTP = Profile(
     probe=_probes.attr_socket("sock"),
     broken=("smtplib.SMTPServerDisconnected", "builtins.ConnectionError",
             "builtins.TimeoutError"),
-    close=_close_smtp,
     check=lambda smtp: smtp.noop(),
 )
 
@@ -430,18 +424,11 @@ SMTP = Profile(
 #   state.
 # - broken: getline() raises EOFError when the server closed the control connection;
 #   socket errors.
-# - close: close() is idempotent; quit() sends QUIT first.
+# - close: the default obj.close() "Close the connection without assuming anything about
+#   it" (idempotent). Not quit(): it waits for the reply to QUIT with the client's own
+#   timeout (None by default) and fails with AttributeError on an unconnected FTP().
 # - check: voidcmd("NOOP") expects a 2xx reply.
 # - derived: transfercmd()/ntransfercmd() return the data connection of the session.
-def _close_ftp(ftp: Any) -> None:
-    import ftplib
-
-    try:
-        ftp.quit()
-    except (ftplib.Error, OSError, EOFError):
-        ftp.close()
-
-
 FTP = Profile(
     qualname="ftplib.FTP",
     reason="A stateful command/response session (login, cwd) on one control connection "
@@ -451,7 +438,6 @@ FTP = Profile(
              "https://docs.python.org/3/library/ftplib.html"),
     probe=_probes.attr_socket("sock"),
     broken=("builtins.EOFError", "builtins.ConnectionError", "builtins.TimeoutError"),
-    close=_close_ftp,
     check=lambda ftp: ftp.voidcmd("NOOP"),
     derived=frozenset({"transfercmd", "ntransfercmd"}),
 )
