@@ -8,8 +8,9 @@ safeclients are listed as safe and do not change the exit status. Client profile
 each ``--profiles MODULE`` (a module whose import registers profiles).
 
 Exit statuses (named below): 0 nothing unsafe found, 1 unsafe globals found, 2 usage error
-(the audit's own command line), 3 could not audit: a module's import raised, was interrupted
-or called ``sys.exit()``, or loading profiles failed; a sentence on stderr says which. While
+(the audit's own command line), 3 could not audit: a module's import raised, was interrupted,
+called ``sys.exit()`` or outlived ``--import-timeout`` (IMPORT_TIMEOUT seconds by default), or
+loading profiles failed; a sentence on stderr says which. While
 a module is imported, ``sys.argv`` holds only its name (an app that parses its command line
 at import sees no audit arguments) and its output goes to stderr (``--json`` stays clean).
 Threads the app started at import are not waited for: the CLI names the non-daemon ones and
@@ -26,7 +27,9 @@ import contextlib
 import dataclasses
 import importlib
 import json
+import math
 import os
+import signal
 import sys
 import textwrap
 import threading
@@ -41,19 +44,30 @@ EXIT_FOUND = 1
 EXIT_USAGE = 2
 EXIT_NOT_AUDITED = 3
 
+#: How long one module's import may take before the audit gives up on it (--import-timeout).
+IMPORT_TIMEOUT = 60.0
+
 WIDTH = 100
 INDENT = " " * 11
+
+
+class _ImportTimedOut(BaseException):
+    """Raised by the SIGALRM handler inside an import that outlived --import-timeout.
+
+    A BaseException, so that the app's own ``except Exception`` cannot swallow it. Private to
+    the CLI: ``_import()`` turns it into a sentence; it never leaves this module.
+    """
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     modules: list[types.ModuleType] = []
-    why = _load_profiles(args.profiles)
+    why = _load_profiles(args.profiles, args.import_timeout)
     for name in args.modules:
         if why is not None:
             break
-        module = _import(name)
+        module = _import(name, args.import_timeout)
         if isinstance(module, str):
             why = f"{name}: importing it {module}"
         else:
@@ -79,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_FOUND if unsafe else EXIT_CLEAN
 
 
-def _load_profiles(modules: Sequence[str]) -> str | None:
+def _load_profiles(modules: Sequence[str], timeout: float) -> str | None:
     """Load the entry points' profiles and import each ``--profiles`` module; None when all
     went well, else why the audit cannot run."""
     try:
@@ -88,18 +102,22 @@ def _load_profiles(modules: Sequence[str]) -> str | None:
         return (f"anything: loading the entry points of group safeclients.profiles raised "
                 f"{type(exc).__name__}: {exc}")
     for name in modules:
-        module = _import(name)
+        module = _import(name, timeout)
         if isinstance(module, str):
             return f"anything: importing the --profiles module {name} {module}"
     return None
 
 
-def _import(name: str) -> types.ModuleType | str:
+def _import(name: str, timeout: float) -> types.ModuleType | str:
     """Import a module; any way its import ends early (an exception, an interrupt,
-    ``sys.exit()``) is returned as the end of a sentence saying what happened."""
+    ``sys.exit()``, ``timeout`` seconds passing) is returned as the end of a sentence saying
+    what happened."""
     try:
-        with _importing(name):
+        with _importing(name), _deadline(timeout):
             return importlib.import_module(name)
+    except _ImportTimedOut:
+        return (f"did not finish within {timeout:g} s (--import-timeout): it waits for "
+                "something at import (a server, a thread, input)")
     except (Exception, SystemExit, KeyboardInterrupt) as exc:
         return _what_happened(exc)
 
@@ -121,6 +139,29 @@ def _importing(name: str) -> Iterator[None]:
             yield
     finally:
         sys.argv = argv
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """Raise _ImportTimedOut in the main thread after ``seconds`` (0: no deadline).
+
+    SIGALRM interrupts blocking waits (lock acquisition, socket reads) on POSIX, so an import
+    that waits forever is cut off. The previous handler is restored afterwards.
+    """
+    if seconds == 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(signum: int, frame: types.FrameType | None) -> None:
+        raise _ImportTimedOut
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def exit_now(status: int) -> None:
@@ -160,7 +201,21 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--profiles", action="append", default=[], metavar="MODULE",
                        help="import MODULE first, for the client profiles it registers "
                             "(repeatable)")
+    audit.add_argument("--import-timeout", type=_seconds, default=IMPORT_TIMEOUT,
+                       metavar="SECONDS",
+                       help=f"give up on a module whose import takes longer (exit 3); 0: wait "
+                            f"without limit (default {IMPORT_TIMEOUT:g})")
     return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds >= 0")
+    return value
 
 
 def render(modules: Sequence[str], unsafe: Sequence[Finding], wrapped: Sequence[Finding]) -> str:

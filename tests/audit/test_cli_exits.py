@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from safeclients.__main__ import EXIT_CLEAN, EXIT_FOUND, EXIT_NOT_AUDITED
+from safeclients.__main__ import EXIT_CLEAN, EXIT_FOUND, EXIT_NOT_AUDITED, EXIT_USAGE
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = "tests.audit.fixtures"
@@ -64,3 +64,17 @@ def test_a_key_whose_repr_raises_is_named_by_its_type() -> None:
     assert "Traceback" not in result.stderr
     assert f"UNSAFE  {FIXTURES}.bad_key_app.SHARDS[<Key instance at 0x" in result.stdout, \
         result.stdout
+
+
+def test_an_import_that_waits_is_cut_off_by_the_import_timeout() -> None:
+    result = audit(f"{FIXTURES}.blocking_app", "--import-timeout", "0.5")
+    assert result.returncode == EXIT_NOT_AUDITED, result.stdout + result.stderr
+    assert ("could not audit tests.audit.fixtures.blocking_app: importing it did not finish "
+            "within 0.5 s (--import-timeout)") in result.stderr
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "soon"])
+def test_a_bad_import_timeout_is_a_usage_error(value: str) -> None:
+    result = audit(f"{FIXTURES}.clean_app", "--import-timeout", value)
+    assert result.returncode == EXIT_USAGE
+    assert "argument --import-timeout" in result.stderr
