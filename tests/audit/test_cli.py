@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from safeclients.__main__ import EXIT_CLEAN, EXIT_FOUND, EXIT_USAGE
+from safeclients.__main__ import EXIT_CLEAN, EXIT_FOUND, EXIT_NOT_AUDITED, EXIT_USAGE
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = "tests.audit.fixtures"
@@ -48,15 +48,21 @@ def test_json_output() -> None:
             "wrapped", "aliases"} == set(report["unsafe"][0])
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    ([f"{FIXTURES}.broken_app"], "cannot import tests.audit.fixtures.broken_app: "
-                                 "ConnectionRefusedError"),
-    (["no.such.module"], "cannot import no.such.module: ModuleNotFoundError"),
-    ([], "the following arguments are required: MODULE"),
-])
-def test_usage_and_import_errors_exit_2(args: list[str], message: str) -> None:
-    result = audit(*args)
+def test_usage_errors_exit_2() -> None:
+    result = audit()
     assert result.returncode == EXIT_USAGE
+    assert "the following arguments are required: MODULE" in result.stderr
+
+
+@pytest.mark.parametrize(("module", "message"), [
+    (f"{FIXTURES}.broken_app", "could not audit tests.audit.fixtures.broken_app: importing it "
+                               "raised ConnectionRefusedError"),
+    ("no.such.module", "could not audit no.such.module: importing it raised "
+                       "ModuleNotFoundError"),
+])
+def test_import_errors_could_not_be_audited(module: str, message: str) -> None:
+    result = audit(module)
+    assert result.returncode == EXIT_NOT_AUDITED
     assert message in result.stderr
 
 

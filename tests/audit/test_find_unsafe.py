@@ -142,3 +142,26 @@ def test_the_client_examples_create_no_client_at_import() -> None:
     modules = ["examples.clients.sqlite_ledger", "examples.clients.http_keepalive",
                "examples.clients.memcache_values", "examples.clients.echo_app"]
     assert find_unsafe(modules) == []
+
+
+def test_a_huge_global_formats_no_more_keys_than_it_keeps() -> None:
+    # Issue 15 item 17: every key of a huge dict was formatted before the first CONTAINER_ITEMS
+    # were kept. Count the reprs instead of timing them.
+    from safeclients.audit import CONTAINER_ITEMS
+
+    formatted: list[int] = []
+
+    class Key:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def __repr__(self) -> str:
+            formatted.append(self.n)
+            return f"Key({self.n})"
+
+    items = 5 * CONTAINER_ITEMS
+    app = types.ModuleType("huge_app")
+    vars(app).update(BIG={Key(n): n for n in range(items)}, ROWS=list(range(items)),
+                     TAGS={f"t{n}" for n in range(items)})
+    assert find_unsafe([app]) == []
+    assert len(formatted) <= CONTAINER_ITEMS, f"{len(formatted)} keys of {items} formatted"
