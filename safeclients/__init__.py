@@ -12,11 +12,15 @@ factory. Control is module-level: ``checkout``, ``dispose``, ``stats``, ``is_pro
 
 from safeclients.control import checkout, dispose, is_proxy, policy_name, stats
 from safeclients.errors import (
+    AsyncUseError,
     CheckoutReused,
     ConcurrentUseError,
+    CrossThreadUseError,
+    DerivedUseError,
     FactoryError,
     ForkedUseError,
     LockTimeout,
+    OutlivedUseError,
     PoolClosed,
     PoolTimeout,
     SafeClientsError,
@@ -44,6 +48,10 @@ __all__ = [
     "LockTimeout",
     "PoolClosed",
     "CheckoutReused",
+    "AsyncUseError",
+    "DerivedUseError",
+    "CrossThreadUseError",
+    "OutlivedUseError",
     "ConcurrentUseError",
     "ForkedUseError",
 ]

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import inspect
 import logging
 import os
 import threading
@@ -39,9 +40,9 @@ import typing
 from collections.abc import Callable
 from typing import Any, ClassVar, Generic, NamedTuple, TypeVar, Union
 
-from safeclients import _check, _fork
+from safeclients import _check, _fork, profiles
 from safeclients._use import Use, compiled
-from safeclients.errors import FactoryError, PoolClosed
+from safeclients.errors import AsyncUseError, FactoryError, PoolClosed
 from safeclients.stats import Stats
 
 T = TypeVar("T")
@@ -200,7 +201,12 @@ class Policy(Generic[T]):
             raise TypeError(f"close must be a callable taking the client, got {close!r}")
         self._factory = factory
         self._close_fn = close
-        self.is_broken = discard_predicate(discard_on)
+        # What safeclients knows of the client type (safeclients.profiles), once it is known:
+        # its disconnect errors join the default discard_on, its close replaces obj.close().
+        self.profile: profiles.Profile | None = None
+        self.is_broken = discard_predicate(
+            discard_on if discard_on is not None else self._default_broken
+        )
         self.client_type: type | None = factory if isinstance(factory, type) else None
         # The type a factory's return annotation promises: known before any instance exists, so
         # the forwarders are installed up front and introspection (isinstance, doctest) creates
@@ -211,6 +217,10 @@ class Policy(Generic[T]):
             self._provisional = self.client_type is not None
         if instance is not None:
             self.client_type = type(instance)
+        if self.client_type is not None:
+            self.profile = profiles.profile_for(self.client_type)
+        # A weak reference to the proxy (set by make_proxy): a fluent call gets it back.
+        self.proxy_ref: Callable[[], Any] = lambda: None
         # Called once with the type of the first instance (the proxy installs fast forwarders).
         self.on_first_instance: Callable[[type], None] | None = None
         self.tracker: _check.Tracker | None = (
@@ -230,7 +240,7 @@ class Policy(Generic[T]):
         """Bind the paths compiled from ``USE`` to this policy (at creation only)."""
         paths = compiled(self.USE, self.kind, self.tracker is not None)
         args = (self, self.is_broken, self.tracker)
-        self._make_forwarder = functools.partial(paths.makers["forwarder"], *args)
+        self._paths = paths
         self.get = paths.makers["get"](*args, None)
         self.put = paths.makers["put"](*args, None)
         self.call = paths.makers["call"](*args, None)
@@ -256,6 +266,20 @@ class Policy(Generic[T]):
         self._conflicts = 0
         if self.tracker is not None:
             self.tracker.reset()
+
+    #: Whether a use may last across an ``await`` (``locked`` says no: see ``_escape``).
+    holds_across_await: ClassVar[bool] = True
+
+    def _default_broken(self, exc: BaseException) -> bool:
+        """The default ``discard_on``: generic disconnect classes, plus the profile's."""
+        if default_discard(exc):
+            return True
+        profile = self.profile
+        return profile is not None and profiles.broken_by(profile, exc)
+
+    def own_proxy(self) -> Any:
+        """The proxy of this policy (a fluent call's result is mapped back to it)."""
+        return self.proxy_ref()
 
     def closed_error(self) -> PoolClosed:
         return PoolClosed(
@@ -291,6 +315,7 @@ class Policy(Generic[T]):
         if self.client_type is None or self._provisional:
             self.client_type = type(obj)
             self._provisional = False
+            self.profile = profiles.profile_for(self.client_type)
         hook, self.on_first_instance = self.on_first_instance, None
         if hook is not None:
             hook(type(obj))
@@ -309,6 +334,8 @@ class Policy(Generic[T]):
         try:
             if self._close_fn is not None:
                 self._close_fn(obj)
+            elif self.profile is not None and self.profile.close is not None:
+                self.profile.close(obj)
             else:
                 close = getattr(obj, "close", None)
                 if callable(close):
@@ -400,13 +427,47 @@ class Policy(Generic[T]):
 
     def forwarder(self, name: str) -> Callable[..., Any]:
         """The class attribute for the client method ``name``: the use, specialised by name."""
-        forward: Callable[..., Any] = self._make_forwarder(name)
+        forward: Callable[..., Any] = self._paths.forwarder_maker(name)(
+            self, self.is_broken, self.tracker, name
+        )
+        forward.__name__ = forward.__qualname__ = name
+        return forward
+
+    async def aget(self) -> tuple[Any, Any]:
+        """``get`` for an ``await``-ed method: never blocks the event loop (pooled waits for a
+        free instance in a worker thread)."""
+        return self.get()
+
+    def async_forwarder(self, name: str) -> Callable[..., Any]:
+        """The class attribute for an ``async def`` client method: the use lasts until the
+        awaited call finishes, built from the same ``get``/``put`` as every path."""
+        policy = self
+
+        async def forward(proxy: object, /, *args: Any, **kwargs: Any) -> Any:
+            if not policy.holds_across_await:
+                raise AsyncUseError(
+                    f"{policy.client_type.__name__ if policy.client_type else 'the client'}."
+                    f"{name}() is a coroutine, and a {policy.kind} proxy cannot hold its lock "
+                    f"across an await (every task of the thread would get in): use "
+                    f"safeclients.per_loop (one instance per event loop) or safeclients.pooled"
+                )
+            obj, token = await policy.aget()
+            try:
+                result = await getattr(obj, name)(*args, **kwargs)
+            except BaseException as exc:
+                policy.put(obj, token, policy.is_broken(exc))
+                raise
+            policy.put(obj, token, False)
+            return result
+
         forward.__name__ = forward.__qualname__ = name
         return forward
 
     def attribute(self, name: str) -> Any:
         """``proxy.name`` for a name with no fast forwarder: a value, or a call-through."""
         value = self.apply(getattr, name)
+        if inspect.iscoroutinefunction(value):
+            return functools.partial(self.async_forwarder(name), self.own_proxy())
         if callable(value) and not isinstance(value, type):
             return CallThrough(self, (name,), value)
         return value

@@ -26,6 +26,7 @@ from __future__ import annotations
 import inspect
 import operator
 import types
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import wrapt
@@ -237,6 +238,7 @@ def make_proxy(policy: Policy[Any], kind: str) -> Proxy:
     klass: type[Proxy] = metaclass(f"{kind}_proxy", (Proxy,), namespace)
     proxy = klass.__new__(klass)
     Proxy.__init__(proxy, policy)
+    policy.proxy_ref = weakref.ref(proxy)
 
     def specialise(client_type: type) -> None:
         install_forwarders(klass, policy, client_type)
@@ -275,7 +277,9 @@ def install_forwarders(klass: type, policy: Policy[Any], client_type: type) -> N
             attr = inspect.getattr_static(client_type, name)
         except AttributeError:
             continue
-        if isinstance(attr, _METHOD_TYPES):
+        if inspect.iscoroutinefunction(attr):
+            setattr(klass, name, policy.async_forwarder(name))
+        elif isinstance(attr, _METHOD_TYPES):
             setattr(klass, name, policy.forwarder(name))
 
 

@@ -71,8 +71,10 @@ def _make(policy, is_broken, tracker, name):
             else:
 {put_ok}
             raise
+        if type(result) in PLAIN:
 {leave_ok}{put_ok_after}
-        return result
+            return result
+        return escaped(policy, obj, token, result, name, {proxy})
     return {fname}
 """
 
@@ -96,11 +98,12 @@ def _make(policy, is_broken, tracker, name):
     return put
 """
 
-# (function name, parameters, action) for each path.
+# (function name, parameters, action, the proxy's name in scope) for each path. A forwarder is
+# compiled per method name, so its call is an attribute access, not a getattr() call.
 _PATHS = {
-    "forwarder": ("forward", "proxy, /, *args, **kwargs", "getattr(obj, name)(*args, **kwargs)"),
-    "call": ("call", "name, args, kwargs", "getattr(obj, name)(*args, **kwargs)"),
-    "apply": ("apply", "func, /, *args", "func(obj, *args)"),
+    "forwarder": ("forward", "proxy, /, *args, **kwargs", "obj.{name}(*args, **kwargs)", "proxy"),
+    "call": ("call", "name, args, kwargs", "getattr(obj, name)(*args, **kwargs)", "None"),
+    "apply": ("apply", "func, /, *args", "func(obj, *args)", "None"),
 }
 
 
@@ -128,20 +131,29 @@ class Compiled:
     """The makers compiled from one :class:`Use` (cached per policy class and check mode)."""
 
     def __init__(self, use: Use, kind: str, checked: bool) -> None:
-        scope = {"ARMED": ARMED, "fork_check": _fork.check, "get_ident": threading.get_ident}
-        fragments = {
+        from safeclients._escape import PLAIN, escaped
+
+        self._kind = kind
+        self._scope = {
+            "ARMED": ARMED,
+            "fork_check": _fork.check,
+            "get_ident": threading.get_ident,
+            "PLAIN": PLAIN,
+            "escaped": escaped,
+        }
+        self._fragments = {
             "get": _indent(use.get, 8),
             "put_ok": _indent(use.put_ok, 16),
             "put_broken": _indent(use.put_broken, 16),
             "enter": "            tracker.enter(obj)\n" if checked else "",
             "leave": "            tracker.leave(obj)\n" if checked else "",
-            "leave_ok": "        tracker.leave(obj)\n" if checked else "",
-            "put_ok_after": _indent(use.put_ok, 8),
+            "leave_ok": "            tracker.leave(obj)\n" if checked else "",
+            "put_ok_after": _indent(use.put_ok, 12),
         }
-        self.makers: dict[str, Callable[..., Any]] = {}
-        for path, (fname, params, action) in _PATHS.items():
-            source = _TEMPLATE.format(fname=fname, params=params, action=action, **fragments)
-            self.makers[path] = _build(source, kind, path, scope)
+        self.makers: dict[str, Callable[..., Any]] = {
+            path: self._path(path, "") for path in ("call", "apply")
+        }
+        self._forwarders: dict[str, Callable[..., Any]] = {}
         enter_get = ""
         if checked:
             enter_get = (
@@ -151,14 +163,31 @@ class Compiled:
                 + _indent(use.put_ok, 12)
                 + "\n            raise\n"
             )
-        get_source = _GET_TEMPLATE.format(get=fragments["get"], enter_get=enter_get)
+        get_source = _GET_TEMPLATE.format(get=self._fragments["get"], enter_get=enter_get)
         put_source = _PUT_TEMPLATE.format(
             leave_put="        tracker.leave(obj)\n" if checked else "",
             put_ok=_indent(use.put_ok, 12),
             put_broken=_indent(use.put_broken, 12),
         )
-        self.makers["get"] = _build(get_source, kind, "get", scope)
-        self.makers["put"] = _build(put_source, kind, "put", scope)
+        self.makers["get"] = _build(get_source, kind, "get", self._scope)
+        self.makers["put"] = _build(put_source, kind, "put", self._scope)
+
+    def _path(self, path: str, name: str) -> Callable[..., Any]:
+        fname, params, action, proxy = _PATHS[path]
+        source = _TEMPLATE.format(
+            fname=fname, params=params, action=action.format(name=name), proxy=proxy,
+            **self._fragments,
+        )
+        return _build(source, self._kind, f"{path} {name}".strip(), self._scope)
+
+    def forwarder_maker(self, name: str) -> Callable[..., Any]:
+        """The maker of the forwarder for method ``name`` (compiled once per name)."""
+        if not name.isidentifier():
+            raise ValueError(f"not a method name: {name!r}")
+        maker = self._forwarders.get(name)
+        if maker is None:
+            maker = self._forwarders.setdefault(name, self._path("forwarder", name))
+        return maker
 
 
 _compiled: dict[tuple[Use, str, bool], Compiled] = {}

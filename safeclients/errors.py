@@ -74,6 +74,25 @@ class CheckoutReused(SafeClientsError, RuntimeError):
     ``with safeclients.checkout(proxy)`` needs its own call to ``checkout``."""
 
 
+class AsyncUseError(SafeClientsError, TypeError):
+    """An awaitable came back through a policy that cannot hold its instance across an
+    ``await`` (``locked``): use ``per_loop`` or ``pooled`` for an async client."""
+
+
+class DerivedUseError(SafeClientsError):
+    """An object derived from a client (cursor, channel, pipeline, generator) was used where
+    the policy cannot keep that use safe."""
+
+
+class CrossThreadUseError(DerivedUseError):
+    """A derived object was used from another thread than the one holding its instance."""
+
+
+class OutlivedUseError(DerivedUseError):
+    """A derived object was used after its use ended (its ``with`` block, or ``close()``): its
+    instance is back with the policy, and may be another thread's now."""
+
+
 class PoolClosed(SafeClientsError):
     """The proxy was used after ``dispose(proxy, final=True)`` or after interpreter shutdown."""
 
@@ -93,6 +112,10 @@ __all__ = [
     "LockTimeout",
     "CheckoutReused",
     "PoolClosed",
+    "AsyncUseError",
+    "DerivedUseError",
+    "CrossThreadUseError",
+    "OutlivedUseError",
     "ConcurrentUseError",
     "ForkedUseError",
 ]

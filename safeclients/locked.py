@@ -33,6 +33,9 @@ SHUTDOWN_WAIT = 1.0
 
 class LockedPolicy(Policy[T]):
     kind = "locked"
+    # Its re-entrant lock belongs to the thread: held across an await, every task of that
+    # thread would get in. Async clients: per_loop or pooled.
+    holds_across_await = False
 
     USE = Use(
         get="""

@@ -21,6 +21,7 @@ replaces the condition; the child creates its own instances on demand.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -174,6 +175,14 @@ class PooledPolicy(Policy[T]):
             self.close_instance(obj, discarded=broken)
         finally:
             self._give_back_slot(free)
+
+    async def aget(self) -> tuple[Any, Any]:
+        if self.free or self._count < self.size:
+            # One is free or may be created: get() will not wait (unless another thread takes
+            # it in between, when it waits as any caller does).
+            return self.get()
+        # Wait in a worker thread, so the event loop keeps running the tasks that will free one.
+        return await asyncio.get_running_loop().run_in_executor(None, self.get)
 
     # -- override surface ----------------------------------------------------------------------
 
