@@ -42,6 +42,9 @@ from typing import Any, ClassVar, Generic, NamedTuple, TypeVar, Union
 
 from safeclients import _check, _fork, profiles
 from safeclients._use import Use, compiled
+
+if typing.TYPE_CHECKING:
+    from safeclients._health import Health
 from safeclients.errors import AsyncUseError, FactoryError, PoolClosed
 from safeclients.stats import Stats
 
@@ -179,6 +182,8 @@ class Policy(Generic[T]):
 
     kind: ClassVar[str] = "policy"
     USE: ClassVar[Use]
+    #: The use with health checks (``_health``): compiled only for a proxy that has them.
+    USE_HEALTH: ClassVar[Use | None] = None
 
     # Bound at creation from the compiled USE (instance attributes: one dict lookup per use).
     get: Callable[[], tuple[Any, Any]]
@@ -236,9 +241,26 @@ class Policy(Generic[T]):
         self._bind_use()
         _fork.register(self)
 
+    @property
+    def effective_check(self) -> Callable[[Any], object] | None:
+        """The health check in force: the explicit ``check=``, else the client profile's."""
+        health: Health | None = getattr(self, "health", None)
+        if health is not None and health.check is not None:
+            return health.check
+        return self.profile.check if self.profile is not None else None
+
+    def _selected_use(self) -> Use:
+        health: Health | None = getattr(self, "health", None)
+        if self.USE_HEALTH is not None and health is not None:
+            if health.active or self.effective_check is not None:
+                return self.USE_HEALTH
+        return self.USE
+
     def _bind_use(self) -> None:
-        """Bind the paths compiled from ``USE`` to this policy (at creation only)."""
-        paths = compiled(self.USE, self.kind, self.tracker is not None)
+        """Bind the paths compiled from the selected ``Use`` to this policy (at creation, and
+        again if the client's profile, learnt from the first instance, brings a health check)."""
+        use = self._bound_use = self._selected_use()
+        paths = compiled(use, self.kind, self.tracker is not None)
         args = (self, self.is_broken, self.tracker)
         self._paths = paths
         self.get = paths.makers["get"](*args, None)
@@ -316,6 +338,8 @@ class Policy(Generic[T]):
             self.client_type = type(obj)
             self._provisional = False
             self.profile = profiles.profile_for(self.client_type)
+            if self._selected_use() is not self._bound_use:
+                self._bind_use()
         hook, self.on_first_instance = self.on_first_instance, None
         if hook is not None:
             hook(type(obj))
@@ -425,9 +449,10 @@ class Policy(Generic[T]):
 
     # -- caller surface ------------------------------------------------------------------------
 
-    def forwarder(self, name: str) -> Callable[..., Any]:
-        """The class attribute for the client method ``name``: the use, specialised by name."""
-        forward: Callable[..., Any] = self._paths.forwarder_maker(name)(
+    def forwarder(self, name: str, method: object = None) -> Callable[..., Any]:
+        """The class attribute for the client method ``name``: the use, specialised by name
+        (and by ``method``'s parameters, when they are plain: see ``_use``)."""
+        forward: Callable[..., Any] = self._paths.forwarder_maker(name, method)(
             self, self.is_broken, self.tracker, name
         )
         forward.__name__ = forward.__qualname__ = name

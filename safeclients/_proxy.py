@@ -254,6 +254,10 @@ def _defines(client_type: type, name: str) -> bool:
     return any(name in vars(klass) for klass in client_type.__mro__ if klass is not object)
 
 
+# Proxy class -> the names install_forwarders put there (it may replace those, never others:
+# a second call comes when the first instance corrects a provisional type or a health check).
+_forwarded: weakref.WeakKeyDictionary[type, set[str]] = weakref.WeakKeyDictionary()
+
 #: Tests switch this off to run the same policy tests over the generic path (``call`` through
 #: ``__getattr__``) as over the forwarders: both are compiled from one ``Use``.
 FORWARDERS = True
@@ -270,8 +274,11 @@ def install_forwarders(klass: type, policy: Policy[Any], client_type: type) -> N
         setattr(klass, "__call__", call_method(_policy))
     if not FORWARDERS:
         return
+    mine = _forwarded.setdefault(klass, set())
     for name in dir(client_type):
-        if name.startswith("_") or name in _OWN_NAMES or name in vars(klass):
+        if name.startswith("_") or name in _OWN_NAMES:
+            continue
+        if name in vars(klass) and name not in mine:
             continue
         try:
             attr = inspect.getattr_static(client_type, name)
@@ -280,7 +287,10 @@ def install_forwarders(klass: type, policy: Policy[Any], client_type: type) -> N
         if inspect.iscoroutinefunction(attr):
             setattr(klass, name, policy.async_forwarder(name))
         elif isinstance(attr, _METHOD_TYPES):
-            setattr(klass, name, policy.forwarder(name))
+            setattr(klass, name, policy.forwarder(name, attr))
+        else:
+            continue
+        mine.add(name)
 
 
 __all__ = ["Proxy", "make_proxy", "policy_of"]

@@ -32,8 +32,12 @@ that uses that method).
 
 from __future__ import annotations
 
+import inspect
+import keyword
 import linecache
 import threading
+import time
+import types
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -101,7 +105,7 @@ def _make(policy, is_broken, tracker, name):
 # (function name, parameters, action, the proxy's name in scope) for each path. A forwarder is
 # compiled per method name, so its call is an attribute access, not a getattr() call.
 _PATHS = {
-    "forwarder": ("forward", "proxy, /, *args, **kwargs", "obj.{name}(*args, **kwargs)", "proxy"),
+    "forwarder": ("forward", "proxy, /, {params}", "obj.{name}({args})", "proxy"),
     "call": ("call", "name, args, kwargs", "getattr(obj, name)(*args, **kwargs)", "None"),
     "apply": ("apply", "func, /, *args", "func(obj, *args)", "None"),
 }
@@ -138,6 +142,7 @@ class Compiled:
             "ARMED": ARMED,
             "fork_check": _fork.check,
             "get_ident": threading.get_ident,
+            "monotonic": time.monotonic,
             "PLAIN": PLAIN,
             "escaped": escaped,
         }
@@ -172,22 +177,61 @@ class Compiled:
         self.makers["get"] = _build(get_source, kind, "get", self._scope)
         self.makers["put"] = _build(put_source, kind, "put", self._scope)
 
-    def _path(self, path: str, name: str) -> Callable[..., Any]:
-        fname, params, action, proxy = _PATHS[path]
+    def _path(self, path: str, name: str, params: str = "", args: str = "") -> Callable[..., Any]:
+        fname, signature, action, proxy = _PATHS[path]
         source = _TEMPLATE.format(
-            fname=fname, params=params, action=action.format(name=name), proxy=proxy,
+            fname=fname,
+            params=signature.format(params=params),
+            action=action.format(name=name, args=args),
+            proxy=proxy,
             **self._fragments,
         )
         return _build(source, self._kind, f"{path} {name}".strip(), self._scope)
 
-    def forwarder_maker(self, name: str) -> Callable[..., Any]:
-        """The maker of the forwarder for method ``name`` (compiled once per name)."""
+    def forwarder_maker(self, name: str, method: object = None) -> Callable[..., Any]:
+        """The maker of the forwarder for method ``name`` (compiled once per name and shape).
+
+        When ``method`` (the client class's function) takes only plain positional-or-keyword
+        parameters without defaults, the forwarder takes exactly those: no ``*args``/
+        ``**kwargs`` packing on every call (the bulk of a forwarder's own cost).
+        """
         if not name.isidentifier():
             raise ValueError(f"not a method name: {name!r}")
-        maker = self._forwarders.get(name)
+        names = exact_parameters(method)
+        params, args = (
+            (", ".join(names), ", ".join(names)) if names is not None
+            else ("*args, **kwargs", "*args, **kwargs")
+        )
+        key = f"{name}({params})"
+        maker = self._forwarders.get(key)
         if maker is None:
-            maker = self._forwarders.setdefault(name, self._path("forwarder", name))
+            maker = self._forwarders.setdefault(key, self._path("forwarder", name, params, args))
         return maker
+
+
+_RESERVED = frozenset({"proxy", "policy", "is_broken", "tracker", "name", "obj", "token",
+                       "result", "exc"})
+
+
+def exact_parameters(method: object) -> list[str] | None:
+    """The parameter names after ``self`` if all are plain (no default, no */**), else None."""
+    if not isinstance(method, types.FunctionType):
+        return None
+    try:
+        parameters = list(inspect.signature(method).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return None
+    names = []
+    for parameter in parameters:
+        if (
+            parameter.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD
+            or parameter.default is not inspect.Parameter.empty
+            or parameter.name in _RESERVED
+            or keyword.iskeyword(parameter.name)
+        ):
+            return None
+        names.append(parameter.name)
+    return names
 
 
 _compiled: dict[tuple[Use, str, bool], Compiled] = {}

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
 from safeclients import _fork
 from safeclients._fork import ARMED
+from safeclients._health import DEFAULT_CHECK_INTERVAL, Ages, health_options, retire_note
 from safeclients._policy import DiscardOn, Policy, log
 from safeclients._proxy import make_proxy
 from safeclients._use import Use
@@ -62,13 +64,42 @@ class PerThreadPolicy(Policy[T]):
         put_broken="policy.discard(obj)",
     )
 
+    # With check=/max_lifetime= (or a profile's check): vet the thread's instance when its
+    # next check is due (at most once per check_interval), not on every call.
+    USE_HEALTH = Use(
+        get="""
+            local = policy._local
+            try:
+                obj = local.obj
+            except AttributeError:
+                obj = policy.create_for_thread()
+            else:
+                if local.due <= monotonic():
+                    obj = policy.vetted_own(obj)
+            token = None
+        """,
+        put_ok="",
+        put_broken="policy.discard(obj)",
+    )
+
     def __init__(
         self,
         factory: Callable[[], T],
         *,
         close: Callable[[T], object] | None = None,
         discard_on: DiscardOn | None = None,
+        check: Callable[[T], object] | None = None,
+        check_interval: float = DEFAULT_CHECK_INTERVAL,
+        max_lifetime: float | None = None,
     ) -> None:
+        self.health = health_options(
+            "per_thread",
+            check=check,
+            check_interval=check_interval,
+            max_lifetime=max_lifetime,
+            max_idle=None,
+        )
+        self.ages = Ages()
         super().__init__(factory, close=close, discard_on=discard_on)
         self._reset()
 
@@ -105,6 +136,7 @@ class PerThreadPolicy(Policy[T]):
         with self._records_lock:
             obj = self._records.pop(ref, None)
         if obj is not None:
+            self.ages.forget(obj)
             try:
                 self._close_own(obj, discarded=False)
             except BaseException:  # a callback cannot raise anywhere useful: log, do not print
@@ -122,6 +154,7 @@ class PerThreadPolicy(Policy[T]):
             record = self._records.pop(weakref.ref(slot), None)  # type: ignore[call-overload]
         del slot
         if record is not None:
+            self.ages.forget(record)
             self._close_own(record, discarded=discarded)
 
     def _close_retired(self) -> None:
@@ -148,7 +181,27 @@ class PerThreadPolicy(Policy[T]):
         local = self._local
         local.obj = obj
         local.slot = slot
+        self.ages.born(obj)
+        local.due = self._next_due()
         return obj
+
+    def _next_due(self) -> float:
+        """When the calling thread's instance is next vetted (health variant only)."""
+        health = self.health
+        steps = [health.max_lifetime] if health.max_lifetime is not None else []
+        if self.effective_check is not None:
+            steps.append(health.check_interval)
+        return time.monotonic() + min(steps) if steps else float("inf")
+
+    def vetted_own(self, obj: T) -> T:
+        """Health variant: the calling thread's instance is due; replace it if needed."""
+        reason = self.ages.verdict(self.health, self.effective_check, obj)
+        if not reason:
+            self._local.due = self._next_due()
+            return obj
+        retire_note(self.kind, obj, reason)
+        self._drop_own(self._local, discarded=True)
+        return self.create_for_thread()
 
     def discard(self, obj: T) -> None:
         """The calling thread's instance raised one of discard_on: close it, forget it."""
@@ -191,6 +244,7 @@ class PerThreadPolicy(Policy[T]):
     def after_fork(self) -> None:
         self._reset()
         self._reset_common()
+        self.ages.clear()
 
 
 @overload
@@ -199,18 +253,21 @@ def per_thread(
     *,
     close: Callable[[T], object] | None = ...,
     discard_on: DiscardOn | None = ...,
+    check: Callable[[T], object] | None = ...,
+    check_interval: float = ...,
+    max_lifetime: float | None = ...,
 ) -> T: ...
 
 
 @overload
 def per_thread(
-    factory: None = ..., *, close: None = ..., discard_on: DiscardOn | None = ...
-) -> Callable[[Callable[[], T]], T]: ...
-
-
-@overload
-def per_thread(
-    factory: None = ..., *, close: Callable[[Any], object], discard_on: DiscardOn | None = ...
+    factory: None = ...,
+    *,
+    close: Callable[[Any], object] | None = ...,  # the client type is not known yet here
+    discard_on: DiscardOn | None = ...,
+    check: Callable[[Any], object] | None = ...,
+    check_interval: float = ...,
+    max_lifetime: float | None = ...,
 ) -> Callable[[Callable[[], T]], T]: ...
 
 
@@ -219,6 +276,9 @@ def per_thread(
     *,
     close: Callable[[T], object] | None = None,
     discard_on: DiscardOn | None = None,
+    check: Callable[[T], object] | None = None,
+    check_interval: float = DEFAULT_CHECK_INTERVAL,
+    max_lifetime: float | None = None,
 ) -> T | Callable[[Callable[[], T]], T]:
     """A proxy that gives each thread its own instance from ``factory``, created on first use.
 
@@ -229,13 +289,32 @@ def per_thread(
     ``InterfaceError``/``OperationalError``) closes the calling thread's instance; its next call
     creates a fresh one. Setting an attribute (``proxy.timeout = 5``) sets it on the calling
     thread's instance only.
+
+    Health: ``check(client)`` runs on a thread's instance at most once per ``check_interval``
+    seconds, and replaces it if it raises or returns False (default: the client profile's
+    check); ``max_lifetime`` (seconds) replaces older instances.
     """
+    options: dict[str, Any] = dict(
+        close=close,
+        discard_on=discard_on,
+        check=check,
+        check_interval=check_interval,
+        max_lifetime=max_lifetime,
+    )
     if factory is None:
+        health_options(
+            "per_thread",
+            check=check,
+            check_interval=check_interval,
+            max_lifetime=max_lifetime,
+            max_idle=None,
+        )
 
         def decorate(factory: Callable[[], T]) -> T:
-            return per_thread(factory, close=close, discard_on=discard_on)
+            made: T = per_thread(factory, **options)
+            return made
 
         return decorate
-    policy = PerThreadPolicy(factory, close=close, discard_on=discard_on)
+    policy = PerThreadPolicy(factory, **options)
     proxy: T = make_proxy(policy, "per_thread")  # type: ignore[assignment]
     return proxy

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
+from safeclients._health import DEFAULT_CHECK_INTERVAL, Ages, health_options, retire_note
 from safeclients._limits import DEFAULT_SIZE, DEFAULT_TIMEOUT, validate_size, validate_timeout
 from safeclients._policy import DiscardOn, Policy
 from safeclients._proxy import make_proxy
@@ -64,6 +65,29 @@ class PooledPolicy(Policy[T]):
         put_broken="policy.release_slow(obj, token, True)",
     )
 
+    # With check=/max_lifetime=/max_idle= (or a profile's check): vet what leaves the free
+    # list, and note when each instance comes back.
+    USE_HEALTH = Use(
+        get="""
+            token = policy.free
+            try:
+                obj = token.pop()
+            except IndexError:
+                obj, token = policy.acquire_slow()
+            obj = policy.vetted(obj, token)
+        """,
+        put_ok="""
+            policy.ages.used(obj)
+            if token is policy.free:
+                token.append(obj)
+                if policy.waiting:
+                    policy.wake()
+            else:
+                policy.release_slow(obj, token, False)
+        """,
+        put_broken="policy.release_slow(obj, token, True)",
+    )
+
     def __init__(
         self,
         factory: Callable[[], T],
@@ -72,9 +96,23 @@ class PooledPolicy(Policy[T]):
         timeout: float | None = DEFAULT_TIMEOUT,
         close: Callable[[T], object] | None = None,
         discard_on: DiscardOn | None = None,
+        check: Callable[[T], object] | None = None,
+        check_interval: float = DEFAULT_CHECK_INTERVAL,
+        max_lifetime: float | None = None,
+        max_idle: float | None = None,
     ) -> None:
         self.size = validate_size("pooled", size)
         self.timeout = validate_timeout("pooled", timeout)
+        self.health = health_options(
+            "pooled",
+            check=check,
+            check_interval=check_interval,
+            max_lifetime=max_lifetime,
+            max_idle=max_idle,
+        )
+        # When each instance was made and last given back (health checks; slow paths only
+        # when no health option is set).
+        self.ages = Ages()
         super().__init__(factory, close=close, discard_on=discard_on)
         self._reset()
 
@@ -149,7 +187,20 @@ class PooledPolicy(Policy[T]):
             raise
         with self._cond:
             self._live += 1
+        self.ages.born(obj)
         return obj
+
+    def vetted(self, obj: T, free: list[T]) -> T:
+        """Health variant: replace ``obj`` (in its slot) if it is too old, idle or dead."""
+        reason = self.ages.verdict(self.health, self.effective_check, obj)
+        if not reason:
+            return obj
+        retire_note(self.kind, obj, reason)
+        self.ages.forget(obj)
+        with self._cond:
+            self._live -= 1
+        self.close_instance(obj, discarded=True)
+        return self._create_in_slot(free)  # the same slot; given back if creation fails
 
     def _give_back_slot(self, free: list[T]) -> None:
         with self._cond:
@@ -171,6 +222,7 @@ class PooledPolicy(Policy[T]):
             return
         with self._cond:
             self._live -= 1
+        self.ages.forget(obj)
         try:
             self.close_instance(obj, discarded=broken)
         finally:
@@ -212,11 +264,14 @@ class PooledPolicy(Policy[T]):
             self._live -= len(old)
             self._cond.notify_all()
         while old:
-            self.close_instance(old.pop(), discarded=False)
+            obj = old.pop()
+            self.ages.forget(obj)
+            self.close_instance(obj, discarded=False)
 
     def after_fork(self) -> None:
         self._reset()
         self._reset_common()
+        self.ages.clear()
 
 
 @overload
@@ -227,6 +282,10 @@ def pooled(
     timeout: float | None = ...,
     close: Callable[[T], object] | None = ...,
     discard_on: DiscardOn | None = ...,
+    check: Callable[[T], object] | None = ...,
+    check_interval: float = ...,
+    max_lifetime: float | None = ...,
+    max_idle: float | None = ...,
 ) -> T: ...
 
 
@@ -236,19 +295,12 @@ def pooled(
     *,
     size: int = ...,
     timeout: float | None = ...,
-    close: None = ...,
+    close: Callable[[Any], object] | None = ...,  # the client type is not known yet here
     discard_on: DiscardOn | None = ...,
-) -> Callable[[Callable[[], T]], T]: ...
-
-
-@overload
-def pooled(
-    factory: None = ...,
-    *,
-    size: int = ...,
-    timeout: float | None = ...,
-    close: Callable[[Any], object],  # the client type is not known yet here
-    discard_on: DiscardOn | None = ...,
+    check: Callable[[Any], object] | None = ...,
+    check_interval: float = ...,
+    max_lifetime: float | None = ...,
+    max_idle: float | None = ...,
 ) -> Callable[[Callable[[], T]], T]: ...
 
 
@@ -259,22 +311,52 @@ def pooled(
     timeout: float | None = DEFAULT_TIMEOUT,
     close: Callable[[T], object] | None = None,
     discard_on: DiscardOn | None = None,
+    check: Callable[[T], object] | None = None,
+    check_interval: float = DEFAULT_CHECK_INTERVAL,
+    max_lifetime: float | None = None,
+    max_idle: float | None = None,
 ) -> T | Callable[[Callable[[], T]], T]:
     """A proxy over a bounded pool of up to ``size`` instances from ``factory``.
 
-    A plain method call checks an instance out for that call only; ``safeclients.checkout``
-    holds one for a block. With none free within ``timeout`` seconds, ``PoolTimeout``. A call
-    raising one of ``discard_on`` (default: OSError or a ConnectionError-like class) closes its
-    instance, which is never handed out again. ``timeout=None`` waits without limit. A size
-    that is not an int >= 1, or a timeout that is negative, nan or infinite: ValueError now.
+    A plain method call checks an instance out for that call only (and for as long as what it
+    returns is still bound to the instance: a cursor, a generator, an awaitable);
+    ``safeclients.checkout`` holds one for a block. With none free within ``timeout`` seconds,
+    ``PoolTimeout`` (``timeout=None`` waits without limit). A call raising one of
+    ``discard_on`` (default: OSError, a connection-error class, a PEP 249
+    ``InterfaceError``/``OperationalError``, and the client profile's disconnect errors)
+    closes its instance, which is never handed out again.
+
+    Health (psycopg_pool's names): ``check(client)`` runs before an instance idle for
+    ``check_interval`` seconds or more is reused, and replaces it if it raises or returns False
+    (default: the client profile's check, e.g. PyMySQL's ``ping``); ``max_lifetime`` and
+    ``max_idle`` (seconds) replace instances older, or idle longer, than that. A size that is
+    not an int >= 1, or a timeout that is negative, nan or infinite: ValueError now.
     """
+    options: dict[str, Any] = dict(
+        size=size,
+        timeout=timeout,
+        close=close,
+        discard_on=discard_on,
+        check=check,
+        check_interval=check_interval,
+        max_lifetime=max_lifetime,
+        max_idle=max_idle,
+    )
     if factory is None:
+        validate_limits(size, timeout)
+        health_options(
+            "pooled",
+            check=check,
+            check_interval=check_interval,
+            max_lifetime=max_lifetime,
+            max_idle=max_idle,
+        )
 
         def decorate(factory: Callable[[], T]) -> T:
-            return pooled(factory, size=size, timeout=timeout, close=close, discard_on=discard_on)
+            made: T = pooled(factory, **options)
+            return made
 
-        validate_limits(size, timeout)
         return decorate
-    policy = PooledPolicy(factory, size=size, timeout=timeout, close=close, discard_on=discard_on)
+    policy = PooledPolicy(factory, **options)
     proxy: T = make_proxy(policy, "pooled")  # type: ignore[assignment]
     return proxy

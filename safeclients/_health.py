@@ -1,0 +1,124 @@
+"""Health of long-lived instances: a check before reuse, a maximum lifetime, a maximum idle time.
+
+What every database pool offers, with psycopg_pool's names: ``check`` (a callable that raises,
+or returns False, when the instance is dead: a ping), ``max_lifetime`` and ``max_idle`` (seconds
+after which an instance is replaced). ``check_interval`` bounds the cost: an instance used within
+the last ``check_interval`` seconds is presumed alive and not checked (0: check before every
+reuse). A retired instance is closed quietly (one log line if its close fails: a connection the
+server already dropped often refuses a polite close).
+
+Which policy uses what: ``pooled`` vets an instance when it leaves the free list; ``per_thread``
+vets the calling thread's instance at most once per ``check_interval`` (or when its lifetime
+ends). A policy compiled with no health option pays nothing for this module.
+
+Which thread runs what: every method runs in the request thread that is about to use the
+instance; ``Ages`` is touched by one thread per instance at a time (the one holding it).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from safeclients._policy import log
+
+#: Default seconds an instance may go unused before a ``check`` runs again.
+DEFAULT_CHECK_INTERVAL = 1.0
+
+
+@dataclass(frozen=True)
+class Health:
+    """The validated health options of one proxy."""
+
+    check: Callable[[Any], object] | None = None
+    check_interval: float = DEFAULT_CHECK_INTERVAL
+    max_lifetime: float | None = None
+    max_idle: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.check is not None or self.max_lifetime is not None or self.max_idle is not None
+
+
+def _seconds(kind: str, option: str, value: object, *, allow_none: bool) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{kind}({option}=...) must be a number of seconds, got {value!r}")
+    seconds = float(value)
+    if math.isnan(seconds) or seconds < 0 or math.isinf(seconds):
+        raise ValueError(f"{kind}({option}=...) must be a finite number >= 0, got {value!r}")
+    return seconds
+
+
+def health_options(
+    kind: str,
+    *,
+    check: Callable[[Any], object] | None,
+    check_interval: float,
+    max_lifetime: float | None,
+    max_idle: float | None,
+) -> Health:
+    """Validate the options with a sentence each, when the proxy is made."""
+    if check is not None and not callable(check):
+        raise TypeError(f"{kind}(check=...) must be a callable taking the client, got {check!r}")
+    interval = _seconds(kind, "check_interval", check_interval, allow_none=False)
+    assert interval is not None
+    return Health(
+        check=check,
+        check_interval=interval,
+        max_lifetime=_seconds(kind, "max_lifetime", max_lifetime, allow_none=True),
+        max_idle=_seconds(kind, "max_idle", max_idle, allow_none=True),
+    )
+
+
+class Ages:
+    """When each instance was created and last given back (monotonic seconds), by identity."""
+
+    def __init__(self) -> None:
+        # id(instance) -> [created, last given back]; entries removed when the instance goes.
+        self._times: dict[int, list[float]] = {}
+
+    def born(self, obj: object) -> None:
+        now = time.monotonic()
+        self._times[id(obj)] = [now, now]
+
+    def used(self, obj: object) -> None:
+        times = self._times.get(id(obj))
+        if times is not None:
+            times[1] = time.monotonic()
+
+    def forget(self, obj: object) -> None:
+        self._times.pop(id(obj), None)
+
+    def clear(self) -> None:
+        self._times = {}
+
+    def verdict(self, health: Health, check: Callable[[Any], object] | None, obj: Any) -> str:
+        """Why ``obj`` must be replaced before this use, or "" if it may be used."""
+        times = self._times.get(id(obj))
+        if times is None:
+            return ""
+        now = time.monotonic()
+        born, used = times
+        if health.max_lifetime is not None and now - born >= health.max_lifetime:
+            return f"it is {now - born:.1f} s old (max_lifetime={health.max_lifetime:g})"
+        idle = now - used
+        if health.max_idle is not None and idle >= health.max_idle:
+            return f"it was idle {idle:.1f} s (max_idle={health.max_idle:g})"
+        if check is not None and idle >= health.check_interval:
+            try:
+                alive = check(obj)
+            except Exception as exc:
+                return f"its check raised {type(exc).__name__}: {exc}"
+            if alive is False:
+                return "its check returned False"
+            times[1] = now
+        return ""
+
+
+def retire_note(kind: str, obj: object, reason: str) -> None:
+    log.info("safeclients: a %s proxy replaces a %s: %s", kind, type(obj).__name__, reason)
