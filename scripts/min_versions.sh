@@ -17,9 +17,13 @@ cd "$(dirname "$0")/.."
 HOST_PY=${HOST_PYTHON:-.venv/bin/python}
 [ -x "$HOST_PY" ] || HOST_PY=python3
 
-# Read requires-python and the pins from pyproject.toml (tomllib: the host Python is >= 3.11).
+# Read requires-python and the pins from pyproject.toml.
 read -r min_python pins < <("$HOST_PY" - <<'EOF'
-import re, sys, tomllib
+import re, sys
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the test extra installs tomli
+    import tomli as tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
 requires = project["requires-python"]
 match = re.fullmatch(r">=\s*(\d+\.\d+)", requires)

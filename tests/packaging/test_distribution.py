@@ -13,6 +13,7 @@ with a timeout).
 from __future__ import annotations
 
 import email.parser
+import importlib.metadata
 import re
 import shutil
 import subprocess
@@ -25,7 +26,11 @@ from email.message import Message
 from pathlib import Path
 
 import pytest
-import tomllib
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the test extra installs tomli there
+    import tomli as tomllib  # type: ignore[import-not-found, no-redef, unused-ignore]
 
 pytestmark = pytest.mark.packaging
 
@@ -169,8 +174,10 @@ def test_installed_wheel_imports_and_runs_in_a_clean_venv(built: Built, tmp_path
     # wrapt, copied from this interpreter (same Python): the install needs no network.
     wrapt_dir = Path(wrapt.__file__).parent
     shutil.copytree(wrapt_dir, site / "wrapt")
-    for info in wrapt_dir.parent.glob(f"wrapt-{wrapt.__version__}.dist-info"):
-        shutil.copytree(info, site / info.name)
+    version = importlib.metadata.version("wrapt")
+    infos = list(wrapt_dir.parent.glob(f"wrapt-{version}.dist-info"))
+    assert len(infos) == 1, f"wrapt {version}'s dist-info not found beside {wrapt_dir}"
+    shutil.copytree(infos[0], site / infos[0].name)
     pip = [sys.executable, "-m", "pip", "--python", str(python)]
     _run(
         [*pip, "install", "--no-deps", "--no-index", "--no-cache-dir", str(built.wheel)],
