@@ -18,7 +18,7 @@ HOST_PY=${HOST_PYTHON:-.venv/bin/python}
 [ -x "$HOST_PY" ] || HOST_PY=python3
 
 # Read requires-python and the pins from pyproject.toml.
-read -r min_python pins < <("$HOST_PY" - <<'EOF'
+spec=$("$HOST_PY" - <<'EOF'
 import re, sys
 try:
     import tomllib
@@ -41,6 +41,7 @@ tools = project.get("optional-dependencies", {}).get("gearman", [])
 print(match[1], " ".join(pins), "|", " ".join(tools))
 EOF
 )
+read -r min_python pins <<<"$spec"
 tools="${pins#*| }"
 pins="${pins%% |*}"
 if [ $# -gt 0 ]; then pins="$*"; fi
