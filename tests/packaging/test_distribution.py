@@ -2,9 +2,11 @@
 
 One module-scoped build: ``python -m build --no-isolation`` over a copy of the tree (so the
 tree gets no ``build/`` or ``*.egg-info``), with the setuptools and build of this venv: no
-network. The wheel is then installed into a clean venv (no pip in it, no site-packages of
-ours) with wrapt copied from this interpreter, so installing needs no network either, and the
-installed package is imported and run from there, with ``-I`` so the tree is not on the path.
+network. Without ``--sdist``/``--wheel`` it builds the sdist, then the wheel from the sdist, so
+a file the sdist lacks shows up as a wheel that lacks it. The wheel is then installed into a
+clean venv (no pip in it, no site-packages of ours) with wrapt copied from this interpreter, so
+installing needs no network either, and the installed package is imported and run from there
+(``-E -s``, in a folder that is not the tree).
 
 Runs in the pytest process (the build and the clean venv are child processes, each waited for
 with a timeout).
@@ -82,8 +84,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
             "-m",
             "build",
             "--no-isolation",
-            "--sdist",
-            "--wheel",
             "--outdir",
             str(out),
             str(src),
