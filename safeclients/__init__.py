@@ -10,6 +10,8 @@ All four are fork-safe (see ``safeclients._fork``) and usable as decorators on a
 factory. Control is module-level: ``checkout``, ``dispose``, ``stats``, ``is_proxy``.
 """
 
+__version__ = "0.1.0"
+
 from safeclients.control import checkout, dispose, is_proxy, policy_name, stats
 from safeclients.errors import (
     AsyncUseError,
@@ -32,6 +34,7 @@ from safeclients.pooled import pooled
 from safeclients.stats import Stats
 
 __all__ = [
+    "__version__",
     "per_thread",
     "locked",
     "pooled",

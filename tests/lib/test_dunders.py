@@ -239,6 +239,8 @@ _NOT_ROUTED = {
     "__qualname__", "__doc__", "__dict__", "__init_subclass__", "__wrapped_setattr_fixups__",
     "__setattr__", "__delattr__", "__getattr__", "__abstractmethods__", "__sizeof__",
     "__reduce_ex__",
+    # Python 2 names that wrapt < 2.2's pure-Python proxy still defines; Python 3 never calls them.
+    "__getslice__", "__setslice__", "__delslice__", "__hex__", "__oct__", "__nonzero__",
 }
 
 

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pytest
 
+import safeclients
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # the test extra installs tomli there
@@ -38,6 +40,8 @@ pytestmark = pytest.mark.packaging
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+# The one place the version is written (pyproject.toml reads it: dynamic = ["version"]).
+VERSION = safeclients.__version__
 TIMEOUT = 240.0  # seconds for one build or install step, on a shared 2-core machine
 
 # What `python -m build` must not copy from the tree (caches, the venv, earlier outputs).
@@ -111,7 +115,7 @@ def test_build_prints_no_deprecation_warning(built: Built) -> None:
 def test_wheel_holds_the_library_and_nothing_else(built: Built) -> None:
     with zipfile.ZipFile(built.wheel) as archive:
         names = set(archive.namelist())
-    version = PYPROJECT["version"]
+    version = VERSION
     top = {name.split("/", 1)[0] for name in names}
     assert top == {"safeclients", f"safeclients-{version}.dist-info"}, (
         f"the wheel installs more than the library (server/, tests/, ...?): {sorted(top)}"
@@ -130,7 +134,7 @@ def test_wheel_holds_the_library_and_nothing_else(built: Built) -> None:
 def test_wheel_metadata_matches_pyproject(built: Built) -> None:
     meta = _metadata(built.wheel)
     assert meta["Name"] == "safeclients"
-    assert meta["Version"] == PYPROJECT["version"]
+    assert meta["Version"] == VERSION
     assert meta["License-Expression"] == "MIT"
     assert meta["License-File"] == "LICENSE"
     assert meta["Requires-Python"] == PYPROJECT["requires-python"]
@@ -227,8 +231,8 @@ def test_changelog_starts_with_this_release() -> None:
     changelog = (ROOT / "CHANGELOG.md").read_text()
     first = re.search(r"(?m)^## (\S+)", changelog)
     assert first is not None, "CHANGELOG.md has no release heading ('## X.Y.Z (date)')"
-    assert first[1] == PYPROJECT["version"], (
-        f"CHANGELOG.md starts with {first[1]}, pyproject.toml says {PYPROJECT['version']}"
+    assert first[1] == VERSION, (
+        f"CHANGELOG.md starts with {first[1]}, pyproject.toml says {VERSION}"
     )
 
 

@@ -1,0 +1,147 @@
+"""Connections heal (issue 11): disconnect errors discard by default, health checks replace dead
+instances before reuse, lifetimes and idle limits retire old ones."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import safeclients
+from safeclients import profiles
+from tests.lib.fakes import FakeClient
+
+pytestmark = pytest.mark.usefixtures("call_path")
+
+
+class Conn(FakeClient):
+    """A connection the server can kill: every call on a dead one raises."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.alive = True
+        self.pings = 0
+
+    def query(self, value: Any) -> tuple[int, Any]:
+        if not self.alive:
+            raise OperationalError("(2013, 'Lost connection to server during query')")
+        return self.id, value
+
+    def ping(self, value: Any = None) -> tuple[int, Any]:
+        self.pings += 1
+        if not self.alive:
+            raise OperationalError("(2006, 'server has gone away')")
+        return self.id, value
+
+
+class OperationalError(Exception):
+    """Named as PEP 249 names it: every DB-API driver raises it for a lost connection."""
+
+
+class InterfaceError(Exception):
+    """PEP 249's other disconnect class (PyMySQL raises it on a closed connection)."""
+
+
+def kill(proxy: Any) -> list[Conn]:
+    """Kill every instance the proxy holds right now, server-side (as a restart does)."""
+    killed = list(_all_instances(proxy))
+    for conn in killed:
+        conn.alive = False
+    return killed
+
+
+def _all_instances(proxy: Any) -> Iterator[Conn]:
+    from safeclients._proxy import policy_of
+
+    policy = policy_of(proxy)
+    if hasattr(policy, "free"):
+        yield from policy.free
+    if hasattr(policy, "_records"):
+        yield from policy._records.values()
+
+
+@pytest.mark.parametrize("error", [OperationalError, InterfaceError])
+@pytest.mark.parametrize("make", [safeclients.per_thread, safeclients.pooled])
+def test_pep249_disconnects_discard_by_default(make: Any, error: type[Exception]) -> None:
+    proxy = make(Conn)
+    first = proxy.query(1)[0]
+    with pytest.raises(error):
+        proxy.fail(error("gone"))
+    assert proxy.query(1)[0] != first
+    assert safeclients.stats(proxy).discarded == 1
+
+
+@pytest.mark.parametrize("make", [safeclients.per_thread, safeclients.pooled])
+def test_without_a_check_each_dead_instance_fails_once_then_heals(make: Any) -> None:
+    proxy = make(Conn)
+    proxy.query(0)
+    kill(proxy)
+    with pytest.raises(OperationalError):
+        proxy.query(1)
+    assert proxy.query(2)[1] == 2
+
+
+@pytest.mark.parametrize("make", [safeclients.per_thread, safeclients.pooled])
+def test_check_replaces_a_dead_instance_before_it_is_used(make: Any) -> None:
+    proxy = make(Conn, check=lambda conn: conn.ping(), check_interval=0)
+    first = proxy.query(0)[0]
+    kill(proxy)
+    assert proxy.query(1)[0] != first, "the dead one was replaced, no error reached the caller"
+    stats = safeclients.stats(proxy)
+    assert (stats.created, stats.discarded) == (2, 1)
+
+
+def test_check_interval_bounds_how_often_the_check_runs() -> None:
+    proxy = safeclients.pooled(Conn, size=1, check=lambda conn: conn.ping(), check_interval=3600)
+    for n in range(5):
+        proxy.query(n)
+    with safeclients.checkout(proxy) as conn:
+        assert conn.pings == 0, "an instance used moments ago is presumed alive"
+
+
+def test_check_returning_false_means_dead() -> None:
+    proxy = safeclients.pooled(Conn, size=1, check=lambda conn: conn.alive, check_interval=0)
+    first = proxy.query(0)[0]
+    kill(proxy)
+    assert proxy.query(1)[0] != first
+
+
+@pytest.mark.parametrize("option", ["max_lifetime", "max_idle"])
+def test_limits_of_zero_replace_an_instance_at_every_reuse(option: str) -> None:
+    proxy = safeclients.pooled(Conn, size=1, **{option: 0})
+    ids = {proxy.query(n)[0] for n in range(3)}
+    assert len(ids) == 3
+    assert safeclients.stats(proxy).live == 1
+
+
+def test_per_thread_max_lifetime_replaces_the_threads_instance() -> None:
+    proxy = safeclients.per_thread(Conn, max_lifetime=0)
+    assert len({proxy.query(n)[0] for n in range(3)}) == 3
+
+
+def test_a_profile_check_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    profile = profiles.Profile(
+        qualname=f"{Conn.__module__}.{Conn.__qualname__}",
+        reason="test client",
+        suggest="pooled",
+        sources=("tests/lib/test_health.py",),
+        check=lambda conn: conn.ping(),
+    )
+    profiles.register(profile)
+    try:
+        proxy = safeclients.pooled(Conn, check_interval=0)
+        first = proxy.query(0)[0]
+        kill(proxy)
+        assert proxy.query(1)[0] != first
+    finally:
+        profiles.unregister(profile.qualname)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"check": 42}, {"check_interval": -1}, {"max_lifetime": float("nan")}, {"max_idle": "5"}],
+)
+def test_bad_health_options_are_refused_with_a_sentence(options: dict[str, Any]) -> None:
+    with pytest.raises((TypeError, ValueError), match="pooled"):
+        safeclients.pooled(Conn, **options)
