@@ -29,6 +29,7 @@ from safeclients.errors import (
 )
 from safeclients.guarded import guarded
 from safeclients.locked import locked
+from safeclients.per_process import per_process
 from safeclients.per_thread import per_thread
 from safeclients.pooled import pooled
 from safeclients.stats import Stats
@@ -36,6 +37,7 @@ from safeclients.stats import Stats
 __all__ = [
     "__version__",
     "per_thread",
+    "per_process",
     "locked",
     "pooled",
     "guarded",

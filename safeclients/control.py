@@ -108,7 +108,7 @@ def stats(proxy: object) -> Stats:
 
 
 def policy_name(proxy: object) -> str:
-    """``"per_thread"``, ``"locked"``, ``"pooled"`` or ``"guarded"``."""
+    """``"per_thread"``, ``"per_process"``, ``"locked"``, ``"pooled"`` or ``"guarded"``."""
     return policy_of(proxy).kind
 
 
