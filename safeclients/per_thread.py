@@ -23,7 +23,13 @@ from typing import Any, TypeVar, overload
 
 from safeclients import _fork
 from safeclients._fork import ARMED
-from safeclients._health import DEFAULT_CHECK_INTERVAL, Ages, health_options, retire_note
+from safeclients._health import (
+    DEFAULT_CHECK_INTERVAL,
+    Ages,
+    Health,
+    health_options,
+    retire_note,
+)
 from safeclients._policy import DiscardOn, Policy, log
 from safeclients._proxy import make_proxy
 from safeclients._use import Use
@@ -49,37 +55,34 @@ class _SlotRef(weakref.ref[_ThreadSlot]):
     pid: int
 
 
+# The use of a thread's instance (see _use): this thread's, or a new one; nothing to give back.
+_GET = """\
+local = policy._local
+try:
+    obj = local.obj
+except AttributeError:
+    obj = policy.create_for_thread()
+"""
+_PUT_BROKEN = "policy.discard(obj)"
+
+
 class PerThreadPolicy(Policy[T]):
     kind = "per_thread"
 
-    USE = Use(
-        get="""
-            try:
-                obj = policy._local.obj
-            except AttributeError:
-                obj = policy.create_for_thread()
-            token = None
-        """,
-        put_ok="",
-        put_broken="policy.discard(obj)",
-    )
+    USE = Use(get=_GET + "token = None\n", put_ok="", put_broken=_PUT_BROKEN)
 
     # With check=/max_lifetime= (or a profile's check): vet the thread's instance when its
     # next check is due (at most once per check_interval), not on every call.
     USE_HEALTH = Use(
-        get="""
-            local = policy._local
-            try:
-                obj = local.obj
-            except AttributeError:
-                obj = policy.create_for_thread()
-            else:
-                if local.due <= monotonic():
-                    obj = policy.vetted_own(obj)
-            token = None
-        """,
+        get=_GET
+        + """\
+else:
+    if local.due <= monotonic():
+        obj = policy.vetted_own(obj)
+token = None
+""",
         put_ok="",
-        put_broken="policy.discard(obj)",
+        put_broken=_PUT_BROKEN,
     )
 
     def __init__(
@@ -88,17 +91,9 @@ class PerThreadPolicy(Policy[T]):
         *,
         close: Callable[[T], object] | None = None,
         discard_on: DiscardOn | None = None,
-        check: Callable[[T], object] | None = None,
-        check_interval: float = DEFAULT_CHECK_INTERVAL,
-        max_lifetime: float | None = None,
+        health: Health = Health(),
     ) -> None:
-        self.health = health_options(
-            "per_thread",
-            check=check,
-            check_interval=check_interval,
-            max_lifetime=max_lifetime,
-            max_idle=None,
-        )
+        self.health = health
         self.ages = Ages()
         super().__init__(factory, close=close, discard_on=discard_on)
         self._reset()
@@ -294,27 +289,27 @@ def per_thread(
     seconds, and replaces it if it raises or returns False (default: the client profile's
     check); ``max_lifetime`` (seconds) replaces older instances.
     """
-    options: dict[str, Any] = dict(
-        close=close,
-        discard_on=discard_on,
+    health = health_options(
+        "per_thread",
         check=check,
         check_interval=check_interval,
         max_lifetime=max_lifetime,
+        max_idle=None,
     )
     if factory is None:
-        health_options(
-            "per_thread",
-            check=check,
-            check_interval=check_interval,
-            max_lifetime=max_lifetime,
-            max_idle=None,
-        )
 
         def decorate(factory: Callable[[], T]) -> T:
-            made: T = per_thread(factory, **options)
+            made: T = per_thread(
+                factory,
+                close=close,
+                discard_on=discard_on,
+                check=check,
+                check_interval=check_interval,
+                max_lifetime=max_lifetime,
+            )
             return made
 
         return decorate
-    policy = PerThreadPolicy(factory, **options)
+    policy = PerThreadPolicy(factory, close=close, discard_on=discard_on, health=health)
     proxy: T = make_proxy(policy, "per_thread")  # type: ignore[assignment]
     return proxy

@@ -27,7 +27,13 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
-from safeclients._health import DEFAULT_CHECK_INTERVAL, Ages, health_options, retire_note
+from safeclients._health import (
+    DEFAULT_CHECK_INTERVAL,
+    Ages,
+    Health,
+    health_options,
+    retire_note,
+)
 from safeclients._limits import DEFAULT_SIZE, DEFAULT_TIMEOUT, validate_size, validate_timeout
 from safeclients._policy import DiscardOn, Policy
 from safeclients._proxy import make_proxy
@@ -43,49 +49,37 @@ def validate_limits(size: object, timeout: object) -> None:
     validate_timeout("pooled", timeout)
 
 
+# The use of a pooled instance (see _use): pop a free one (the free list is the token, so a
+# disposed generation's instances are closed on return), else the slow path; give it back.
+_GET = """\
+token = policy.free
+try:
+    obj = token.pop()
+except IndexError:
+    obj, token = policy.acquire_slow()
+"""
+_PUT_OK = """\
+if token is policy.free:
+    token.append(obj)
+    if policy.waiting:
+        policy.wake()
+else:
+    policy.release_slow(obj, token, False)
+"""
+_PUT_BROKEN = "policy.release_slow(obj, token, True)"
+
+
 class PooledPolicy(Policy[T]):
     kind = "pooled"
 
-    USE = Use(
-        get="""
-            token = policy.free
-            try:
-                obj = token.pop()
-            except IndexError:
-                obj, token = policy.acquire_slow()
-        """,
-        put_ok="""
-            if token is policy.free:
-                token.append(obj)
-                if policy.waiting:
-                    policy.wake()
-            else:
-                policy.release_slow(obj, token, False)
-        """,
-        put_broken="policy.release_slow(obj, token, True)",
-    )
+    USE = Use(get=_GET, put_ok=_PUT_OK, put_broken=_PUT_BROKEN)
 
     # With check=/max_lifetime=/max_idle= (or a profile's check): vet what leaves the free
     # list, and note when each instance comes back.
     USE_HEALTH = Use(
-        get="""
-            token = policy.free
-            try:
-                obj = token.pop()
-            except IndexError:
-                obj, token = policy.acquire_slow()
-            obj = policy.vetted(obj, token)
-        """,
-        put_ok="""
-            policy.ages.used(obj)
-            if token is policy.free:
-                token.append(obj)
-                if policy.waiting:
-                    policy.wake()
-            else:
-                policy.release_slow(obj, token, False)
-        """,
-        put_broken="policy.release_slow(obj, token, True)",
+        get=_GET + "obj = policy.vetted(obj, token)\n",
+        put_ok="policy.ages.used(obj)\n" + _PUT_OK,
+        put_broken=_PUT_BROKEN,
     )
 
     def __init__(
@@ -96,20 +90,11 @@ class PooledPolicy(Policy[T]):
         timeout: float | None = DEFAULT_TIMEOUT,
         close: Callable[[T], object] | None = None,
         discard_on: DiscardOn | None = None,
-        check: Callable[[T], object] | None = None,
-        check_interval: float = DEFAULT_CHECK_INTERVAL,
-        max_lifetime: float | None = None,
-        max_idle: float | None = None,
+        health: Health = Health(),
     ) -> None:
         self.size = validate_size("pooled", size)
         self.timeout = validate_timeout("pooled", timeout)
-        self.health = health_options(
-            "pooled",
-            check=check,
-            check_interval=check_interval,
-            max_lifetime=max_lifetime,
-            max_idle=max_idle,
-        )
+        self.health = health
         # When each instance was made and last given back (health checks; slow paths only
         # when no health option is set).
         self.ages = Ages()
@@ -332,31 +317,33 @@ def pooled(
     ``max_idle`` (seconds) replace instances older, or idle longer, than that. A size that is
     not an int >= 1, or a timeout that is negative, nan or infinite: ValueError now.
     """
-    options: dict[str, Any] = dict(
-        size=size,
-        timeout=timeout,
-        close=close,
-        discard_on=discard_on,
+    validate_limits(size, timeout)
+    health = health_options(
+        "pooled",
         check=check,
         check_interval=check_interval,
         max_lifetime=max_lifetime,
         max_idle=max_idle,
     )
     if factory is None:
-        validate_limits(size, timeout)
-        health_options(
-            "pooled",
-            check=check,
-            check_interval=check_interval,
-            max_lifetime=max_lifetime,
-            max_idle=max_idle,
-        )
 
         def decorate(factory: Callable[[], T]) -> T:
-            made: T = pooled(factory, **options)
+            made: T = pooled(
+                factory,
+                size=size,
+                timeout=timeout,
+                close=close,
+                discard_on=discard_on,
+                check=check,
+                check_interval=check_interval,
+                max_lifetime=max_lifetime,
+                max_idle=max_idle,
+            )
             return made
 
         return decorate
-    policy = PooledPolicy(factory, **options)
+    policy = PooledPolicy(
+        factory, size=size, timeout=timeout, close=close, discard_on=discard_on, health=health
+    )
     proxy: T = make_proxy(policy, "pooled")  # type: ignore[assignment]
     return proxy
