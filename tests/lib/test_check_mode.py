@@ -36,28 +36,30 @@ def test_variable_is_read_at_proxy_creation(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_sabotaged_policy_is_caught(check_mode: None) -> None:
     """A per_thread policy made to hand one instance to every thread must raise."""
-    shared = UnsafeClient()
-    proxy = safeclients.per_thread(UnsafeClient)
+    inside, tried = threading.Event(), threading.Event()
+
+    class Waiting(UnsafeClient):
+        def wait_inside(self) -> bool:
+            inside.set()
+            return tried.wait(JOIN)  # stays inside until the other thread has tried
+
+    shared = Waiting()
+    proxy = safeclients.per_thread(Waiting)
     policy = policy_of(proxy)
     policy.tracker.created(shared)  # type: ignore[union-attr]
     # Sabotage: one "thread-local" for every thread, so every thread gets `shared`.
     policy._local = types.SimpleNamespace(obj=shared)  # type: ignore[attr-defined]
-    barrier = threading.Barrier(8)
     caught: list[BaseException] = []
-
-    def run() -> None:
-        barrier.wait(JOIN)
-        for n in range(200):
-            try:
-                proxy.echo(n)
-            except safeclients.ConcurrentUseError as exc:
-                caught.append(exc)
-                return
-
-    threads = [threading.Thread(target=run) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
+    thread = threading.Thread(target=proxy.wait_inside)
+    thread.start()
+    try:
+        assert inside.wait(JOIN)
+        try:
+            proxy.echo(1)
+        except safeclients.ConcurrentUseError as exc:
+            caught.append(exc)
+    finally:
+        tried.set()
         thread.join(JOIN)
     assert caught, "the invariant check missed an instance shared by threads"
     assert "SAFECLIENTS_CHECK" in str(caught[0])
