@@ -126,7 +126,7 @@ def escaped(
     if isinstance(result, types.GeneratorType):
         return _held_generator(policy, obj, token, result)
     if is_bound(policy, obj, result, name):
-        return Derived(result, Hold(policy, obj, token, name))
+        return Derived(result, policy.derived_hold(obj, token, name, pin=True))
     policy.put(obj, token, False)
     return result
 
@@ -181,7 +181,7 @@ class Hold:
             if not self._open:
                 return
             self._open = False
-        self.policy.put(self.obj, self.token, self.broken)
+        self.policy.end_hold(self)
         self.obj = self.token = None
 
 
@@ -288,7 +288,7 @@ def _hold_awaitable(
             f"thread would get in): use safeclients.per_loop (one instance per event loop) "
             f"or safeclients.pooled for an async client"
         )
-    hold = Hold(policy, obj, token, name)
+    hold = policy.derived_hold(obj, token, name, pin=False)
 
     async def held() -> Any:
         try:
@@ -364,4 +364,5 @@ class HeldIterator:
 def _held_generator(
     policy: Policy[Any], obj: Any, token: Any, result: Generator[Any, Any, Any]
 ) -> HeldIterator:
-    return HeldIterator(result, Hold(policy, obj, token, getattr(result, "__name__", None)))
+    name = getattr(result, "__name__", None)
+    return HeldIterator(result, policy.derived_hold(obj, token, name, pin=False))

@@ -226,6 +226,8 @@ class Policy(Generic[T]):
             self.profile = profiles.profile_for(self.client_type)
         # A weak reference to the proxy (set by make_proxy): a fluent call gets it back.
         self.proxy_ref: Callable[[], Any] = lambda: None
+        # Reinstalls the forwarders on the proxy class (set by make_proxy; see rebind).
+        self.respecialise: Callable[[type], None] = lambda client_type: None
         # Called once with the type of the first instance (the proxy installs fast forwarders).
         self.on_first_instance: Callable[[type], None] | None = None
         self.tracker: _check.Tracker | None = (
@@ -251,10 +253,34 @@ class Policy(Generic[T]):
 
     def _selected_use(self) -> Use:
         health: Health | None = getattr(self, "health", None)
-        if self.USE_HEALTH is not None and health is not None:
-            if health.active or self.effective_check is not None:
-                return self.USE_HEALTH
+        checked = health is not None and (health.active or self.effective_check is not None)
+        return self.use_for(health=checked, pinning=getattr(self, "pinning", False))
+
+    def use_for(self, *, health: bool, pinning: bool) -> Use:
+        """The ``Use`` to compile for these options (override: pooled composes variants)."""
+        if health and self.USE_HEALTH is not None:
+            return self.USE_HEALTH
         return self.USE
+
+    def rebind(self) -> None:
+        """Options changed (a health check from the profile, pinning): recompile the paths and
+        reinstall the forwarders; calls already running finish on the old ones."""
+        if self._selected_use() is self._bound_use:
+            return
+        self._bind_use()
+        if self.client_type is not None:
+            self.respecialise(self.client_type)
+
+    def derived_hold(self, obj: Any, token: Any, name: str | None, *, pin: bool) -> Any:
+        """A use extended over a result's life (``_escape``); ``pin``: a derived object,
+        whose thread's other calls must reach the same instance (pooled pins it)."""
+        from safeclients._escape import Hold
+
+        return Hold(self, obj, token, name)
+
+    def end_hold(self, hold: Any) -> None:
+        """A derived object is done with: end its use."""
+        self.put(hold.obj, hold.token, hold.broken)
 
     def _bind_use(self) -> None:
         """Bind the paths compiled from the selected ``Use`` to this policy (at creation, and
@@ -339,7 +365,7 @@ class Policy(Generic[T]):
             self._provisional = False
             self.profile = profiles.profile_for(self.client_type)
             if self._selected_use() is not self._bound_use:
-                self._bind_use()
+                self._bind_use()  # the forwarders are installed right after, by the hook
         hook, self.on_first_instance = self.on_first_instance, None
         if hook is not None:
             hook(type(obj))

@@ -243,6 +243,7 @@ def make_proxy(policy: Policy[Any], kind: str) -> Proxy:
     def specialise(client_type: type) -> None:
         install_forwarders(klass, policy, client_type)
 
+    policy.respecialise = specialise
     if policy.client_type is not None:
         specialise(policy.client_type)
     if policy.client_type is None or policy._provisional:

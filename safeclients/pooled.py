@@ -22,6 +22,8 @@ replaces the condition; the child creates its own instances on demand.
 from __future__ import annotations
 
 import asyncio
+import functools
+import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -69,18 +71,54 @@ else:
 _PUT_BROKEN = "policy.release_slow(obj, token, True)"
 
 
+class Pin:
+    """A thread's instance kept while derived objects of it are alive (a cursor): the thread's
+    other calls through the proxy use it too, so ``db.commit()`` inside a cursor block commits
+    on the cursor's connection. The last derived object to end gives the instance back."""
+
+    __slots__ = ("obj", "token", "count", "broken")
+
+    def __init__(self, obj: Any, token: list[Any]) -> None:
+        self.obj = obj
+        self.token = token
+        self.count = 0
+        self.broken = False
+
+
+@functools.cache
+def pooled_use(*, health: bool, pinning: bool) -> Use:
+    """The pooled ``Use`` for these options, composed from the fragments above."""
+    get, put_ok, put_broken = _GET, _PUT_OK, _PUT_BROKEN
+    if health:
+        get += "obj = policy.vetted(obj, token)\n"
+        put_ok = "policy.ages.used(obj)\n" + put_ok
+    if pinning:
+        # The token is the free list, or the thread's Pin (whose instance goes back when the
+        # pin ends: Pin is not a list).
+        get = (
+            "pin = policy.pins.get(get_ident())\nif pin is None:\n"
+            + textwrap.indent(get, "    ")
+            + "else:\n    obj = pin.obj\n    token = pin\n"
+        )
+        put_ok = "if type(token) is list:\n" + textwrap.indent(put_ok, "    ")
+        put_broken = (
+            "if type(token) is list:\n"
+            + textwrap.indent(put_broken, "    ")
+            + "\nelse:\n    token.broken = True\n"
+        )
+    return Use(get=get, put_ok=put_ok, put_broken=put_broken)
+
+
 class PooledPolicy(Policy[T]):
     kind = "pooled"
 
-    USE = Use(get=_GET, put_ok=_PUT_OK, put_broken=_PUT_BROKEN)
-
+    USE = pooled_use(health=False, pinning=False)
     # With check=/max_lifetime=/max_idle= (or a profile's check): vet what leaves the free
     # list, and note when each instance comes back.
-    USE_HEALTH = Use(
-        get=_GET + "obj = policy.vetted(obj, token)\n",
-        put_ok="policy.ages.used(obj)\n" + _PUT_OK,
-        put_broken=_PUT_BROKEN,
-    )
+    USE_HEALTH = pooled_use(health=True, pinning=False)
+
+    def use_for(self, *, health: bool, pinning: bool) -> Use:
+        return pooled_use(health=health, pinning=pinning)
 
     def __init__(
         self,
@@ -98,6 +136,7 @@ class PooledPolicy(Policy[T]):
         # When each instance was made and last given back (health checks; slow paths only
         # when no health option is set).
         self.ages = Ages()
+        self.pinning = False
         super().__init__(factory, close=close, discard_on=discard_on)
         self._reset()
 
@@ -112,6 +151,10 @@ class PooledPolicy(Policy[T]):
         self.waiting = 0
         # Every instance this process created and has not closed, for live().
         self._live = 0
+        # Thread ident -> its Pin, while derived objects of an instance are alive (a thread
+        # writes only its own key). Until the first derived object, the use is compiled
+        # without pins and pays nothing for them.
+        self.pins: dict[int, Pin] = {}
 
     # -- slow paths ----------------------------------------------------------------------------
 
@@ -192,6 +235,32 @@ class PooledPolicy(Policy[T]):
             if free is self.free:
                 self._count -= 1
             self._cond.notify()
+
+    def derived_hold(self, obj: Any, token: Any, name: str | None, *, pin: bool) -> Any:
+        from safeclients._escape import Hold
+
+        if type(token) is list:
+            if not pin:  # a generator or an awaitable: held, not pinned
+                return Hold(self, obj, token, name)
+            token = self.pins[threading.get_ident()] = Pin(obj, token)
+            if not self.pinning:
+                self.pinning = True
+                self.rebind()
+        token.count += 1  # a fresh pin, or a use inside this thread's pin: joins it
+        return Hold(self, obj, token, name)
+
+    def end_hold(self, hold: Any) -> None:
+        if type(hold.token) is list:  # a hold without a pin (a generator, an awaitable)
+            self.put(hold.obj, hold.token, hold.broken)
+            return
+        pin: Pin = hold.token
+        pin.broken = pin.broken or hold.broken
+        pin.count -= 1
+        if pin.count > 0:
+            return
+        if self.pins.get(hold.owner) is pin:
+            del self.pins[hold.owner]
+        self.put(pin.obj, pin.token, pin.broken)
 
     def wake(self) -> None:
         """A releaser saw waiters: wake one (it re-checks the free list itself)."""

@@ -243,3 +243,20 @@ def test_locked_refuses_an_async_method() -> None:
 
     with pytest.raises(safeclients.AsyncUseError, match="per_loop"):
         asyncio.run(main())
+
+
+def test_calls_inside_a_cursor_block_reach_the_cursors_connection() -> None:
+    """`db.commit()` inside `with db.cursor() as cur:` must commit on the cursor's connection."""
+    db = safeclients.pooled(Connection, size=4, timeout=0)
+    with db.cursor() as cur:
+        cur.execute(1)
+        mine = cur.fetchone()[0]
+        assert db.ping()[0] == mine, "the thread's other calls use the pinned connection"
+        with db.cursor() as inner:  # a second cursor joins the pin
+            inner.execute(2)
+            assert inner.fetchone()[0] == mine
+        assert db.ping()[0] == mine, "the outer cursor still pins it"
+        assert in_thread(lambda: db.ping())[0] != mine, "other threads never get it"
+    assert safeclients.stats(db).live >= 1
+    with safeclients.checkout(db) as conn:
+        assert conn.id == mine, "given back once, when the last cursor ended"
