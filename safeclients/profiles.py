@@ -30,7 +30,6 @@ registry is plain data; the child inherits it and holds no resource from it.
 
 from __future__ import annotations
 
-import importlib.metadata
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -145,6 +144,8 @@ def load_entry_points(group: str = "safeclients.profiles") -> list[str]:
     fails to load, or yields something that is not a Profile, raises (nothing after it is
     loaded): a half-known client is worse than a refusal.
     """
+    import importlib.metadata  # here: the policies import this module, and rarely need this
+
     loaded: list[str] = []
     for entry_point in importlib.metadata.entry_points(group=group):
         make = entry_point.load()
