@@ -60,7 +60,7 @@ def restore_registry() -> Iterator[None]:
 REQUIRED = {
     "gearman.client.GearmanClient", "pymysql.connections.Connection",
     "MySQLdb.connections.Connection", "psycopg2.extensions.connection",
-    "psycopg.connection.Connection", "pika.adapters.blocking_connection.BlockingConnection",
+    "psycopg.Connection", "pika.adapters.blocking_connection.BlockingConnection",
     "pika.adapters.blocking_connection.BlockingChannel", "redis.client.Redis",
     "pymemcache.client.base.Client", "sqlite3.Connection", "http.client.HTTPConnection",
     "smtplib.SMTP", "ftplib.FTP", "paramiko.client.SSHClient", "grpc._channel.Channel",
@@ -208,6 +208,13 @@ def test_broken_by_matches_over_the_exception_mro(name: str, module: str, error:
 def test_broken_by_matches_a_driver_that_is_not_installed() -> None:
     lost = type("OperationalError", (Exception,), {"__module__": "MySQLdb._exceptions"})
     assert broken_by(profiles.registered()["MySQLdb.connections.Connection"], lost())
+    # psycopg 3 names its errors "psycopg.X" (its own __module__), a subclass defined in
+    # psycopg.errors is matched through its MRO.
+    base = type("OperationalError", (Exception,), {"__module__": "psycopg"})
+    timeout = type("ConnectionTimeout", (base,), {"__module__": "psycopg.errors"})
+    assert broken_by(profiles.registered()["psycopg.Connection"], timeout())
+    connection = type("Connection", (), {"__module__": "psycopg"})
+    assert profile_for(connection).qualname == "psycopg.Connection"  # type: ignore[union-attr]
 
 
 # --- close and check ----------------------------------------------------------------------
