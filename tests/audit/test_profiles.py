@@ -408,3 +408,23 @@ def test_profiles_survive_a_dataclass_round_trip() -> None:
     profile = SHIPPED[0]
     assert dataclasses.replace(profile) == profile and qualname(Profile) == \
         "safeclients.profiles.Profile"
+
+
+def test_probes_of_installed_drivers_see_no_connection_before_one_is_made() -> None:
+    # Created without connecting (redis and pymemcache connect on first command, PyMySQL with
+    # defer_connect): the audit must say "no open connection", and the probe sends nothing.
+    redis = driver("redis")
+    memcache = driver("pymemcache.client.base")
+    pymysql = driver("pymysql")
+    app = types.ModuleType("lazy_app")
+    vars(app).update(
+        cache=redis.Redis(host="127.0.0.1", port=9, socket_timeout=1),
+        memo=memcache.Client(("127.0.0.1", 9), timeout=1),
+        db=pymysql.connections.Connection(host="127.0.0.1", port=9, defer_connect=True))
+    found = {f.where: f for f in audit.find_unsafe([app])}
+    assert {w: (f.type_name, f.connected) for w, f in found.items()} == {
+        "lazy_app.cache": ("redis.client.Redis", False),
+        "lazy_app.memo": ("pymemcache.client.base.Client", False),
+        "lazy_app.db": ("pymysql.connections.Connection", False),
+    }
+    assert found["lazy_app.cache"].suggest == "safeclients.per_process(factory)"
