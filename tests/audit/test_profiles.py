@@ -428,3 +428,15 @@ def test_probes_of_installed_drivers_see_no_connection_before_one_is_made() -> N
         "lazy_app.db": ("pymysql.connections.Connection", False),
     }
     assert found["lazy_app.cache"].suggest == "safeclients.per_process(factory)"
+
+
+@pytest.mark.parametrize("first", ["safeclients._profile_table", "safeclients.profiles",
+                                   "safeclients.audit"])
+def test_any_module_can_be_imported_first(first: str) -> None:
+    # The table imports profiles for Profile; profiles loads the table on first use.
+    code = (f"import {first}, sqlite3\n"
+            "from safeclients.profiles import profile_for\n"
+            "print(profile_for(sqlite3.Connection).qualname)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                            text=True, timeout=60)
+    assert (result.returncode, result.stdout) == (0, "sqlite3.Connection\n"), result.stderr
