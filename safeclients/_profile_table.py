@@ -106,8 +106,12 @@ PYMYSQL = Profile(
 #   (raises OperationalError when it is not).
 # - broken: MySQLdb._exceptions.OperationalError (2006 "server has gone away", 2013 "Lost
 #   connection"), InterfaceError (a closed connection); 1.x named the module _mysql_exceptions.
-# - close: older releases raise ProgrammingError "closing a closed connection"; swallowed.
+# - close: _mysql.c close() on a closed connection fails: 2.x runs check_connection() first
+#   (`if (!(c->open)) return _mysql_Exception(c)`, an InterfaceError), 1.x raised
+#   ProgrammingError "closing a closed connection". Skipped when not `open`, and swallowed.
 def _close_mysqlclient(conn: Any) -> None:
+    if not conn.open:
+        return
     with contextlib.suppress(conn.ProgrammingError, conn.InterfaceError):
         conn.close()
 
@@ -177,35 +181,42 @@ PSYCOPG2 = Profile(
 #   "if one thread causes a database server error, all the other cursors will be in error
 #   state until transaction rollback". libpq connections are not usable across a fork
 #   (psycopg2 docs above; the same libpq underneath).
-# - broken: psycopg.errors.OperationalError (a lost server), psycopg.errors.InterfaceError
-#   (operations on a closed connection) (psycopg 3 docs, "Connection.broken": "True if the
-#   connection was interrupted").
-# - close: Connection.close() returns at once when the connection is already closed.
-# - check: psycopg_pool's ConnectionPool.check_connection() runs conn.execute("") in
-#   autocommit mode, switching autocommit on for the check when it is off.
+# - Names: psycopg sets `__module__ = "psycopg"` on Connection and on the DB-API exceptions
+#   (psycopg/connection.py, psycopg/errors.py), so the class is "psycopg.Connection" and the
+#   errors "psycopg.OperationalError", whatever module defines them.
+# - broken: psycopg.OperationalError ("the connection is closed", connection.py
+#   _exec_command; SQLSTATE class 08 "Connection Exception", errors.py), psycopg.InterfaceError
+#   (a connection in an unusable status). Connection.broken: "True if the connection was
+#   interrupted".
+# - close: Connection.close() "Close the database connection": `if self.closed: return`.
+# - check: as psycopg_pool's ConnectionPool.check_connection() "A simple check to verify
+#   that a connection is still working": conn.execute("SELECT 1") in autocommit mode,
+#   switching autocommit on for the check when it is off.
 # - derived: cursor(), execute() (returns a cursor), transaction(), pipeline().
 def _check_psycopg(conn: Any) -> None:
     if conn.autocommit:
-        conn.execute("")
+        conn.execute("SELECT 1")
         return
     conn.autocommit = True
     try:
-        conn.execute("")
+        conn.execute("SELECT 1")
     finally:
         conn.autocommit = False
 
 
 PSYCOPG = Profile(
-    qualname="psycopg.connection.Connection",
+    qualname="psycopg.Connection",
     reason="psycopg 3 connections are thread-safe but all threads share one transaction: "
            "one thread's commit, rollback or server error ends the others'; libpq "
            "connections must not be used across a fork. " + _FORKED,
     suggest="pooled",
     sources=("https://www.psycopg.org/psycopg3/docs/advanced/async.html",
              "https://www.psycopg.org/psycopg3/docs/api/connections.html",
+             "https://github.com/psycopg/psycopg/blob/master/psycopg/psycopg/connection.py",
+             "https://github.com/psycopg/psycopg/blob/master/psycopg/psycopg/errors.py",
              "https://github.com/psycopg/psycopg/blob/master/psycopg_pool/psycopg_pool/pool.py"),
     probe=_probes.psycopg,
-    broken=("psycopg.errors.InterfaceError", "psycopg.errors.OperationalError"),
+    broken=("psycopg.InterfaceError", "psycopg.OperationalError"),
     close=lambda conn: conn.close(),
     check=_check_psycopg,
     derived=frozenset({"cursor", "execute", "transaction", "pipeline"}),
@@ -452,8 +463,8 @@ FTP = Profile(
 #   unreliable").
 # - broken: paramiko.ssh_exception.SSHException ("SSH session not active" from
 #   open_channel on a dead transport), EOFError, socket errors.
-# - close: SSHClient.close() "Close this SSHClient and its underlying Transport"; a second
-#   call finds no transport.
+# - close: SSHClient.close() "Close this SSHClient and its underlying Transport"; it returns
+#   at once when `_transport is None` (a second call).
 # - check: the transport is active, then send_ignore() sends an SSH_MSG_IGNORE (a keepalive).
 # - derived: exec_command() (channel files), invoke_shell(), open_sftp(), get_transport().
 def _check_paramiko(client: Any) -> None:

@@ -30,7 +30,6 @@ registry is plain data; the child inherits it and holds no resource from it.
 
 from __future__ import annotations
 
-import importlib.metadata
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -80,6 +79,7 @@ class Profile:
 # Guards _registry: register() may be called from any thread (an app's import-time code).
 _registry_lock = threading.Lock()
 _registry: dict[str, Profile] = {}
+_shipped_loaded = False  # set once safeclients._profile_table is in _registry
 
 
 def register(profile: Profile) -> None:
@@ -87,18 +87,21 @@ def register(profile: Profile) -> None:
     if not isinstance(profile, Profile):
         raise TypeError(f"register() takes a safeclients.profiles.Profile, not "
                         f"{type(profile).__name__}.")
+    _ensure_shipped()
     with _registry_lock:
         _registry[profile.qualname] = profile
 
 
 def unregister(qualname: str) -> None:
     """Remove the entry registered under ``qualname`` (no error when absent)."""
+    _ensure_shipped()
     with _registry_lock:
         _registry.pop(qualname, None)
 
 
 def registered_as(qualname: str) -> Profile | None:
     """The profile registered under exactly ``qualname`` (no alias resolution), or None."""
+    _ensure_shipped()
     with _registry_lock:
         return _registry.get(qualname)
 
@@ -107,6 +110,7 @@ def registered() -> dict[str, Profile]:
     """A snapshot of the registry, keyed by each class's own qualified name where the name
     registered is an alias of an imported class (registration order kept; a later
     registration of the same class wins)."""
+    _ensure_shipped()
     with _registry_lock:
         entries = dict(_registry)
     resolved: dict[str, Profile] = {}
@@ -145,6 +149,8 @@ def load_entry_points(group: str = "safeclients.profiles") -> list[str]:
     fails to load, or yields something that is not a Profile, raises (nothing after it is
     loaded): a half-known client is worse than a refusal.
     """
+    import importlib.metadata  # here: the policies import this module, and rarely need this
+
     loaded: list[str] = []
     for entry_point in importlib.metadata.entry_points(group=group):
         make = entry_point.load()
@@ -179,11 +185,17 @@ def _lookup_loaded(name: str) -> type | None:
     return None
 
 
-def _register_shipped() -> None:
+def _ensure_shipped() -> None:
+    """Register the shipped table once, before anything else is registered (so a later
+    registration replaces a shipped profile, never the reverse). Imported here, not at the
+    top: the table module imports this one for Profile."""
+    global _shipped_loaded
+    if _shipped_loaded:
+        return
     from safeclients._profile_table import SHIPPED
 
-    for profile in SHIPPED:
-        register(profile)
-
-
-_register_shipped()
+    with _registry_lock:
+        if not _shipped_loaded:
+            for profile in SHIPPED:
+                _registry[profile.qualname] = profile
+            _shipped_loaded = True

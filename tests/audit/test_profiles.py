@@ -60,7 +60,7 @@ def restore_registry() -> Iterator[None]:
 REQUIRED = {
     "gearman.client.GearmanClient", "pymysql.connections.Connection",
     "MySQLdb.connections.Connection", "psycopg2.extensions.connection",
-    "psycopg.connection.Connection", "pika.adapters.blocking_connection.BlockingConnection",
+    "psycopg.Connection", "pika.adapters.blocking_connection.BlockingConnection",
     "pika.adapters.blocking_connection.BlockingChannel", "redis.client.Redis",
     "pymemcache.client.base.Client", "sqlite3.Connection", "http.client.HTTPConnection",
     "smtplib.SMTP", "ftplib.FTP", "paramiko.client.SSHClient", "grpc._channel.Channel",
@@ -208,6 +208,13 @@ def test_broken_by_matches_over_the_exception_mro(name: str, module: str, error:
 def test_broken_by_matches_a_driver_that_is_not_installed() -> None:
     lost = type("OperationalError", (Exception,), {"__module__": "MySQLdb._exceptions"})
     assert broken_by(profiles.registered()["MySQLdb.connections.Connection"], lost())
+    # psycopg 3 names its errors "psycopg.X" (its own __module__), a subclass defined in
+    # psycopg.errors is matched through its MRO.
+    base = type("OperationalError", (Exception,), {"__module__": "psycopg"})
+    timeout = type("ConnectionTimeout", (base,), {"__module__": "psycopg.errors"})
+    assert broken_by(profiles.registered()["psycopg.Connection"], timeout())
+    connection = type("Connection", (), {"__module__": "psycopg"})
+    assert profile_for(connection).qualname == "psycopg.Connection"  # type: ignore[union-attr]
 
 
 # --- close and check ----------------------------------------------------------------------
@@ -401,3 +408,35 @@ def test_profiles_survive_a_dataclass_round_trip() -> None:
     profile = SHIPPED[0]
     assert dataclasses.replace(profile) == profile and qualname(Profile) == \
         "safeclients.profiles.Profile"
+
+
+def test_probes_of_installed_drivers_see_no_connection_before_one_is_made() -> None:
+    # Created without connecting (redis and pymemcache connect on first command, PyMySQL with
+    # defer_connect): the audit must say "no open connection", and the probe sends nothing.
+    redis = driver("redis")
+    memcache = driver("pymemcache.client.base")
+    pymysql = driver("pymysql")
+    app = types.ModuleType("lazy_app")
+    vars(app).update(
+        cache=redis.Redis(host="127.0.0.1", port=9, socket_timeout=1),
+        memo=memcache.Client(("127.0.0.1", 9), timeout=1),
+        db=pymysql.connections.Connection(host="127.0.0.1", port=9, defer_connect=True))
+    found = {f.where: f for f in audit.find_unsafe([app])}
+    assert {w: (f.type_name, f.connected) for w, f in found.items()} == {
+        "lazy_app.cache": ("redis.client.Redis", False),
+        "lazy_app.memo": ("pymemcache.client.base.Client", False),
+        "lazy_app.db": ("pymysql.connections.Connection", False),
+    }
+    assert found["lazy_app.cache"].suggest == "safeclients.per_process(factory)"
+
+
+@pytest.mark.parametrize("first", ["safeclients._profile_table", "safeclients.profiles",
+                                   "safeclients.audit"])
+def test_any_module_can_be_imported_first(first: str) -> None:
+    # The table imports profiles for Profile; profiles loads the table on first use.
+    code = (f"import {first}, sqlite3\n"
+            "from safeclients.profiles import profile_for\n"
+            "print(profile_for(sqlite3.Connection).qualname)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                            text=True, timeout=60)
+    assert (result.returncode, result.stdout) == (0, "sqlite3.Connection\n"), result.stderr
