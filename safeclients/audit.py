@@ -148,8 +148,8 @@ def _wrapped_finding(where: str, proxy: object) -> Finding:
     """
     kind = policy_name(proxy)
     policy = policy_of(proxy)
-    # The type the policy has seen; None before its first instance, which the audit must not
-    # create (that would connect in the auditing process).
+    # The type the policy knows (from a class factory, the factory's return annotation, or a
+    # first instance); None before that: the audit must not create one (it would connect).
     client_type = policy.client_type
     type_name = qualname(client_type) if client_type is not None else "not created yet"
     if kind == "guarded":
@@ -160,7 +160,7 @@ def _wrapped_finding(where: str, proxy: object) -> Finding:
             suggest="safeclients.per_thread, locked or pooled, once guarded has shown the race",
         )
     reason = f"already wrapped by safeclients.{kind}"
-    if policy._factory is None:
+    if not policy.replaceable:
         reason += (" around an instance, not a factory: a forked worker cannot recreate it "
                    "and will raise ForkedUseError (pass a factory)")
     return Finding(where=where, type_name=type_name, reason=reason, suggest="nothing to do",

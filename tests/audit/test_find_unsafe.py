@@ -95,7 +95,7 @@ def test_wrapped_clients_are_safe_and_left_uncreated() -> None:
     assert findings[0].reason == "already wrapped by safeclients.per_thread"
     # The audit must not have asked the per-thread proxy for a client (that would connect).
     assert safeclients.stats(wrapped_app.db).created == 0
-    assert findings[0].type_name == "not created yet"
+    assert findings[0].type_name == "sqlite3.Connection", "from the factory's annotation"
     assert findings[1].type_name == "sqlite3.Connection"
     assert "around an instance, not a factory" in findings[1].reason
     assert "ForkedUseError" in findings[1].reason
