@@ -123,7 +123,11 @@ class Proxy(_ProxyBase):
 
     @property
     def __doc__(self) -> Any:  # type: ignore[override]
-        return _policy(self).apply(operator.attrgetter("__doc__"))
+        # The client type's docstring when the type is known: help() creates no client.
+        policy = _policy(self)
+        if policy.client_type is not None:
+            return policy.client_type.__doc__
+        return policy.apply(operator.attrgetter("__doc__"))
 
     @property
     def __dict__(self) -> Any:  # type: ignore[override]
@@ -233,7 +237,12 @@ def make_proxy(policy: Policy[Any], kind: str) -> Proxy:
     """A proxy over ``policy``, of a fresh subclass that forwarders can be added to."""
     # An explicit __dict__ keeps wrapt's pure-Python metaclass from installing its own, which
     # would read the single stored target.
-    namespace: dict[str, Any] = {"__dict__": vars(Proxy)["__dict__"], "__module__": __name__}
+    # __doc__ too: a class statement's missing docstring is a None that would hide ours.
+    namespace: dict[str, Any] = {
+        "__dict__": vars(Proxy)["__dict__"],
+        "__doc__": vars(Proxy)["__doc__"],
+        "__module__": __name__,
+    }
     metaclass: Any = type(Proxy)
     klass: type[Proxy] = metaclass(f"{kind}_proxy", (Proxy,), namespace)
     proxy = klass.__new__(klass)
@@ -288,7 +297,11 @@ def install_forwarders(klass: type, policy: Policy[Any], client_type: type) -> N
         if inspect.iscoroutinefunction(attr):
             setattr(klass, name, policy.async_forwarder(name))
         elif isinstance(attr, _METHOD_TYPES):
-            setattr(klass, name, policy.forwarder(name, attr))
+            forward = policy.forwarder(name, attr)
+            # inspect.signature() and help() follow __wrapped__ to the client's own method.
+            forward.__wrapped__ = attr  # type: ignore[attr-defined]
+            forward.__doc__ = getattr(attr, "__doc__", None)
+            setattr(klass, name, forward)
         else:
             continue
         mine.add(name)

@@ -450,3 +450,17 @@ def test_every_public_exception_survives_pickle() -> None:
         copy = pickle.loads(pickle.dumps(error))
         assert type(copy) is type(error) and str(copy) == str(error)
         assert vars(copy) == vars(error)
+
+
+def test_papercut_doc_and_signature_come_from_the_client() -> None:
+    class Documented(FakeClient):
+        """A client with a docstring."""
+
+        def query(self, sql: str, limit: int = 10) -> list[str]:
+            """Run a query."""
+            return [sql] * limit
+
+    proxy = safeclients.locked(Documented)
+    assert proxy.__doc__ == "A client with a docstring."
+    assert str(inspect.signature(proxy.query)) == "(sql: 'str', limit: 'int' = 10) -> 'list[str]'"
+    assert proxy.query.__doc__ == "Run a query."
