@@ -154,6 +154,11 @@ def _annotated_type(factory: Callable[[], Any]) -> type | None:
     return None
 
 
+#: The default of ``locked``'s and ``guarded``'s first argument: "used as a decorator with
+#: arguments". An explicit None is refused (it is almost always a client that failed to build).
+NOT_GIVEN: Any = type("NotGiven", (), {"__repr__": lambda self: "NOT_GIVEN"})()
+
+
 def is_factory(obj: object) -> bool:
     """A function, method, partial or class is a factory; anything else is an instance."""
     return isinstance(

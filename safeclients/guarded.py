@@ -33,10 +33,10 @@ from typing import Any, TypeVar, overload
 
 from safeclients import _fork
 from safeclients._fork import ARMED
-from safeclients._policy import Policy, instance_or_factory, log
+from safeclients._policy import NOT_GIVEN, Policy, instance_or_factory, log
 from safeclients._proxy import make_proxy
 from safeclients._use import Use
-from safeclients.errors import ConcurrentUseError, ForkedUseError
+from safeclients.errors import FactoryError, ConcurrentUseError, ForkedUseError
 
 T = TypeVar("T")
 
@@ -283,7 +283,7 @@ def guarded(
 
 
 def guarded(
-    obj_or_factory: Any = None,
+    obj_or_factory: Any = NOT_GIVEN,
     *,
     on_conflict: str = "raise",
     close: Callable[[Any], object] | None = None,
@@ -297,6 +297,11 @@ def guarded(
     if on_conflict not in ON_CONFLICT:
         raise ValueError(f"on_conflict must be one of {ON_CONFLICT}, got {on_conflict!r}")
     if obj_or_factory is None:
+        raise FactoryError(
+            "guarded(None): pass a client or a factory, or use @safeclients.guarded "
+            "(or @safeclients.guarded(...)) as a decorator"
+        )
+    if obj_or_factory is NOT_GIVEN:
 
         def decorate(factory: Callable[[], Any]) -> Any:
             return guarded(factory, on_conflict=on_conflict, close=close)

@@ -20,10 +20,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
 from safeclients._limits import DEFAULT_TIMEOUT, validate_timeout
-from safeclients._policy import DiscardOn, Policy, instance_or_factory, log
+from safeclients._policy import NOT_GIVEN, DiscardOn, Policy, instance_or_factory, log
 from safeclients._proxy import make_proxy
 from safeclients._use import Use
-from safeclients.errors import ForkedUseError, LockTimeout
+from safeclients.errors import FactoryError, ForkedUseError, LockTimeout
 
 T = TypeVar("T")
 
@@ -225,7 +225,7 @@ def locked(
 
 
 def locked(
-    obj_or_factory: Any = None,
+    obj_or_factory: Any = NOT_GIVEN,
     *,
     timeout: float | None = DEFAULT_TIMEOUT,
     close: Callable[[Any], object] | None = None,
@@ -241,6 +241,11 @@ def locked(
     ``timeout=None`` waits without limit.
     """
     if obj_or_factory is None:
+        raise FactoryError(
+            "locked(None): pass a client or a factory, or use @safeclients.locked "
+            "(or @safeclients.locked(...)) as a decorator"
+        )
+    if obj_or_factory is NOT_GIVEN:
         validate_timeout("locked", timeout)
 
         def decorate(factory: Callable[[], Any]) -> Any:

@@ -464,3 +464,10 @@ def test_papercut_doc_and_signature_come_from_the_client() -> None:
     assert proxy.__doc__ == "A client with a docstring."
     assert str(inspect.signature(proxy.query)) == "(sql: 'str', limit: 'int' = 10) -> 'list[str]'"
     assert proxy.query.__doc__ == "Run a query."
+
+
+@pytest.mark.parametrize("make", [safeclients.locked, safeclients.guarded])
+def test_papercut_an_explicit_none_is_refused(make: Callable[..., Any]) -> None:
+    with pytest.raises(safeclients.FactoryError, match="None"):
+        make(None)
+    assert safeclients.is_proxy(make()(FakeClient)), "the decorator form still works"
