@@ -7,20 +7,26 @@ Override surface (what a policy subclass defines)
 -------------------------------------------------
 * ``USE``: the policy's use of an instance, stated once (see ``_use``): statements that *get* an
   instance for the calling thread and *put* it back, ok or broken. Every path is compiled from
-  it: forwarders, ``call``, ``apply`` (special methods), ``get``/``put`` (blocks).
+  it: forwarders, ``call``, ``apply`` (special methods), ``get``/``put`` (blocks, derived
+  objects, awaited calls). Optionally ``USE_HEALTH`` (or ``use_for``: pooled composes variants)
+  for the same use with health checks or pins, compiled only for a proxy that needs them.
 * ``prime()``: create an instance where the next ``get`` finds it, without a use, so a first
   call can learn the client type, install the forwarders and run with a single acquisition.
 * ``dispose(final)``: close the instances, without closing one under a running call.
 * ``after_fork()``: in a fork child, drop inherited instances *without closing them* and replace
   every lock (see ``_fork`` for how a fork is detected).
-* ``live()``: how many instances it holds; ``peek()``: what ``proxy.__wrapped__`` shows.
-* optionally ``shutdown()``: interpreter exit, default ``dispose(True)``.
+* ``live()``: how many instances it holds; ``existing()``: the calling thread's instance if one
+  exists (what ``proxy.__wrapped__`` shows; never creates).
+* optionally ``shutdown()`` (interpreter exit, default ``dispose(True)``), ``aget()`` (a ``get``
+  that must not block an event loop), ``derived_hold``/``end_hold`` (pooled pins an instance to
+  its thread while a derived object is alive), ``holds_across_await`` (locked: False).
 
-Caller surface (what the proxy, ``control`` and the compiled paths use)
------------------------------------------------------------------------
+Caller surface (what the proxy, ``control`` and ``_escape`` use)
+----------------------------------------------------------------
 ``get()``, ``put(obj, token, broken)``, ``call(name, args, kwargs)``, ``apply(func, *args)``,
-``forwarder(name)``, ``attribute(name)``, ``hold()``/``unhold(held, broken)`` (``with proxy:``),
-``stats()``; and for subclasses ``create()``, ``close_instance()``, ``count_wait()``.
+``forwarder(name)``, ``async_forwarder(name)``, ``attribute(name)``, ``hold()``/``unhold()``
+(``with proxy:`` blocks), ``peek()``, ``stats()``; and for subclasses ``create()``,
+``close_instance()``, ``count_wait()``, ``rebind()``.
 
 Which thread runs what: the compiled paths run in request threads; ``dispose`` in whichever
 thread calls ``safeclients.dispose`` (or the interpreter's exit); ``after_fork`` in the fork
@@ -300,6 +306,11 @@ class Policy(Generic[T]):
         self.apply = paths.makers["apply"](*args, None)
 
     # -- shared state --------------------------------------------------------------------------
+
+    @property
+    def type_is_provisional(self) -> bool:
+        """The client type comes from the factory's annotation; the first instance may refine it."""
+        return self._provisional
 
     @property
     def replaceable(self) -> bool:

@@ -4,21 +4,26 @@ Like wrapt's proxies it owns no visible names: its only state is ``_self_policy`
 name is forwarded, and the control API is module-level (``safeclients.checkout`` and friends).
 
 Why every dunder is redefined here: wrapt's C proxy stores one target and reads it directly for
-``str()``, operators, ``with`` and friends; only attribute access goes through ``__getattr__``. Our
-target differs per thread (``per_thread``) or per call (``pooled``), and must be used under a lock
-(``locked``), so every special method the C or pure-Python ``BaseObjectProxy`` defines is
-overridden to go through the policy (most of them table-driven, in ``_dunders``). ``tests/lib/test_dunders.py`` checks the list is complete
-against both implementations. The C target slot stays empty on purpose: a special method we
-forgot fails loudly instead of acting on a stale instance.
+``str()``, operators, ``with`` and friends; only attribute access goes through ``__getattr__``.
+Our target differs per thread (``per_thread``) or per call (``pooled``), and must be used under a
+lock (``locked``), so every special method the C or pure-Python ``BaseObjectProxy`` defines is
+overridden to go through the policy (most of them table-driven, in ``_dunders``);
+``tests/lib/test_dunders.py`` checks the list is complete against both implementations. The C
+target slot stays empty on purpose: a special method we forgot fails loudly instead of acting on
+a stale instance.
 
-Speed: each proxy gets its own subclass. When the policy creates the first instance, the public
-methods of its type get forwarders in that subclass (``Policy.forwarder``), so ``proxy.method``
-is found by an ordinary class lookup instead of a failed lookup plus ``__getattr__``. Names it
-does not know (instance attributes, private names, properties) still go through ``__getattr__``.
-Forwarders never shadow: they are installed only for names the proxy class does not define, and
-look the name up on the instance at call time. ``proxy.method`` is therefore the forwarder, not
-one instance's bound method: kept and called later, or in another thread, it still takes that
-thread's instance, the lock, or a checkout.
+Speed: each proxy gets its own subclass. Once the client type is known (a class factory, the
+factory's return annotation, or the first instance), its public methods get forwarders in that
+subclass (``Policy.forwarder``: the policy's one ``Use``, compiled for that method name, with the
+method's own parameters when they are plain), so ``proxy.method`` is found by an ordinary class
+lookup instead of a failed lookup plus ``__getattr__``. Names it does not know (instance
+attributes, private names, properties) still go through ``__getattr__``. Forwarders never shadow:
+they are installed only for names the proxy class does not define. ``proxy.method`` is therefore
+the forwarder, not one instance's bound method: kept and called later, or in another thread, it
+still takes that thread's instance, the lock, or a checkout.
+
+Which thread runs what: everything here runs in the calling thread; forwarders are installed by
+whichever thread first learns the client type (a class attribute store is atomic).
 """
 
 from __future__ import annotations
@@ -255,7 +260,7 @@ def make_proxy(policy: Policy[Any], kind: str) -> Proxy:
     policy.respecialise = specialise
     if policy.client_type is not None:
         specialise(policy.client_type)
-    if policy.client_type is None or policy._provisional:
+    if policy.client_type is None or policy.type_is_provisional:
         policy.on_first_instance = specialise
     return proxy
 
