@@ -17,6 +17,11 @@ from .errors import ConfigError
 
 MiB = 1024 * 1024
 
+# Timing shared by the master, the workers and the connection loop (seconds).
+TICK = 1.0  # longest single socket or accept() wait; each loop re-checks deadlines and the stop flag
+MASTER_TICK = 0.5  # the master's supervision loop: reaping, harakiri deadlines, respawn back-off
+WORKER_EXTRA_DRAIN = 2.0  # a worker's drain waits --graceful-timeout plus this before giving up
+
 
 def _positive_int(text: str) -> int:
     value = int(text)

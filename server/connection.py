@@ -13,7 +13,6 @@ traceback in the body (the traceback goes to the log).
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import select
@@ -24,14 +23,13 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from . import logs, response
-from .config import Config
+from .config import TICK, Config
 from .errors import HTTPError, RequestTimeout, ResponseError
 from .parser import Request, RequestParser
-from .response import Framing
 from .scoreboard import Scoreboard
+from .writer import ResponseWriter
 from .wsgi import FileWrapper, ResponseStart, WSGIApp, build_environ
 
-TICK = 1.0  # longest single socket wait; each loop re-checks deadlines and the stop flag
 FAIR_SHARE = 16  # requests a connection may make in a row while others wait to be accepted
 RECV_SIZE = 65536
 
@@ -151,8 +149,12 @@ class Connection:
         worker = self.worker
         environ = build_environ(request, worker.base_environ, self.remote)
         start = ResponseStart()
-        writer = _BodyWriter(self, request, start)
-        start.write_hook = writer.write
+        writer = ResponseWriter(
+            self._send, self._send_file, request, start,
+            keepalive_enabled=self.config.keepalive_timeout > 0, stopping=worker.stopping.is_set,
+            yield_turn=self.served + 1 >= FAIR_SHARE and worker.clients_waiting(),
+        )
+        start.sink = writer
         worker.request_started()  # first, so the last request before a recycle says "close"
         worker.scoreboard.begin(self.slot, request.method, environ["PATH_INFO"])
         started = time.monotonic()
@@ -167,13 +169,13 @@ class Connection:
                 logs.printable(request.target), request.version, writer.status_code,
                 writer.body_bytes, (time.monotonic() - started) * 1000,
             )
-        return writer.keep_alive and not worker.stopping.is_set()
+        return writer.keep_alive
 
-    def _run_app(self, environ: dict[str, Any], start: ResponseStart, writer: _BodyWriter) -> None:
+    def _run_app(self, environ: dict[str, Any], start: ResponseStart, writer: ResponseWriter) -> None:
         result: Iterable[bytes] | None = None
         try:
             result = self.worker.app(environ, start)
-            if type(result) is list and start.content_length is None:
+            if type(result) is list:
                 writer.declare_length(sum(map(len, result)))
             if not (isinstance(result, FileWrapper) and writer.send_file(result)):
                 for data in result:
@@ -187,9 +189,9 @@ class Connection:
                 log.error("application broke a WSGI rule on %s: %s", path, logs.printable(str(exc)))
             else:
                 log.exception("application error on %s %s", environ["REQUEST_METHOD"], path)
-            if start.headers_sent:
+            if writer.headers_sent:
                 raise ClientGone() from None  # mid-body: the only honest signal is to close.
-            writer.keep_alive = False
+            writer.failed = True
             writer.status_code = "500"
             self._send(response.error_response(response.INTERNAL_ERROR))
         finally:
@@ -243,114 +245,3 @@ class Connection:
             self._send(data)
         except ClientGone:
             pass  # the client left before hearing why; nothing else to do for it.
-
-
-class _BodyWriter:
-    """Frames the application's body (length, chunked or close-delimited); request thread only.
-
-    The head goes out with the first non-empty block (or at ``finish``), so a small response is
-    one ``send``.
-    """
-
-    def __init__(self, conn: Connection, request: Request, start: ResponseStart) -> None:
-        self.conn = conn
-        self.request = request
-        self.start = start
-        self.framing = Framing.NONE
-        self.remaining = 0
-        self.keep_alive = (
-            request.keep_alive and not request.upgrade and conn.config.keepalive_timeout > 0
-            and not (conn.served + 1 >= FAIR_SHARE and conn.worker.clients_waiting())
-        )
-        self.status_code = "-"
-        self.body_bytes = 0
-
-    def _head(self) -> bytes:
-        start, request = self.start, self.request
-        if start.status is None:
-            raise ResponseError("The application sent a body before calling start_response().")
-        self.status_code = start.status[:3]
-        if self.conn.worker.stopping.is_set():
-            self.keep_alive = False  # say so now rather than close under the client's next request
-        self.framing = response.framing(request.method, start.status, request.version, start.content_length)
-        if self.framing is Framing.CLOSE:
-            self.keep_alive = False
-        elif self.framing is Framing.LENGTH:
-            assert start.content_length is not None
-            self.remaining = start.content_length
-        head = response.serialize_head(
-            start.status, start.headers, chunked=self.framing is Framing.CHUNKED,
-            keep_alive=self.keep_alive, version=request.version,
-        )
-        start.headers_sent = True
-        return head
-
-    def write(self, data: bytes) -> None:
-        """Send one block of the body (the head first if it has not gone out yet)."""
-        if type(data) is not bytes:
-            raise ResponseError(f"The application yielded {type(data).__name__}, not bytes.")
-        if self.start.headers_sent:
-            out = b""
-        elif not data:
-            return  # nothing to send yet; the head waits for the first real block.
-        else:
-            out = self._head()
-        framing = self.framing
-        if framing is Framing.LENGTH:
-            if len(data) > self.remaining:
-                log.warning("application sent more than its Content-Length; the rest is dropped")
-                data = data[: self.remaining]
-            self.remaining -= len(data)
-        elif framing is Framing.NONE:
-            data = b""
-        self.body_bytes += len(data)
-        if framing is Framing.CHUNKED and data:
-            data = response.encode_chunk(data)
-        if out or data:
-            self.conn._send(out + data)
-
-    def send_file(self, wrapper: FileWrapper) -> bool:
-        """Send a ``wsgi.file_wrapper`` body with sendfile(2) when that is exact: a regular
-        file and a declared Content-Length. False (nothing sent) means: iterate it instead."""
-        try:
-            fd = wrapper.filelike.fileno()
-            offset = wrapper.filelike.tell()
-        except (AttributeError, OSError, io.UnsupportedOperation):
-            return False
-        start = self.start
-        if start.status is None or start.content_length is None or not os.path.isfile(f"/proc/self/fd/{fd}"):
-            return False
-        size = os.fstat(fd).st_size
-        count = min(start.content_length, max(0, size - offset))
-        self.conn._send(self._head())
-        if self.framing is Framing.LENGTH:
-            self.conn._send_file(fd, offset, count)
-            self.remaining -= count
-            self.body_bytes += count
-        return True
-
-    def declare_length(self, length: int) -> None:
-        """Add Content-Length for a body whose size is known before sending (a list, or empty)."""
-        start = self.start
-        if start.content_length is None and start.status is not None and not start.headers_sent:
-            code = start.status[:3]
-            if code[0] != "1" and code not in ("204", "304"):
-                start.headers = [*start.headers, ("Content-Length", str(length))]
-                start.content_length = length
-
-    def finish(self) -> None:
-        """The application's iterable ended: close the framing (or send a body-less head)."""
-        out = b""
-        if not self.start.headers_sent:
-            if self.start.status is None:
-                raise ResponseError("The application returned without calling start_response().")
-            if self.request.method != "HEAD":
-                self.declare_length(0)  # an empty body: say so instead of chunking nothing.
-            out = self._head()
-        if self.framing is Framing.CHUNKED:
-            out += response.LAST_CHUNK
-        elif self.framing is Framing.LENGTH and self.remaining:
-            log.warning("application sent %d bytes less than its Content-Length; closing", self.remaining)
-            self.keep_alive = False
-        if out:
-            self.conn._send(out)

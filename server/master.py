@@ -31,8 +31,7 @@ import struct
 import time
 
 from . import app_loader, logs
-from .config import Config
-from .connection import TICK
+from .config import MASTER_TICK, TICK, Config
 from .errors import AppLoadError
 from .worker import FORK_BLOCKED_SIGNALS, READY_MESSAGE, WORKER_BOOT_ERROR, Worker, child_main
 from .wsgi import WSGIApp
@@ -47,7 +46,6 @@ EXIT_APP_LOAD = 4        # the application could not be imported in the master
 EXIT_BIND = 5            # the listening socket could not be created
 
 BOOT_FAILURE_LIMIT = 3
-LOOP_TICK = 0.5
 _SIGNALS = ("TERM", "INT", "QUIT", "HUP", "TTIN", "TTOU", "CHLD")
 _SIGNAL_QUEUE_MAX = 16
 
@@ -140,7 +138,7 @@ class Master:
 
     def _loop(self) -> int:
         while True:
-            self._wait(LOOP_TICK)
+            self._wait(MASTER_TICK)
             while self._signal_queue:
                 signum = self._signal_queue.pop(0)
                 getattr(self, "handle_" + signal.Signals(signum).name[3:].lower())()

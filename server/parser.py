@@ -28,7 +28,7 @@ _SUPPORTED_VERSIONS = frozenset({"1.0", "1.1"})
 
 @dataclasses.dataclass(slots=True)
 class Request:
-    """One parsed request: head, then body as it arrives; ``complete`` once the body ended."""
+    """One parsed request: head, then body as it arrives (handed out once the body ended)."""
 
     method: str = ""
     target: bytes = b""
@@ -38,7 +38,6 @@ class Request:
     body: bytearray = dataclasses.field(default_factory=bytearray)
     expect_continue: bool = False
     upgrade: bool = False
-    complete: bool = False
 
 
 class RequestParser:
@@ -191,7 +190,6 @@ class RequestParser:
     def on_message_complete(self) -> None:
         request = self._current
         assert request is not None
-        request.complete = True
         self._continue_due = False
         self._ready.append(request)
         self._current = None

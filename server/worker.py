@@ -29,7 +29,7 @@ import sys
 import threading
 
 from . import app_loader, logs
-from .config import Config
+from .config import WORKER_EXTRA_DRAIN, Config
 from .connection import Connection
 from .scoreboard import Scoreboard
 from .wsgi import WSGIApp, base_environ
@@ -41,8 +41,8 @@ WORKER_OK = 0            # stopped on request (signal, max-requests, master gone
 WORKER_BOOT_ERROR = 3    # could not start (app import failed under --lazy-apps)
 WORKER_STOP_TIMEOUT = 4  # in-flight requests outlived --graceful-timeout
 
-READY_MESSAGE = struct.Struct("=i")
-_TCPI_UNACKED = struct.Struct("=I")  # tcp_info.tcpi_unacked: a listener's accept-queue length  # the worker's pid, written to the master's ready pipe
+READY_MESSAGE = struct.Struct("=i")  # the worker's pid, written to the master's ready pipe
+_TCPI_UNACKED = struct.Struct("=I")  # tcp_info.tcpi_unacked: a listener's accept-queue length
 
 # Blocked by the master around fork(); the child unblocks them after installing its handlers.
 FORK_BLOCKED_SIGNALS = frozenset({
@@ -131,7 +131,7 @@ class Worker:
     def _drain(self, threads: list[threading.Thread]) -> int:
         """Let in-flight requests finish within the graceful timeout; threads in accept()
         notice the stop flag within one tick."""
-        deadline = self.config.graceful_timeout + 2.0
+        deadline = self.config.graceful_timeout + WORKER_EXTRA_DRAIN
         for thread in threads:
             thread.join(max(0.0, deadline))
         busy = sum(thread.is_alive() for thread in threads)

@@ -18,7 +18,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, Protocol
 from urllib.parse import unquote_to_bytes
 
 from .errors import ResponseError
@@ -129,21 +129,33 @@ def build_environ(request: Request, base: dict[str, Any], remote: tuple[str, int
     return environ
 
 
+class BodySink(Protocol):
+    """Where the legacy ``write()`` callable sends the body (:class:`server.writer.ResponseWriter`)."""
+
+    @property
+    def headers_sent(self) -> bool: ...
+
+    def write(self, data: bytes) -> None: ...
+
+
 class ResponseStart:
     """What the application passed to ``start_response``; one per request.
 
-    ``headers_sent`` is set by the connection once the head went out; from then on a call with
-    ``exc_info`` re-raises, as PEP 3333 asks.
+    It only records and validates; the response writer (its ``sink``) reads it and never edits
+    it. Once the sink has sent the head, a call with ``exc_info`` re-raises, as PEP 3333 asks.
     """
 
-    __slots__ = ("status", "headers", "content_length", "headers_sent", "write_hook")
+    __slots__ = ("status", "headers", "content_length", "sink")
 
     def __init__(self) -> None:
         self.status: str | None = None
         self.headers: list[tuple[str, str]] = []
         self.content_length: int | None = None
-        self.headers_sent = False
-        self.write_hook: Callable[[bytes], None] | None = None
+        self.sink: BodySink | None = None
+
+    @property
+    def headers_sent(self) -> bool:
+        return self.sink is not None and self.sink.headers_sent
 
     def __call__(
         self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
@@ -163,9 +175,9 @@ class ResponseStart:
 
     def _write(self, data: bytes) -> None:
         """The legacy ``write()`` callable: sends ``data`` at once, the head first if needed."""
-        if self.write_hook is None:
+        if self.sink is None:
             raise ResponseError("write() was called outside the application call.")
-        self.write_hook(data)
+        self.sink.write(data)
 
     def _check(self, status: str, headers: list[tuple[str, str]]) -> None:
         if type(status) is not str or not _STATUS.match(status):

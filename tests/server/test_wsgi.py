@@ -112,12 +112,21 @@ def test_start_response_twice_needs_exc_info() -> None:
     except ValueError:
         start("500 Internal Server Error", [], sys.exc_info())  # not sent yet: replaces
     assert start.status == "500 Internal Server Error"
-    start.headers_sent = True
+    start.sink = _SentSink()
     with pytest.raises(ValueError, match="again"):
         try:
             raise ValueError("again")
         except ValueError:
             start("500 Internal Server Error", [], sys.exc_info())
+
+
+class _SentSink:
+    """A body sink whose head already went out."""
+
+    headers_sent = True
+
+    def write(self, data: bytes) -> None:
+        raise AssertionError("not called in this test")
 
 
 def test_content_length_is_recorded() -> None:
