@@ -1,14 +1,22 @@
-"""One client connection, served by one request thread from accept() to close.
+"""One client connection: read bytes, call the application, write the response, keep alive.
 
-The loop (like uWSGI's per-core loop): read bytes until the parser has a complete request, call
-the application, write the response, and start over while the connection is kept alive. Every
-socket wait is bounded: the socket has a short timeout (``TICK``) and each wait checks its own
-deadline (header timeout while a head arrives, keep-alive timeout while idle, socket timeout while
-a body or a response stalls) and whether the worker is stopping.
+A :class:`Connection` lives from ``accept()`` to close, but it holds a request thread (a *core*,
+:mod:`server.worker`) only while there is work: :meth:`Connection.serve` reads and answers every
+request that is already there, and returns ``PARK`` as soon as the connection is idle between
+requests with nothing to read. The core then hands it to the worker's dispatcher
+(:mod:`server.dispatch`), which watches it with epoll and gives it to the next free core when
+bytes arrive, or closes it when its idle deadline passes. So an idle kept-alive connection never
+holds a thread while other connections wait (see server/README.md, "Keep-alive").
+
+The socket is non-blocking; every wait is a ``poll`` bounded by ``TICK`` and by its own deadline
+(header timeout once a head has begun, socket timeout while a body or a response stalls).
 
 Nothing a client sends can end the thread: every refusal is an HTTP error response then close;
 a client that vanishes just ends this connection. Application errors become a 500 with no
 traceback in the body (the traceback goes to the log).
+
+Which thread: whichever core the dispatcher handed the connection to, one at a time (a parked
+connection is owned by the dispatcher, a served one by exactly one core).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from . import logs, response
 from .config import TICK, Config
@@ -30,7 +38,6 @@ from .scoreboard import Scoreboard
 from .writer import ResponseWriter
 from .wsgi import FileWrapper, ResponseStart, WSGIApp, build_environ
 
-FAIR_SHARE = 16  # requests a connection may make in a row while others wait to be accepted
 RECV_SIZE = 65536
 
 log = logs.get()
@@ -48,99 +55,126 @@ class WorkerView(Protocol):
 
     def request_started(self) -> None: ...
 
-    def clients_waiting(self) -> bool: ...
-
 
 class ClientGone(Exception):
     """The client closed or reset the connection, or stalled past the socket timeout."""
 
 
-class Connection:
-    """Serves one accepted socket; runs entirely in the request thread that accepted it."""
+PARK: Literal["park"] = "park"  # idle between requests with nothing to read: the dispatcher watches it
+CLOSED: Literal["closed"] = "closed"  # the connection is closed (client, refusal, or server)
+Outcome = Literal["park", "closed"]
 
-    def __init__(self, sock: socket.socket, remote: tuple[str, int], worker: WorkerView, slot: int) -> None:
+
+class Connection:
+    """Serves one accepted socket, in whichever request thread currently holds it."""
+
+    def __init__(self, sock: socket.socket, remote: tuple[str, int], worker: WorkerView) -> None:
         self.sock = sock
         self.remote = remote
         self.worker = worker
         self.config = worker.config
-        self.slot = slot
+        self.slot = 0  # the core serving it now (its scoreboard slot)
         self.parser = RequestParser(
             max_header_bytes=self.config.max_header_bytes,
             max_headers=self.config.max_headers,
             max_body=self.config.max_body,
         )
         self.served = 0
+        self.polled = False  # registered with the dispatcher's epoll (set by the dispatcher)
+        self._poll = select.poll()
+        self._poll.register(sock.fileno(), select.POLLIN)
+        self._poll_events = select.POLLIN
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def serve(self) -> None:
-        """Serve requests until the client or the server ends the connection; never raises
-        for anything the client did."""
-        sock = self.sock
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    @property
+    def idle_limit(self) -> float:
+        """How long it may stay parked: the keep-alive timeout once it has made a request,
+        the header timeout before its first."""
+        return self.config.keepalive_timeout if self.served else self.config.header_timeout
+
+    def serve(self, slot: int) -> Outcome:
+        """Answer every request that is there; ``PARK`` when idle, ``CLOSED`` when done.
+
+        Never raises for anything the client did; closes the socket itself before ``CLOSED``.
+        """
+        self.slot = slot
         try:
-            sock.settimeout(TICK)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             while True:
                 try:
                     request = self._read_request()
                 except HTTPError as exc:
                     log.info("refused %s from %s: %s", exc.status, self.remote[0], logs.printable(str(exc)))
                     self._send_quietly(response.for_http_error(exc))
-                    return
-                if request is None:
-                    return
-                if not self._handle(request):
-                    return
+                    break
+                if isinstance(request, str):  # PARK
+                    return PARK
+                if request is None or not self._handle(request):
+                    break
         except ClientGone:
-            return
-        finally:
-            sock.close()
+            pass
+        except BaseException:
+            self.close()
+            raise
+        self.close()
+        return CLOSED
+
+    def close(self) -> None:
+        """Close the socket (idempotent; also drops it from every epoll set)."""
+        self.sock.close()
 
     # -- reading -------------------------------------------------------------------------------
 
-    def _read_request(self) -> Request | None:
-        """The next complete request, or None when the connection should just close."""
-        parser, config = self.parser, self.config
+    def _read_request(self) -> Request | Literal["park"] | None:
+        """The next complete request; ``PARK`` when idle with nothing to read; None to close."""
+        parser, config, sock = self.parser, self.config, self.sock
         request = parser.next_request()
         if request is not None:
             return request
-        now = time.monotonic()
-        idle = not parser.in_head
-        idle_limit = config.keepalive_timeout if self.served else config.header_timeout
-        deadline = now + idle_limit
-        yielding = idle and self.served > 0
+        deadline = time.monotonic() + (config.header_timeout if parser.in_head else config.socket_timeout)
         while True:
-            if idle and self.served and self.worker.stopping.is_set():
-                return None
             try:
-                data = self.sock.recv(RECV_SIZE)
-            except TimeoutError:
-                if yielding and self.worker.clients_waiting():
-                    return None  # idle while others wait to be accepted: give the thread up.
-                if time.monotonic() < deadline:
-                    continue
-                if idle:
-                    return None  # an idle connection past its keep-alive: close quietly.
-                if parser.in_head:
-                    raise RequestTimeout(f"The headers did not arrive within {config.header_timeout} s.") from None
-                raise ClientGone() from None
+                data = sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                if parser.between_requests:
+                    return PARK  # nothing begun: the dispatcher waits for the next request.
+                self._wait(select.POLLIN, deadline)
+                continue
             except OSError:
                 raise ClientGone() from None
             if not data:
                 return None  # closed by the client, possibly mid-request: nothing to answer.
-            yielding = False
-            if idle:
-                idle = False
-                deadline = time.monotonic() + config.header_timeout
-            elif parser.in_head and time.monotonic() >= deadline:
-                # trickling bytes never time a recv out: slowloris is caught here.
-                raise RequestTimeout(f"The headers did not arrive within {config.header_timeout} s.")
+            began = parser.between_requests
             parser.feed(data)
             request = parser.next_request()
             if request is not None:
                 return request
             if parser.take_continue():
                 self._send(response.CONTINUE)
-            if not parser.in_head:
+            if parser.in_head:
+                if began:
+                    deadline = time.monotonic() + config.header_timeout  # a head began now
+                elif time.monotonic() >= deadline:
+                    # trickling bytes never time a wait out: slowloris is caught here.
+                    raise RequestTimeout(f"The headers did not arrive within {config.header_timeout} s.")
+            elif not parser.between_requests:
                 deadline = time.monotonic() + config.socket_timeout  # a body: bound each stall.
+
+    def _wait(self, events: int, deadline: float) -> None:
+        """Wait until the socket is ready for ``events``, a TICK at most; past ``deadline``,
+        RequestTimeout while a head arrives, else ClientGone."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            if events == select.POLLIN and self.parser.in_head:
+                raise RequestTimeout(f"The headers did not arrive within {self.config.header_timeout} s.")
+            raise ClientGone()
+        if events != self._poll_events:
+            self._poll.modify(self.sock.fileno(), events)
+            self._poll_events = events
+        self._poll.poll(min(remaining, TICK) * 1000)
 
     # -- the application -------------------------------------------------------------------------
 
@@ -152,7 +186,6 @@ class Connection:
         writer = ResponseWriter(
             self._send, self._send_file, request, start,
             keepalive_enabled=self.config.keepalive_timeout > 0, stopping=worker.stopping.is_set,
-            yield_turn=self.served + 1 >= FAIR_SHARE and worker.clients_waiting(),
         )
         start.sink = writer
         worker.request_started()  # first, so the last request before a recycle says "close"
@@ -211,9 +244,8 @@ class Connection:
         while view:
             try:
                 sent = sock.send(view)
-            except TimeoutError:
-                if time.monotonic() >= deadline:
-                    raise ClientGone() from None
+            except BlockingIOError:
+                self._wait(select.POLLOUT, deadline)
                 continue
             except OSError:
                 raise ClientGone() from None
@@ -228,17 +260,15 @@ class Connection:
             try:
                 sent = os.sendfile(out, fd, offset, count)
             except BlockingIOError:
-                sent = 0
+                self._wait(select.POLLOUT, deadline)
+                continue
             except OSError:
                 raise ClientGone() from None
-            if sent:
-                offset += sent
-                count -= sent
-                deadline = time.monotonic() + self.config.socket_timeout
-                continue
-            if time.monotonic() >= deadline:
-                raise ClientGone()
-            select.select([], [out], [], TICK)
+            if not sent:
+                raise ClientGone()  # the file ended early: the Content-Length cannot be met.
+            offset += sent
+            count -= sent
+            deadline = time.monotonic() + self.config.socket_timeout
 
     def _send_quietly(self, data: bytes) -> None:
         try:

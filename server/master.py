@@ -27,11 +27,10 @@ import random
 import select
 import signal
 import socket
-import struct
 import time
 
 from . import app_loader, logs
-from .config import MASTER_TICK, TICK, Config
+from .config import MASTER_TICK, Config
 from .errors import AppLoadError
 from .worker import FORK_BLOCKED_SIGNALS, READY_MESSAGE, WORKER_BOOT_ERROR, Worker, child_main
 from .wsgi import WSGIApp
@@ -51,7 +50,8 @@ _SIGNAL_QUEUE_MAX = 16
 
 
 def create_listener(config: Config) -> socket.socket:
-    """The listening socket every worker accept()s on: blocking, with an SO_RCVTIMEO tick."""
+    """The listening socket every worker accept()s on: non-blocking, each worker's cores wait
+    for it in their dispatcher's epoll set (one core woken per connection per worker)."""
     family, kind, proto, _, address = socket.getaddrinfo(
         config.host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
@@ -60,9 +60,7 @@ def create_listener(config: Config) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
         sock.listen(config.backlog)
-        seconds = int(TICK)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
-                        struct.pack("ll", seconds, int((TICK - seconds) * 1e6)))
+        sock.setblocking(False)  # cores wait in epoll (server.dispatch); accept() never blocks
     except BaseException:
         sock.close()
         raise

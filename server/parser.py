@@ -110,6 +110,11 @@ class RequestParser:
         return None
 
     @property
+    def between_requests(self) -> bool:
+        """True when no request has begun since the last complete one (nothing half-read)."""
+        return self._current is None and not self.upgraded
+
+    @property
     def in_head(self) -> bool:
         """True while a request has begun but its headers are not complete."""
         return self._in_head

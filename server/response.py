@@ -51,19 +51,18 @@ def framing(method: str, status: str, version: str, content_length: int | None) 
 
 def keep_alive(
     request: Request, *, enabled: bool, stopping: bool, framing: Framing, failed: bool,
-    body_short: bool, yield_turn: bool = False,
+    body_short: bool,
 ) -> bool:
     """Whether a connection stays open after this response: the one place that decides.
 
     It closes when the client asked to (``Connection: close``, HTTP/1.0 without keep-alive),
     after an Upgrade/CONNECT request, when keep-alive is off (``--keepalive-timeout 0``), when
     the worker is stopping, when the body is delimited by the close (HTTP/1.0, no length), when
-    the application failed or sent less than its Content-Length, and when the connection must
-    give its turn to others (``yield_turn``).
+    the application failed or sent less than its Content-Length.
     """
     return (
         request.keep_alive and not request.upgrade and enabled and not stopping
-        and framing is not Framing.CLOSE and not failed and not body_short and not yield_turn
+        and framing is not Framing.CLOSE and not failed and not body_short
     )
 
 

@@ -34,7 +34,7 @@ class ResponseWriter:
 
     def __init__(
         self, send: Send, send_file: SendFile, request: Request, start: ResponseStart, *,
-        keepalive_enabled: bool, stopping: Callable[[], bool], yield_turn: bool = False,
+        keepalive_enabled: bool, stopping: Callable[[], bool],
     ) -> None:
         self._send = send
         self._send_file = send_file
@@ -42,7 +42,6 @@ class ResponseWriter:
         self.start = start
         self._keepalive_enabled = keepalive_enabled
         self._stopping = stopping
-        self._yield_turn = yield_turn
         self.framing = Framing.NONE
         self.remaining = 0
         self.headers_sent = False
@@ -58,7 +57,6 @@ class ResponseWriter:
         return response.keep_alive(
             self.request, enabled=self._keepalive_enabled, stopping=self._stopping(),
             framing=self.framing, failed=self.failed, body_short=self.body_short,
-            yield_turn=self._yield_turn,
         )
 
     def _content_length(self) -> int | None:

@@ -69,7 +69,8 @@ def _router(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
 
 def _slow(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     seconds = float(environ["QUERY_STRING"].partition("=")[2] or "2")
-    _say(f"slow request started in pid {os.getpid()}")  # tests wait for this line
+    main = threading.current_thread() is threading.main_thread()
+    _say(f"slow request started in pid {os.getpid()} (main thread: {main})")  # tests wait for this
     time.sleep(seconds)  # the request's own work, not synchronisation: it simulates a slow app
     body = f"slept {seconds}\n".encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
@@ -116,6 +117,16 @@ def _pid(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     return [body]
 
 
+def _thread(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    """Which thread serves this request: the worker's main thread (core 0) or another core."""
+    current = threading.current_thread()
+    body = json.dumps({
+        "pid": os.getpid(), "main": current is threading.main_thread(), "name": current.name,
+    }).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 class _Closing:
     """An iterable that records its close() in a header-visible way via the log (stderr)."""
 
@@ -137,6 +148,7 @@ def _midfail(environ: Environ, start_response: StartResponse) -> Iterable[bytes]
 
 ROUTES: dict[str, Callable[[Environ, StartResponse], Iterable[bytes]]] = {
     "/slow": _slow,
+    "/thread": _thread,
     "/stream": _stream,
     "/boom": _boom,
     "/inject": _inject,

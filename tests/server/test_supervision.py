@@ -175,7 +175,7 @@ def _running(pid: int, within: float) -> bool:
 
 
 def test_more_keep_alive_clients_than_threads_are_all_served() -> None:
-    """Idle kept-alive connections give their thread up while others wait to be accepted."""
+    """Idle kept-alive connections are parked, not held by a core, while others wait."""
     with ServerProcess("tests.server.apps:router", workers=1, threads=2,
                        args=["--keepalive-timeout", "30"]) as srv:
         clients = [Client(srv.host, srv.port, timeout=10) for _ in range(6)]
