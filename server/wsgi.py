@@ -94,21 +94,16 @@ def base_environ(server_name: str, server_port: int) -> dict[str, Any]:
 
 
 def build_environ(request: Request, base: dict[str, Any], remote: tuple[str, int]) -> dict[str, Any]:
-    """The environ for ``request``: PATH_INFO percent-decoded then read as latin-1 (PEP 3333)."""
+    """The environ for ``request``: PATH_INFO percent-decoded then read as latin-1 (PEP 3333),
+    never with the fragment; for the absolute-form, HTTP_HOST is the target's authority."""
     environ = base.copy()
-    target = request.target
-    if target[:1] != b"/" and target != b"*":
-        # absolute-form (GET http://host/path): keep only the path and query.
-        _, _, rest = target.partition(b"://")
-        slash = rest.find(b"/")
-        target = rest[slash:] if slash >= 0 else b"/"
-    path, _, query = target.partition(b"?")
-    path = path.partition(b"#")[0]
+    parts = request.parts  # path and query, the fragment dropped (server.http11.split_target)
+    path = parts.path
     if b"%" in path:
         path = unquote_to_bytes(path)
     environ["REQUEST_METHOD"] = request.method
     environ["PATH_INFO"] = path.decode("latin-1")
-    environ["QUERY_STRING"] = query.decode("latin-1")
+    environ["QUERY_STRING"] = parts.query.decode("latin-1")
     environ["SERVER_PROTOCOL"] = "HTTP/" + request.version
     environ["REMOTE_ADDR"] = remote[0]
     environ["REMOTE_PORT"] = str(remote[1])
@@ -125,6 +120,8 @@ def build_environ(request: Request, base: dict[str, Any], remote: tuple[str, int
             chunked = True
     if chunked:
         environ["CONTENT_LENGTH"] = str(len(request.body))
+    if parts.authority is not None:
+        environ["HTTP_HOST"] = parts.authority.decode("latin-1")  # absolute-form: RFC 9112 §3.2.2
     environ["wsgi.input"] = io.BytesIO(request.body)
     return environ
 

@@ -103,7 +103,7 @@ def test_harakiri_kills_the_stuck_worker_and_logs_the_path() -> None:
     with ServerProcess("tests.server.apps:router", workers=1, threads=2, args=["--harakiri", "1"]) as srv:
         victim = srv.worker_pids()[0]
         with Client(srv.host, srv.port, timeout=20) as c:
-            c.send(b"GET /slow/stuck?s=60 HTTP/1.1\r\n\r\n")
+            c.send(b"GET /slow/stuck?s=60 HTTP/1.1\r\nHost: t\r\n\r\n")
             try:
                 assert c.read_response() is None
             except ConnectionResetError:
@@ -181,7 +181,7 @@ def test_more_keep_alive_clients_than_threads_are_all_served() -> None:
         clients = [Client(srv.host, srv.port, timeout=10) for _ in range(6)]
         try:
             for c in clients:
-                c.send(b"GET /hello HTTP/1.1\r\n\r\n")
+                c.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
             started = time.monotonic()
             for c in clients:
                 response = c.read_response()
@@ -197,7 +197,7 @@ def test_last_request_before_recycling_says_close() -> None:
     with ServerProcess("tests.server.apps:router", workers=1, threads=2, args=args) as srv:
         with Client(srv.host, srv.port) as c:
             for i in range(5):
-                c.send(b"GET /hello HTTP/1.1\r\n\r\n")
+                c.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
                 response = c.read_response()
                 assert response is not None and response.status == 200
                 assert (response.header("connection") == "close") is (i == 4), i
