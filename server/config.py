@@ -20,6 +20,9 @@ MiB = 1024 * 1024
 # Timing shared by the master, the workers and the connection loop (seconds).
 TICK = 1.0  # longest single socket or accept() wait; each loop re-checks deadlines and the stop flag
 MASTER_TICK = 0.5  # the master's supervision loop: reaping, harakiri deadlines, respawn back-off
+# Requests a kept-alive connection gets in a row before it goes back in line behind the others
+# (server.dispatch); requests already buffered (pipelined) are served first. 1: round-robin.
+TURN_REQUESTS = 1
 WORKER_EXTRA_DRAIN = 2.0  # a worker's drain waits --graceful-timeout plus this before giving up
 
 

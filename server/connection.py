@@ -3,9 +3,10 @@
 A :class:`Connection` lives from ``accept()`` to close, but it holds a request thread (a *core*,
 :mod:`server.worker`) only while there is work: :meth:`Connection.serve` reads and answers every
 request that is already there, and returns ``PARK`` as soon as the connection is idle between
-requests with nothing to read. The core then hands it to the worker's dispatcher
-(:mod:`server.dispatch`), which watches it with epoll and gives it to the next free core when
-bytes arrive, or closes it when its idle deadline passes. So an idle kept-alive connection never
+requests with nothing to read, or when its turn is over (``TURN_REQUESTS`` in a row). The core
+then hands it to the worker's dispatcher (:mod:`server.dispatch`), which watches it with epoll
+and gives it to the next free core when bytes arrive (at once if they are already there, behind
+the connections already waiting), or closes it when its idle deadline passes. So an idle kept-alive connection never
 holds a thread while other connections wait (see server/README.md, "Keep-alive").
 
 The socket is non-blocking; every wait is a ``poll`` bounded by ``TICK`` and by its own deadline
@@ -31,7 +32,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal, Protocol
 
 from . import logs, response
-from .config import TICK, Config
+from .config import TICK, TURN_REQUESTS, Config
 from .errors import HTTPError, RequestTimeout, ResponseError
 from .parser import Request, RequestParser
 from .scoreboard import Scoreboard
@@ -80,6 +81,7 @@ class Connection:
             max_body=self.config.max_body,
         )
         self.served = 0
+        self._turn = 0  # requests answered in the current turn (see TURN_REQUESTS)
         self.polled = False  # registered with the dispatcher's epoll (set by the dispatcher)
         self._poll = select.poll()
         self._poll.register(sock.fileno(), select.POLLIN)
@@ -102,6 +104,7 @@ class Connection:
         Never raises for anything the client did; closes the socket itself before ``CLOSED``.
         """
         self.slot = slot
+        self._turn = 0
         try:
             while True:
                 try:
@@ -114,6 +117,7 @@ class Connection:
                     return PARK
                 if request is None or not self._handle(request):
                     break
+                self._turn += 1
         except ClientGone:
             pass
         except BaseException:
@@ -134,6 +138,8 @@ class Connection:
         request = parser.next_request()
         if request is not None:
             return request
+        if self._turn >= TURN_REQUESTS and parser.between_requests:
+            return PARK  # its turn is over: back in line, even if its next request is there
         deadline = time.monotonic() + (config.header_timeout if parser.in_head else config.socket_timeout)
         while True:
             try:
