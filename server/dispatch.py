@@ -21,6 +21,10 @@ one of:
 Idle deadlines are swept by whichever core passes :meth:`sweep` first after a ``TICK``: a parked
 connection past its idle limit (keep-alive timeout, or header timeout before the first request)
 is closed quietly.
+
+When the worker stops, the main thread (after the other cores left) takes the listener and the
+wakeup pipe out of the set, closes the idle kept-alive connections, and still serves the fresh
+ones, whose first request may be on its way (a client that connected is owed an answer).
 """
 
 from __future__ import annotations
@@ -100,6 +104,30 @@ class Dispatcher:
             closing = [self._parked.pop(fd)[0] for fd in expired]
         for conn in closing:
             conn.close()
+
+    def stop_accepting(self) -> None:
+        """Take the listener and the wakeup pipe out of the set (main thread, draining): from
+        here on :meth:`next` only hands out parked connections."""
+        for fd in (self._listen_fd, self._wake_fd):
+            try:
+                self._epoll.unregister(fd)
+            except (FileNotFoundError, OSError):
+                pass  # already out of the set
+
+    def close_kept_alive(self) -> int:
+        """Close the parked connections that made a request (idle keep-alive: the worker is
+        stopping); keep those whose first request has not arrived yet. How many remain."""
+        with self._parked_lock:
+            closing = [fd for fd, (conn, _) in self._parked.items() if conn.served]
+            closed = [self._parked.pop(fd)[0] for fd in closing]
+            remaining = len(self._parked)
+        for conn in closed:
+            conn.close()
+        return remaining
+
+    def parked_count(self) -> int:
+        with self._parked_lock:
+            return len(self._parked)
 
     def close_parked(self) -> int:
         """Close every parked connection (the worker is stopping); how many there were."""

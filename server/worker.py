@@ -38,7 +38,7 @@ import threading
 import time
 
 from . import app_loader, logs
-from .config import WORKER_EXTRA_DRAIN, Config
+from .config import TICK, WORKER_EXTRA_DRAIN, Config
 from .connection import PARK, Connection
 from .dispatch import Dispatcher
 from .scoreboard import Scoreboard
@@ -148,6 +148,7 @@ class Worker:
         deadline = time.monotonic() + self.config.graceful_timeout + WORKER_EXTRA_DRAIN
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        self._serve_last_connections(min(deadline, time.monotonic() + self.config.header_timeout))
         busy = sum(thread.is_alive() for thread in threads)
         self._dispatcher.close_parked()
         if busy:
@@ -155,6 +156,18 @@ class Worker:
                         self.index, os.getpid(), busy)
             return WORKER_STOP_TIMEOUT
         return WORKER_OK
+
+    def _serve_last_connections(self, deadline: float) -> None:
+        """Main thread, stopping: accepted connections whose first request had not arrived
+        when the cores stopped are still answered (with ``Connection: close``), until
+        ``deadline``; idle kept-alive ones are closed."""
+        dispatcher = self._dispatcher
+        dispatcher.stop_accepting()
+        while dispatcher.close_kept_alive() and (left := deadline - time.monotonic()) > 0:
+            work = dispatcher.next(min(left, TICK))
+            if isinstance(work, Connection):
+                self._serve(work, 0)
+            dispatcher.sweep()
 
     # -- child, every core (main thread = core 0, request threads = cores 1..M-1) ---------
 
@@ -192,10 +205,10 @@ class Worker:
             conn.close()
             return
         if outcome is PARK:
-            if self.stopping.is_set():
-                conn.close()
+            if self.stopping.is_set() and conn.served:
+                conn.close()  # idle kept-alive while stopping: done with it
             else:
-                self._dispatcher.park(conn)
+                self._dispatcher.park(conn)  # fresh: its first request is owed an answer
 
     def _check_master(self) -> None:
         if not self.stopping.is_set() and os.getppid() != self.master_pid:
