@@ -55,3 +55,17 @@ def test_refusal_before_anything_starts() -> None:
     )
     assert proc.returncode == 2
     assert "positive integer" in proc.stderr and "listening" not in proc.stderr
+
+
+def test_missing_httptools_is_one_line_naming_the_extra() -> None:
+    """``python -m server`` without httptools: exit 1 with one line saying what to install."""
+    import subprocess
+    import sys
+
+    code = ("import sys, runpy; sys.modules['httptools'] = None; "
+            "runpy.run_module('server', run_name='__main__')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=str(__import__("server.testing").testing.REPO_ROOT))
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'safeclients[server]'" in lines[0], proc.stderr

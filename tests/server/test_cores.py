@@ -94,3 +94,19 @@ def test_idle_keep_alive_connections_do_not_hold_the_cores() -> None:
         finally:
             for c in idle:
                 c.close()
+
+
+def test_a_connection_accepted_before_a_recycle_still_gets_its_answer() -> None:
+    """A client that connected but had not sent its request when the worker began recycling
+    (``--max-requests``) is still answered, by the old worker's main thread or a new worker."""
+    args = ["--max-requests", "2", "--max-requests-jitter", "0"]
+    with ServerProcess("tests.server.apps:router", workers=1, threads=1, args=args) as srv:
+        assert get(srv.host, srv.port, "/hello").status == 200
+        with Client(srv.host, srv.port, timeout=10) as early:
+            mark = srv.log_position()
+            assert get(srv.host, srv.port, "/hello").status == 200  # the 2nd: recycling starts
+            srv.wait_for_log(r"served 2 requests; recycling", after=mark, timeout=15)
+            early.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+            response = early.read_response()
+        assert response is not None and response.status == 200
+        assert response.header("connection") == "close"
