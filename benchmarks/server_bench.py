@@ -44,14 +44,24 @@ class Launched:
     """A server child process whose output is drained by a thread; ready when a regex matched
     the expected number of times. Stopped by PID (TERM, then KILL)."""
 
-    def __init__(self, name: str, command: list[str], port_re: str, ready_re: str, ready_count: int) -> None:
+    def __init__(
+        self, name: str, command: list[str], port_re: str, ready_re: str, ready_count: int
+    ) -> None:
         self.name = name
         self.proc = subprocess.Popen(
-            command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            command,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         self.port = 0
-        self._port_re, self._ready_re, self._need = re.compile(port_re), re.compile(ready_re), ready_count
+        self._port_re, self._ready_re, self._need = (
+            re.compile(port_re),
+            re.compile(ready_re),
+            ready_count,
+        )
         # Guards port and _seen; notified per line.
         self._changed = threading.Condition()
         self._seen = 0
@@ -76,7 +86,9 @@ class Launched:
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         with self._changed:
-            ok = self._changed.wait_for(lambda: (self.port and self._seen >= self._need) or self._eof, timeout)
+            ok = self._changed.wait_for(
+                lambda: (self.port and self._seen >= self._need) or self._eof, timeout
+            )
             if not ok or self._eof:
                 raise RuntimeError(f"{self.name} did not start:\n{''.join(self.lines[-30:])}")
 
@@ -101,15 +113,67 @@ class Launched:
 def launch_all(workers: int, threads: int) -> list[Launched]:
     w, t = str(workers), str(threads)
     return [
-        Launched("ours", [sys.executable, "-m", "server", APP, "--bind", "127.0.0.1:0", "--workers", w,
-                          "--threads", t], r"listening on http://127\.0\.0\.1:(\d+)", r"ready: \d+ workers", 1),
-        Launched("gunicorn", [str(BIN / "gunicorn"), "-k", "gthread", "--workers", w, "--threads", t,
-                              "-b", "127.0.0.1:0", "--backlog", "1024", APP],
-                 r"Listening at: http://127\.0\.0\.1:(\d+)", r"Booting worker", workers),
-        Launched("uwsgi", [str(BIN / "uwsgi"), "--master", "--processes", w, "--threads", t,
-                           "--http11-socket", "127.0.0.1:0", "--module", APP, "--pythonpath", ".",
-                           "--disable-logging", "--listen", "100"],
-                 r"bound to TCP address 127\.0\.0\.1:(\d+)", r"spawned uWSGI worker", workers),
+        Launched(
+            "ours",
+            [
+                sys.executable,
+                "-m",
+                "server",
+                APP,
+                "--bind",
+                "127.0.0.1:0",
+                "--workers",
+                w,
+                "--threads",
+                t,
+            ],
+            r"listening on http://127\.0\.0\.1:(\d+)",
+            r"ready: \d+ workers",
+            1,
+        ),
+        Launched(
+            "gunicorn",
+            [
+                str(BIN / "gunicorn"),
+                "-k",
+                "gthread",
+                "--workers",
+                w,
+                "--threads",
+                t,
+                "-b",
+                "127.0.0.1:0",
+                "--backlog",
+                "1024",
+                APP,
+            ],
+            r"Listening at: http://127\.0\.0\.1:(\d+)",
+            r"Booting worker",
+            workers,
+        ),
+        Launched(
+            "uwsgi",
+            [
+                str(BIN / "uwsgi"),
+                "--master",
+                "--processes",
+                w,
+                "--threads",
+                t,
+                "--http11-socket",
+                "127.0.0.1:0",
+                "--module",
+                APP,
+                "--pythonpath",
+                ".",
+                "--disable-logging",
+                "--listen",
+                "100",
+            ],
+            r"bound to TCP address 127\.0\.0\.1:(\d+)",
+            r"spawned uWSGI worker",
+            workers,
+        ),
     ]
 
 
@@ -153,7 +217,9 @@ def fairness(port: int, connections: int = 64, within: float = 3.0) -> tuple[int
             sock.close()
 
 
-def wrk(url: str, *, keepalive: bool, threads: int, connections: int, duration: float) -> tuple[float, float, float, int]:
+def wrk(
+    url: str, *, keepalive: bool, threads: int, connections: int, duration: float
+) -> tuple[float, float, float, int]:
     """(requests/s, p50 and p99 latency in ms, socket errors + non-2xx) of one wrk run."""
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency", url]
     if not keepalive:
@@ -197,30 +263,46 @@ def main() -> int:
             wrk(server.url, keepalive=True, threads=1, connections=4, duration=1)  # warm-up
         for server in servers:
             fair[server.name] = fairness(server.port, args.fair_connections)
-            print(f"fairness {server.name:9} {fair[server.name][0]}/{args.fair_connections} within 3 s, "
-                  f"slowest {fair[server.name][1]:.0f} ms", flush=True)
+            print(
+                f"fairness {server.name:9} {fair[server.name][0]}/{args.fair_connections} within 3 s, "
+                f"slowest {fair[server.name][1]:.0f} ms",
+                flush=True,
+            )
         for round_no in range(args.rounds):
             for connections in concurrencies:
                 for keepalive in (True, False):
                     for server in servers:
-                        run = wrk(server.url, keepalive=keepalive, threads=args.wrk_threads,
-                                  connections=connections, duration=args.duration)
+                        run = wrk(
+                            server.url,
+                            keepalive=keepalive,
+                            threads=args.wrk_threads,
+                            connections=connections,
+                            duration=args.duration,
+                        )
                         results.setdefault((server.name, connections, keepalive), []).append(run)
-                        print(f"round {round_no + 1} {server.name:9} c{connections} keepalive={keepalive!s:5} "
-                              f"{run[0]:9.0f} req/s  p50 {run[1]:7.2f} ms  p99 {run[2]:7.2f} ms  errors {run[3]}",
-                              flush=True)
+                        print(
+                            f"round {round_no + 1} {server.name:9} c{connections} keepalive={keepalive!s:5} "
+                            f"{run[0]:9.0f} req/s  p50 {run[1]:7.2f} ms  p99 {run[2]:7.2f} ms  errors {run[3]}",
+                            flush=True,
+                        )
     finally:
         for server in servers:
             server.stop()
-    print(f"\n{args.workers} workers x {args.threads} threads; fairness: {args.fair_connections} keep-alive "
-          f"connections, one request each, at once")
+    print(
+        f"\n{args.workers} workers x {args.threads} threads; fairness: {args.fair_connections} keep-alive "
+        f"connections, one request each, at once"
+    )
     print(f"{'server':9} {'answered in 3 s':>15} {'slowest ms':>10}")
     for server in servers:
         answered, slowest = fair[server.name]
         print(f"{server.name:9} {f'{answered}/{args.fair_connections}':>15} {slowest:10.0f}")
-    print(f"\nwrk -t{args.wrk_threads} -d{args.duration:g}s, median of {args.rounds} interleaved rounds")
-    print(f"{'server':9} {'conns':>5} {'keep-alive':10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'vs gunicorn':>11} {'errors':>7}")
+    print(
+        f"\nwrk -t{args.wrk_threads} -d{args.duration:g}s, median of {args.rounds} interleaved rounds"
+    )
+    print(
+        f"{'server':9} {'conns':>5} {'keep-alive':10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'vs gunicorn':>11} {'errors':>7}"
+    )
     for connections in concurrencies:
         for keepalive in (True, False):
             base = statistics.median(r[0] for r in results[("gunicorn", connections, keepalive)])
@@ -229,8 +311,10 @@ def main() -> int:
                 rps = statistics.median(r[0] for r in runs)
                 p50 = statistics.median(r[1] for r in runs)
                 p99 = statistics.median(r[2] for r in runs)
-                print(f"{server.name:9} {connections:5} {'yes' if keepalive else 'no':10} {rps:9.0f} "
-                      f"{p50:8.2f} {p99:8.2f} {rps / base:10.2f}x {sum(r[3] for r in runs):7d}")
+                print(
+                    f"{server.name:9} {connections:5} {'yes' if keepalive else 'no':10} {rps:9.0f} "
+                    f"{p50:8.2f} {p99:8.2f} {rps / base:10.2f}x {sum(r[3] for r in runs):7d}"
+                )
     return 0
 
 

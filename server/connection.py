@@ -6,8 +6,9 @@ request that is already there, and returns ``PARK`` as soon as the connection is
 requests with nothing to read, or when its turn is over (``TURN_REQUESTS`` in a row). The core
 then hands it to the worker's dispatcher (:mod:`server.dispatch`), which watches it with epoll
 and gives it to the next free core when bytes arrive (at once if they are already there, behind
-the connections already waiting), or closes it when its idle deadline passes. So an idle kept-alive connection never
-holds a thread while other connections wait (see server/README.md, "Keep-alive").
+the connections already waiting), or closes it when its idle deadline passes. So an idle
+kept-alive connection never holds a thread while other connections wait (see server/README.md,
+"Keep-alive").
 
 The socket is non-blocking; every wait is a ``poll`` bounded by ``TICK`` and by its own deadline
 (header timeout once a head has begun, socket timeout while a body or a response stalls).
@@ -61,7 +62,9 @@ class ClientGone(Exception):
     """The client closed or reset the connection, or stalled past the socket timeout."""
 
 
-PARK: Literal["park"] = "park"  # idle between requests with nothing to read: the dispatcher watches it
+PARK: Literal["park"] = (
+    "park"  # idle between requests with nothing to read: the dispatcher watches it
+)
 CLOSED: Literal["closed"] = "closed"  # the connection is closed (client, refusal, or server)
 Outcome = Literal["park", "closed"]
 
@@ -110,7 +113,12 @@ class Connection:
                 try:
                     request = self._read_request()
                 except HTTPError as exc:
-                    log.info("refused %s from %s: %s", exc.status, self.remote[0], logs.printable(str(exc)))
+                    log.info(
+                        "refused %s from %s: %s",
+                        exc.status,
+                        self.remote[0],
+                        logs.printable(str(exc)),
+                    )
                     self._send_quietly(response.for_http_error(exc))
                     break
                 if isinstance(request, str):  # PARK
@@ -140,7 +148,9 @@ class Connection:
             return request
         if self._turn >= TURN_REQUESTS and parser.between_requests:
             return PARK  # its turn is over: back in line, even if its next request is there
-        deadline = time.monotonic() + (config.header_timeout if parser.in_head else config.socket_timeout)
+        deadline = time.monotonic() + (
+            config.header_timeout if parser.in_head else config.socket_timeout
+        )
         while True:
             try:
                 data = sock.recv(RECV_SIZE)
@@ -165,7 +175,9 @@ class Connection:
                     deadline = time.monotonic() + config.header_timeout  # a head began now
                 elif time.monotonic() >= deadline:
                     # trickling bytes never time a wait out: slowloris is caught here.
-                    raise RequestTimeout(f"The headers did not arrive within {config.header_timeout} s.")
+                    raise RequestTimeout(
+                        f"The headers did not arrive within {config.header_timeout} s."
+                    )
             elif not parser.between_requests:
                 deadline = time.monotonic() + config.socket_timeout  # a body: bound each stall.
 
@@ -175,7 +187,9 @@ class Connection:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             if events == select.POLLIN and self.parser.in_head:
-                raise RequestTimeout(f"The headers did not arrive within {self.config.header_timeout} s.")
+                raise RequestTimeout(
+                    f"The headers did not arrive within {self.config.header_timeout} s."
+                )
             raise ClientGone()
         if events != self._poll_events:
             self._poll.modify(self.sock.fileno(), events)
@@ -190,8 +204,12 @@ class Connection:
         environ = build_environ(request, worker.base_environ, self.remote)
         start = ResponseStart()
         writer = ResponseWriter(
-            self._send, self._send_file, request, start,
-            keepalive_enabled=self.config.keepalive_timeout > 0, stopping=worker.stopping.is_set,
+            self._send,
+            self._send_file,
+            request,
+            start,
+            keepalive_enabled=self.config.keepalive_timeout > 0,
+            stopping=worker.stopping.is_set,
         )
         start.sink = writer
         worker.request_started()  # first, so the last request before a recycle says "close"
@@ -204,13 +222,20 @@ class Connection:
             self.served += 1
         if access_log.isEnabledFor(logging.INFO):  # False when --access-log is off
             access_log.info(
-                '%s - "%s %s HTTP/%s" %s %d %.1fms', self.remote[0], request.method,
-                logs.printable(request.target), request.version, writer.status_code,
-                writer.body_bytes, (time.monotonic() - started) * 1000,
+                '%s - "%s %s HTTP/%s" %s %d %.1fms',
+                self.remote[0],
+                request.method,
+                logs.printable(request.target),
+                request.version,
+                writer.status_code,
+                writer.body_bytes,
+                (time.monotonic() - started) * 1000,
             )
         return writer.keep_alive
 
-    def _run_app(self, environ: dict[str, Any], start: ResponseStart, writer: ResponseWriter) -> None:
+    def _run_app(
+        self, environ: dict[str, Any], start: ResponseStart, writer: ResponseWriter
+    ) -> None:
         result: Iterable[bytes] | None = None
         try:
             result = self.worker.app(environ, start)

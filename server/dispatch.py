@@ -60,7 +60,9 @@ class Dispatcher:
         self._parked: dict[int, tuple[Connection, float]] = {}
         self._next_sweep = time.monotonic() + TICK
 
-    def next(self, timeout: float = TICK) -> tuple[socket.socket, tuple[str, int]] | Connection | Literal["wake"] | None:
+    def next(
+        self, timeout: float = TICK
+    ) -> tuple[socket.socket, tuple[str, int]] | Connection | Literal["wake"] | None:
         """Block (``timeout`` at most) until there is work for the calling core."""
         events = self._epoll.poll(timeout, 1)
         if not events:

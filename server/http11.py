@@ -33,10 +33,10 @@ from . import errors
 
 
 class TargetForm(Enum):
-    ORIGIN = "origin"        # /path?query          (RFC 9112 §3.2.1)
-    ABSOLUTE = "absolute"    # http://host/path     (§3.2.2)
+    ORIGIN = "origin"  # /path?query          (RFC 9112 §3.2.1)
+    ABSOLUTE = "absolute"  # http://host/path     (§3.2.2)
     AUTHORITY = "authority"  # host:port, CONNECT   (§3.2.3)
-    ASTERISK = "asterisk"    # *, OPTIONS           (§3.2.4)
+    ASTERISK = "asterisk"  # *, OPTIONS           (§3.2.4)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -52,66 +52,158 @@ class Target:
 
 # (rule, RFC section, what happens, the test in tests/server/test_http11.py)
 RULES: tuple[tuple[str, str, str, str], ...] = (
-    ("origin-form with query and fragment", "RFC 9112 §3.2.1, RFC 9110 §4.2.5",
-     "accepted; fragment dropped from PATH_INFO and QUERY_STRING", "test_origin_form"),
-    ("absolute-form", "RFC 9112 §3.2.2", "accepted (http, https); its authority replaces Host",
-     "test_absolute_form"),
-    ("absolute-form with another scheme or userinfo", "RFC 9112 §3.2.2, RFC 9110 §4.2.4", "400",
-     "test_absolute_form_refused"),
-    ("authority-form only with CONNECT", "RFC 9112 §3.2.3", "400 (llhttp for non-CONNECT)",
-     "test_authority_form_only_with_connect"),
-    ("CONNECT needs authority-form host:port; valid CONNECT", "RFC 9112 §3.2.3, RFC 9110 §9.3.6",
-     "400; valid: 501 (no tunnels)", "test_connect"),
+    (
+        "origin-form with query and fragment",
+        "RFC 9112 §3.2.1, RFC 9110 §4.2.5",
+        "accepted; fragment dropped from PATH_INFO and QUERY_STRING",
+        "test_origin_form",
+    ),
+    (
+        "absolute-form",
+        "RFC 9112 §3.2.2",
+        "accepted (http, https); its authority replaces Host",
+        "test_absolute_form",
+    ),
+    (
+        "absolute-form with another scheme or userinfo",
+        "RFC 9112 §3.2.2, RFC 9110 §4.2.4",
+        "400",
+        "test_absolute_form_refused",
+    ),
+    (
+        "authority-form only with CONNECT",
+        "RFC 9112 §3.2.3",
+        "400 (llhttp for non-CONNECT)",
+        "test_authority_form_only_with_connect",
+    ),
+    (
+        "CONNECT needs authority-form host:port; valid CONNECT",
+        "RFC 9112 §3.2.3, RFC 9110 §9.3.6",
+        "400; valid: 501 (no tunnels)",
+        "test_connect",
+    ),
     ("asterisk-form only with OPTIONS", "RFC 9112 §3.2.4", "400 otherwise", "test_asterisk_form"),
-    ("request-target characters", "RFC 9112 §3.2, RFC 3986", "400 (llhttp)", "test_target_characters"),
+    (
+        "request-target characters",
+        "RFC 9112 §3.2, RFC 3986",
+        "400 (llhttp)",
+        "test_target_characters",
+    ),
     ("HTTP/1.1 needs exactly one valid Host", "RFC 9112 §3.2", "400", "test_host_rules"),
     ("unknown method, well-formed line", "RFC 9110 §9.1", "501", "test_unknown_method"),
-    ("HTTP/1.x minor > 1 served as 1.1; other major", "RFC 9110 §2.5, §6.2", "1.1; 505",
-     "test_versions"),
+    (
+        "HTTP/1.x minor > 1 served as 1.1; other major",
+        "RFC 9110 §2.5, §6.2",
+        "1.1; 505",
+        "test_versions",
+    ),
     ("empty lines before the request-line", "RFC 9112 §2.2", "ignored", "test_leading_empty_lines"),
     ("chunk extensions", "RFC 9112 §7.1.1", "accepted and ignored", "test_chunk_extensions"),
-    ("Transfer-Encoding final coding chunked", "RFC 9112 §6.3 (4)", "400 otherwise",
-     "test_transfer_encoding_final_chunked"),
-    ("identity ignored before a final chunked", "RFC 9112 §6.1, RFC 7230 A.2", "accepted",
-     "test_transfer_encoding_identity"),
+    (
+        "Transfer-Encoding final coding chunked",
+        "RFC 9112 §6.3 (4)",
+        "400 otherwise",
+        "test_transfer_encoding_final_chunked",
+    ),
+    (
+        "identity ignored before a final chunked",
+        "RFC 9112 §6.1, RFC 7230 A.2",
+        "accepted",
+        "test_transfer_encoding_identity",
+    ),
     ("transfer coding we cannot decode", "RFC 9112 §6.1", "501", "test_transfer_encoding_unknown"),
     ("chunked applied twice", "RFC 9112 §6.1, §7", "400", "test_transfer_encoding_chunked_twice"),
     ("Transfer-Encoding in HTTP/1.0", "RFC 9112 §6.1", "400", "test_transfer_encoding_http10"),
-    ("Content-Length with Transfer-Encoding", "RFC 9112 §6.1, §6.3 (3)", "400",
-     "test_content_length_with_transfer_encoding"),
-    ("duplicate or list Content-Length", "RFC 9110 §8.6, RFC 9112 §6.3 (5)", "400 (llhttp)",
-     "test_content_length_duplicates"),
+    (
+        "Content-Length with Transfer-Encoding",
+        "RFC 9112 §6.1, §6.3 (3)",
+        "400",
+        "test_content_length_with_transfer_encoding",
+    ),
+    (
+        "duplicate or list Content-Length",
+        "RFC 9110 §8.6, RFC 9112 §6.3 (5)",
+        "400 (llhttp)",
+        "test_content_length_duplicates",
+    ),
     ("Content-Length not 1*DIGIT", "RFC 9110 §8.6", "400 (llhttp)", "test_content_length_syntax"),
-    ("field name is a token, no whitespace before colon", "RFC 9110 §5.1, RFC 9112 §5.1",
-     "400 (llhttp)", "test_field_names"),
-    ("field value: no CTL but HTAB, obs-text allowed, OWS trimmed", "RFC 9110 §5.5",
-     "400 for CTL/NUL/bare CR (llhttp); OWS trimmed", "test_field_values"),
+    (
+        "field name is a token, no whitespace before colon",
+        "RFC 9110 §5.1, RFC 9112 §5.1",
+        "400 (llhttp)",
+        "test_field_names",
+    ),
+    (
+        "field value: no CTL but HTAB, obs-text allowed, OWS trimmed",
+        "RFC 9110 §5.5",
+        "400 for CTL/NUL/bare CR (llhttp); OWS trimmed",
+        "test_field_values",
+    ),
     ("obs-fold", "RFC 9112 §5.2", "400 (llhttp)", "test_obs_fold"),
     ("forbidden trailer fields", "RFC 9110 §6.5.1", "400", "test_forbidden_trailer_fields"),
-    ("allowed trailer fields", "RFC 9110 §6.5", "accepted, dropped (WSGI has no place)",
-     "test_allowed_trailer_fields"),
+    (
+        "allowed trailer fields",
+        "RFC 9110 §6.5",
+        "accepted, dropped (WSGI has no place)",
+        "test_allowed_trailer_fields",
+    ),
     ("bare LF line endings", "RFC 9112 §2.2 (MAY accept)", "400 (llhttp strict)", "test_bare_lf"),
 )
 
 # Fields that must not be sent in a trailer section (RFC 9110 §6.5.1): framing, routing,
 # request modifiers (controls, conditionals), authentication, content and connection handling.
-FORBIDDEN_TRAILERS = frozenset({
-    b"transfer-encoding", b"content-length", b"trailer", b"host", b"connection", b"keep-alive",
-    b"upgrade", b"te", b"expect", b"max-forwards", b"cache-control", b"pragma", b"range",
-    b"if-match", b"if-none-match", b"if-modified-since", b"if-unmodified-since", b"if-range",
-    b"authorization", b"proxy-authorization", b"cookie", b"set-cookie", b"content-type",
-    b"content-encoding", b"content-range", b"content-location", b"age", b"expires", b"date",
-    b"location", b"retry-after", b"vary", b"warning", b"www-authenticate", b"proxy-authenticate",
-})
+FORBIDDEN_TRAILERS = frozenset(
+    {
+        b"transfer-encoding",
+        b"content-length",
+        b"trailer",
+        b"host",
+        b"connection",
+        b"keep-alive",
+        b"upgrade",
+        b"te",
+        b"expect",
+        b"max-forwards",
+        b"cache-control",
+        b"pragma",
+        b"range",
+        b"if-match",
+        b"if-none-match",
+        b"if-modified-since",
+        b"if-unmodified-since",
+        b"if-range",
+        b"authorization",
+        b"proxy-authorization",
+        b"cookie",
+        b"set-cookie",
+        b"content-type",
+        b"content-encoding",
+        b"content-range",
+        b"content-location",
+        b"age",
+        b"expires",
+        b"date",
+        b"location",
+        b"retry-after",
+        b"vary",
+        b"warning",
+        b"www-authenticate",
+        b"proxy-authenticate",
+    }
+)
 
 _SCHEMES = (b"http", b"https")
 # uri-host [":" port] (RFC 3986 §3.2.2): reg-name / IPv4 / [IPv6]; no userinfo, no path.
 _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?\Z")
 _AUTHORITY_FORM = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+):[0-9]+\Z")
 # method SP request-target SP HTTP-version CRLF, the method any token (RFC 9112 §3, RFC 9110 §9.1)
-REQUEST_LINE = re.compile(rb"(?:\r\n)*[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [\x21-\x7e]+ HTTP/[0-9]\.[0-9]\r?\n")
+REQUEST_LINE = re.compile(
+    rb"(?:\r\n)*[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [\x21-\x7e]+ HTTP/[0-9]\.[0-9]\r?\n"
+)
 # what the start of such a line may look like before it ends (anything else is junk: 400 now)
-REQUEST_LINE_PREFIX = re.compile(rb"(?:\r\n)*[!#$%&'*+\-.^_`|~0-9A-Za-z]*(?: [\x21-\x7e]*(?: [HTP/0-9.]*)?)?")
+REQUEST_LINE_PREFIX = re.compile(
+    rb"(?:\r\n)*[!#$%&'*+\-.^_`|~0-9A-Za-z]*(?: [\x21-\x7e]*(?: [HTP/0-9.]*)?)?"
+)
 
 
 def split_target(method: str, target: bytes) -> Target:
@@ -122,21 +214,32 @@ def split_target(method: str, target: bytes) -> Target:
         return _path_and_query(TargetForm.ORIGIN, target)
     if target == b"*":
         if method != "OPTIONS":
-            raise errors.BadRequest(f"The asterisk-form is only for OPTIONS, not {method} (RFC 9112 §3.2.4).")
+            raise errors.BadRequest(
+                f"The asterisk-form is only for OPTIONS, not {method} (RFC 9112 §3.2.4)."
+            )
         return Target(TargetForm.ASTERISK, b"*", b"")
     if method == "CONNECT":
         if not _AUTHORITY_FORM.match(target):
             raise errors.BadRequest("CONNECT needs the authority-form host:port (RFC 9112 §3.2.3).")
-        raise errors.NotImplementedByServer("CONNECT: this server does not tunnel (RFC 9110 §9.3.6).")
+        raise errors.NotImplementedByServer(
+            "CONNECT: this server does not tunnel (RFC 9110 §9.3.6)."
+        )
     scheme, sep, rest = target.partition(b"://")
     if not sep or scheme.lower() not in _SCHEMES:
-        raise errors.BadRequest(f"The request-target {target[:80]!r} is not origin-, absolute-, "
-                                "authority- or asterisk-form (RFC 9112 §3.2).")
-    cut = min((i for i in (rest.find(b"/"), rest.find(b"?"), rest.find(b"#")) if i >= 0), default=len(rest))
+        raise errors.BadRequest(
+            f"The request-target {target[:80]!r} is not origin-, absolute-, "
+            "authority- or asterisk-form (RFC 9112 §3.2)."
+        )
+    cut = min(
+        (i for i in (rest.find(b"/"), rest.find(b"?"), rest.find(b"#")) if i >= 0),
+        default=len(rest),
+    )
     authority, rest = rest[:cut], rest[cut:]
     if not authority or b"@" in authority or not _HOST.match(authority):
-        raise errors.BadRequest(f"The absolute-form authority {authority[:80]!r} is empty, has "
-                                "userinfo or is not host[:port] (RFC 9112 §3.2.2, RFC 9110 §4.2.4).")
+        raise errors.BadRequest(
+            f"The absolute-form authority {authority[:80]!r} is empty, has "
+            "userinfo or is not host[:port] (RFC 9112 §3.2.2, RFC 9110 §4.2.4)."
+        )
     if rest[:1] != b"/":
         rest = b"/" + rest  # an empty path is "/" (RFC 9112 §3.2.1)
     parts = _path_and_query(TargetForm.ABSOLUTE, rest)
@@ -153,13 +256,17 @@ def check_host(values: list[bytes], version: str, target: Target) -> None:
     """RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host field line, with a valid value
     (the absolute-form still needs one, whose value it then overrides)."""
     if len(values) > 1:
-        raise errors.BadRequest(f"The request has {len(values)} Host field lines; one is allowed (RFC 9112 §3.2).")
+        raise errors.BadRequest(
+            f"The request has {len(values)} Host field lines; one is allowed (RFC 9112 §3.2)."
+        )
     if not values:
         if version == "1.1":
             raise errors.BadRequest("An HTTP/1.1 request without Host (RFC 9112 §3.2).")
         return
     if not _HOST.match(values[0]):
-        raise errors.BadRequest(f"The Host value {values[0][:80]!r} is not host[:port] (RFC 9112 §3.2).")
+        raise errors.BadRequest(
+            f"The Host value {values[0][:80]!r} is not host[:port] (RFC 9112 §3.2)."
+        )
 
 
 def transfer_chunked(values: list[bytes], version: str, has_content_length: bool) -> bool:
@@ -171,26 +278,35 @@ def transfer_chunked(values: list[bytes], version: str, has_content_length: bool
     if not values:
         return False
     if version == "1.0":
-        raise errors.BadRequest("Transfer-Encoding in an HTTP/1.0 request: its framing is faulty (RFC 9112 §6.1).")
+        raise errors.BadRequest(
+            "Transfer-Encoding in an HTTP/1.0 request: its framing is faulty (RFC 9112 §6.1)."
+        )
     if has_content_length:
         raise errors.BadRequest("Content-Length together with Transfer-Encoding (RFC 9112 §6.3).")
     codings = [c.strip(b" \t").lower() for value in values for c in value.split(b",")]
     codings = [c for c in codings if c and c != b"identity"]  # empty list elements: RFC 9110 §5.6.1
     listed = b", ".join(values)[:80]
     if not codings or codings[-1] != b"chunked":
-        raise errors.BadRequest(f"Transfer-Encoding {listed!r} does not end in chunked (RFC 9112 §6.3).")
+        raise errors.BadRequest(
+            f"Transfer-Encoding {listed!r} does not end in chunked (RFC 9112 §6.3)."
+        )
     if codings.count(b"chunked") > 1:
-        raise errors.BadRequest(f"Transfer-Encoding {listed!r} applies chunked twice (RFC 9112 §6.1).")
+        raise errors.BadRequest(
+            f"Transfer-Encoding {listed!r} applies chunked twice (RFC 9112 §6.1)."
+        )
     if len(codings) > 1:
         raise errors.NotImplementedByServer(
-            f"Transfer-Encoding {listed!r}: only chunked is supported (RFC 9112 §6.1).")
+            f"Transfer-Encoding {listed!r}: only chunked is supported (RFC 9112 §6.1)."
+        )
     return True
 
 
 def check_trailer_field(name: bytes) -> None:
     """RFC 9110 §6.5.1: refuse a trailer field that must not be sent in trailers."""
     if name.lower() in FORBIDDEN_TRAILERS:
-        raise errors.BadRequest(f"The field {name[:80]!r} is not allowed in a trailer section (RFC 9110 §6.5.1).")
+        raise errors.BadRequest(
+            f"The field {name[:80]!r} is not allowed in a trailer section (RFC 9110 §6.5.1)."
+        )
 
 
 def version_served(major: int, minor: int) -> str:

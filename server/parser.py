@@ -144,7 +144,9 @@ class RequestParser:
             raise errors.BadRequest("Malformed request: invalid method.")
         if http11.REQUEST_LINE.match(buf):
             method = buf.lstrip(b"\r\n").partition(b" ")[0][:40]
-            raise errors.NotImplementedByServer(f"The method {method!r} is not implemented (RFC 9110 §9.1).")
+            raise errors.NotImplementedByServer(
+                f"The method {method!r} is not implemented (RFC 9110 §9.1)."
+            )
         raise errors.BadRequest("Malformed request: invalid method.")
 
     def next_request(self) -> Request | None:
@@ -198,7 +200,8 @@ class RequestParser:
             self._trailer_count += 1
             if self._trailer_count + len(request.headers) > self.max_headers:
                 raise errors.HeadersTooLarge(
-                    f"The request has more than {self.max_headers} header and trailer fields.")
+                    f"The request has more than {self.max_headers} header and trailer fields."
+                )
             return
         request.headers.append((name, value))
         if len(request.headers) > self.max_headers:

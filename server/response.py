@@ -32,10 +32,10 @@ def date_header() -> str:
 
 
 class Framing(Enum):
-    LENGTH = "length"      # the application's Content-Length
-    CHUNKED = "chunked"    # Transfer-Encoding: chunked (HTTP/1.1)
-    CLOSE = "close"        # body delimited by closing the connection (HTTP/1.0, no length)
-    NONE = "none"          # no body: HEAD, 1xx, 204, 304
+    LENGTH = "length"  # the application's Content-Length
+    CHUNKED = "chunked"  # Transfer-Encoding: chunked (HTTP/1.1)
+    CLOSE = "close"  # body delimited by closing the connection (HTTP/1.0, no length)
+    NONE = "none"  # no body: HEAD, 1xx, 204, 304
 
 
 def framing(method: str, status: str, version: str, content_length: int | None) -> Framing:
@@ -50,7 +50,12 @@ def framing(method: str, status: str, version: str, content_length: int | None) 
 
 
 def keep_alive(
-    request: Request, *, enabled: bool, stopping: bool, framing: Framing, failed: bool,
+    request: Request,
+    *,
+    enabled: bool,
+    stopping: bool,
+    framing: Framing,
+    failed: bool,
     body_short: bool,
 ) -> bool:
     """Whether a connection stays open after this response: the one place that decides.
@@ -61,8 +66,13 @@ def keep_alive(
     the application failed or sent less than its Content-Length.
     """
     return (
-        request.keep_alive and not request.upgrade and enabled and not stopping
-        and framing is not Framing.CLOSE and not failed and not body_short
+        request.keep_alive
+        and not request.upgrade
+        and enabled
+        and not stopping
+        and framing is not Framing.CLOSE
+        and not failed
+        and not body_short
     )
 
 
@@ -96,7 +106,9 @@ def error_response(status_line: str, message: str = "") -> bytes:
     head = serialize_head(
         status_line,
         [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
-        chunked=False, keep_alive=False, version="1.1",
+        chunked=False,
+        keep_alive=False,
+        version="1.1",
     )
     return head + body
 

@@ -47,27 +47,46 @@ from .wsgi import WSGIApp, base_environ
 log = logs.get()
 
 # Exit statuses of a worker, read by the master.
-WORKER_OK = 0            # stopped on request (signal, max-requests, master gone)
-WORKER_BOOT_ERROR = 3    # could not start (app import failed under --lazy-apps)
+WORKER_OK = 0  # stopped on request (signal, max-requests, master gone)
+WORKER_BOOT_ERROR = 3  # could not start (app import failed under --lazy-apps)
 WORKER_STOP_TIMEOUT = 4  # in-flight requests outlived --graceful-timeout
 
 READY_MESSAGE = struct.Struct("=i")  # the worker's pid, written to the master's ready pipe
 
 # Blocked by the master around fork(); the child unblocks them after installing its handlers.
-FORK_BLOCKED_SIGNALS = frozenset({
-    signal.SIGTERM, signal.SIGQUIT, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU,
-    signal.SIGCHLD, signal.SIGUSR1,
-})
+FORK_BLOCKED_SIGNALS = frozenset(
+    {
+        signal.SIGTERM,
+        signal.SIGQUIT,
+        signal.SIGINT,
+        signal.SIGHUP,
+        signal.SIGTTIN,
+        signal.SIGTTOU,
+        signal.SIGCHLD,
+        signal.SIGUSR1,
+    }
+)
 
-_TRANSIENT_ACCEPT_ERRORS = {errno.ECONNABORTED, errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+_TRANSIENT_ACCEPT_ERRORS = {
+    errno.ECONNABORTED,
+    errno.EMFILE,
+    errno.ENFILE,
+    errno.ENOBUFS,
+    errno.ENOMEM,
+}
 
 
 class Worker:
     """One worker; built in the master, run in the forked child (see module docstring)."""
 
     def __init__(
-        self, index: int, config: Config, listener: socket.socket, app: WSGIApp | None,
-        ready_fd: int, max_requests: int,
+        self,
+        index: int,
+        config: Config,
+        listener: socket.socket,
+        app: WSGIApp | None,
+        ready_fd: int,
+        max_requests: int,
     ) -> None:
         self.index = index
         self.config = config
@@ -96,11 +115,15 @@ class Worker:
             try:
                 self.app = app_loader.load(self.config.app)
             except Exception:
-                log.exception("worker %d (pid: %d) could not load the application", self.index, os.getpid())
+                log.exception(
+                    "worker %d (pid: %d) could not load the application", self.index, os.getpid()
+                )
                 return WORKER_BOOT_ERROR
         self._dispatcher = Dispatcher(self.listener, self._wake_r)
         threads = [
-            threading.Thread(target=self._request_thread, args=(core,), name=f"core-{core}", daemon=True)
+            threading.Thread(
+                target=self._request_thread, args=(core,), name=f"core-{core}", daemon=True
+            )
             for core in range(1, self.config.threads)
         ]
         for thread in threads:
@@ -130,7 +153,12 @@ class Worker:
             return  # another core read it first.
         for signum in received:
             if signum in (signal.SIGTERM, signal.SIGQUIT):
-                log.info("worker %d (pid: %d) stopping on %s", self.index, os.getpid(), signal.Signals(signum).name)
+                log.info(
+                    "worker %d (pid: %d) stopping on %s",
+                    self.index,
+                    os.getpid(),
+                    signal.Signals(signum).name,
+                )
                 self._stop()
 
     def _stop(self) -> None:
@@ -152,8 +180,12 @@ class Worker:
         busy = sum(thread.is_alive() for thread in threads)
         self._dispatcher.close_parked()
         if busy:
-            log.warning("worker %d (pid: %d): %d request(s) still running after the graceful timeout",
-                        self.index, os.getpid(), busy)
+            log.warning(
+                "worker %d (pid: %d): %d request(s) still running after the graceful timeout",
+                self.index,
+                os.getpid(),
+                busy,
+            )
             return WORKER_STOP_TIMEOUT
         return WORKER_OK
 
@@ -212,7 +244,9 @@ class Worker:
 
     def _check_master(self) -> None:
         if not self.stopping.is_set() and os.getppid() != self.master_pid:
-            log.warning("worker %d (pid: %d): the master is gone; stopping", self.index, os.getpid())
+            log.warning(
+                "worker %d (pid: %d): the master is gone; stopping", self.index, os.getpid()
+            )
             self._stop()
 
     def request_started(self) -> None:
@@ -226,7 +260,9 @@ class Worker:
             self.requests_served += 1
             served = self.requests_served
         if served == self.max_requests:
-            log.info("worker %d (pid: %d) served %d requests; recycling", self.index, os.getpid(), served)
+            log.info(
+                "worker %d (pid: %d) served %d requests; recycling", self.index, os.getpid(), served
+            )
             self._stop()
 
 

@@ -33,8 +33,14 @@ class ResponseWriter:
     """One response: head, body framing (length, chunked, close-delimited or none), end."""
 
     def __init__(
-        self, send: Send, send_file: SendFile, request: Request, start: ResponseStart, *,
-        keepalive_enabled: bool, stopping: Callable[[], bool],
+        self,
+        send: Send,
+        send_file: SendFile,
+        request: Request,
+        start: ResponseStart,
+        *,
+        keepalive_enabled: bool,
+        stopping: Callable[[], bool],
     ) -> None:
         self._send = send
         self._send_file = send_file
@@ -55,8 +61,12 @@ class ResponseWriter:
     def keep_alive(self) -> bool:
         """Whether the connection stays open after this response (see response.keep_alive)."""
         return response.keep_alive(
-            self.request, enabled=self._keepalive_enabled, stopping=self._stopping(),
-            framing=self.framing, failed=self.failed, body_short=self.body_short,
+            self.request,
+            enabled=self._keepalive_enabled,
+            stopping=self._stopping(),
+            framing=self.framing,
+            failed=self.failed,
+            body_short=self.body_short,
         )
 
     def _content_length(self) -> int | None:
@@ -77,8 +87,11 @@ class ResponseWriter:
         if self._added_length is not None:
             headers = [*headers, ("Content-Length", str(self._added_length))]
         head = response.serialize_head(
-            start.status, headers, chunked=self.framing is Framing.CHUNKED,
-            keep_alive=self.keep_alive, version=request.version,
+            start.status,
+            headers,
+            chunked=self.framing is Framing.CHUNKED,
+            keep_alive=self.keep_alive,
+            version=request.version,
         )
         self.headers_sent = True
         return head
@@ -116,7 +129,11 @@ class ResponseWriter:
         except (AttributeError, OSError, io.UnsupportedOperation):
             return False
         start = self.start
-        if start.status is None or start.content_length is None or not os.path.isfile(f"/proc/self/fd/{fd}"):
+        if (
+            start.status is None
+            or start.content_length is None
+            or not os.path.isfile(f"/proc/self/fd/{fd}")
+        ):
             return False
         size = os.fstat(fd).st_size
         count = min(start.content_length, max(0, size - offset))
@@ -147,7 +164,9 @@ class ResponseWriter:
         if self.framing is Framing.CHUNKED:
             out += response.LAST_CHUNK
         elif self.framing is Framing.LENGTH and self.remaining:
-            log.warning("application sent %d bytes less than its Content-Length; closing", self.remaining)
+            log.warning(
+                "application sent %d bytes less than its Content-Length; closing", self.remaining
+            )
             self.body_short = True
         if out:
             self._send(out)

@@ -28,10 +28,19 @@ ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 OptExcInfo = ExcInfo | tuple[None, None, None]  # what sys.exc_info() returns
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
 
-HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-    "trailers", "transfer-encoding", "upgrade",
-})
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _BAD_VALUE = re.compile("[\x00\r\n\u0100-\U0010ffff]")  # CR/LF/NUL, or not latin-1
 _STATUS = re.compile(r"[1-9]\d\d [^\x00-\x1f\x7f]*\Z")
@@ -93,7 +102,9 @@ def base_environ(server_name: str, server_port: int) -> dict[str, Any]:
     }
 
 
-def build_environ(request: Request, base: dict[str, Any], remote: tuple[str, int]) -> dict[str, Any]:
+def build_environ(
+    request: Request, base: dict[str, Any], remote: tuple[str, int]
+) -> dict[str, Any]:
     """The environ for ``request``: PATH_INFO percent-decoded then read as latin-1 (PEP 3333),
     never with the fragment; for the absolute-form, HTTP_HOST is the target's authority."""
     environ = base.copy()
@@ -127,7 +138,7 @@ def build_environ(request: Request, base: dict[str, Any], remote: tuple[str, int
 
 
 class BodySink(Protocol):
-    """Where the legacy ``write()`` callable sends the body (:class:`server.writer.ResponseWriter`)."""
+    """Where the legacy ``write()`` sends the body (:class:`server.writer.ResponseWriter`)."""
 
     @property
     def headers_sent(self) -> bool: ...
@@ -180,7 +191,9 @@ class ResponseStart:
         if type(status) is not str or not _STATUS.match(status):
             raise ResponseError(f"Status {status!r} is not a str like '200 OK'.")
         if type(headers) is not list:
-            raise ResponseError(f"Headers must be a list of (name, value) tuples, not {type(headers).__name__}.")
+            raise ResponseError(
+                f"Headers must be a list of (name, value) tuples, not {type(headers).__name__}."
+            )
         content_length = None
         for item in headers:
             if type(item) is not tuple or len(item) != 2:
@@ -189,10 +202,14 @@ class ResponseStart:
             if type(name) is not str or not _TOKEN.match(name):
                 raise ResponseError(f"Header name {name!r} is not a token.")
             if type(value) is not str or _BAD_VALUE.search(value):
-                raise ResponseError(f"Header {name} has a value {value!r} with CR, LF, NUL or a non-latin-1 character (header injection?).")
+                raise ResponseError(
+                    f"Header {name} has a value {value!r} with CR, LF, NUL or a non-latin-1 character (header injection?)."
+                )
             lower = name.lower()
             if lower in HOP_BY_HOP:
-                raise ResponseError(f"Hop-by-hop header {name!r} is the server's business (PEP 3333).")
+                raise ResponseError(
+                    f"Hop-by-hop header {name!r} is the server's business (PEP 3333)."
+                )
             if lower == "content-length":
                 if not value.isdigit():
                     raise ResponseError(f"Content-Length {value!r} is not a number.")

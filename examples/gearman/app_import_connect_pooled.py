@@ -6,9 +6,17 @@ inherited client alone (the master owns it).
 """
 
 import safeclients
-from examples.gearman._app import client_is_broken, close_client, connect_now, make_application, new_client
+from examples.gearman._app import (
+    client_is_broken,
+    close_client,
+    connect_now,
+    make_application,
+    new_client,
+)
 
-client = safeclients.pooled(new_client, size=4, timeout=10.0, close=close_client, discard_on=client_is_broken)
+client = safeclients.pooled(
+    new_client, size=4, timeout=10.0, close=close_client, discard_on=client_is_broken
+)
 with safeclients.checkout(client) as _raw:
     connect_now(_raw)
 del _raw  # the raw client must not stay reachable as a module global

@@ -58,7 +58,12 @@ def shared_ports(url: str, *, stop_when_shared: bool) -> tuple[set[int], dict[in
             for answer in pool.map(_get, [url + "/conn"] * BATCH):
                 seen.setdefault(int(answer["pid"]), set()).update(answer["ports"])
             pids = list(seen)
-            shared = {port for i, a in enumerate(pids) for b in pids[i + 1:] for port in seen[a] & seen[b]}
+            shared = {
+                port
+                for i, a in enumerate(pids)
+                for b in pids[i + 1 :]
+                for port in seen[a] & seen[b]
+            }
             if stop_when_shared and shared:
                 break
     assert len(seen) >= 2, f"only worker(s) {sorted(seen)} answered {MAX_BATCHES * BATCH} requests"
@@ -67,18 +72,21 @@ def shared_ports(url: str, *, stop_when_shared: bool) -> tuple[set[int], dict[in
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_handwritten_local_touched_at_import_shares_the_masters_socket(
-        kind: str, gearman_env: dict[str, str]) -> None:
+    kind: str, gearman_env: dict[str, str]
+) -> None:
     """One client local port is reported by two worker pids: their main threads share it."""
     with serve(kind, HANDWRITTEN, gearman_env) as srv:
         shared, seen = shared_ports(srv.url, stop_when_shared=True)
     assert shared, (
         f"under {kind} no local port was seen from two workers in {MAX_BATCHES * BATCH} /conn "
-        f"requests (is core 0 on the main thread?): ports by pid {seen}")
+        f"requests (is core 0 on the main thread?): ports by pid {seen}"
+    )
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_handwritten_local_touched_at_import_fails_under_load(
-        kind: str, gearman_env: dict[str, str]) -> None:
+    kind: str, gearman_env: dict[str, str]
+) -> None:
     """Under a bounded load, some requests get wrong results, errors or timeouts."""
     runs: list[LoadResult] = []
     env = {**gearman_env, "GEARMAN_JOB_TIMEOUT": TRAP_JOB_TIMEOUT}
@@ -90,13 +98,16 @@ def test_handwritten_local_touched_at_import_fails_under_load(
             break
     assert runs[-1].failures > 0, (
         f"the hand-written fix did not fail under {kind}: {TRAP_ATTEMPTS} runs of {TRAP_REQUESTS} "
-        f"requests at concurrency {CONCURRENCY} all succeeded:\n" + "\n".join(r.summary() for r in runs))
+        f"requests at concurrency {CONCURRENCY} all succeeded:\n"
+        + "\n".join(r.summary() for r in runs)
+    )
 
 
 @pytest.mark.parametrize("policy", sorted(POLICY_APPS))
 @pytest.mark.parametrize("kind", KINDS)
 def test_safeclients_policy_touched_at_import_holds(
-        kind: str, policy: str, gearman_env: dict[str, str]) -> None:
+    kind: str, policy: str, gearman_env: dict[str, str]
+) -> None:
     """No port shared between workers, and every request of a bounded load answered right."""
     with serve(kind, POLICY_APPS[policy], gearman_env) as srv:
         shared, seen = shared_ports(srv.url, stop_when_shared=True)
@@ -105,4 +116,6 @@ def test_safeclients_policy_touched_at_import_holds(
     assert not shared, f"{policy} under {kind}: workers share ports {shared} (ports by pid {seen})"
     assert result.ok == SAFE_REQUESTS, (
         f"{policy} under {kind}: {result.summary()}"
-        + "".join(f"\n  e.g. {e}" for e in result.examples) + f"\nserver log tail:\n{log[-2000:]}")
+        + "".join(f"\n  e.g. {e}" for e in result.examples)
+        + f"\nserver log tail:\n{log[-2000:]}"
+    )

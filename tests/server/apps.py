@@ -52,7 +52,9 @@ def _echo(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         "multiprocess": environ["wsgi.multiprocess"],
     }
     data = json.dumps(payload).encode()
-    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    start_response(
+        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+    )
     return [data]
 
 
@@ -99,8 +101,11 @@ def _hop(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
 
 
 def _file(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(__doc__ or "")))])
+    start_response(
+        "200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(__doc__ or "")))]
+    )
     import io
+
     return environ["wsgi.file_wrapper"](io.BytesIO((__doc__ or "").encode()), 7)  # type: ignore[no-any-return]
 
 
@@ -120,10 +125,16 @@ def _pid(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
 def _thread(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     """Which thread serves this request: the worker's main thread (core 0) or another core."""
     current = threading.current_thread()
-    body = json.dumps({
-        "pid": os.getpid(), "main": current is threading.main_thread(), "name": current.name,
-    }).encode()
-    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    body = json.dumps(
+        {
+            "pid": os.getpid(),
+            "main": current is threading.main_thread(),
+            "name": current.name,
+        }
+    ).encode()
+    start_response(
+        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
     return [body]
 
 

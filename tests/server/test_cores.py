@@ -49,12 +49,16 @@ def test_main_thread_and_other_cores_share_requests() -> None:
 def test_sigterm_while_the_main_thread_serves_drains_its_request() -> None:
     """The signal arrives while core 0 (the only core) is inside the application: the request
     completes with 200, the worker stops, the master exits 0."""
-    srv = ServerProcess("tests.server.apps:router", workers=1, threads=1, args=["--graceful-timeout", "20"])
+    srv = ServerProcess(
+        "tests.server.apps:router", workers=1, threads=1, args=["--graceful-timeout", "20"]
+    )
     with srv:
         mark = srv.log_position()
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             future = pool.submit(get, srv.host, srv.port, "/slow?s=1", timeout=30)
-            srv.wait_for_log(r"slow request started in pid \d+ \(main thread: True\)", after=mark, timeout=20)
+            srv.wait_for_log(
+                r"slow request started in pid \d+ \(main thread: True\)", after=mark, timeout=20
+            )
             srv.signal(signal.SIGTERM)
             response = future.result(timeout=40)
         assert response.status == 200 and response.body == b"slept 1.0\n"
@@ -76,14 +80,19 @@ def test_max_requests_recycles_a_worker_whose_only_core_is_the_main_thread() -> 
 def test_idle_keep_alive_connections_do_not_hold_the_cores() -> None:
     """More idle kept-alive connections than cores: a new connection is still served, and each
     idle connection is still alive and answered when it speaks again."""
-    with ServerProcess("tests.server.apps:router", workers=1, threads=2,
-                       args=["--keepalive-timeout", "60"]) as srv:
+    with ServerProcess(
+        "tests.server.apps:router", workers=1, threads=2, args=["--keepalive-timeout", "60"]
+    ) as srv:
         idle = [Client(srv.host, srv.port, timeout=10) for _ in range(6)]
         try:
             for c in idle:
                 c.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
                 response = c.read_response()
-                assert response is not None and response.status == 200 and response.header("connection") is None
+                assert (
+                    response is not None
+                    and response.status == 200
+                    and response.header("connection") is None
+                )
             # six connections now idle, kept alive for 60 s, with two cores: a seventh is served
             # within the client's 10 s timeout only if no idle connection holds a core.
             assert get(srv.host, srv.port, "/hello").status == 200

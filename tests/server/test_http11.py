@@ -30,7 +30,7 @@ CHUNKED = b"Transfer-Encoding: chunked\r\n"
 def outcome(raw: bytes, split: int | None = None) -> Any:
     """The environ of the one request in ``raw``, or the HTTPError class it was refused with."""
     parser = RequestParser(max_header_bytes=4096, max_headers=20, max_body=1000)
-    pieces = [raw] if split is None else [raw[i:i + split] for i in range(0, len(raw), split)]
+    pieces = [raw] if split is None else [raw[i : i + split] for i in range(0, len(raw), split)]
     try:
         for piece in pieces:
             parser.feed(piece)
@@ -57,9 +57,21 @@ def ids(table: list[Case]) -> list[str]:
 
 
 ORIGIN = [  # RFC 9112 §3.2.1; RFC 9110 §4.2.5: the fragment is not sent on, never in PATH_INFO
-    ("path-query", b"GET /a/b?x=1&y HTTP/1.1\r\n" + H + b"\r\n", {"PATH_INFO": "/a/b", "QUERY_STRING": "x=1&y"}),
-    ("fragment", b"GET /a#frag HTTP/1.1\r\n" + H + b"\r\n", {"PATH_INFO": "/a", "QUERY_STRING": ""}),
-    ("query-fragment", b"GET /a?q=1#f?g HTTP/1.1\r\n" + H + b"\r\n", {"PATH_INFO": "/a", "QUERY_STRING": "q=1"}),
+    (
+        "path-query",
+        b"GET /a/b?x=1&y HTTP/1.1\r\n" + H + b"\r\n",
+        {"PATH_INFO": "/a/b", "QUERY_STRING": "x=1&y"},
+    ),
+    (
+        "fragment",
+        b"GET /a#frag HTTP/1.1\r\n" + H + b"\r\n",
+        {"PATH_INFO": "/a", "QUERY_STRING": ""},
+    ),
+    (
+        "query-fragment",
+        b"GET /a?q=1#f?g HTTP/1.1\r\n" + H + b"\r\n",
+        {"PATH_INFO": "/a", "QUERY_STRING": "q=1"},
+    ),
     ("encoded-hash", b"GET /a%23b HTTP/1.1\r\n" + H + b"\r\n", {"PATH_INFO": "/a#b"}),
     ("empty-query", b"GET /a? HTTP/1.1\r\n" + H + b"\r\n", {"PATH_INFO": "/a", "QUERY_STRING": ""}),
 ]
@@ -71,12 +83,31 @@ def test_origin_form(case: Case) -> None:
 
 
 ABSOLUTE = [  # RFC 9112 §3.2.2: accepted; the target's authority replaces Host
-    ("http", b"GET http://example.com:81/p?q#f HTTP/1.1\r\nHost: other\r\n\r\n",
-     {"PATH_INFO": "/p", "QUERY_STRING": "q", "HTTP_HOST": "example.com:81"}),
-    ("https-upper", b"GET HTTPS://example.com/ HTTP/1.1\r\n" + H + b"\r\n", {"PATH_INFO": "/", "HTTP_HOST": "example.com"}),
-    ("no-path", b"GET http://example.com HTTP/1.1\r\n" + H + b"\r\n", {"PATH_INFO": "/", "HTTP_HOST": "example.com"}),
-    ("query-no-path", b"GET http://example.com?x=1 HTTP/1.1\r\n" + H + b"\r\n", {"PATH_INFO": "/", "QUERY_STRING": "x=1"}),
-    ("ipv6", b"GET http://[::1]:8080/p HTTP/1.1\r\n" + H + b"\r\n", {"PATH_INFO": "/p", "HTTP_HOST": "[::1]:8080"}),
+    (
+        "http",
+        b"GET http://example.com:81/p?q#f HTTP/1.1\r\nHost: other\r\n\r\n",
+        {"PATH_INFO": "/p", "QUERY_STRING": "q", "HTTP_HOST": "example.com:81"},
+    ),
+    (
+        "https-upper",
+        b"GET HTTPS://example.com/ HTTP/1.1\r\n" + H + b"\r\n",
+        {"PATH_INFO": "/", "HTTP_HOST": "example.com"},
+    ),
+    (
+        "no-path",
+        b"GET http://example.com HTTP/1.1\r\n" + H + b"\r\n",
+        {"PATH_INFO": "/", "HTTP_HOST": "example.com"},
+    ),
+    (
+        "query-no-path",
+        b"GET http://example.com?x=1 HTTP/1.1\r\n" + H + b"\r\n",
+        {"PATH_INFO": "/", "QUERY_STRING": "x=1"},
+    ),
+    (
+        "ipv6",
+        b"GET http://[::1]:8080/p HTTP/1.1\r\n" + H + b"\r\n",
+        {"PATH_INFO": "/p", "HTTP_HOST": "[::1]:8080"},
+    ),
 ]
 
 
@@ -111,7 +142,11 @@ def test_authority_form_only_with_connect(case: Case) -> None:
 CONNECT = [  # RFC 9112 §3.2.3: CONNECT uses host:port; RFC 9110 §9.3.6: we do not tunnel
     ("origin-form", b"CONNECT /x HTTP/1.1\r\n" + H + b"\r\n", errors.BadRequest),
     ("no-port", b"CONNECT example.com HTTP/1.1\r\n" + H + b"\r\n", errors.BadRequest),
-    ("valid", b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", errors.NotImplementedByServer),
+    (
+        "valid",
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+        errors.NotImplementedByServer,
+    ),
 ]
 
 
@@ -121,7 +156,11 @@ def test_connect(case: Case) -> None:
 
 
 ASTERISK = [  # RFC 9112 §3.2.4: only OPTIONS
-    ("options", b"OPTIONS * HTTP/1.1\r\n" + H + b"\r\n", {"REQUEST_METHOD": "OPTIONS", "PATH_INFO": "*"}),
+    (
+        "options",
+        b"OPTIONS * HTTP/1.1\r\n" + H + b"\r\n",
+        {"REQUEST_METHOD": "OPTIONS", "PATH_INFO": "*"},
+    ),
     ("get", b"GET * HTTP/1.1\r\n" + H + b"\r\n", errors.BadRequest),
     ("post", b"POST * HTTP/1.1\r\n" + H + b"Content-Length: 0\r\n\r\n", errors.BadRequest),
 ]
@@ -168,7 +207,11 @@ METHODS = [  # RFC 9110 §9.1: methods are case-sensitive tokens; unknown ones 5
     ("lowercase", b"get / HTTP/1.1\r\n" + H + b"\r\n", errors.NotImplementedByServer),
     ("not-a-token", b"G(T / HTTP/1.1\r\n" + H + b"\r\n", errors.BadRequest),
     ("binary", b"\x16\x03\x01\x00\xa5\x01\x00", errors.BadRequest),
-    ("known", b"PATCH / HTTP/1.1\r\n" + H + b"Content-Length: 0\r\n\r\n", {"REQUEST_METHOD": "PATCH"}),
+    (
+        "known",
+        b"PATCH / HTTP/1.1\r\n" + H + b"Content-Length: 0\r\n\r\n",
+        {"REQUEST_METHOD": "PATCH"},
+    ),
 ]
 
 
@@ -206,10 +249,26 @@ def test_leading_empty_lines() -> None:
 
 
 CHUNK_EXT = [  # RFC 9112 §7.1.1: extensions accepted and ignored
-    ("name", b"POST / HTTP/1.1\r\n" + H + CHUNKED + b"\r\n3;ext\r\nabc\r\n0\r\n\r\n", {"CONTENT_LENGTH": "3"}),
-    ("name-value", b"POST / HTTP/1.1\r\n" + H + CHUNKED + b"\r\n3;a=b;c=d\r\nabc\r\n0;z=1\r\n\r\n", {"CONTENT_LENGTH": "3"}),
-    ("quoted", b'POST / HTTP/1.1\r\n' + H + CHUNKED + b'\r\n3;a="x y"\r\nabc\r\n0\r\n\r\n', {"CONTENT_LENGTH": "3"}),
-    ("ctl-in-ext", b"POST / HTTP/1.1\r\n" + H + CHUNKED + b"\r\n3;\x01\r\nabc\r\n0\r\n\r\n", errors.BadRequest),
+    (
+        "name",
+        b"POST / HTTP/1.1\r\n" + H + CHUNKED + b"\r\n3;ext\r\nabc\r\n0\r\n\r\n",
+        {"CONTENT_LENGTH": "3"},
+    ),
+    (
+        "name-value",
+        b"POST / HTTP/1.1\r\n" + H + CHUNKED + b"\r\n3;a=b;c=d\r\nabc\r\n0;z=1\r\n\r\n",
+        {"CONTENT_LENGTH": "3"},
+    ),
+    (
+        "quoted",
+        b"POST / HTTP/1.1\r\n" + H + CHUNKED + b'\r\n3;a="x y"\r\nabc\r\n0\r\n\r\n',
+        {"CONTENT_LENGTH": "3"},
+    ),
+    (
+        "ctl-in-ext",
+        b"POST / HTTP/1.1\r\n" + H + CHUNKED + b"\r\n3;\x01\r\nabc\r\n0\r\n\r\n",
+        errors.BadRequest,
+    ),
 ]
 
 
@@ -219,8 +278,17 @@ def test_chunk_extensions(case: Case) -> None:
 
 
 def te(value: bytes, version: bytes = b"1.1", extra: bytes = b"") -> bytes:
-    return (b"POST / HTTP/" + version + b"\r\n" + H + b"Transfer-Encoding: " + value + b"\r\n" + extra
-            + b"\r\n3\r\nabc\r\n0\r\n\r\n")
+    return (
+        b"POST / HTTP/"
+        + version
+        + b"\r\n"
+        + H
+        + b"Transfer-Encoding: "
+        + value
+        + b"\r\n"
+        + extra
+        + b"\r\n3\r\nabc\r\n0\r\n\r\n"
+    )
 
 
 TE_FINAL = [  # RFC 9112 §6.3 (4): a request whose final coding is not chunked is 400
@@ -241,7 +309,11 @@ def test_transfer_encoding_final_chunked(case: Case) -> None:
 
 TE_IDENTITY = [  # RFC 7230 A.2 removed identity; before a final chunked it is a no-op
     ("identity-chunked", te(b"identity, chunked"), {"CONTENT_LENGTH": "3"}),
-    ("two-lines", te(b"identity", extra=b"Transfer-Encoding: chunked\r\n"), {"CONTENT_LENGTH": "3"}),
+    (
+        "two-lines",
+        te(b"identity", extra=b"Transfer-Encoding: chunked\r\n"),
+        {"CONTENT_LENGTH": "3"},
+    ),
 ]
 
 
@@ -252,7 +324,11 @@ def test_transfer_encoding_identity(case: Case) -> None:
 
 TE_UNKNOWN = [  # RFC 9112 §6.1: a coding the server does not understand: 501
     ("gzip-chunked", te(b"gzip, chunked"), errors.NotImplementedByServer),
-    ("two-lines", te(b"deflate", extra=b"Transfer-Encoding: chunked\r\n"), errors.NotImplementedByServer),
+    (
+        "two-lines",
+        te(b"deflate", extra=b"Transfer-Encoding: chunked\r\n"),
+        errors.NotImplementedByServer,
+    ),
     ("unknown-token", te(b"x-custom, chunked"), errors.NotImplementedByServer),
 ]
 
@@ -276,13 +352,31 @@ def test_transfer_encoding_chunked_twice(case: Case) -> None:
 def test_transfer_encoding_http10() -> None:
     """RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message means faulty framing: 400."""
     check(("chunked-1.0", te(b"chunked", version=b"1.0"), errors.BadRequest))
-    check(("chunked-1.0-with-cl", te(b"chunked", version=b"1.0", extra=b"Content-Length: 3\r\n"), errors.BadRequest))
+    check(
+        (
+            "chunked-1.0-with-cl",
+            te(b"chunked", version=b"1.0", extra=b"Content-Length: 3\r\n"),
+            errors.BadRequest,
+        )
+    )
 
 
 CL_TE = [  # RFC 9112 §6.1, §6.3 (3): both framings in one request (smuggling): 400
-    ("cl-first", b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 3\r\n" + CHUNKED + b"\r\n3\r\nabc\r\n0\r\n\r\n", errors.BadRequest),
+    (
+        "cl-first",
+        b"POST / HTTP/1.1\r\n"
+        + H
+        + b"Content-Length: 3\r\n"
+        + CHUNKED
+        + b"\r\n3\r\nabc\r\n0\r\n\r\n",
+        errors.BadRequest,
+    ),
     ("te-first", te(b"chunked", extra=b"Content-Length: 3\r\n"), errors.BadRequest),
-    ("identity-with-cl", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: identity\r\nContent-Length: 3\r\n\r\nabc", errors.BadRequest),
+    (
+        "identity-with-cl",
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: identity\r\nContent-Length: 3\r\n\r\nabc",
+        errors.BadRequest,
+    ),
 ]
 
 
@@ -292,7 +386,12 @@ def test_content_length_with_transfer_encoding(case: Case) -> None:
 
 
 def cl(*values: bytes) -> bytes:
-    return b"POST / HTTP/1.1\r\n" + H + b"".join(b"Content-Length: " + v + b"\r\n" for v in values) + b"\r\nabcd"
+    return (
+        b"POST / HTTP/1.1\r\n"
+        + H
+        + b"".join(b"Content-Length: " + v + b"\r\n" for v in values)
+        + b"\r\nabcd"
+    )
 
 
 CL_DUP = [  # RFC 9110 §8.6 (MAY reject), RFC 9112 §6.3 (5): we refuse every duplicate
@@ -376,9 +475,23 @@ def trailer(line: bytes) -> bytes:
 
 FORBIDDEN_TRAILERS = [  # RFC 9110 §6.5.1: framing, routing, modifiers, auth, content headers
     (name.decode(), trailer(name + b": x"), errors.BadRequest)
-    for name in (b"Host", b"Content-Length", b"Transfer-Encoding", b"Trailer", b"Authorization",
-                 b"Content-Type", b"Content-Encoding", b"Expect", b"Range", b"If-Match",
-                 b"Cache-Control", b"TE", b"Connection", b"Cookie", b"HOST")
+    for name in (
+        b"Host",
+        b"Content-Length",
+        b"Transfer-Encoding",
+        b"Trailer",
+        b"Authorization",
+        b"Content-Type",
+        b"Content-Encoding",
+        b"Expect",
+        b"Range",
+        b"If-Match",
+        b"Cache-Control",
+        b"TE",
+        b"Connection",
+        b"Cookie",
+        b"HOST",
+    )
 ]
 
 
@@ -420,9 +533,25 @@ def test_every_rule_has_its_test() -> None:
 # -- live: every refusal is its status with Connection: close, and the core goes on serving ---
 
 LIVE_REFUSALS = [
-    *[c for c in ABSOLUTE_REFUSED + AUTHORITY + CONNECT + HOST + METHODS + VERSIONS + TE_FINAL
-      + TE_UNKNOWN + TE_TWICE + CL_TE + CL_DUP + FIELD_NAMES + FIELD_VALUES + OBS_FOLD
-      + FORBIDDEN_TRAILERS[:4] if not isinstance(c[2], dict)],
+    *[
+        c
+        for c in ABSOLUTE_REFUSED
+        + AUTHORITY
+        + CONNECT
+        + HOST
+        + METHODS
+        + VERSIONS
+        + TE_FINAL
+        + TE_UNKNOWN
+        + TE_TWICE
+        + CL_TE
+        + CL_DUP
+        + FIELD_NAMES
+        + FIELD_VALUES
+        + OBS_FOLD
+        + FORBIDDEN_TRAILERS[:4]
+        if not isinstance(c[2], dict)
+    ],
     ("te-http10", te(b"chunked", version=b"1.0"), errors.BadRequest),
     ("asterisk-get", b"GET * HTTP/1.1\r\n" + H + b"\r\n", errors.BadRequest),
 ]
@@ -440,8 +569,20 @@ def test_refusals_live_close_and_keep_the_core() -> None:
                 c.send(raw)
                 response = c.read_response()
                 closed = c.closed_by_server(5)
-            if response is None or response.status != error.status or response.header("connection") != "close" or not closed:
-                wrong.append((name, response and response.status, response and response.header("connection"), closed))
+            if (
+                response is None
+                or response.status != error.status
+                or response.header("connection") != "close"
+                or not closed
+            ):
+                wrong.append(
+                    (
+                        name,
+                        response and response.status,
+                        response and response.header("connection"),
+                        closed,
+                    )
+                )
         assert not wrong, f"refusals answered wrong (id, status, Connection, closed): {wrong}"
         assert get(srv.host, srv.port, "/hello").status == 200
         assert "Traceback" not in srv.log_text()

@@ -14,7 +14,7 @@ LIMITS = dict(max_header_bytes=1024, max_headers=10, max_body=100)
 
 def parse_all(data: bytes, *, split: int | None = None, **limits: int) -> list[Request]:
     parser = RequestParser(**{**LIMITS, **limits})
-    pieces = [data] if split is None else [data[i:i + split] for i in range(0, len(data), split)]
+    pieces = [data] if split is None else [data[i : i + split] for i in range(0, len(data), split)]
     out = []
     for piece in pieces:
         parser.feed(piece)
@@ -27,19 +27,80 @@ VALID = [
     # (id, raw request, method, target, version, keep_alive, body)
     ("get", b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n", "GET", b"/a?b=1", "1.1", True, b""),
     ("http10", b"GET / HTTP/1.0\r\n\r\n", "GET", b"/", "1.0", False, b""),
-    ("http10-keepalive", b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", "GET", b"/", "1.0", True, b""),
-    ("close", b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", "GET", b"/", "1.1", False, b""),
-    ("content-length", b"POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello", "POST", b"/p", "1.1", True, b"hello"),
-    ("chunked", b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
-     "POST", b"/", "1.1", True, b"abcde"),
-    ("chunk-extension", b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\n\r\n",
-     "POST", b"/", "1.1", True, b"abc"),
-    ("trailer", b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\nX-T: 1\r\n\r\n",
-     "POST", b"/", "1.1", True, b"a"),
-    ("absolute-form", b"GET http://h:1/p?q HTTP/1.1\r\nHost: t\r\n\r\n", "GET", b"http://h:1/p?q", "1.1", True, b""),
+    (
+        "http10-keepalive",
+        b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        "GET",
+        b"/",
+        "1.0",
+        True,
+        b"",
+    ),
+    (
+        "close",
+        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET",
+        b"/",
+        "1.1",
+        False,
+        b"",
+    ),
+    (
+        "content-length",
+        b"POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
+        "POST",
+        b"/p",
+        "1.1",
+        True,
+        b"hello",
+    ),
+    (
+        "chunked",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+        "POST",
+        b"/",
+        "1.1",
+        True,
+        b"abcde",
+    ),
+    (
+        "chunk-extension",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\n\r\n",
+        "POST",
+        b"/",
+        "1.1",
+        True,
+        b"abc",
+    ),
+    (
+        "trailer",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\nX-T: 1\r\n\r\n",
+        "POST",
+        b"/",
+        "1.1",
+        True,
+        b"a",
+    ),
+    (
+        "absolute-form",
+        b"GET http://h:1/p?q HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET",
+        b"http://h:1/p?q",
+        "1.1",
+        True,
+        b"",
+    ),
     ("asterisk", b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n", "OPTIONS", b"*", "1.1", True, b""),
     ("head", b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n", "HEAD", b"/", "1.1", True, b""),
-    ("body-at-limit", b"PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n" + b"x" * 100, "PUT", b"/", "1.1", True, b"x" * 100),
+    (
+        "body-at-limit",
+        b"PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n" + b"x" * 100,
+        "PUT",
+        b"/",
+        "1.1",
+        True,
+        b"x" * 100,
+    ),
 ]
 
 
@@ -67,30 +128,86 @@ INVALID = [
     ("obs-fold", b"GET / HTTP/1.1\r\nHost: t\r\nX: a\r\n b\r\n\r\n", errors.BadRequest),
     ("nul-in-value", b"GET / HTTP/1.1\r\nHost: t\r\nX: a\x00b\r\n\r\n", errors.BadRequest),
     ("bare-cr", b"GET / HTTP/1.1\r\nHost: t\r\nX: a\rb\r\n\r\n", errors.BadRequest),
-    ("cl-and-te", b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-     errors.BadRequest),
-    ("te-and-cl", b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
-     errors.BadRequest),
-    ("two-content-lengths", b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
-     errors.BadRequest),
+    (
+        "cl-and-te",
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        errors.BadRequest,
+    ),
+    (
+        "te-and-cl",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+        errors.BadRequest,
+    ),
+    (
+        "two-content-lengths",
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        errors.BadRequest,
+    ),
     ("negative-cl", b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n", errors.BadRequest),
-    ("te-gzip", b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\nabc", errors.BadRequest),
-    ("te-gzip-chunked", b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
-     errors.NotImplementedByServer),
-    ("te-chunked-twice", b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
-     errors.BadRequest),
-    ("bad-chunk-size", b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n", errors.BadRequest),
-    ("huge-chunk-size", b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n",
-     errors.BadRequest),
-    ("chunk-too-long", b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n", errors.BadRequest),
-    ("declared-body-too-large", b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 101\r\n\r\n", errors.PayloadTooLarge),
-    ("chunked-body-too-large", b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n65\r\n" + b"x" * 101 + b"\r\n",
-     errors.PayloadTooLarge),
-    ("too-many-headers", b"GET / HTTP/1.1\r\nHost: t\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(11)) + b"\r\n",
-     errors.HeadersTooLarge),
-    ("header-too-large", b"GET / HTTP/1.1\r\nHost: t\r\nX: " + b"a" * 2000 + b"\r\n\r\n", errors.HeadersTooLarge),
-    ("url-too-large", b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", errors.HeadersTooLarge),
-    ("expect-other", b"POST / HTTP/1.1\r\nHost: t\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\n", errors.ExpectationFailed),
+    (
+        "te-gzip",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\nabc",
+        errors.BadRequest,
+    ),
+    (
+        "te-gzip-chunked",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        errors.NotImplementedByServer,
+    ),
+    (
+        "te-chunked-twice",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+        errors.BadRequest,
+    ),
+    (
+        "bad-chunk-size",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n",
+        errors.BadRequest,
+    ),
+    (
+        "huge-chunk-size",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n",
+        errors.BadRequest,
+    ),
+    (
+        "chunk-too-long",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n",
+        errors.BadRequest,
+    ),
+    (
+        "declared-body-too-large",
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 101\r\n\r\n",
+        errors.PayloadTooLarge,
+    ),
+    (
+        "chunked-body-too-large",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n65\r\n"
+        + b"x" * 101
+        + b"\r\n",
+        errors.PayloadTooLarge,
+    ),
+    (
+        "too-many-headers",
+        b"GET / HTTP/1.1\r\nHost: t\r\n"
+        + b"".join(b"X-%d: 1\r\n" % i for i in range(11))
+        + b"\r\n",
+        errors.HeadersTooLarge,
+    ),
+    (
+        "header-too-large",
+        b"GET / HTTP/1.1\r\nHost: t\r\nX: " + b"a" * 2000 + b"\r\n\r\n",
+        errors.HeadersTooLarge,
+    ),
+    (
+        "url-too-large",
+        b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\nHost: t\r\n\r\n",
+        errors.HeadersTooLarge,
+    ),
+    (
+        "expect-other",
+        b"POST / HTTP/1.1\r\nHost: t\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\n",
+        errors.ExpectationFailed,
+    ),
 ]
 
 
@@ -133,7 +250,9 @@ def test_expect_continue_is_due_once_until_the_body_arrives() -> None:
 
 def test_expect_continue_not_due_when_body_came_with_head() -> None:
     parser = RequestParser(**LIMITS)
-    parser.feed(b"POST / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc")
+    parser.feed(
+        b"POST / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc"
+    )
     assert parser.take_continue() is False
     assert parser.next_request() is not None
 
@@ -150,7 +269,9 @@ def test_in_head_tracks_a_partial_request() -> None:
 
 def test_upgrade_request_is_served_then_the_rest_ignored() -> None:
     parser = RequestParser(**LIMITS)
-    parser.feed(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x05hello")
+    parser.feed(
+        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x05hello"
+    )
     request = parser.next_request()
     assert request is not None and request.upgrade
     parser.feed(b"more non-HTTP bytes")

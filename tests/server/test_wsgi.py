@@ -23,20 +23,41 @@ def environ_for(raw: bytes) -> dict[str, Any]:
 
 
 ENVIRON_CASES = [
-    (b"GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: h\r\n\r\n",
-     {"REQUEST_METHOD": "GET", "PATH_INFO": "/a/b", "QUERY_STRING": "x=1&y=2", "HTTP_HOST": "h",
-      "SERVER_PROTOCOL": "HTTP/1.1", "SCRIPT_NAME": ""}),
-    (b"GET /caf%C3%A9%20x HTTP/1.1\r\nHost: t\r\n\r\n", {"PATH_INFO": "/caf\xc3\xa9 x", "QUERY_STRING": ""}),
+    (
+        b"GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: h\r\n\r\n",
+        {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": "/a/b",
+            "QUERY_STRING": "x=1&y=2",
+            "HTTP_HOST": "h",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "SCRIPT_NAME": "",
+        },
+    ),
+    (
+        b"GET /caf%C3%A9%20x HTTP/1.1\r\nHost: t\r\n\r\n",
+        {"PATH_INFO": "/caf\xc3\xa9 x", "QUERY_STRING": ""},
+    ),
     (b"GET /a%2Fb HTTP/1.1\r\nHost: t\r\n\r\n", {"PATH_INFO": "/a/b"}),
-    (b"GET http://example.com:81/p/q?z HTTP/1.1\r\nHost: t\r\n\r\n", {"PATH_INFO": "/p/q", "QUERY_STRING": "z"}),
+    (
+        b"GET http://example.com:81/p/q?z HTTP/1.1\r\nHost: t\r\n\r\n",
+        {"PATH_INFO": "/p/q", "QUERY_STRING": "z"},
+    ),
     (b"GET http://example.com HTTP/1.1\r\nHost: t\r\n\r\n", {"PATH_INFO": "/", "QUERY_STRING": ""}),
     (b"GET / HTTP/1.0\r\n\r\n", {"SERVER_PROTOCOL": "HTTP/1.0"}),
-    (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nabc",
-     {"CONTENT_TYPE": "text/plain", "CONTENT_LENGTH": "3"}),
-    (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
-     {"CONTENT_LENGTH": "3", "HTTP_TRANSFER_ENCODING": "chunked"}),
+    (
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nabc",
+        {"CONTENT_TYPE": "text/plain", "CONTENT_LENGTH": "3"},
+    ),
+    (
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        {"CONTENT_LENGTH": "3", "HTTP_TRANSFER_ENCODING": "chunked"},
+    ),
     (b"GET / HTTP/1.1\r\nHost: t\r\nX-A: 1\r\nX-A: 2\r\n\r\n", {"HTTP_X_A": "1, 2"}),
-    (b"GET / HTTP/1.1\r\nHost: t\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n", {"HTTP_COOKIE": "a=1; b=2"}),
+    (
+        b"GET / HTTP/1.1\r\nHost: t\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n",
+        {"HTTP_COOKIE": "a=1; b=2"},
+    ),
     (b"GET / HTTP/1.1\r\nHost: t\r\nX-Latin: caf\xe9\r\n\r\n", {"HTTP_X_LATIN": "caf\xe9"}),
 ]
 
@@ -149,17 +170,25 @@ FRAMING = [
 
 
 @pytest.mark.parametrize("method,status,version,length,expected", FRAMING)
-def test_framing(method: str, status: str, version: str, length: int | None, expected: Framing) -> None:
+def test_framing(
+    method: str, status: str, version: str, length: int | None, expected: Framing
+) -> None:
     assert response.framing(method, status, version, length) is expected
 
 
 def test_head_serialization() -> None:
-    head = response.serialize_head("200 OK", [("X-A", "1")], chunked=True, keep_alive=False, version="1.1")
+    head = response.serialize_head(
+        "200 OK", [("X-A", "1")], chunked=True, keep_alive=False, version="1.1"
+    )
     lines = head.split(b"\r\n")
     assert lines[0] == b"HTTP/1.1 200 OK"
     assert lines[1].startswith(b"Date: ") and lines[1].endswith(b" GMT")
     assert lines[2].startswith(b"Server: ")
-    assert b"X-A: 1" in lines and b"Transfer-Encoding: chunked" in lines and b"Connection: close" in lines
+    assert (
+        b"X-A: 1" in lines
+        and b"Transfer-Encoding: chunked" in lines
+        and b"Connection: close" in lines
+    )
     assert head.endswith(b"\r\n\r\n")
     head10 = response.serialize_head("200 OK", [], chunked=False, keep_alive=True, version="1.0")
     assert b"Connection: keep-alive\r\n" in head10
