@@ -7,8 +7,8 @@ start and end of every request, and the master reads all slots to enforce ``--ha
 for every process on the machine).
 
 Each slot has a single writer (its core's thread) and a single reader (the master). The writer
-stores the path before the start time and clears the start time when done, so the reader never pairs a
-start time with a path from a later request; a torn read at worst reports a stale path.
+stores the path before the start time and clears the start time when done, so the reader never
+pairs a start time with a path from a later request; a torn read at worst reports a stale path.
 """
 
 from __future__ import annotations
