@@ -20,7 +20,11 @@ Choices where the RFCs leave room, checked against h11, llhttp and waitress:
   is 505.
 * Duplicate ``Content-Length`` is refused even with equal values (RFC 9110 §8.6 allows either;
   llhttp refuses, and a smuggling front end is the reason to).
-* A valid ``CONNECT`` (authority-form) is 501: this server does not tunnel.
+* A valid ``CONNECT`` (authority-form, port 1-65535) goes to the application, with an empty
+  ``PATH_INFO``, which decides (as waitress does); the connection closes after the response
+  (llhttp treats what follows as tunnel data).
+* A second ``Content-Type`` is refused like a second ``Host`` (waitress refuses both; a singleton
+  field with two values cannot be read one way, RFC 9110 §5.3).
 """
 
 from __future__ import annotations
@@ -79,7 +83,7 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
     (
         "CONNECT needs authority-form host:port; valid CONNECT",
         "RFC 9112 §3.2.3, RFC 9110 §9.3.6",
-        "400; valid: 501 (no tunnels)",
+        "400; valid: to the application, PATH_INFO empty",
         "test_connect",
     ),
     ("asterisk-form only with OPTIONS", "RFC 9112 §3.2.4", "400 otherwise", "test_asterisk_form"),
@@ -195,7 +199,7 @@ FORBIDDEN_TRAILERS = frozenset(
 _SCHEMES = (b"http", b"https")
 # uri-host [":" port] (RFC 3986 §3.2.2): reg-name / IPv4 / [IPv6]; no userinfo, no path.
 _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?\Z")
-_AUTHORITY_FORM = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+):[0-9]+\Z")
+_AUTHORITY_FORM = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+):[0-9]{1,5}\Z")
 # method SP request-target SP HTTP-version CRLF, the method any token (RFC 9112 §3, RFC 9110 §9.1)
 REQUEST_LINE = re.compile(
     rb"(?:\r\n)*[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [\x21-\x7e]+ HTTP/[0-9]\.[0-9]\r?\n"
@@ -219,11 +223,10 @@ def split_target(method: str, target: bytes) -> Target:
             )
         return Target(TargetForm.ASTERISK, b"*", b"")
     if method == "CONNECT":
-        if not _AUTHORITY_FORM.match(target):
+        port = target.rpartition(b":")[2]
+        if not _AUTHORITY_FORM.match(target) or not 0 < int(port or b"0") <= 65535:
             raise errors.BadRequest("CONNECT needs the authority-form host:port (RFC 9112 §3.2.3).")
-        raise errors.NotImplementedByServer(
-            "CONNECT: this server does not tunnel (RFC 9110 §9.3.6)."
-        )
+        return Target(TargetForm.AUTHORITY, b"", b"")
     scheme, sep, rest = target.partition(b"://")
     if not sep or scheme.lower() not in _SCHEMES:
         raise errors.BadRequest(
@@ -250,6 +253,15 @@ def _path_and_query(form: TargetForm, target: bytes) -> Target:
     target = target.partition(b"#")[0]  # the fragment is the client's business (RFC 9110 §4.2.5)
     path, _, query = target.partition(b"?")
     return Target(form, path, query)
+
+
+def check_singletons(content_types: int) -> None:
+    """RFC 9110 §5.3: a singleton field sent twice cannot be read one way; Content-Type here
+    (Host: :func:`check_host`; Content-Length: llhttp)."""
+    if content_types > 1:
+        raise errors.BadRequest(
+            f"The request has {content_types} Content-Type field lines; one is allowed (RFC 9110 §5.3)."
+        )
 
 
 def check_host(values: list[bytes], version: str, target: Target) -> None:

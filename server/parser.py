@@ -225,10 +225,13 @@ class RequestParser:
         content_length = None
         hosts: list[bytes] = []
         codings: list[bytes] = []
+        content_types = 0
         for name, value in request.headers:
             lower = name.lower()
             if lower == b"host":
                 hosts.append(value)
+            elif lower == b"content-type":
+                content_types += 1
             elif lower == b"transfer-encoding":
                 codings.append(value)
             elif lower == b"content-length":
@@ -238,6 +241,7 @@ class RequestParser:
                     raise errors.ExpectationFailed(f"Expect {value[:80]!r} is not supported.")
                 request.expect_continue = request.version == "1.1"
         http11.check_host(hosts, request.version, request.parts)
+        http11.check_singletons(content_types)
         http11.transfer_chunked(codings, request.version, content_length is not None)
         if content_length is not None and content_length > self.max_body:
             raise errors.PayloadTooLarge(

@@ -52,6 +52,10 @@ def check(case: Case) -> None:
             assert got is expected, f"expected {expected.__name__}, got {got} (split {split})"
 
 
+def field(line: bytes) -> bytes:
+    return b"GET / HTTP/1.1\r\n" + H + line + b"\r\n\r\n"
+
+
 def ids(table: list[Case]) -> list[str]:
     return [c[0] for c in table]
 
@@ -139,13 +143,16 @@ def test_authority_form_only_with_connect(case: Case) -> None:
     check(case)
 
 
-CONNECT = [  # RFC 9112 §3.2.3: CONNECT uses host:port; RFC 9110 §9.3.6: we do not tunnel
+CONNECT = [  # RFC 9112 §3.2.3: CONNECT uses host:port; a valid one goes to the application
     ("origin-form", b"CONNECT /x HTTP/1.1\r\n" + H + b"\r\n", errors.BadRequest),
     ("no-port", b"CONNECT example.com HTTP/1.1\r\n" + H + b"\r\n", errors.BadRequest),
+    ("empty-port", b"CONNECT example.com: HTTP/1.1\r\n" + H + b"\r\n", errors.BadRequest),
+    ("port-0", b"CONNECT example.com:0 HTTP/1.1\r\n" + H + b"\r\n", errors.BadRequest),
+    ("port-too-big", b"CONNECT example.com:65536 HTTP/1.1\r\n" + H + b"\r\n", errors.BadRequest),
     (
         "valid",
         b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
-        errors.NotImplementedByServer,
+        {"REQUEST_METHOD": "CONNECT", "PATH_INFO": "", "HTTP_HOST": "example.com:443"},
     ),
 ]
 
@@ -199,6 +206,18 @@ HOST = [  # RFC 9112 §3.2: HTTP/1.1 needs exactly one Host with a valid value
 
 @pytest.mark.parametrize("case", HOST, ids=ids(HOST))
 def test_host_rules(case: Case) -> None:
+    check(case)
+
+
+SINGLETONS = [  # RFC 9110 §5.3: a singleton field sent twice (Host: test_host_rules)
+    ("content-type-twice", field(b"Content-Type: a/b\r\nContent-Type: c/d"), errors.BadRequest),
+    ("content-type-once", field(b"Content-Type: a/b"), {"CONTENT_TYPE": "a/b"}),
+    ("other-lists-merge", field(b"Accept: a/b\r\nAccept: c/d"), {"HTTP_ACCEPT": "a/b, c/d"}),
+]
+
+
+@pytest.mark.parametrize("case", SINGLETONS, ids=ids(SINGLETONS))
+def test_duplicate_singleton_fields(case: Case) -> None:
     check(case)
 
 
@@ -421,10 +440,6 @@ def test_content_length_syntax(case: Case) -> None:
     check(case)
 
 
-def field(line: bytes) -> bytes:
-    return b"GET / HTTP/1.1\r\n" + H + line + b"\r\n\r\n"
-
-
 FIELD_NAMES = [  # RFC 9110 §5.1 (token), RFC 9112 §5.1 (no whitespace before the colon: 400)
     ("space-before-colon", field(b"X-A : 1"), errors.BadRequest),
     ("space-inside", field(b"X A: 1"), errors.BadRequest),
@@ -539,6 +554,7 @@ LIVE_REFUSALS = [
         + AUTHORITY
         + CONNECT
         + HOST
+        + SINGLETONS
         + METHODS
         + VERSIONS
         + TE_FINAL
