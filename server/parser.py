@@ -75,6 +75,7 @@ class RequestParser:
         self._began_this_feed = False
         self._head_bytes = 0
         self._url_parts: list[bytes] = []
+        self._url_bytes = 0
         self._continue_due = False
         self._error: errors.HTTPError | None = None
         self.upgraded = False
@@ -102,10 +103,18 @@ class RequestParser:
             if self._method_unknown:  # llhttp stopped at the method: wait for the line's end
                 self._judge_unknown_method()
                 return
+            counted = self._head_bytes
             self._feed(data)
-            if self._in_head and was_in_head and not self._began_this_feed:
-                # Every byte of this feed belongs to an unfinished head: bound what httptools
-                # buffers for a header that never ends (the callbacks only see finished fields).
+            if (
+                self._in_head
+                and was_in_head
+                and not self._began_this_feed
+                and self._head_bytes == counted
+                and self._url_parts  # the method before it is llhttp's, bounded by its list
+            ):
+                # Every byte of this feed belongs to an unfinished head and no callback counted
+                # it: bound what httptools buffers for a header that never ends (the callbacks
+                # only see finished fields; the request-target is counted by on_url).
                 self._head_bytes += len(data)
                 self._check_head_size()
         except errors.HTTPError as exc:
@@ -180,10 +189,17 @@ class RequestParser:
         self._began_this_feed = True
         self._head_bytes = 0
         self._url_parts = []
+        self._url_bytes = 0
         self._trailer_count = 0
 
     def on_url(self, url: bytes) -> None:
         self._url_parts.append(url)
+        self._url_bytes += len(url)
+        if self._url_bytes > self.max_header_bytes:
+            # RFC 9112 §3: a request-target longer than the server parses MUST get 414.
+            raise errors.URITooLong(
+                f"The request-target is over the {self.max_header_bytes} byte limit."
+            )
         self._head_bytes += len(url)
         self._check_head_size()
 

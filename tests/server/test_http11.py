@@ -191,6 +191,12 @@ def test_target_characters(case: Case) -> None:
     check(case)
 
 
+def test_target_too_long() -> None:
+    """RFC 9112 §3: a request-target longer than the server parses MUST get 414."""
+    check(("long", b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\n" + H + b"\r\n", errors.URITooLong))
+    check(("at-limit", b"GET /" + b"a" * 3000 + b" HTTP/1.1\r\n" + H + b"\r\n", {}))
+
+
 HOST = [  # RFC 9112 §3.2: HTTP/1.1 needs exactly one Host with a valid value
     ("missing-11", b"GET / HTTP/1.1\r\n\r\n", errors.BadRequest),
     ("two", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", errors.BadRequest),
@@ -570,6 +576,11 @@ LIVE_REFUSALS = [
     ],
     ("te-http10", te(b"chunked", version=b"1.0"), errors.BadRequest),
     ("asterisk-get", b"GET * HTTP/1.1\r\n" + H + b"\r\n", errors.BadRequest),
+    (
+        "target-too-long",
+        b"GET /" + b"a" * 40000 + b" HTTP/1.1\r\n" + H + b"\r\n",
+        errors.URITooLong,
+    ),
 ]
 
 

@@ -201,7 +201,7 @@ INVALID = [
     (
         "url-too-large",
         b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\nHost: t\r\n\r\n",
-        errors.HeadersTooLarge,
+        errors.URITooLong,
     ),
     (
         "expect-other",
