@@ -93,6 +93,18 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
         "400 (llhttp)",
         "test_target_characters",
     ),
+    (
+        "request-target longer than we parse",
+        "RFC 9112 §3",
+        "414 (over --max-header-bytes)",
+        "test_target_too_long",
+    ),
+    (
+        "a singleton field (Content-Type) sent twice",
+        "RFC 9110 §5.3",
+        "400",
+        "test_duplicate_singleton_fields",
+    ),
     ("HTTP/1.1 needs exactly one valid Host", "RFC 9112 §3.2", "400", "test_host_rules"),
     ("unknown method, well-formed line", "RFC 9110 §9.1", "501", "test_unknown_method"),
     (
