@@ -1,12 +1,18 @@
-"""Hello-world throughput: our server vs gunicorn (gthread) vs uWSGI (pyuwsgi), driven by wrk.
+"""Hello-world throughput and keep-alive fairness: our server vs gunicorn (gthread) vs uWSGI.
 
 Not a test. One run starts all three servers (same app, same workers x threads, all on
-127.0.0.1 port 0), then drives them in interleaved rounds (ours, gunicorn, uwsgi, ours, ...) with
-``wrk`` with keep-alive and with ``Connection: close``, and prints the median requests/s and p99
-latency of each, with the ratio to gunicorn. The machine may be shared: look at the spread.
+127.0.0.1 port 0), then:
 
-    .venv/bin/python benchmarks/server_bench.py                      # 2 x 4, -t2 -c32 -d5s, 3 rounds
-    .venv/bin/python benchmarks/server_bench.py --duration 10 --rounds 5
+* **fairness**: opens 64 keep-alive connections to each server, sends one request on each (all
+  at once), and counts the responses that arrive within 3 s and the slowest one; the connections
+  stay open (idle, kept alive) until the end, as a browser's or a pool's would;
+* **throughput**: drives them in interleaved rounds (ours, gunicorn, uwsgi, ours, ...) with
+  ``wrk`` at each concurrency (32 and 64), with keep-alive and with ``Connection: close``, and
+  prints the median requests/s with p50 and p99 latency, and the ratio to gunicorn. The machine
+  may be shared: look at the spread.
+
+    .venv/bin/python benchmarks/server_bench.py                # 2 x 4, -t2 -c32,64 -d5s, 3 rounds
+    .venv/bin/python benchmarks/server_bench.py --duration 10 --rounds 5 --connections 32
 
 uWSGI runs with ``--http11-socket`` (its ``--http-socket`` with HTTP/1.1 keep-alive): plain
 ``--http-socket`` answers HTTP/1.0-style and closes every connection without saying so, which
@@ -18,12 +24,15 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import selectors
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,14 +44,24 @@ class Launched:
     """A server child process whose output is drained by a thread; ready when a regex matched
     the expected number of times. Stopped by PID (TERM, then KILL)."""
 
-    def __init__(self, name: str, command: list[str], port_re: str, ready_re: str, ready_count: int) -> None:
+    def __init__(
+        self, name: str, command: list[str], port_re: str, ready_re: str, ready_count: int
+    ) -> None:
         self.name = name
         self.proc = subprocess.Popen(
-            command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            command,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         self.port = 0
-        self._port_re, self._ready_re, self._need = re.compile(port_re), re.compile(ready_re), ready_count
+        self._port_re, self._ready_re, self._need = (
+            re.compile(port_re),
+            re.compile(ready_re),
+            ready_count,
+        )
         # Guards port and _seen; notified per line.
         self._changed = threading.Condition()
         self._seen = 0
@@ -67,7 +86,9 @@ class Launched:
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         with self._changed:
-            ok = self._changed.wait_for(lambda: (self.port and self._seen >= self._need) or self._eof, timeout)
+            ok = self._changed.wait_for(
+                lambda: (self.port and self._seen >= self._need) or self._eof, timeout
+            )
             if not ok or self._eof:
                 raise RuntimeError(f"{self.name} did not start:\n{''.join(self.lines[-30:])}")
 
@@ -92,20 +113,114 @@ class Launched:
 def launch_all(workers: int, threads: int) -> list[Launched]:
     w, t = str(workers), str(threads)
     return [
-        Launched("ours", [sys.executable, "-m", "server", APP, "--bind", "127.0.0.1:0", "--workers", w,
-                          "--threads", t], r"listening on http://127\.0\.0\.1:(\d+)", r"ready: \d+ workers", 1),
-        Launched("gunicorn", [str(BIN / "gunicorn"), "-k", "gthread", "--workers", w, "--threads", t,
-                              "-b", "127.0.0.1:0", "--backlog", "1024", APP],
-                 r"Listening at: http://127\.0\.0\.1:(\d+)", r"Booting worker", workers),
-        Launched("uwsgi", [str(BIN / "uwsgi"), "--master", "--processes", w, "--threads", t,
-                           "--http11-socket", "127.0.0.1:0", "--module", APP, "--pythonpath", ".",
-                           "--disable-logging", "--listen", "100"],
-                 r"bound to TCP address 127\.0\.0\.1:(\d+)", r"spawned uWSGI worker", workers),
+        Launched(
+            "ours",
+            [
+                sys.executable,
+                "-m",
+                "server",
+                APP,
+                "--bind",
+                "127.0.0.1:0",
+                "--workers",
+                w,
+                "--threads",
+                t,
+            ],
+            r"listening on http://127\.0\.0\.1:(\d+)",
+            r"ready: \d+ workers",
+            1,
+        ),
+        Launched(
+            "gunicorn",
+            [
+                str(BIN / "gunicorn"),
+                "-k",
+                "gthread",
+                "--workers",
+                w,
+                "--threads",
+                t,
+                "-b",
+                "127.0.0.1:0",
+                "--backlog",
+                "1024",
+                APP,
+            ],
+            r"Listening at: http://127\.0\.0\.1:(\d+)",
+            r"Booting worker",
+            workers,
+        ),
+        Launched(
+            "uwsgi",
+            [
+                str(BIN / "uwsgi"),
+                "--master",
+                "--processes",
+                w,
+                "--threads",
+                t,
+                "--http11-socket",
+                "127.0.0.1:0",
+                "--module",
+                APP,
+                "--pythonpath",
+                ".",
+                "--disable-logging",
+                "--listen",
+                "100",
+            ],
+            r"bound to TCP address 127\.0\.0\.1:(\d+)",
+            r"spawned uWSGI worker",
+            workers,
+        ),
     ]
 
 
-def wrk(url: str, *, keepalive: bool, threads: int, connections: int, duration: float) -> tuple[float, float, int]:
-    """(requests/s, p99 latency in ms, socket errors) of one wrk run."""
+def fairness(port: int, connections: int = 64, within: float = 3.0) -> tuple[int, float]:
+    """(responses received within ``within`` s, slowest response in ms) for ``connections``
+    kept-alive connections that each send one request at the same moment."""
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(connections)]
+    selector = selectors.DefaultSelector()
+    try:
+        request = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"  # keep-alive: HTTP/1.1 default
+        buffers: dict[socket.socket, bytes] = {}
+        for sock in socks:
+            sock.setblocking(False)
+            selector.register(sock, selectors.EVENT_READ)
+            buffers[sock] = b""
+        started = time.monotonic()
+        for sock in socks:
+            sock.send(request)
+        done: dict[socket.socket, float] = {}
+        deadline = started + within
+        while len(done) < connections and (left := deadline - time.monotonic()) > 0:
+            for key, _ in selector.select(left):
+                fileobj = key.fileobj
+                assert isinstance(fileobj, socket.socket)
+                sock = fileobj
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    data = b""
+                buffers[sock] += data
+                head, sep, body = buffers[sock].partition(b"\r\n\r\n")
+                length = re.search(rb"(?i)content-length: *(\d+)", head)
+                if not data or (sep and length and len(body) >= int(length.group(1))):
+                    selector.unregister(sock)
+                    if data:
+                        done[sock] = time.monotonic() - started
+        return len(done), max(done.values(), default=0.0) * 1000
+    finally:
+        selector.close()
+        for sock in socks:
+            sock.close()
+
+
+def wrk(
+    url: str, *, keepalive: bool, threads: int, connections: int, duration: float
+) -> tuple[float, float, float, int]:
+    """(requests/s, p50 and p99 latency in ms, socket errors + non-2xx) of one wrk run."""
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency", url]
     if not keepalive:
         command[1:1] = ["-H", "Connection: close"]
@@ -115,53 +230,91 @@ def wrk(url: str, *, keepalive: bool, threads: int, connections: int, duration: 
     if found is None:
         raise RuntimeError(f"wrk failed on {url}: {proc.stdout}{proc.stderr}")
     rps = float(found.group(1))
-    value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out).groups()  # type: ignore[union-attr]
-    p99 = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    def percentile(p: str) -> float:
+        value, unit = re.search(p + r"%\s+([\d.]+)(us|ms|s)\b", out).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return rps, p99, errors + (int(non2xx.group(1)) if non2xx else 0)
+    return rps, percentile("50"), percentile("99"), errors + (int(non2xx.group(1)) if non2xx else 0)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--connections", default="32,64", help="wrk concurrencies, comma-separated")
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--fair-connections", type=int, default=64)
     args = parser.parse_args()
+    concurrencies = [int(c) for c in args.connections.split(",") if c]
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 1
     servers = launch_all(args.workers, args.threads)
-    results: dict[tuple[str, bool], list[tuple[float, float, int]]] = {}
+    results: dict[tuple[str, int, bool], list[tuple[float, float, float, int]]] = {}
+    fair: dict[str, tuple[int, float]] = {}
     try:
         for server in servers:
             server.wait_ready()
             wrk(server.url, keepalive=True, threads=1, connections=4, duration=1)  # warm-up
+        for server in servers:
+            fair[server.name] = fairness(server.port, args.fair_connections)
+            print(
+                f"fairness {server.name:9} {fair[server.name][0]}/{args.fair_connections} within 3 s, "
+                f"slowest {fair[server.name][1]:.0f} ms",
+                flush=True,
+            )
         for round_no in range(args.rounds):
-            for keepalive in (True, False):
-                for server in servers:
-                    run = wrk(server.url, keepalive=keepalive, threads=args.wrk_threads,
-                              connections=args.connections, duration=args.duration)
-                    results.setdefault((server.name, keepalive), []).append(run)
-                    print(f"round {round_no + 1} {server.name:9} keepalive={keepalive!s:5} "
-                          f"{run[0]:9.0f} req/s  p99 {run[1]:7.2f} ms  errors {run[2]}", flush=True)
+            for connections in concurrencies:
+                for keepalive in (True, False):
+                    for server in servers:
+                        run = wrk(
+                            server.url,
+                            keepalive=keepalive,
+                            threads=args.wrk_threads,
+                            connections=connections,
+                            duration=args.duration,
+                        )
+                        results.setdefault((server.name, connections, keepalive), []).append(run)
+                        print(
+                            f"round {round_no + 1} {server.name:9} c{connections} keepalive={keepalive!s:5} "
+                            f"{run[0]:9.0f} req/s  p50 {run[1]:7.2f} ms  p99 {run[2]:7.2f} ms  errors {run[3]}",
+                            flush=True,
+                        )
     finally:
         for server in servers:
             server.stop()
-    print(f"\n{args.workers} workers x {args.threads} threads, wrk -t{args.wrk_threads} -c{args.connections} "
-          f"-d{args.duration:g}s, median of {args.rounds} interleaved rounds")
-    print(f"{'server':9} {'keep-alive':10} {'req/s':>9} {'p99 ms':>8} {'vs gunicorn':>11} {'errors':>7}")
-    for keepalive in (True, False):
-        base = statistics.median(r[0] for r in results[("gunicorn", keepalive)])
-        for server in servers:
-            runs = results[(server.name, keepalive)]
-            rps = statistics.median(r[0] for r in runs)
-            p99 = statistics.median(r[1] for r in runs)
-            print(f"{server.name:9} {'yes' if keepalive else 'no':10} {rps:9.0f} {p99:8.2f} "
-                  f"{rps / base:10.2f}x {sum(r[2] for r in runs):7d}")
+    print(
+        f"\n{args.workers} workers x {args.threads} threads; fairness: {args.fair_connections} keep-alive "
+        f"connections, one request each, at once"
+    )
+    print(f"{'server':9} {'answered in 3 s':>15} {'slowest ms':>10}")
+    for server in servers:
+        answered, slowest = fair[server.name]
+        print(f"{server.name:9} {f'{answered}/{args.fair_connections}':>15} {slowest:10.0f}")
+    print(
+        f"\nwrk -t{args.wrk_threads} -d{args.duration:g}s, median of {args.rounds} interleaved rounds"
+    )
+    print(
+        f"{'server':9} {'conns':>5} {'keep-alive':10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'vs gunicorn':>11} {'errors':>7}"
+    )
+    for connections in concurrencies:
+        for keepalive in (True, False):
+            base = statistics.median(r[0] for r in results[("gunicorn", connections, keepalive)])
+            for server in servers:
+                runs = results[(server.name, connections, keepalive)]
+                rps = statistics.median(r[0] for r in runs)
+                p50 = statistics.median(r[1] for r in runs)
+                p99 = statistics.median(r[2] for r in runs)
+                print(
+                    f"{server.name:9} {connections:5} {'yes' if keepalive else 'no':10} {rps:9.0f} "
+                    f"{p50:8.2f} {p99:8.2f} {rps / base:10.2f}x {sum(r[3] for r in runs):7d}"
+                )
     return 0
 
 

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import sys
 
+try:
+    import httptools  # noqa: F401  (the parser's C core; checked here for a one-line answer)
+except ImportError:
+    sys.exit(
+        "python -m server: error: httptools is not installed; "
+        "install the server extra: pip install 'safeclients[server]'"
+    )
+
 from . import config, logs
 from .errors import ConfigError
 from .master import EXIT_CONFIG, Master

@@ -17,6 +17,16 @@ from .errors import ConfigError
 
 MiB = 1024 * 1024
 
+# Timing shared by the master, the workers and the connection loop (seconds).
+TICK = (
+    1.0  # longest single socket or accept() wait; each loop re-checks deadlines and the stop flag
+)
+MASTER_TICK = 0.5  # the master's supervision loop: reaping, harakiri deadlines, respawn back-off
+# Requests a kept-alive connection gets in a row before it goes back in line behind the others
+# (server.dispatch); requests already buffered (pipelined) are served first. 1: round-robin.
+TURN_REQUESTS = 1
+WORKER_EXTRA_DRAIN = 2.0  # a worker's drain waits --graceful-timeout plus this before giving up
+
 
 def _positive_int(text: str) -> int:
     value = int(text)
@@ -55,15 +65,23 @@ def _flag(text: str) -> bool:
 
 # (name, converter, default, help). A converter of _flag makes a store_true option.
 SETTINGS: tuple[tuple[str, Callable[[str], Any], Any, str], ...] = (
-    ("bind", _bind, "127.0.0.1:8000",
-     "HOST:PORT to listen on; loopback by default; port 0 picks a free port (logged)"),
+    (
+        "bind",
+        _bind,
+        "127.0.0.1:8000",
+        "HOST:PORT to listen on; loopback by default; port 0 picks a free port (logged)",
+    ),
     ("workers", _positive_int, 2, "worker processes"),
     ("threads", _positive_int, 4, "request threads per worker, each accept()ing on the socket"),
     ("backlog", _positive_int, 1024, "listen() backlog"),
     ("lazy_apps", _flag, False, "import the app in each worker after the fork, not in the master"),
     ("max_requests", _non_negative_int, 0, "recycle a worker after this many requests (0: never)"),
-    ("max_requests_jitter", _non_negative_int, None,
-     "add 0..N random requests to each worker's limit (default: a tenth of --max-requests)"),
+    (
+        "max_requests_jitter",
+        _non_negative_int,
+        None,
+        "add 0..N random requests to each worker's limit (default: a tenth of --max-requests)",
+    ),
     ("harakiri", _seconds, 0.0, "kill a worker whose request runs longer than this (0: off)"),
     ("graceful_timeout", _seconds, 30.0, "on stop or reload, seconds in-flight requests get"),
     ("header_timeout", _seconds, 10.0, "seconds a client gets to send a request's headers"),
@@ -118,13 +136,16 @@ def _converter(name: str, convert: Callable[[str], Any]) -> Callable[[str], Any]
             return convert(text)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(f"{exc}") from None
+
     parse.__name__ = name
     return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m server",
-                     description="A prefork-threaded WSGI server on uWSGI's model (see server/README.md).")
+    parser = _Parser(
+        prog="python -m server",
+        description="A prefork-threaded WSGI server on uWSGI's model (see server/README.md).",
+    )
     parser.add_argument("app", help="the WSGI application, as MODULE:CALLABLE")
     for name, convert, default, text in SETTINGS:
         option = "--" + name.replace("_", "-")
@@ -132,8 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
             parser.add_argument(option, action="store_true", help=text)
         else:
             shown = f" (default: {default})" if default is not None else ""
-            parser.add_argument(option, type=_converter(name, convert), default=default,
-                                help=text + shown, metavar=name.upper())
+            parser.add_argument(
+                option,
+                type=_converter(name, convert),
+                default=default,
+                help=text + shown,
+                metavar=name.upper(),
+            )
     return parser
 
 
@@ -147,9 +173,15 @@ def parse(argv: Sequence[str]) -> Config:
     elif values["max_requests_jitter"] and not values["max_requests"]:
         raise ConfigError("--max-requests-jitter needs --max-requests; there is nothing to spread.")
     if values["header_timeout"] <= 0:
-        raise ConfigError("--header-timeout must be above 0, or a slow client holds a thread forever.")
+        raise ConfigError(
+            "--header-timeout must be above 0, or a slow client holds a thread forever."
+        )
     if values["socket_timeout"] <= 0:
-        raise ConfigError("--socket-timeout must be above 0, or a stalled client holds a thread forever.")
+        raise ConfigError(
+            "--socket-timeout must be above 0, or a stalled client holds a thread forever."
+        )
     if values["harakiri"] and values["harakiri"] < 1:
-        raise ConfigError(f"--harakiri {values['harakiri']} is under 1 second; it must be 0 (off) or at least 1, since the master checks deadlines twice a second.")
+        raise ConfigError(
+            f"--harakiri {values['harakiri']} is under 1 second; it must be 0 (off) or at least 1, since the master checks deadlines twice a second."
+        )
     return Config(**values)

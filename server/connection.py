@@ -1,19 +1,28 @@
-"""One client connection, served by one request thread from accept() to close.
+"""One client connection: read bytes, call the application, write the response, keep alive.
 
-The loop (like uWSGI's per-core loop): read bytes until the parser has a complete request, call
-the application, write the response, and start over while the connection is kept alive. Every
-socket wait is bounded: the socket has a short timeout (``TICK``) and each wait checks its own
-deadline (header timeout while a head arrives, keep-alive timeout while idle, socket timeout while
-a body or a response stalls) and whether the worker is stopping.
+A :class:`Connection` lives from ``accept()`` to close, but it holds a request thread (a *core*,
+:mod:`server.worker`) only while there is work: :meth:`Connection.serve` reads and answers every
+request that is already there, and returns ``PARK`` as soon as the connection is idle between
+requests with nothing to read, or when its turn is over (``TURN_REQUESTS`` in a row). The core
+then hands it to the worker's dispatcher (:mod:`server.dispatch`), which watches it with epoll
+and gives it to the next free core when bytes arrive (at once if they are already there, behind
+the connections already waiting), or closes it when its idle deadline passes. So an idle
+kept-alive connection never holds a thread while other connections wait (see server/README.md,
+"Keep-alive").
+
+The socket is non-blocking; every wait is a ``poll`` bounded by ``TICK`` and by its own deadline
+(header timeout once a head has begun, socket timeout while a body or a response stalls).
 
 Nothing a client sends can end the thread: every refusal is an HTTP error response then close;
 a client that vanishes just ends this connection. Application errors become a 500 with no
 traceback in the body (the traceback goes to the log).
+
+Which thread: whichever core the dispatcher handed the connection to, one at a time (a parked
+connection is owned by the dispatcher, a served one by exactly one core).
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import select
@@ -21,18 +30,16 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from . import logs, response
-from .config import Config
+from .config import TICK, TURN_REQUESTS, Config
 from .errors import HTTPError, RequestTimeout, ResponseError
 from .parser import Request, RequestParser
-from .response import Framing
 from .scoreboard import Scoreboard
+from .writer import ResponseWriter
 from .wsgi import FileWrapper, ResponseStart, WSGIApp, build_environ
 
-TICK = 1.0  # longest single socket wait; each loop re-checks deadlines and the stop flag
-FAIR_SHARE = 16  # requests a connection may make in a row while others wait to be accepted
 RECV_SIZE = 65536
 
 log = logs.get()
@@ -50,99 +57,144 @@ class WorkerView(Protocol):
 
     def request_started(self) -> None: ...
 
-    def clients_waiting(self) -> bool: ...
-
 
 class ClientGone(Exception):
     """The client closed or reset the connection, or stalled past the socket timeout."""
 
 
-class Connection:
-    """Serves one accepted socket; runs entirely in the request thread that accepted it."""
+PARK: Literal["park"] = (
+    "park"  # idle between requests with nothing to read: the dispatcher watches it
+)
+CLOSED: Literal["closed"] = "closed"  # the connection is closed (client, refusal, or server)
+Outcome = Literal["park", "closed"]
 
-    def __init__(self, sock: socket.socket, remote: tuple[str, int], worker: WorkerView, slot: int) -> None:
+
+class Connection:
+    """Serves one accepted socket, in whichever request thread currently holds it."""
+
+    def __init__(self, sock: socket.socket, remote: tuple[str, int], worker: WorkerView) -> None:
         self.sock = sock
         self.remote = remote
         self.worker = worker
         self.config = worker.config
-        self.slot = slot
+        self.slot = 0  # the core serving it now (its scoreboard slot)
         self.parser = RequestParser(
             max_header_bytes=self.config.max_header_bytes,
             max_headers=self.config.max_headers,
             max_body=self.config.max_body,
         )
         self.served = 0
+        self._turn = 0  # requests answered in the current turn (see TURN_REQUESTS)
+        self.polled = False  # registered with the dispatcher's epoll (set by the dispatcher)
+        self._poll = select.poll()
+        self._poll.register(sock.fileno(), select.POLLIN)
+        self._poll_events = select.POLLIN
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def serve(self) -> None:
-        """Serve requests until the client or the server ends the connection; never raises
-        for anything the client did."""
-        sock = self.sock
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    @property
+    def idle_limit(self) -> float:
+        """How long it may stay parked: the keep-alive timeout once it has made a request,
+        the header timeout before its first."""
+        return self.config.keepalive_timeout if self.served else self.config.header_timeout
+
+    def serve(self, slot: int) -> Outcome:
+        """Answer every request that is there; ``PARK`` when idle, ``CLOSED`` when done.
+
+        Never raises for anything the client did; closes the socket itself before ``CLOSED``.
+        """
+        self.slot = slot
+        self._turn = 0
         try:
-            sock.settimeout(TICK)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             while True:
                 try:
                     request = self._read_request()
                 except HTTPError as exc:
-                    log.info("refused %s from %s: %s", exc.status, self.remote[0], logs.printable(str(exc)))
+                    log.info(
+                        "refused %s from %s: %s",
+                        exc.status,
+                        self.remote[0],
+                        logs.printable(str(exc)),
+                    )
                     self._send_quietly(response.for_http_error(exc))
-                    return
-                if request is None:
-                    return
-                if not self._handle(request):
-                    return
+                    break
+                if isinstance(request, str):  # PARK
+                    return PARK
+                if request is None or not self._handle(request):
+                    break
+                self._turn += 1
         except ClientGone:
-            return
-        finally:
-            sock.close()
+            pass
+        except BaseException:
+            self.close()
+            raise
+        self.close()
+        return CLOSED
+
+    def close(self) -> None:
+        """Close the socket (idempotent; also drops it from every epoll set)."""
+        self.sock.close()
 
     # -- reading -------------------------------------------------------------------------------
 
-    def _read_request(self) -> Request | None:
-        """The next complete request, or None when the connection should just close."""
-        parser, config = self.parser, self.config
+    def _read_request(self) -> Request | Literal["park"] | None:
+        """The next complete request; ``PARK`` when idle with nothing to read; None to close."""
+        parser, config, sock = self.parser, self.config, self.sock
         request = parser.next_request()
         if request is not None:
             return request
-        now = time.monotonic()
-        idle = not parser.in_head
-        idle_limit = config.keepalive_timeout if self.served else config.header_timeout
-        deadline = now + idle_limit
-        yielding = idle and self.served > 0
+        if self._turn >= TURN_REQUESTS and parser.between_requests:
+            return PARK  # its turn is over: back in line, even if its next request is there
+        deadline = time.monotonic() + (
+            config.header_timeout if parser.in_head else config.socket_timeout
+        )
         while True:
-            if idle and self.served and self.worker.stopping.is_set():
-                return None
             try:
-                data = self.sock.recv(RECV_SIZE)
-            except TimeoutError:
-                if yielding and self.worker.clients_waiting():
-                    return None  # idle while others wait to be accepted: give the thread up.
-                if time.monotonic() < deadline:
-                    continue
-                if idle:
-                    return None  # an idle connection past its keep-alive: close quietly.
-                if parser.in_head:
-                    raise RequestTimeout(f"The headers did not arrive within {config.header_timeout} s.") from None
-                raise ClientGone() from None
+                data = sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                if parser.between_requests:
+                    return PARK  # nothing begun: the dispatcher waits for the next request.
+                self._wait(select.POLLIN, deadline)
+                continue
             except OSError:
                 raise ClientGone() from None
             if not data:
                 return None  # closed by the client, possibly mid-request: nothing to answer.
-            yielding = False
-            if idle:
-                idle = False
-                deadline = time.monotonic() + config.header_timeout
-            elif parser.in_head and time.monotonic() >= deadline:
-                # trickling bytes never time a recv out: slowloris is caught here.
-                raise RequestTimeout(f"The headers did not arrive within {config.header_timeout} s.")
+            began = parser.between_requests
             parser.feed(data)
             request = parser.next_request()
             if request is not None:
                 return request
             if parser.take_continue():
                 self._send(response.CONTINUE)
-            if not parser.in_head:
+            if parser.in_head:
+                if began:
+                    deadline = time.monotonic() + config.header_timeout  # a head began now
+                elif time.monotonic() >= deadline:
+                    # trickling bytes never time a wait out: slowloris is caught here.
+                    raise RequestTimeout(
+                        f"The headers did not arrive within {config.header_timeout} s."
+                    )
+            elif not parser.between_requests:
                 deadline = time.monotonic() + config.socket_timeout  # a body: bound each stall.
+
+    def _wait(self, events: int, deadline: float) -> None:
+        """Wait until the socket is ready for ``events``, a TICK at most; past ``deadline``,
+        RequestTimeout while a head arrives, else ClientGone."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            if events == select.POLLIN and self.parser.in_head:
+                raise RequestTimeout(
+                    f"The headers did not arrive within {self.config.header_timeout} s."
+                )
+            raise ClientGone()
+        if events != self._poll_events:
+            self._poll.modify(self.sock.fileno(), events)
+            self._poll_events = events
+        self._poll.poll(min(remaining, TICK) * 1000)
 
     # -- the application -------------------------------------------------------------------------
 
@@ -151,8 +203,15 @@ class Connection:
         worker = self.worker
         environ = build_environ(request, worker.base_environ, self.remote)
         start = ResponseStart()
-        writer = _BodyWriter(self, request, start)
-        start.write_hook = writer.write
+        writer = ResponseWriter(
+            self._send,
+            self._send_file,
+            request,
+            start,
+            keepalive_enabled=self.config.keepalive_timeout > 0,
+            stopping=worker.stopping.is_set,
+        )
+        start.sink = writer
         worker.request_started()  # first, so the last request before a recycle says "close"
         worker.scoreboard.begin(self.slot, request.method, environ["PATH_INFO"])
         started = time.monotonic()
@@ -163,17 +222,24 @@ class Connection:
             self.served += 1
         if access_log.isEnabledFor(logging.INFO):  # False when --access-log is off
             access_log.info(
-                '%s - "%s %s HTTP/%s" %s %d %.1fms', self.remote[0], request.method,
-                logs.printable(request.target), request.version, writer.status_code,
-                writer.body_bytes, (time.monotonic() - started) * 1000,
+                '%s - "%s %s HTTP/%s" %s %d %.1fms',
+                self.remote[0],
+                request.method,
+                logs.printable(request.target),
+                request.version,
+                writer.status_code,
+                writer.body_bytes,
+                (time.monotonic() - started) * 1000,
             )
-        return writer.keep_alive and not worker.stopping.is_set()
+        return writer.keep_alive
 
-    def _run_app(self, environ: dict[str, Any], start: ResponseStart, writer: _BodyWriter) -> None:
+    def _run_app(
+        self, environ: dict[str, Any], start: ResponseStart, writer: ResponseWriter
+    ) -> None:
         result: Iterable[bytes] | None = None
         try:
             result = self.worker.app(environ, start)
-            if type(result) is list and start.content_length is None:
+            if type(result) is list:
                 writer.declare_length(sum(map(len, result)))
             if not (isinstance(result, FileWrapper) and writer.send_file(result)):
                 for data in result:
@@ -187,9 +253,9 @@ class Connection:
                 log.error("application broke a WSGI rule on %s: %s", path, logs.printable(str(exc)))
             else:
                 log.exception("application error on %s %s", environ["REQUEST_METHOD"], path)
-            if start.headers_sent:
+            if writer.headers_sent:
                 raise ClientGone() from None  # mid-body: the only honest signal is to close.
-            writer.keep_alive = False
+            writer.failed = True
             writer.status_code = "500"
             self._send(response.error_response(response.INTERNAL_ERROR))
         finally:
@@ -209,9 +275,8 @@ class Connection:
         while view:
             try:
                 sent = sock.send(view)
-            except TimeoutError:
-                if time.monotonic() >= deadline:
-                    raise ClientGone() from None
+            except BlockingIOError:
+                self._wait(select.POLLOUT, deadline)
                 continue
             except OSError:
                 raise ClientGone() from None
@@ -226,131 +291,18 @@ class Connection:
             try:
                 sent = os.sendfile(out, fd, offset, count)
             except BlockingIOError:
-                sent = 0
+                self._wait(select.POLLOUT, deadline)
+                continue
             except OSError:
                 raise ClientGone() from None
-            if sent:
-                offset += sent
-                count -= sent
-                deadline = time.monotonic() + self.config.socket_timeout
-                continue
-            if time.monotonic() >= deadline:
-                raise ClientGone()
-            select.select([], [out], [], TICK)
+            if not sent:
+                raise ClientGone()  # the file ended early: the Content-Length cannot be met.
+            offset += sent
+            count -= sent
+            deadline = time.monotonic() + self.config.socket_timeout
 
     def _send_quietly(self, data: bytes) -> None:
         try:
             self._send(data)
         except ClientGone:
             pass  # the client left before hearing why; nothing else to do for it.
-
-
-class _BodyWriter:
-    """Frames the application's body (length, chunked or close-delimited); request thread only.
-
-    The head goes out with the first non-empty block (or at ``finish``), so a small response is
-    one ``send``.
-    """
-
-    def __init__(self, conn: Connection, request: Request, start: ResponseStart) -> None:
-        self.conn = conn
-        self.request = request
-        self.start = start
-        self.framing = Framing.NONE
-        self.remaining = 0
-        self.keep_alive = (
-            request.keep_alive and not request.upgrade and conn.config.keepalive_timeout > 0
-            and not (conn.served + 1 >= FAIR_SHARE and conn.worker.clients_waiting())
-        )
-        self.status_code = "-"
-        self.body_bytes = 0
-
-    def _head(self) -> bytes:
-        start, request = self.start, self.request
-        if start.status is None:
-            raise ResponseError("The application sent a body before calling start_response().")
-        self.status_code = start.status[:3]
-        if self.conn.worker.stopping.is_set():
-            self.keep_alive = False  # say so now rather than close under the client's next request
-        self.framing = response.framing(request.method, start.status, request.version, start.content_length)
-        if self.framing is Framing.CLOSE:
-            self.keep_alive = False
-        elif self.framing is Framing.LENGTH:
-            assert start.content_length is not None
-            self.remaining = start.content_length
-        head = response.serialize_head(
-            start.status, start.headers, chunked=self.framing is Framing.CHUNKED,
-            keep_alive=self.keep_alive, version=request.version,
-        )
-        start.headers_sent = True
-        return head
-
-    def write(self, data: bytes) -> None:
-        """Send one block of the body (the head first if it has not gone out yet)."""
-        if type(data) is not bytes:
-            raise ResponseError(f"The application yielded {type(data).__name__}, not bytes.")
-        if self.start.headers_sent:
-            out = b""
-        elif not data:
-            return  # nothing to send yet; the head waits for the first real block.
-        else:
-            out = self._head()
-        framing = self.framing
-        if framing is Framing.LENGTH:
-            if len(data) > self.remaining:
-                log.warning("application sent more than its Content-Length; the rest is dropped")
-                data = data[: self.remaining]
-            self.remaining -= len(data)
-        elif framing is Framing.NONE:
-            data = b""
-        self.body_bytes += len(data)
-        if framing is Framing.CHUNKED and data:
-            data = response.encode_chunk(data)
-        if out or data:
-            self.conn._send(out + data)
-
-    def send_file(self, wrapper: FileWrapper) -> bool:
-        """Send a ``wsgi.file_wrapper`` body with sendfile(2) when that is exact: a regular
-        file and a declared Content-Length. False (nothing sent) means: iterate it instead."""
-        try:
-            fd = wrapper.filelike.fileno()
-            offset = wrapper.filelike.tell()
-        except (AttributeError, OSError, io.UnsupportedOperation):
-            return False
-        start = self.start
-        if start.status is None or start.content_length is None or not os.path.isfile(f"/proc/self/fd/{fd}"):
-            return False
-        size = os.fstat(fd).st_size
-        count = min(start.content_length, max(0, size - offset))
-        self.conn._send(self._head())
-        if self.framing is Framing.LENGTH:
-            self.conn._send_file(fd, offset, count)
-            self.remaining -= count
-            self.body_bytes += count
-        return True
-
-    def declare_length(self, length: int) -> None:
-        """Add Content-Length for a body whose size is known before sending (a list, or empty)."""
-        start = self.start
-        if start.content_length is None and start.status is not None and not start.headers_sent:
-            code = start.status[:3]
-            if code[0] != "1" and code not in ("204", "304"):
-                start.headers = [*start.headers, ("Content-Length", str(length))]
-                start.content_length = length
-
-    def finish(self) -> None:
-        """The application's iterable ended: close the framing (or send a body-less head)."""
-        out = b""
-        if not self.start.headers_sent:
-            if self.start.status is None:
-                raise ResponseError("The application returned without calling start_response().")
-            if self.request.method != "HEAD":
-                self.declare_length(0)  # an empty body: say so instead of chunking nothing.
-            out = self._head()
-        if self.framing is Framing.CHUNKED:
-            out += response.LAST_CHUNK
-        elif self.framing is Framing.LENGTH and self.remaining:
-            log.warning("application sent %d bytes less than its Content-Length; closing", self.remaining)
-            self.keep_alive = False
-        if out:
-            self.conn._send(out)

@@ -55,6 +55,11 @@ class ExpectationFailed(HTTPError):
     reason = "Expectation Failed"
 
 
+class URITooLong(HTTPError):
+    status = 414
+    reason = "URI Too Long"
+
+
 class HeadersTooLarge(HTTPError):
     status = 431
     reason = "Request Header Fields Too Large"

@@ -19,7 +19,9 @@ LOGGER_NAME = "server"
 ACCESS_LOGGER_NAME = "server.access"
 
 LISTENING = "listening on http://{host}:{port} (master pid: {pid})"
-LISTENING_RE = re.compile(r"listening on http://(?P<host>[^:\s]+):(?P<port>\d+) \(master pid: (?P<pid>\d+)\)")
+LISTENING_RE = re.compile(
+    r"listening on http://(?P<host>[^:\s]+):(?P<port>\d+) \(master pid: (?P<pid>\d+)\)"
+)
 
 SPAWNED = "spawned worker {index} (pid: {pid}, threads: {threads})"
 SPAWNED_RE = re.compile(r"spawned worker (?P<index>\d+) \(pid: (?P<pid>\d+), threads: \d+\)")
@@ -51,9 +53,7 @@ def setup(access_log: bool) -> None:
     Runs in the master before any fork; workers inherit the handlers.
     """
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s [%(process)d] [%(levelname)s] %(message)s")
-    )
+    handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] [%(levelname)s] %(message)s"))
     logger = logging.getLogger(LOGGER_NAME)
     logger.handlers[:] = [handler]
     logger.setLevel(logging.INFO)

@@ -27,12 +27,10 @@ import random
 import select
 import signal
 import socket
-import struct
 import time
 
 from . import app_loader, logs
-from .config import Config
-from .connection import TICK
+from .config import MASTER_TICK, Config
 from .errors import AppLoadError
 from .worker import FORK_BLOCKED_SIGNALS, READY_MESSAGE, WORKER_BOOT_ERROR, Worker, child_main
 from .wsgi import WSGIApp
@@ -41,19 +39,19 @@ log = logs.get()
 
 # Exit statuses of the master.
 EXIT_OK = 0
-EXIT_CONFIG = 2          # refused settings (raised by server.config before anything starts)
-EXIT_BOOT_FAILED = 3     # workers kept dying before they were ready
-EXIT_APP_LOAD = 4        # the application could not be imported in the master
-EXIT_BIND = 5            # the listening socket could not be created
+EXIT_CONFIG = 2  # refused settings (raised by server.config before anything starts)
+EXIT_BOOT_FAILED = 3  # workers kept dying before they were ready
+EXIT_APP_LOAD = 4  # the application could not be imported in the master
+EXIT_BIND = 5  # the listening socket could not be created
 
 BOOT_FAILURE_LIMIT = 3
-LOOP_TICK = 0.5
 _SIGNALS = ("TERM", "INT", "QUIT", "HUP", "TTIN", "TTOU", "CHLD")
 _SIGNAL_QUEUE_MAX = 16
 
 
 def create_listener(config: Config) -> socket.socket:
-    """The listening socket every worker accept()s on: blocking, with an SO_RCVTIMEO tick."""
+    """The listening socket every worker accept()s on: non-blocking, each worker's cores wait
+    for it in their dispatcher's epoll set (one core woken per connection per worker)."""
     family, kind, proto, _, address = socket.getaddrinfo(
         config.host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
@@ -62,9 +60,7 @@ def create_listener(config: Config) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
         sock.listen(config.backlog)
-        seconds = int(TICK)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
-                        struct.pack("ll", seconds, int((TICK - seconds) * 1e6)))
+        sock.setblocking(False)  # cores wait in epoll (server.dispatch); accept() never blocks
     except BaseException:
         sock.close()
         raise
@@ -80,8 +76,8 @@ class Master:
         self.app: WSGIApp | None = None
         self.listener: socket.socket | None = None
         self.workers: dict[int, Worker] = {}
-        self.retiring: set[int] = set()      # pids told to stop (reload, TTOU, harakiri)
-        self.reload_old: set[int] = set()    # pids to retire once their replacements are ready
+        self.retiring: set[int] = set()  # pids told to stop (reload, TTOU, harakiri)
+        self.reload_old: set[int] = set()  # pids to retire once their replacements are ready
         self.stopping = False
         self.stop_deadline = 0.0
         self.exit_status = EXIT_OK
@@ -140,7 +136,7 @@ class Master:
 
     def _loop(self) -> int:
         while True:
-            self._wait(LOOP_TICK)
+            self._wait(MASTER_TICK)
             while self._signal_queue:
                 signum = self._signal_queue.pop(0)
                 getattr(self, "handle_" + signal.Signals(signum).name[3:].lower())()
@@ -152,8 +148,11 @@ class Master:
                     return self.exit_status
                 if time.monotonic() >= self.stop_deadline:
                     for pid in self.workers:
-                        log.warning("worker %d (pid: %d) outlived the graceful timeout; killing it",
-                                    self.workers[pid].index, pid)
+                        log.warning(
+                            "worker %d (pid: %d) outlived the graceful timeout; killing it",
+                            self.workers[pid].index,
+                            pid,
+                        )
                         _kill(pid, signal.SIGKILL)
                     self.stop_deadline = float("inf")
                 continue
@@ -193,7 +192,11 @@ class Master:
 
     def _active(self) -> list[Worker]:
         """Workers that count towards the target (not told to stop, not awaiting retirement)."""
-        return [w for pid, w in self.workers.items() if pid not in self.retiring and pid not in self.reload_old]
+        return [
+            w
+            for pid, w in self.workers.items()
+            if pid not in self.retiring and pid not in self.reload_old
+        ]
 
     def _reap(self) -> None:
         while True:
@@ -215,7 +218,11 @@ class Master:
                 how = f"exited with status {os.waitstatus_to_exitcode(status)}"
             log.info(logs.WORKER_EXITED.format(index=worker.index, pid=pid, how=how))
             if not worker.ready and not self.stopping:
-                self._boot_failed(worker, how, os.WIFEXITED(status) and os.WEXITSTATUS(status) == WORKER_BOOT_ERROR)
+                self._boot_failed(
+                    worker,
+                    how,
+                    os.WIFEXITED(status) and os.WEXITSTATUS(status) == WORKER_BOOT_ERROR,
+                )
 
     def _boot_failed(self, worker: Worker, how: str, boot_error: bool) -> None:
         self.boot_failures += 1
@@ -223,12 +230,15 @@ class Master:
             log.error(
                 "worker %d died before it was ready %d times in a row (last: %s%s); "
                 "stopping the server rather than respawning it forever",
-                worker.index, self.boot_failures, how, ", could not load the app" if boot_error else "",
+                worker.index,
+                self.boot_failures,
+                how,
+                ", could not load the app" if boot_error else "",
             )
             self.exit_status = EXIT_BOOT_FAILED
             self._begin_stop()
             return
-        self.next_spawn_at = time.monotonic() + min(2.0, 0.25 * 2 ** self.boot_failures)
+        self.next_spawn_at = time.monotonic() + min(2.0, 0.25 * 2**self.boot_failures)
 
     def _manage_workers(self) -> None:
         active = self._active()
@@ -239,13 +249,15 @@ class Master:
                 used.add(index)
                 self._spawn(index)
         elif len(active) > self.target:
-            extra = sorted(active, key=lambda w: w.index)[self.target:]
+            extra = sorted(active, key=lambda w: w.index)[self.target :]
             self._retire({w.pid for w in extra})
 
     def _spawn(self, index: int) -> None:
         config = self.config
         assert self.listener is not None
-        limit = config.max_requests + (random.randint(0, config.max_requests_jitter) if config.max_requests else 0)
+        limit = config.max_requests + (
+            random.randint(0, config.max_requests_jitter) if config.max_requests else 0
+        )
         worker = Worker(index, config, self.listener, self.app, self._ready_w, limit)
         # Signals stay blocked across the fork: one sent to the new worker before it installed
         # its own handlers waits for them instead of landing in the master's handler copy.
@@ -275,7 +287,12 @@ class Master:
             for slot, elapsed, label in worker.scoreboard.overdue(limit):
                 log.error(
                     "harakiri: worker %d (pid: %d) thread %d ran %s for %.1f s (limit %s s); killing the worker",
-                    worker.index, pid, slot, logs.printable(label), elapsed, limit,
+                    worker.index,
+                    pid,
+                    slot,
+                    logs.printable(label),
+                    elapsed,
+                    limit,
                 )
                 self.retiring.add(pid)
                 _kill(pid, signal.SIGKILL)

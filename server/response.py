@@ -13,6 +13,7 @@ from enum import Enum
 
 from . import __version__
 from .errors import HTTPError
+from .parser import Request
 
 SERVER_HEADER = f"Server: safeclients-server/{__version__}\r\n"
 
@@ -31,10 +32,10 @@ def date_header() -> str:
 
 
 class Framing(Enum):
-    LENGTH = "length"      # the application's Content-Length
-    CHUNKED = "chunked"    # Transfer-Encoding: chunked (HTTP/1.1)
-    CLOSE = "close"        # body delimited by closing the connection (HTTP/1.0, no length)
-    NONE = "none"          # no body: HEAD, 1xx, 204, 304
+    LENGTH = "length"  # the application's Content-Length
+    CHUNKED = "chunked"  # Transfer-Encoding: chunked (HTTP/1.1)
+    CLOSE = "close"  # body delimited by closing the connection (HTTP/1.0, no length)
+    NONE = "none"  # no body: HEAD, 1xx, 204, 304
 
 
 def framing(method: str, status: str, version: str, content_length: int | None) -> Framing:
@@ -46,6 +47,33 @@ def framing(method: str, status: str, version: str, content_length: int | None) 
     if version == "1.1":
         return Framing.CHUNKED
     return Framing.CLOSE
+
+
+def keep_alive(
+    request: Request,
+    *,
+    enabled: bool,
+    stopping: bool,
+    framing: Framing,
+    failed: bool,
+    body_short: bool,
+) -> bool:
+    """Whether a connection stays open after this response: the one place that decides.
+
+    It closes when the client asked to (``Connection: close``, HTTP/1.0 without keep-alive),
+    after an Upgrade/CONNECT request, when keep-alive is off (``--keepalive-timeout 0``), when
+    the worker is stopping, when the body is delimited by the close (HTTP/1.0, no length), when
+    the application failed or sent less than its Content-Length.
+    """
+    return (
+        request.keep_alive
+        and not request.upgrade
+        and enabled
+        and not stopping
+        and framing is not Framing.CLOSE
+        and not failed
+        and not body_short
+    )
 
 
 def serialize_head(
@@ -78,7 +106,9 @@ def error_response(status_line: str, message: str = "") -> bytes:
     head = serialize_head(
         status_line,
         [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
-        chunked=False, keep_alive=False, version="1.1",
+        chunked=False,
+        keep_alive=False,
+        version="1.1",
     )
     return head + body
 

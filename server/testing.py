@@ -46,10 +46,16 @@ class ServerProcess:
     ) -> None:
         self.app = app
         self.command = [
-            sys.executable, "-m", "server", app,
-            "--bind", "127.0.0.1:0",
-            "--workers", str(workers),
-            "--threads", str(threads),
+            sys.executable,
+            "-m",
+            "server",
+            app,
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
             *args,
         ]
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -71,11 +77,18 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         """Start the child and wait until its master reports every worker ready."""
         self._proc = subprocess.Popen(
-            self.command, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            self.command,
+            cwd=self.cwd,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.pid = self._proc.pid
-        self._reader = threading.Thread(target=self._read_output, name="server-log-reader", daemon=True)
+        self._reader = threading.Thread(
+            target=self._read_output, name="server-log-reader", daemon=True
+        )
         self._reader.start()
         try:
             listening = self.wait_for_log(logs.LISTENING_RE, timeout=self.ready_timeout)
@@ -122,7 +135,9 @@ class ServerProcess:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.stop()

@@ -1,64 +1,92 @@
-"""A worker process: M request threads accept()ing on the shared socket; the main thread
-handles signals and supervision.
+"""A worker process: M cores, each a request loop; core 0 runs on the worker's main thread.
+
+As uWSGI's ``uwsgi_loop_cores_run()`` does, the worker starts cores 1..M-1 as threads and runs
+core 0 itself, on its main thread: the thread forked from the master, which still holds every
+``threading.local`` value the master set while importing the app. So about one request in M runs
+on the main thread, exactly as under uWSGI, and an app whose hand-written ``threading.local``
+"fix" was touched at import time shows the same failure here as in production.
 
 Which code runs where:
 
 * ``Worker.__init__`` runs in the **master, before the fork**; it only stores references and
   touches nothing process-wide (gunicorn's rule).
-* ``Worker.run`` runs in the **child, after the fork**, on its main thread: it installs the
-  worker's signal handling, imports the app under ``--lazy-apps``, starts the request threads,
-  reports ready to the master, then waits for a reason to stop (a signal, ``--max-requests``
-  reached, the master gone) and drains.
-* ``_accept_loop`` and everything under it run in **request threads**, which block every signal
-  (as uWSGI's cores do), so signals always land on the main thread.
+* ``Worker.run`` runs in the **child, after the fork**, on its **main thread**: it installs the
+  worker's signal handling, imports the app under ``--lazy-apps``, starts cores 1..M-1, reports
+  ready to the master, then runs core 0 (``_core_loop(0)``), and finally drains.
+* ``_core_loop`` runs on **every core**: the main thread (core 0) and the request threads
+  (cores 1..M-1). Request threads block every signal (as uWSGI's cores do), so signals always
+  land on the main thread; Python runs the (empty) handler there between bytecodes or on EINTR,
+  and the C-level handler writes the signal number to the wakeup pipe at once, even while core 0
+  is inside the application. The wakeup pipe is in the dispatcher's epoll set, so any free core
+  reads it and sets the stop flag; a core busy with a request sees the flag when it finishes.
+* Each core, between pieces of work, also sweeps expired parked connections and checks that
+  the master is still its parent (within a ``TICK``).
 
-The listening socket is blocking with ``SO_RCVTIMEO`` set, so an idle ``accept()`` returns every
-``TICK`` to look at the stop flag while the kernel still wakes exactly one waiting thread per
-connection (no thundering herd, which a Python-level timeout would cause).
+Work comes from the worker's :class:`~server.dispatch.Dispatcher` (accept on the shared socket,
+or a parked keep-alive connection that became readable); see :mod:`server.dispatch`.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import select
 import signal
 import socket
 import struct
 import sys
 import threading
+import time
 
 from . import app_loader, logs
-from .config import Config
-from .connection import Connection
+from .config import TICK, WORKER_EXTRA_DRAIN, Config
+from .connection import PARK, Connection
+from .dispatch import Dispatcher
 from .scoreboard import Scoreboard
 from .wsgi import WSGIApp, base_environ
 
 log = logs.get()
 
 # Exit statuses of a worker, read by the master.
-WORKER_OK = 0            # stopped on request (signal, max-requests, master gone)
-WORKER_BOOT_ERROR = 3    # could not start (app import failed under --lazy-apps)
+WORKER_OK = 0  # stopped on request (signal, max-requests, master gone)
+WORKER_BOOT_ERROR = 3  # could not start (app import failed under --lazy-apps)
 WORKER_STOP_TIMEOUT = 4  # in-flight requests outlived --graceful-timeout
 
-READY_MESSAGE = struct.Struct("=i")
-_TCPI_UNACKED = struct.Struct("=I")  # tcp_info.tcpi_unacked: a listener's accept-queue length  # the worker's pid, written to the master's ready pipe
+READY_MESSAGE = struct.Struct("=i")  # the worker's pid, written to the master's ready pipe
 
 # Blocked by the master around fork(); the child unblocks them after installing its handlers.
-FORK_BLOCKED_SIGNALS = frozenset({
-    signal.SIGTERM, signal.SIGQUIT, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU,
-    signal.SIGCHLD, signal.SIGUSR1,
-})
+FORK_BLOCKED_SIGNALS = frozenset(
+    {
+        signal.SIGTERM,
+        signal.SIGQUIT,
+        signal.SIGINT,
+        signal.SIGHUP,
+        signal.SIGTTIN,
+        signal.SIGTTOU,
+        signal.SIGCHLD,
+        signal.SIGUSR1,
+    }
+)
 
-_TRANSIENT_ACCEPT_ERRORS = {errno.ECONNABORTED, errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+_TRANSIENT_ACCEPT_ERRORS = {
+    errno.ECONNABORTED,
+    errno.EMFILE,
+    errno.ENFILE,
+    errno.ENOBUFS,
+    errno.ENOMEM,
+}
 
 
 class Worker:
     """One worker; built in the master, run in the forked child (see module docstring)."""
 
     def __init__(
-        self, index: int, config: Config, listener: socket.socket, app: WSGIApp | None,
-        ready_fd: int, max_requests: int,
+        self,
+        index: int,
+        config: Config,
+        listener: socket.socket,
+        app: WSGIApp | None,
+        ready_fd: int,
+        max_requests: int,
     ) -> None:
         self.index = index
         self.config = config
@@ -76,6 +104,7 @@ class Worker:
         self._requests_lock = threading.Lock()
         self.requests_served = 0
         self._wake_r = self._wake_w = -1
+        self._dispatcher: Dispatcher  # built in the child, in run()
 
     # -- child, main thread ----------------------------------------------------------------
 
@@ -86,20 +115,21 @@ class Worker:
             try:
                 self.app = app_loader.load(self.config.app)
             except Exception:
-                log.exception("worker %d (pid: %d) could not load the application", self.index, os.getpid())
+                log.exception(
+                    "worker %d (pid: %d) could not load the application", self.index, os.getpid()
+                )
                 return WORKER_BOOT_ERROR
+        self._dispatcher = Dispatcher(self.listener, self._wake_r)
         threads = [
-            threading.Thread(target=self._accept_loop, args=(slot,), name=f"request-{slot}", daemon=True)
-            for slot in range(self.config.threads)
+            threading.Thread(
+                target=self._request_thread, args=(core,), name=f"core-{core}", daemon=True
+            )
+            for core in range(1, self.config.threads)
         ]
         for thread in threads:
             thread.start()
         os.write(self.ready_fd, READY_MESSAGE.pack(os.getpid()))
-        while not self.stopping.is_set():
-            self._wait_for_signal(timeout=1.0)
-            if os.getppid() != self.master_pid:
-                log.warning("worker %d (pid: %d): the master is gone; stopping", self.index, os.getpid())
-                self.stopping.set()
+        self._core_loop(0)  # core 0: the main thread serves requests too, as in uWSGI.
         return self._drain(threads)
 
     def _init_signals(self) -> None:
@@ -115,65 +145,109 @@ class Worker:
             signal.signal(sig, _note_signal)  # no work in the handler: the wakeup fd carries it.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, FORK_BLOCKED_SIGNALS)
 
-    def _wait_for_signal(self, timeout: float) -> None:
-        readable, _, _ = select.select([self._wake_r], [], [], timeout)
-        if not readable:
-            return
+    def _read_wakeup(self) -> None:
+        """The wakeup pipe is readable: act on the signals in it (any core)."""
         try:
             received = os.read(self._wake_r, 64)
         except BlockingIOError:
-            return
+            return  # another core read it first.
         for signum in received:
             if signum in (signal.SIGTERM, signal.SIGQUIT):
-                log.info("worker %d (pid: %d) stopping on %s", self.index, os.getpid(), signal.Signals(signum).name)
-                self.stopping.set()
+                log.info(
+                    "worker %d (pid: %d) stopping on %s",
+                    self.index,
+                    os.getpid(),
+                    signal.Signals(signum).name,
+                )
+                self._stop()
+
+    def _stop(self) -> None:
+        """Set the stop flag and keep the wakeup pipe readable, so every free core wakes."""
+        self.stopping.set()
+        try:
+            os.write(self._wake_w, b"\0")
+        except BlockingIOError:
+            pass  # the pipe is full: every core is being woken anyway.
 
     def _drain(self, threads: list[threading.Thread]) -> int:
-        """Let in-flight requests finish within the graceful timeout; threads in accept()
-        notice the stop flag within one tick."""
-        deadline = self.config.graceful_timeout + 2.0
+        """Main thread, after core 0 stopped: let in-flight requests on the other cores finish
+        within the graceful timeout (free cores notice the stop flag at once), then close the
+        parked idle connections."""
+        deadline = time.monotonic() + self.config.graceful_timeout + WORKER_EXTRA_DRAIN
         for thread in threads:
-            thread.join(max(0.0, deadline))
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._serve_last_connections(min(deadline, time.monotonic() + self.config.header_timeout))
         busy = sum(thread.is_alive() for thread in threads)
+        self._dispatcher.close_parked()
         if busy:
-            log.warning("worker %d (pid: %d): %d request(s) still running after the graceful timeout",
-                        self.index, os.getpid(), busy)
+            log.warning(
+                "worker %d (pid: %d): %d request(s) still running after the graceful timeout",
+                self.index,
+                os.getpid(),
+                busy,
+            )
             return WORKER_STOP_TIMEOUT
         return WORKER_OK
 
-    # -- child, request threads -----------------------------------------------------------
+    def _serve_last_connections(self, deadline: float) -> None:
+        """Main thread, stopping: accepted connections whose first request had not arrived
+        when the cores stopped are still answered (with ``Connection: close``), until
+        ``deadline``; idle kept-alive ones are closed."""
+        dispatcher = self._dispatcher
+        dispatcher.stop_accepting()
+        while dispatcher.close_kept_alive() and (left := deadline - time.monotonic()) > 0:
+            work = dispatcher.next(min(left, TICK))
+            if isinstance(work, Connection):
+                self._serve(work, 0)
+            dispatcher.sweep()
 
-    def _accept_loop(self, slot: int) -> None:
+    # -- child, every core (main thread = core 0, request threads = cores 1..M-1) ---------
+
+    def _request_thread(self, core: int) -> None:
         signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
-        listener, stopping = self.listener, self.stopping
+        self._core_loop(core)
+
+    def _core_loop(self, core: int) -> None:
+        """One core's request loop: take the next piece of work, serve it, until stopping."""
+        dispatcher, stopping = self._dispatcher, self.stopping
         while not stopping.is_set():
             try:
-                sock, remote = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                continue  # SO_RCVTIMEO tick: look at the stop flag again.
+                work = dispatcher.next()
             except OSError as exc:
                 if exc.errno not in _TRANSIENT_ACCEPT_ERRORS:
                     raise
                 log.warning("accept() failed: %s; backing off", exc)
                 stopping.wait(0.5)
                 continue
-            try:
-                Connection(sock, remote[:2], self, slot).serve()
-            except Exception:  # a bug of ours on one connection must not take the thread down.
-                log.exception("internal error while serving %s", remote[0])
+            if isinstance(work, str):  # WAKE
+                self._read_wakeup()
+            elif isinstance(work, Connection):
+                self._serve(work, core)
+            elif work is not None:
+                self._serve(Connection(work[0], work[1], self), core)
+            dispatcher.sweep()
+            if core == 0 or work is None:
+                self._check_master()
 
-    def clients_waiting(self) -> bool:
-        """True if connections wait in the listening socket's accept queue (any thread).
-
-        Linux reports a listener's queue length in ``tcp_info.tcpi_unacked``. A waiting
-        connection means every request thread of every worker is busy; the connection loop
-        then stops holding idle keep-alive connections (see :mod:`server.connection`).
-        """
+    def _serve(self, conn: Connection, core: int) -> None:
         try:
-            info = self.listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 32)
-        except OSError:
-            return False
-        return len(info) >= 28 and _TCPI_UNACKED.unpack_from(info, 24)[0] > 0
+            outcome = conn.serve(core)
+        except Exception:  # a bug of ours on one connection must not take the core down.
+            log.exception("internal error while serving %s", conn.remote[0])
+            conn.close()
+            return
+        if outcome is PARK:
+            if self.stopping.is_set() and conn.served:
+                conn.close()  # idle kept-alive while stopping: done with it
+            else:
+                self._dispatcher.park(conn)  # fresh: its first request is owed an answer
+
+    def _check_master(self) -> None:
+        if not self.stopping.is_set() and os.getppid() != self.master_pid:
+            log.warning(
+                "worker %d (pid: %d): the master is gone; stopping", self.index, os.getpid()
+            )
+            self._stop()
 
     def request_started(self) -> None:
         """Count a request; at ``--max-requests`` start a graceful recycle (request thread).
@@ -186,12 +260,10 @@ class Worker:
             self.requests_served += 1
             served = self.requests_served
         if served == self.max_requests:
-            log.info("worker %d (pid: %d) served %d requests; recycling", self.index, os.getpid(), served)
-            self.stopping.set()
-            try:
-                os.write(self._wake_w, b"\0")
-            except BlockingIOError:
-                pass  # the pipe is full: the main thread is being woken anyway.
+            log.info(
+                "worker %d (pid: %d) served %d requests; recycling", self.index, os.getpid(), served
+            )
+            self._stop()
 
 
 def _note_signal(signum: int, frame: object) -> None:

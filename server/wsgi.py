@@ -18,7 +18,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, Protocol
 from urllib.parse import unquote_to_bytes
 
 from .errors import ResponseError
@@ -28,10 +28,19 @@ ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 OptExcInfo = ExcInfo | tuple[None, None, None]  # what sys.exc_info() returns
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
 
-HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-    "trailers", "transfer-encoding", "upgrade",
-})
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _BAD_VALUE = re.compile("[\x00\r\n\u0100-\U0010ffff]")  # CR/LF/NUL, or not latin-1
 _STATUS = re.compile(r"[1-9]\d\d [^\x00-\x1f\x7f]*\Z")
@@ -93,22 +102,19 @@ def base_environ(server_name: str, server_port: int) -> dict[str, Any]:
     }
 
 
-def build_environ(request: Request, base: dict[str, Any], remote: tuple[str, int]) -> dict[str, Any]:
-    """The environ for ``request``: PATH_INFO percent-decoded then read as latin-1 (PEP 3333)."""
+def build_environ(
+    request: Request, base: dict[str, Any], remote: tuple[str, int]
+) -> dict[str, Any]:
+    """The environ for ``request``: PATH_INFO percent-decoded then read as latin-1 (PEP 3333),
+    never with the fragment; for the absolute-form, HTTP_HOST is the target's authority."""
     environ = base.copy()
-    target = request.target
-    if target[:1] != b"/" and target != b"*":
-        # absolute-form (GET http://host/path): keep only the path and query.
-        _, _, rest = target.partition(b"://")
-        slash = rest.find(b"/")
-        target = rest[slash:] if slash >= 0 else b"/"
-    path, _, query = target.partition(b"?")
-    path = path.partition(b"#")[0]
+    parts = request.parts  # path and query, the fragment dropped (server.http11.split_target)
+    path = parts.path
     if b"%" in path:
         path = unquote_to_bytes(path)
     environ["REQUEST_METHOD"] = request.method
     environ["PATH_INFO"] = path.decode("latin-1")
-    environ["QUERY_STRING"] = query.decode("latin-1")
+    environ["QUERY_STRING"] = parts.query.decode("latin-1")
     environ["SERVER_PROTOCOL"] = "HTTP/" + request.version
     environ["REMOTE_ADDR"] = remote[0]
     environ["REMOTE_PORT"] = str(remote[1])
@@ -125,25 +131,39 @@ def build_environ(request: Request, base: dict[str, Any], remote: tuple[str, int
             chunked = True
     if chunked:
         environ["CONTENT_LENGTH"] = str(len(request.body))
+    if parts.authority is not None:
+        environ["HTTP_HOST"] = parts.authority.decode("latin-1")  # absolute-form: RFC 9112 §3.2.2
     environ["wsgi.input"] = io.BytesIO(request.body)
     return environ
+
+
+class BodySink(Protocol):
+    """Where the legacy ``write()`` sends the body (:class:`server.writer.ResponseWriter`)."""
+
+    @property
+    def headers_sent(self) -> bool: ...
+
+    def write(self, data: bytes) -> None: ...
 
 
 class ResponseStart:
     """What the application passed to ``start_response``; one per request.
 
-    ``headers_sent`` is set by the connection once the head went out; from then on a call with
-    ``exc_info`` re-raises, as PEP 3333 asks.
+    It only records and validates; the response writer (its ``sink``) reads it and never edits
+    it. Once the sink has sent the head, a call with ``exc_info`` re-raises, as PEP 3333 asks.
     """
 
-    __slots__ = ("status", "headers", "content_length", "headers_sent", "write_hook")
+    __slots__ = ("status", "headers", "content_length", "sink")
 
     def __init__(self) -> None:
         self.status: str | None = None
         self.headers: list[tuple[str, str]] = []
         self.content_length: int | None = None
-        self.headers_sent = False
-        self.write_hook: Callable[[bytes], None] | None = None
+        self.sink: BodySink | None = None
+
+    @property
+    def headers_sent(self) -> bool:
+        return self.sink is not None and self.sink.headers_sent
 
     def __call__(
         self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
@@ -163,15 +183,17 @@ class ResponseStart:
 
     def _write(self, data: bytes) -> None:
         """The legacy ``write()`` callable: sends ``data`` at once, the head first if needed."""
-        if self.write_hook is None:
+        if self.sink is None:
             raise ResponseError("write() was called outside the application call.")
-        self.write_hook(data)
+        self.sink.write(data)
 
     def _check(self, status: str, headers: list[tuple[str, str]]) -> None:
         if type(status) is not str or not _STATUS.match(status):
             raise ResponseError(f"Status {status!r} is not a str like '200 OK'.")
         if type(headers) is not list:
-            raise ResponseError(f"Headers must be a list of (name, value) tuples, not {type(headers).__name__}.")
+            raise ResponseError(
+                f"Headers must be a list of (name, value) tuples, not {type(headers).__name__}."
+            )
         content_length = None
         for item in headers:
             if type(item) is not tuple or len(item) != 2:
@@ -180,10 +202,14 @@ class ResponseStart:
             if type(name) is not str or not _TOKEN.match(name):
                 raise ResponseError(f"Header name {name!r} is not a token.")
             if type(value) is not str or _BAD_VALUE.search(value):
-                raise ResponseError(f"Header {name} has a value {value!r} with CR, LF, NUL or a non-latin-1 character (header injection?).")
+                raise ResponseError(
+                    f"Header {name} has a value {value!r} with CR, LF, NUL or a non-latin-1 character (header injection?)."
+                )
             lower = name.lower()
             if lower in HOP_BY_HOP:
-                raise ResponseError(f"Hop-by-hop header {name!r} is the server's business (PEP 3333).")
+                raise ResponseError(
+                    f"Hop-by-hop header {name!r} is the server's business (PEP 3333)."
+                )
             if lower == "content-length":
                 if not value.isdigit():
                     raise ResponseError(f"Content-Length {value!r} is not a number.")

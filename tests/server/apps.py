@@ -52,7 +52,9 @@ def _echo(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         "multiprocess": environ["wsgi.multiprocess"],
     }
     data = json.dumps(payload).encode()
-    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    start_response(
+        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+    )
     return [data]
 
 
@@ -69,7 +71,8 @@ def _router(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
 
 def _slow(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     seconds = float(environ["QUERY_STRING"].partition("=")[2] or "2")
-    _say(f"slow request started in pid {os.getpid()}")  # tests wait for this line
+    main = threading.current_thread() is threading.main_thread()
+    _say(f"slow request started in pid {os.getpid()} (main thread: {main})")  # tests wait for this
     time.sleep(seconds)  # the request's own work, not synchronisation: it simulates a slow app
     body = f"slept {seconds}\n".encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
@@ -98,8 +101,11 @@ def _hop(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
 
 
 def _file(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(__doc__ or "")))])
+    start_response(
+        "200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(__doc__ or "")))]
+    )
     import io
+
     return environ["wsgi.file_wrapper"](io.BytesIO((__doc__ or "").encode()), 7)  # type: ignore[no-any-return]
 
 
@@ -113,6 +119,22 @@ def _sendfile(environ: Environ, start_response: StartResponse) -> Iterable[bytes
 def _pid(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     body = str(os.getpid()).encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _thread(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    """Which thread serves this request: the worker's main thread (core 0) or another core."""
+    current = threading.current_thread()
+    body = json.dumps(
+        {
+            "pid": os.getpid(),
+            "main": current is threading.main_thread(),
+            "name": current.name,
+        }
+    ).encode()
+    start_response(
+        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
     return [body]
 
 
@@ -137,6 +159,7 @@ def _midfail(environ: Environ, start_response: StartResponse) -> Iterable[bytes]
 
 ROUTES: dict[str, Callable[[Environ, StartResponse], Iterable[bytes]]] = {
     "/slow": _slow,
+    "/thread": _thread,
     "/stream": _stream,
     "/boom": _boom,
     "/inject": _inject,

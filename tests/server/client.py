@@ -53,7 +53,9 @@ class Client:
     def _read_exact(self, n: int) -> bytes:
         while len(self.buffer) < n:
             if not self._fill():
-                raise ConnectionError(f"connection closed with {len(self.buffer)} of {n} body bytes")
+                raise ConnectionError(
+                    f"connection closed with {len(self.buffer)} of {n} body bytes"
+                )
         data, self.buffer = self.buffer[:n], self.buffer[n:]
         return data
 
@@ -106,12 +108,16 @@ class Client:
             return False
 
 
-def get(host: str, port: int, path: str = "/hello", *, retries: int = 0, timeout: float = 10.0) -> Response:
+def get(
+    host: str, port: int, path: str = "/hello", *, retries: int = 0, timeout: float = 10.0
+) -> Response:
     """One GET on a fresh connection; retry (idempotent) on connection errors, as a client would."""
     for attempt in range(retries + 1):
         try:
             with Client(host, port, timeout) as client:
-                client.send(f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode())
+                client.send(
+                    f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode()
+                )
                 response = client.read_response()
             if response is not None:
                 return response

@@ -9,9 +9,21 @@ import pytest
 from server.testing import ServerProcess
 
 LIVE_ARGS = [
-    "--header-timeout", "1.5", "--keepalive-timeout", "2", "--socket-timeout", "5",
-    "--max-body", "100000", "--max-header-bytes", "8192", "--max-headers", "50",
-    "--access-log", "--graceful-timeout", "5",
+    "--header-timeout",
+    "1.5",
+    "--keepalive-timeout",
+    "2",
+    "--socket-timeout",
+    "5",
+    "--max-body",
+    "100000",
+    "--max-header-bytes",
+    "8192",
+    "--max-headers",
+    "50",
+    "--access-log",
+    "--graceful-timeout",
+    "5",
 ]
 
 

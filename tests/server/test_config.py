@@ -31,18 +31,21 @@ def test_jitter_defaults_to_a_tenth() -> None:
     assert config.parse(["m:app", "--max-requests", "5000"]).max_requests_jitter == 500
 
 
-@pytest.mark.parametrize("argv,fragment", [
-    (["m:app", "--workers", "0"], "positive"),
-    (["m:app", "--threads", "-1"], "positive"),
-    (["m:app", "--bind", "nowhere"], "HOST:PORT"),
-    (["m:app", "--bind", "127.0.0.1:70000"], "outside"),
-    (["m:app", "--unknown-thing"], "Unrecognized"),
-    (["module_without_callable"], "MODULE:CALLABLE"),
-    (["m:app", "--max-requests-jitter", "5"], "needs --max-requests"),
-    (["m:app", "--header-timeout", "0"], "above 0"),
-    (["m:app", "--harakiri", "0.5"], "at least 1"),
-    (["m:app", "--graceful-timeout", "nan"], "seconds"),
-])
+@pytest.mark.parametrize(
+    "argv,fragment",
+    [
+        (["m:app", "--workers", "0"], "positive"),
+        (["m:app", "--threads", "-1"], "positive"),
+        (["m:app", "--bind", "nowhere"], "HOST:PORT"),
+        (["m:app", "--bind", "127.0.0.1:70000"], "outside"),
+        (["m:app", "--unknown-thing"], "Unrecognized"),
+        (["module_without_callable"], "MODULE:CALLABLE"),
+        (["m:app", "--max-requests-jitter", "5"], "needs --max-requests"),
+        (["m:app", "--header-timeout", "0"], "above 0"),
+        (["m:app", "--harakiri", "0.5"], "at least 1"),
+        (["m:app", "--graceful-timeout", "nan"], "seconds"),
+    ],
+)
 def test_refused(argv: list[str], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         config.parse(argv)
@@ -51,7 +54,31 @@ def test_refused(argv: list[str], fragment: str) -> None:
 def test_refusal_before_anything_starts() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "server", "m:app", "--workers", "0"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
     assert "positive integer" in proc.stderr and "listening" not in proc.stderr
+
+
+def test_missing_httptools_is_one_line_naming_the_extra() -> None:
+    """``python -m server`` without httptools: exit 1 with one line saying what to install."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, runpy; sys.modules['httptools'] = None; "
+        "runpy.run_module('server', run_name='__main__')"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=str(__import__("server.testing").testing.REPO_ROOT),
+    )
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'safeclients[server]'" in lines[0], proc.stderr

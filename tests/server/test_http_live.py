@@ -67,8 +67,12 @@ def test_environ_from_a_real_request(live: ServerProcess) -> None:
     assert env["REMOTE_ADDR"] == "127.0.0.1" and env["SERVER_PORT"] == str(live.port)
     assert env["SERVER_PROTOCOL"] == "HTTP/1.1" and env["SCRIPT_NAME"] == ""
     assert data["multithread"] is True and data["multiprocess"] is True
-    assert response.header("server", ).startswith("safeclients-server/")  # type: ignore[union-attr]
-    assert response.header("date", ).endswith("GMT")  # type: ignore[union-attr]
+    assert response.header(
+        "server",
+    ).startswith("safeclients-server/")  # type: ignore[union-attr]
+    assert response.header(
+        "date",
+    ).endswith("GMT")  # type: ignore[union-attr]
 
 
 def test_chunked_upload_in_odd_pieces(live: ServerProcess) -> None:
@@ -76,7 +80,7 @@ def test_chunked_upload_in_odd_pieces(live: ServerProcess) -> None:
     with client(live) as c:
         c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
         for start in range(0, len(body), 999):
-            piece = body[start:start + 999]
+            piece = body[start : start + 999]
             c.send(b"%x\r\n%s\r\n" % (len(piece), piece))
         c.send(b"0\r\n\r\n")
         response = c.read_response()
@@ -125,12 +129,14 @@ def test_head_has_no_body_and_keeps_the_connection(live: ServerProcess) -> None:
         assert head is not None and head.status == 200 and head.header("content-length") == "14"
         c.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
         response = c.read_response()
-        assert response is not None and response.body == b"Hello, world!\n", "no stray body after HEAD"
+        assert response is not None and response.body == b"Hello, world!\n", (
+            "no stray body after HEAD"
+        )
 
 
 def test_connection_close_is_honoured(live: ServerProcess) -> None:
     with client(live) as c:
-        c.send(b"GET /hello HTTP/1.1\r\nConnection: close\r\n\r\n")
+        c.send(b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         response = c.read_response()
         assert response is not None and response.header("connection") == "close"
         assert c.closed_by_server(5)
@@ -138,7 +144,9 @@ def test_connection_close_is_honoured(live: ServerProcess) -> None:
 
 def test_expect_100_continue(live: ServerProcess) -> None:
     with client(live) as c:
-        c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+        c.send(
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"
+        )
         interim = c.read_response()
         assert interim is not None and interim.status == 100
         c.send(b"body")
@@ -147,19 +155,23 @@ def test_expect_100_continue(live: ServerProcess) -> None:
 
 
 def test_expect_100_continue_with_too_large_body_gets_413_first(live: ServerProcess) -> None:
-    response = one(live, b"POST /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 200000\r\n\r\n")
+    response = one(
+        live,
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 200000\r\n\r\n",
+    )
     assert response is not None and response.status == 413
 
 
 def test_file_wrapper(live: ServerProcess) -> None:
     from tests.server import apps
+
     response = get(live.host, live.port, "/file")
     assert response.status == 200 and response.body == (apps.__doc__ or "").encode()
 
 
 def test_idle_keep_alive_closed_after_timeout(live: ServerProcess) -> None:
     with client(live) as c:
-        c.send(b"GET /hello HTTP/1.1\r\n\r\n")
+        c.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
         assert c.read_response() is not None
         started = time.monotonic()
         assert c.closed_by_server(15), "idle connection kept past --keepalive-timeout 2"
@@ -170,20 +182,28 @@ def test_idle_keep_alive_closed_after_timeout(live: ServerProcess) -> None:
 
 BAD = [
     (b"GARBAGE\r\n\r\n", 400),
-    (b"GET / HTTP/1.1\r\nX Y: z\r\n\r\n", 400),
-    (b"GET / HTTP/1.1\r\nX: a\r\n folded\r\n\r\n", 400),
-    (b"GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n", 400),
-    (b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", 400),
-    (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
-    (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
-    (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\nxyz", 501),
-    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nxyz\r\n", 400),
-    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;\x01\r\nabc\r\n", 400),
-    (b"POST / HTTP/1.1\r\nContent-Length: 100001\r\n\r\n", 413),
-    (b"GET / HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n", 431),
-    (b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(60)) + b"\r\n", 431),
-    (b"GET / HTTP/3.0\r\n\r\n", 400),
-    (b"POST / HTTP/1.1\r\nExpect: something\r\nContent-Length: 1\r\n\r\nx", 417),
+    (b"GET / HTTP/1.1\r\nHost: t\r\nX Y: z\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: t\r\nX: a\r\n folded\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: t\r\nX: a\x00b\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: t\r\nX: a\rb\r\n\r\n", 400),
+    (
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    ),
+    (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
+    (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\nxyz", 501),
+    (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nxyz\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3;\x01\r\nabc\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100001\r\n\r\n", 413),
+    (b"GET / HTTP/1.1\r\nHost: t\r\nX: " + b"a" * 9000 + b"\r\n\r\n", 431),
+    (
+        b"GET / HTTP/1.1\r\nHost: t\r\n"
+        + b"".join(b"X-%d: v\r\n" % i for i in range(60))
+        + b"\r\n",
+        431,
+    ),
+    (b"GET / HTTP/3.0\r\n\r\n", 505),
+    (b"POST / HTTP/1.1\r\nHost: t\r\nExpect: something\r\nContent-Length: 1\r\n\r\nx", 417),
 ]
 
 
@@ -200,7 +220,7 @@ def test_bad_input_refused(live: ServerProcess, raw: bytes, status: int) -> None
 
 def test_chunked_body_over_limit_is_413(live: ServerProcess) -> None:
     with client(live) as c:
-        c.send(b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
         try:
             for _ in range(30):
                 c.send(b"1000\r\n" + b"x" * 4096 + b"\r\n")
@@ -216,7 +236,7 @@ def test_chunked_body_over_limit_is_413(live: ServerProcess) -> None:
 
 def test_body_that_stops_early(live: ServerProcess) -> None:
     with client(live) as c:
-        c.send(b"POST /echo HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")
+        c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
         c.sock.shutdown(socket.SHUT_WR)
         assert c.read_response() is None, "half a body is not a request"
     assert_still_serving(live)
@@ -234,7 +254,7 @@ def test_client_disconnecting_mid_response(live: ServerProcess) -> None:
 
 def test_slowloris_is_cut_off(live: ServerProcess) -> None:
     with client(live) as c:
-        c.send(b"GET / HTTP/1.1\r\n")
+        c.send(b"GET / HTTP/1.1\r\nHost: t\r\n")
         started = time.monotonic()
         c.sock.settimeout(0.2)
         cut = False
@@ -280,7 +300,7 @@ def test_app_exception_is_500_without_traceback(live: ServerProcess) -> None:
 def test_header_injection_refused() -> None:
     with ServerProcess("tests.server.apps:router_raw", workers=1, threads=2) as srv:
         with Client(srv.host, srv.port) as c:
-            c.send(b"GET /inject HTTP/1.1\r\n\r\n")
+            c.send(b"GET /inject HTTP/1.1\r\nHost: t\r\n\r\n")
             response = c.read_response()
         assert response is not None and response.status == 500
         assert b"evil" not in response.raw_head and b"should not be sent" not in response.body
@@ -293,25 +313,26 @@ def test_header_injection_refused() -> None:
 def test_file_wrapper_with_sendfile_keeps_the_connection() -> None:
     """Unwrapped app (the validator would hide the file wrapper): the sendfile(2) path."""
     from tests.server import apps
+
     with open(apps.__file__, "rb") as f:
         expected = f.read()
     with ServerProcess("tests.server.apps:router_raw", workers=1, threads=2) as srv:
         with Client(srv.host, srv.port) as c:
             for _ in range(3):
-                c.send(b"GET /sendfile HTTP/1.1\r\n\r\n")
+                c.send(b"GET /sendfile HTTP/1.1\r\nHost: t\r\n\r\n")
                 response = c.read_response()
                 assert response is not None and response.body == expected
-            c.send(b"HEAD /sendfile HTTP/1.1\r\n\r\n")
+            c.send(b"HEAD /sendfile HTTP/1.1\r\nHost: t\r\n\r\n")
             head = c.read_response(head_request=True)
             assert head is not None and head.header("content-length") == str(len(expected))
-            c.send(b"GET /hello HTTP/1.1\r\n\r\n")
+            c.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
             assert c.read_response().body == b"Hello, world!\n"  # type: ignore[union-attr]
 
 
 def test_failure_mid_body_closes_and_calls_close(live: ServerProcess) -> None:
     mark = live.log_position()
     with client(live) as c:
-        c.send(b"GET /midfail HTTP/1.1\r\n\r\n")
+        c.send(b"GET /midfail HTTP/1.1\r\nHost: t\r\n\r\n")
         with pytest.raises(ConnectionError):
             c.read_response()  # chunked body cut short: the connection closes, no fake end
     live.wait_for_log("closing-iterable-closed", after=mark, timeout=10)
@@ -329,5 +350,7 @@ def test_logs_escape_control_characters(live: ServerProcess) -> None:
 def test_access_log_line(live: ServerProcess) -> None:
     mark = live.log_position()
     get(live.host, live.port, "/hello?access=1")
-    line = live.wait_for_log(r'"GET /hello\?access=1 HTTP/1.1" 200 14', after=mark, timeout=10).string
+    line = live.wait_for_log(
+        r'"GET /hello\?access=1 HTTP/1.1" 200 14', after=mark, timeout=10
+    ).string
     assert re.search(r"\d+\.\dms", line)

@@ -14,7 +14,7 @@ LIMITS = dict(max_header_bytes=1024, max_headers=10, max_body=100)
 
 def parse_all(data: bytes, *, split: int | None = None, **limits: int) -> list[Request]:
     parser = RequestParser(**{**LIMITS, **limits})
-    pieces = [data] if split is None else [data[i:i + split] for i in range(0, len(data), split)]
+    pieces = [data] if split is None else [data[i : i + split] for i in range(0, len(data), split)]
     out = []
     for piece in pieces:
         parser.feed(piece)
@@ -27,19 +27,80 @@ VALID = [
     # (id, raw request, method, target, version, keep_alive, body)
     ("get", b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n", "GET", b"/a?b=1", "1.1", True, b""),
     ("http10", b"GET / HTTP/1.0\r\n\r\n", "GET", b"/", "1.0", False, b""),
-    ("http10-keepalive", b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", "GET", b"/", "1.0", True, b""),
-    ("close", b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", "GET", b"/", "1.1", False, b""),
-    ("content-length", b"POST /p HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", "POST", b"/p", "1.1", True, b"hello"),
-    ("chunked", b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
-     "POST", b"/", "1.1", True, b"abcde"),
-    ("chunk-extension", b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\n\r\n",
-     "POST", b"/", "1.1", True, b"abc"),
-    ("trailer", b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\nX-T: 1\r\n\r\n",
-     "POST", b"/", "1.1", True, b"a"),
-    ("absolute-form", b"GET http://h:1/p?q HTTP/1.1\r\n\r\n", "GET", b"http://h:1/p?q", "1.1", True, b""),
-    ("asterisk", b"OPTIONS * HTTP/1.1\r\n\r\n", "OPTIONS", b"*", "1.1", True, b""),
-    ("head", b"HEAD / HTTP/1.1\r\n\r\n", "HEAD", b"/", "1.1", True, b""),
-    ("body-at-limit", b"PUT / HTTP/1.1\r\nContent-Length: 100\r\n\r\n" + b"x" * 100, "PUT", b"/", "1.1", True, b"x" * 100),
+    (
+        "http10-keepalive",
+        b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        "GET",
+        b"/",
+        "1.0",
+        True,
+        b"",
+    ),
+    (
+        "close",
+        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET",
+        b"/",
+        "1.1",
+        False,
+        b"",
+    ),
+    (
+        "content-length",
+        b"POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
+        "POST",
+        b"/p",
+        "1.1",
+        True,
+        b"hello",
+    ),
+    (
+        "chunked",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+        "POST",
+        b"/",
+        "1.1",
+        True,
+        b"abcde",
+    ),
+    (
+        "chunk-extension",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\n\r\n",
+        "POST",
+        b"/",
+        "1.1",
+        True,
+        b"abc",
+    ),
+    (
+        "trailer",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\nX-T: 1\r\n\r\n",
+        "POST",
+        b"/",
+        "1.1",
+        True,
+        b"a",
+    ),
+    (
+        "absolute-form",
+        b"GET http://h:1/p?q HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET",
+        b"http://h:1/p?q",
+        "1.1",
+        True,
+        b"",
+    ),
+    ("asterisk", b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n", "OPTIONS", b"*", "1.1", True, b""),
+    ("head", b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n", "HEAD", b"/", "1.1", True, b""),
+    (
+        "body-at-limit",
+        b"PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n" + b"x" * 100,
+        "PUT",
+        b"/",
+        "1.1",
+        True,
+        b"x" * 100,
+    ),
 ]
 
 
@@ -51,47 +112,102 @@ def test_valid_requests(case: tuple[Any, ...], split: int | None) -> None:
     assert (request.method, request.target, request.version) == (method, target, version)
     assert request.keep_alive is keep_alive
     assert bytes(request.body) == body
-    assert request.complete
 
 
 INVALID = [
     # (id, raw request, expected error class)
     ("garbage", b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", errors.BadRequest),
     ("no-version", b"GET /\r\n\r\n", errors.VersionNotSupported),
-    ("bad-version", b"GET / HTTP/2.7\r\n\r\n", errors.BadRequest),
-    ("space-in-target", b"GET /a b HTTP/1.1\r\n\r\n", errors.BadRequest),
-    ("unknown-method", b"FOO / HTTP/1.1\r\n\r\n", errors.BadRequest),
+    ("bad-version", b"GET / HTTP/2.7\r\n\r\n", errors.VersionNotSupported),
+    ("space-in-target", b"GET /a b HTTP/1.1\r\nHost: t\r\n\r\n", errors.BadRequest),
+    ("unknown-method", b"FOO / HTTP/1.1\r\nHost: t\r\n\r\n", errors.NotImplementedByServer),
     ("lf-only", b"GET / HTTP/1.1\nHost: x\n\n", errors.BadRequest),
     ("header-no-colon", b"GET / HTTP/1.1\r\nHost x\r\n\r\n", errors.BadRequest),
-    ("space-in-name", b"GET / HTTP/1.1\r\nX Y: a\r\n\r\n", errors.BadRequest),
+    ("space-in-name", b"GET / HTTP/1.1\r\nHost: t\r\nX Y: a\r\n\r\n", errors.BadRequest),
     ("space-before-colon", b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", errors.BadRequest),
-    ("obs-fold", b"GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n", errors.BadRequest),
-    ("nul-in-value", b"GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n", errors.BadRequest),
-    ("bare-cr", b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", errors.BadRequest),
-    ("cl-and-te", b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-     errors.BadRequest),
-    ("te-and-cl", b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
-     errors.BadRequest),
-    ("two-content-lengths", b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
-     errors.BadRequest),
-    ("negative-cl", b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", errors.BadRequest),
-    ("te-gzip", b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\nabc", errors.NotImplementedByServer),
-    ("te-gzip-chunked", b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
-     errors.NotImplementedByServer),
-    ("te-chunked-twice", b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
-     errors.BadRequest),
-    ("bad-chunk-size", b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n", errors.BadRequest),
-    ("huge-chunk-size", b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n",
-     errors.BadRequest),
-    ("chunk-too-long", b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n", errors.BadRequest),
-    ("declared-body-too-large", b"POST / HTTP/1.1\r\nContent-Length: 101\r\n\r\n", errors.PayloadTooLarge),
-    ("chunked-body-too-large", b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n65\r\n" + b"x" * 101 + b"\r\n",
-     errors.PayloadTooLarge),
-    ("too-many-headers", b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(11)) + b"\r\n",
-     errors.HeadersTooLarge),
-    ("header-too-large", b"GET / HTTP/1.1\r\nX: " + b"a" * 2000 + b"\r\n\r\n", errors.HeadersTooLarge),
-    ("url-too-large", b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\n\r\n", errors.HeadersTooLarge),
-    ("expect-other", b"POST / HTTP/1.1\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\n", errors.ExpectationFailed),
+    ("obs-fold", b"GET / HTTP/1.1\r\nHost: t\r\nX: a\r\n b\r\n\r\n", errors.BadRequest),
+    ("nul-in-value", b"GET / HTTP/1.1\r\nHost: t\r\nX: a\x00b\r\n\r\n", errors.BadRequest),
+    ("bare-cr", b"GET / HTTP/1.1\r\nHost: t\r\nX: a\rb\r\n\r\n", errors.BadRequest),
+    (
+        "cl-and-te",
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        errors.BadRequest,
+    ),
+    (
+        "te-and-cl",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+        errors.BadRequest,
+    ),
+    (
+        "two-content-lengths",
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        errors.BadRequest,
+    ),
+    ("negative-cl", b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n", errors.BadRequest),
+    (
+        "te-gzip",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\nabc",
+        errors.BadRequest,
+    ),
+    (
+        "te-gzip-chunked",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        errors.NotImplementedByServer,
+    ),
+    (
+        "te-chunked-twice",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+        errors.BadRequest,
+    ),
+    (
+        "bad-chunk-size",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n",
+        errors.BadRequest,
+    ),
+    (
+        "huge-chunk-size",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n",
+        errors.BadRequest,
+    ),
+    (
+        "chunk-too-long",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n",
+        errors.BadRequest,
+    ),
+    (
+        "declared-body-too-large",
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 101\r\n\r\n",
+        errors.PayloadTooLarge,
+    ),
+    (
+        "chunked-body-too-large",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n65\r\n"
+        + b"x" * 101
+        + b"\r\n",
+        errors.PayloadTooLarge,
+    ),
+    (
+        "too-many-headers",
+        b"GET / HTTP/1.1\r\nHost: t\r\n"
+        + b"".join(b"X-%d: 1\r\n" % i for i in range(11))
+        + b"\r\n",
+        errors.HeadersTooLarge,
+    ),
+    (
+        "header-too-large",
+        b"GET / HTTP/1.1\r\nHost: t\r\nX: " + b"a" * 2000 + b"\r\n\r\n",
+        errors.HeadersTooLarge,
+    ),
+    (
+        "url-too-large",
+        b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\nHost: t\r\n\r\n",
+        errors.URITooLong,
+    ),
+    (
+        "expect-other",
+        b"POST / HTTP/1.1\r\nHost: t\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\n",
+        errors.ExpectationFailed,
+    ),
 ]
 
 
@@ -107,14 +223,14 @@ def test_invalid_requests(case: tuple[Any, ...], split: int | None) -> None:
 def test_unterminated_header_is_bounded_even_unparsed() -> None:
     """A header that never ends is refused once it passes the limit, fed in small pieces."""
     parser = RequestParser(**LIMITS)
-    parser.feed(b"GET / HTTP/1.1\r\nX: ")
+    parser.feed(b"GET / HTTP/1.1\r\nHost: t\r\nX: ")
     with pytest.raises(errors.HeadersTooLarge):
         for _ in range(100):
             parser.feed(b"a" * 100)
 
 
 def test_pipelined_requests_come_out_in_order() -> None:
-    raw = b"GET /1 HTTP/1.1\r\n\r\nPOST /2 HTTP/1.1\r\nContent-Length: 2\r\n\r\nokGET /3 HTTP/1.1\r\n\r\n"
+    raw = b"GET /1 HTTP/1.1\r\nHost: t\r\n\r\nPOST /2 HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nokGET /3 HTTP/1.1\r\nHost: t\r\n\r\n"
     for split in (None, 1, 5):
         requests = parse_all(raw, split=split)
         assert [r.target for r in requests] == [b"/1", b"/2", b"/3"]
@@ -123,7 +239,7 @@ def test_pipelined_requests_come_out_in_order() -> None:
 
 def test_expect_continue_is_due_once_until_the_body_arrives() -> None:
     parser = RequestParser(**LIMITS)
-    parser.feed(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+    parser.feed(b"POST / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
     assert parser.take_continue() is True
     assert parser.take_continue() is False
     assert parser.next_request() is None
@@ -134,7 +250,9 @@ def test_expect_continue_is_due_once_until_the_body_arrives() -> None:
 
 def test_expect_continue_not_due_when_body_came_with_head() -> None:
     parser = RequestParser(**LIMITS)
-    parser.feed(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc")
+    parser.feed(
+        b"POST / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc"
+    )
     assert parser.take_continue() is False
     assert parser.next_request() is not None
 
@@ -144,14 +262,16 @@ def test_in_head_tracks_a_partial_request() -> None:
     assert not parser.in_head
     parser.feed(b"GET / HT")
     assert parser.in_head
-    parser.feed(b"TP/1.1\r\n\r\n")
+    parser.feed(b"TP/1.1\r\nHost: t\r\n\r\n")
     assert not parser.in_head
     assert parser.next_request() is not None
 
 
 def test_upgrade_request_is_served_then_the_rest_ignored() -> None:
     parser = RequestParser(**LIMITS)
-    parser.feed(b"GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x05hello")
+    parser.feed(
+        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x05hello"
+    )
     request = parser.next_request()
     assert request is not None and request.upgrade
     parser.feed(b"more non-HTTP bytes")
@@ -160,10 +280,10 @@ def test_upgrade_request_is_served_then_the_rest_ignored() -> None:
 
 def test_requests_before_garbage_in_one_feed_are_served_first() -> None:
     parser = RequestParser(**LIMITS)
-    parser.feed(b"GET /1 HTTP/1.1\r\n\r\n\x00GARBAGE")
+    parser.feed(b"GET /1 HTTP/1.1\r\nHost: t\r\n\r\n\x00GARBAGE")
     first = parser.next_request()
     assert first is not None and first.target == b"/1"
     with pytest.raises(errors.BadRequest):
         parser.next_request()
     with pytest.raises(errors.BadRequest):
-        parser.feed(b"GET /2 HTTP/1.1\r\n\r\n")
+        parser.feed(b"GET /2 HTTP/1.1\r\nHost: t\r\n\r\n")

@@ -44,8 +44,11 @@ def test_sigkilled_worker_is_respawned_and_retrying_clients_lose_nothing() -> No
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             pids = list(pool.map(one, range(total)))
         assert killed.is_set() and len(pids) == total, "every request got its answer"
-        srv.wait_for_log(logs.WORKER_EXITED_RE.pattern.replace(r"(?P<pid>\d+)", str(victim)),
-                         after=mark, timeout=15)
+        srv.wait_for_log(
+            logs.WORKER_EXITED_RE.pattern.replace(r"(?P<pid>\d+)", str(victim)),
+            after=mark,
+            timeout=15,
+        )
         srv.wait_for_log(logs.WORKER_READY_RE, after=mark, timeout=15)
         assert victim not in srv.worker_pids() and len(srv.worker_pids()) == 2
         assert f"pid: {victim}) killed by SIGKILL" in srv.log_text()
@@ -54,11 +57,15 @@ def test_sigkilled_worker_is_respawned_and_retrying_clients_lose_nothing() -> No
 
 def test_sigterm_drains_in_flight_requests() -> None:
     """Every request a worker took before SIGTERM completes with 200; then the master exits 0."""
-    srv = ServerProcess("tests.server.apps:router", workers=2, threads=4, args=["--graceful-timeout", "20"])
+    srv = ServerProcess(
+        "tests.server.apps:router", workers=2, threads=4, args=["--graceful-timeout", "20"]
+    )
     with srv:
         mark = srv.log_position()
         with concurrent.futures.ThreadPoolExecutor(6) as pool:
-            futures = [pool.submit(get, srv.host, srv.port, "/slow?s=2", timeout=30) for _ in range(6)]
+            futures = [
+                pool.submit(get, srv.host, srv.port, "/slow?s=2", timeout=30) for _ in range(6)
+            ]
             srv.wait_for_lines("slow request started", 6, after=mark, timeout=20)
             srv.signal(signal.SIGTERM)
             responses = [f.result(timeout=40) for f in futures]
@@ -100,10 +107,12 @@ def test_max_requests_recycles_workers() -> None:
 
 
 def test_harakiri_kills_the_stuck_worker_and_logs_the_path() -> None:
-    with ServerProcess("tests.server.apps:router", workers=1, threads=2, args=["--harakiri", "1"]) as srv:
+    with ServerProcess(
+        "tests.server.apps:router", workers=1, threads=2, args=["--harakiri", "1"]
+    ) as srv:
         victim = srv.worker_pids()[0]
         with Client(srv.host, srv.port, timeout=20) as c:
-            c.send(b"GET /slow/stuck?s=60 HTTP/1.1\r\n\r\n")
+            c.send(b"GET /slow/stuck?s=60 HTTP/1.1\r\nHost: t\r\n\r\n")
             try:
                 assert c.read_response() is None
             except ConnectionResetError:
@@ -127,7 +136,9 @@ def test_ttin_ttou_change_the_worker_count() -> None:
 
 
 def test_app_failing_to_import_in_the_master_stops_it() -> None:
-    srv = ServerProcess("tests.server.apps:router", env={"SERVER_TEST_BROKEN_APP": "1"}, ready_timeout=30)
+    srv = ServerProcess(
+        "tests.server.apps:router", env={"SERVER_TEST_BROKEN_APP": "1"}, ready_timeout=30
+    )
     with pytest.raises(ServerStartError):
         srv.start()
     assert srv.returncode == EXIT_APP_LOAD
@@ -135,8 +146,12 @@ def test_app_failing_to_import_in_the_master_stops_it() -> None:
 
 
 def test_workers_dying_at_boot_make_the_master_give_up() -> None:
-    srv = ServerProcess("tests.server.apps:router", args=["--lazy-apps"],
-                        env={"SERVER_TEST_BROKEN_APP": "1"}, ready_timeout=30)
+    srv = ServerProcess(
+        "tests.server.apps:router",
+        args=["--lazy-apps"],
+        env={"SERVER_TEST_BROKEN_APP": "1"},
+        ready_timeout=30,
+    )
     with pytest.raises(ServerStartError):
         srv.start()
     assert srv.returncode == EXIT_BOOT_FAILED
@@ -175,13 +190,14 @@ def _running(pid: int, within: float) -> bool:
 
 
 def test_more_keep_alive_clients_than_threads_are_all_served() -> None:
-    """Idle kept-alive connections give their thread up while others wait to be accepted."""
-    with ServerProcess("tests.server.apps:router", workers=1, threads=2,
-                       args=["--keepalive-timeout", "30"]) as srv:
+    """Idle kept-alive connections are parked, not held by a core, while others wait."""
+    with ServerProcess(
+        "tests.server.apps:router", workers=1, threads=2, args=["--keepalive-timeout", "30"]
+    ) as srv:
         clients = [Client(srv.host, srv.port, timeout=10) for _ in range(6)]
         try:
             for c in clients:
-                c.send(b"GET /hello HTTP/1.1\r\n\r\n")
+                c.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
             started = time.monotonic()
             for c in clients:
                 response = c.read_response()
@@ -197,7 +213,7 @@ def test_last_request_before_recycling_says_close() -> None:
     with ServerProcess("tests.server.apps:router", workers=1, threads=2, args=args) as srv:
         with Client(srv.host, srv.port) as c:
             for i in range(5):
-                c.send(b"GET /hello HTTP/1.1\r\n\r\n")
+                c.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
                 response = c.read_response()
                 assert response is not None and response.status == 200
                 assert (response.header("connection") == "close") is (i == 4), i

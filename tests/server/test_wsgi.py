@@ -23,21 +23,42 @@ def environ_for(raw: bytes) -> dict[str, Any]:
 
 
 ENVIRON_CASES = [
-    (b"GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: h\r\n\r\n",
-     {"REQUEST_METHOD": "GET", "PATH_INFO": "/a/b", "QUERY_STRING": "x=1&y=2", "HTTP_HOST": "h",
-      "SERVER_PROTOCOL": "HTTP/1.1", "SCRIPT_NAME": ""}),
-    (b"GET /caf%C3%A9%20x HTTP/1.1\r\n\r\n", {"PATH_INFO": "/caf\xc3\xa9 x", "QUERY_STRING": ""}),
-    (b"GET /a%2Fb HTTP/1.1\r\n\r\n", {"PATH_INFO": "/a/b"}),
-    (b"GET http://example.com:81/p/q?z HTTP/1.1\r\n\r\n", {"PATH_INFO": "/p/q", "QUERY_STRING": "z"}),
-    (b"GET http://example.com HTTP/1.1\r\n\r\n", {"PATH_INFO": "/", "QUERY_STRING": ""}),
+    (
+        b"GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: h\r\n\r\n",
+        {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": "/a/b",
+            "QUERY_STRING": "x=1&y=2",
+            "HTTP_HOST": "h",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "SCRIPT_NAME": "",
+        },
+    ),
+    (
+        b"GET /caf%C3%A9%20x HTTP/1.1\r\nHost: t\r\n\r\n",
+        {"PATH_INFO": "/caf\xc3\xa9 x", "QUERY_STRING": ""},
+    ),
+    (b"GET /a%2Fb HTTP/1.1\r\nHost: t\r\n\r\n", {"PATH_INFO": "/a/b"}),
+    (
+        b"GET http://example.com:81/p/q?z HTTP/1.1\r\nHost: t\r\n\r\n",
+        {"PATH_INFO": "/p/q", "QUERY_STRING": "z"},
+    ),
+    (b"GET http://example.com HTTP/1.1\r\nHost: t\r\n\r\n", {"PATH_INFO": "/", "QUERY_STRING": ""}),
     (b"GET / HTTP/1.0\r\n\r\n", {"SERVER_PROTOCOL": "HTTP/1.0"}),
-    (b"POST / HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nabc",
-     {"CONTENT_TYPE": "text/plain", "CONTENT_LENGTH": "3"}),
-    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
-     {"CONTENT_LENGTH": "3", "HTTP_TRANSFER_ENCODING": "chunked"}),
-    (b"GET / HTTP/1.1\r\nX-A: 1\r\nX-A: 2\r\n\r\n", {"HTTP_X_A": "1, 2"}),
-    (b"GET / HTTP/1.1\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n", {"HTTP_COOKIE": "a=1; b=2"}),
-    (b"GET / HTTP/1.1\r\nX-Latin: caf\xe9\r\n\r\n", {"HTTP_X_LATIN": "caf\xe9"}),
+    (
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nabc",
+        {"CONTENT_TYPE": "text/plain", "CONTENT_LENGTH": "3"},
+    ),
+    (
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        {"CONTENT_LENGTH": "3", "HTTP_TRANSFER_ENCODING": "chunked"},
+    ),
+    (b"GET / HTTP/1.1\r\nHost: t\r\nX-A: 1\r\nX-A: 2\r\n\r\n", {"HTTP_X_A": "1, 2"}),
+    (
+        b"GET / HTTP/1.1\r\nHost: t\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n",
+        {"HTTP_COOKIE": "a=1; b=2"},
+    ),
+    (b"GET / HTTP/1.1\r\nHost: t\r\nX-Latin: caf\xe9\r\n\r\n", {"HTTP_X_LATIN": "caf\xe9"}),
 ]
 
 
@@ -49,7 +70,7 @@ def test_environ(raw: bytes, expected: dict[str, str]) -> None:
 
 
 def test_environ_fixed_keys() -> None:
-    environ = environ_for(b"GET / HTTP/1.1\r\n\r\n")
+    environ = environ_for(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
     assert environ["SERVER_NAME"] == "127.0.0.1" and environ["SERVER_PORT"] == "8080"
     assert environ["REMOTE_ADDR"] == "10.0.0.1" and environ["REMOTE_PORT"] == "5555"
     assert environ["wsgi.version"] == (1, 0) and environ["wsgi.url_scheme"] == "http"
@@ -59,13 +80,13 @@ def test_environ_fixed_keys() -> None:
 
 
 def test_underscore_header_is_dropped_not_confused_with_dash() -> None:
-    environ = environ_for(b"GET / HTTP/1.1\r\nX-User: real\r\nX_User: forged\r\n\r\n")
+    environ = environ_for(b"GET / HTTP/1.1\r\nHost: t\r\nX-User: real\r\nX_User: forged\r\n\r\n")
     assert environ["HTTP_X_USER"] == "real"
 
 
 def test_input_stream_reads_every_way() -> None:
     body = b"line1\nline2\nlast"
-    raw = b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    raw = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
     stream = environ_for(raw)["wsgi.input"]
     assert stream.read(3) == b"lin"
     assert stream.readline() == b"e1\n"
@@ -112,12 +133,21 @@ def test_start_response_twice_needs_exc_info() -> None:
     except ValueError:
         start("500 Internal Server Error", [], sys.exc_info())  # not sent yet: replaces
     assert start.status == "500 Internal Server Error"
-    start.headers_sent = True
+    start.sink = _SentSink()
     with pytest.raises(ValueError, match="again"):
         try:
             raise ValueError("again")
         except ValueError:
             start("500 Internal Server Error", [], sys.exc_info())
+
+
+class _SentSink:
+    """A body sink whose head already went out."""
+
+    headers_sent = True
+
+    def write(self, data: bytes) -> None:
+        raise AssertionError("not called in this test")
 
 
 def test_content_length_is_recorded() -> None:
@@ -140,17 +170,25 @@ FRAMING = [
 
 
 @pytest.mark.parametrize("method,status,version,length,expected", FRAMING)
-def test_framing(method: str, status: str, version: str, length: int | None, expected: Framing) -> None:
+def test_framing(
+    method: str, status: str, version: str, length: int | None, expected: Framing
+) -> None:
     assert response.framing(method, status, version, length) is expected
 
 
 def test_head_serialization() -> None:
-    head = response.serialize_head("200 OK", [("X-A", "1")], chunked=True, keep_alive=False, version="1.1")
+    head = response.serialize_head(
+        "200 OK", [("X-A", "1")], chunked=True, keep_alive=False, version="1.1"
+    )
     lines = head.split(b"\r\n")
     assert lines[0] == b"HTTP/1.1 200 OK"
     assert lines[1].startswith(b"Date: ") and lines[1].endswith(b" GMT")
     assert lines[2].startswith(b"Server: ")
-    assert b"X-A: 1" in lines and b"Transfer-Encoding: chunked" in lines and b"Connection: close" in lines
+    assert (
+        b"X-A: 1" in lines
+        and b"Transfer-Encoding: chunked" in lines
+        and b"Connection: close" in lines
+    )
     assert head.endswith(b"\r\n\r\n")
     head10 = response.serialize_head("200 OK", [], chunked=False, keep_alive=True, version="1.0")
     assert b"Connection: keep-alive\r\n" in head10
