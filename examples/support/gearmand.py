@@ -13,8 +13,8 @@ Everything runs in the test (or demo) process; every child is stopped by its PID
 and log file live in a private temporary directory (never in the repository; never ``/dev/null``:
 gearmand deletes its pid file on shutdown).
 
-Used outside pytest by ``examples/demo.py`` and the benchmarks through :func:`start_gearmand` and
-:func:`start_workers`.
+Imports no pytest: the tests wrap :func:`start_gearmand` and :func:`start_workers` in session
+fixtures (``tests/conftest.py``); ``examples/demo.py`` and the benchmarks call them directly.
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-
-import pytest
 
 from examples.gearman.worker import client_id
 
@@ -332,23 +330,3 @@ def start_workers(server: Gearmand, count: int = 2) -> Workers:
     except BaseException:
         workers.close()
         raise
-
-
-@pytest.fixture(scope="session")
-def gearmand() -> Iterator[Gearmand]:
-    """A gearmand for the whole session. Tests that kill it must ``start()`` it again."""
-    server = start_gearmand()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture(scope="session")
-def gearman_workers(gearmand: Gearmand) -> Iterator[Workers]:
-    """Two reverse workers for the whole session; tests that kill one call ``ensure()``."""
-    workers = start_workers(gearmand, 2)
-    try:
-        yield workers
-    finally:
-        workers.close()
