@@ -62,7 +62,7 @@ def test_no_example_or_benchmark_imports_the_tests() -> None:
 
 def test_support_imports_without_pytest() -> None:
     code = ("import sys, examples.support.gearmand, examples.support.memcached, "
-            "examples.support.servers; "
+            "examples.support.servers, examples.support.backends; "
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('pytest', '_pytest', "
             "'tests')); print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
