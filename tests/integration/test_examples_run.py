@@ -6,8 +6,8 @@ and must exit 0 with its report printed. A static check makes sure no example or
 imports the test suite, and a child process checks that ``examples.support`` loads without pytest.
 
 Entry points not run here, and where they are covered: ``examples.gearman.worker`` (a daemon: the
-session's ``gearman_workers`` fixture runs it), the WSGI apps (served in ``tests/integration`` and
-``tests/realclients``), ``examples.realclients.load`` (``tests/realclients/test_proof.py``).
+session's ``gearman_workers`` fixture runs it) and the WSGI apps (served in ``tests/integration``;
+the real-client apps by ``examples.realclients.prove`` in ``tests/realclients/test_proof.py``).
 """
 
 from __future__ import annotations
@@ -107,3 +107,10 @@ def test_http_keepalive_runs(echo_url: str) -> None:
     out = run_example("examples.clients.http_keepalive", echo_url,
                       "--policy", "per_thread", "--threads", "4", "--ops", "5")
     assert "per_thread" in out, out
+
+
+def test_realclients_prove_runs() -> None:
+    # Starts its own redis-server; redis-py pooled keeps every promise today.
+    out = run_example("examples.realclients.prove", "--clients", "redis", "--policies",
+                      "pooled", "--servers", "ours", "--before", "20", "--after", "10")
+    assert "redis     pooled     ours" in out, out

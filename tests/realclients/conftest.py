@@ -48,3 +48,13 @@ def backend(request: pytest.FixtureRequest) -> Backend:
     """Each of the four session backends in turn."""
     server: Backend = request.getfixturevalue(request.param)
     return server
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The real-client results table (client x policy x server), when any case ran."""
+    from tests.realclients.test_proof import results_table
+
+    table = results_table()
+    if table:
+        terminalreporter.write_sep("-", "real clients: results")
+        terminalreporter.write_line(table)
