@@ -161,14 +161,17 @@ def run_case(client: Client, policy: str, server: str, backend: Backend, *,
         raise RuntimeError(f"{backend.name} holds {baseline} connections before the case "
                            f"started; another run is still connected")
     env = {client.url_env: backend.url, POLICY_ENV: policy}
-    load = {"concurrency": CONCURRENCY, "expect": client.expect, "timeout": REQUEST_TIMEOUT,
-            "stop_after": STOP_AFTER_FAILURES}
+
+    def load(url: str, total: int) -> Tally:
+        return run_checked_load(url, total=total, concurrency=CONCURRENCY, expect=client.expect,
+                                timeout=REQUEST_TIMEOUT, stop_after=STOP_AFTER_FAILURES)
+
     with serve(server, client.app, env) as srv:
-        first = run_checked_load(srv.url, total=before, **load)
+        first = load(srv.url, before)
         held = backend.connection_count()
         killed = backend.kill_all_connections()
-        second = run_checked_load(srv.url, total=after, **load)
-        third = run_checked_load(srv.url, total=after, **load)
+        second = load(srv.url, after)
+        third = load(srv.url, after)
         log = srv.log_text()[-3000:]
         if isinstance(srv, ServerProcess):
             srv.stop(timeout=STOP_GRACE)  # request threads hung on a shared client never finish
