@@ -114,3 +114,8 @@ def test_realclients_prove_runs() -> None:
     out = run_example("examples.realclients.prove", "--clients", "redis", "--policies",
                       "pooled", "--servers", "ours", "--before", "20", "--after", "10")
     assert "redis     pooled     ours" in out, out
+
+
+def test_two_job_servers_runs() -> None:
+    out = run_example("examples.gearman.two_servers", "--requests", "40", "--concurrency", "4")
+    assert "B killed" in out, out
