@@ -39,6 +39,10 @@ class UnknownPolicy(ValueError):
     """``SAFECLIENTS_EXAMPLE_POLICY`` names no policy this example knows."""
 
 
+class MissingBackendUrl(LookupError):
+    """The app's URL variable (``DATABASE_URL``, ``AMQP_URL``, ``REDIS_URL``) is not set."""
+
+
 def policy_from_env() -> str:
     policy = os.environ.get(POLICY_ENV, "pooled")
     if policy not in POLICIES:
@@ -49,7 +53,8 @@ def policy_from_env() -> str:
 def env_url(name: str) -> str:
     url = os.environ.get(name, "")
     if not url:
-        raise KeyError(f"set {name} to the backend's URL (examples.support.backends prints it)")
+        raise MissingBackendUrl(f"set {name} to the backend's URL (a launcher of "
+                                f"examples.support.backends gives it as .url)")
     return url
 
 

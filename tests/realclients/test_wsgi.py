@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 
-from examples.realclients._wsgi import POLICY_ENV, UnknownPolicy, make_application, policy_from_env
+from examples.realclients._wsgi import (
+    POLICY_ENV,
+    MissingBackendUrl,
+    UnknownPolicy,
+    env_url,
+    make_application,
+    policy_from_env,
+)
 
 
 class DriverDown(Exception):
@@ -63,3 +70,9 @@ def test_unknown_policy_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(POLICY_ENV, "per_request")
     with pytest.raises(UnknownPolicy, match="'per_request' is not one of unsafe, per_thread"):
         policy_from_env()
+
+
+def test_missing_url_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    with pytest.raises(MissingBackendUrl, match="set DATABASE_URL to the backend's URL"):
+        env_url("DATABASE_URL")
