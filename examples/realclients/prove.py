@@ -32,7 +32,7 @@ from typing import Any
 from examples.realclients._wsgi import POLICIES, POLICY_ENV, POOL_SIZE
 from examples.realclients.load import Tally, run_checked_load
 from examples.support.backends import BACKENDS, Backend
-from examples.support.servers import uwsgi_server
+from examples.support.servers import gunicorn_server, uwsgi_server
 from server.testing import ServerProcess
 
 WORKERS = 2
@@ -42,7 +42,8 @@ REQUESTS_BEFORE = 400
 REQUESTS_AFTER = 100
 STOP_AFTER_FAILURES = 16  # a failing run has shown what it shows; do not time out the rest
 REQUEST_TIMEOUT = 3.0
-SERVERS = ("ours", "uwsgi")
+SERVERS = ("ours", "uwsgi")  # the tested matrix; --servers may add gunicorn-preload
+ALL_SERVERS = (*SERVERS, "gunicorn-preload")
 STOP_GRACE = 5.0  # seconds our server gets to finish requests before it is SIGKILLed
 SETTLE_TIMEOUT = 20.0  # seconds for the backend to see the app server's sockets close
 
@@ -93,15 +94,15 @@ class CaseResult:
     notes: list[str] = field(default_factory=list)
 
     def row(self) -> str:
-        return (f"{self.client:<9} {self.policy:<10} {self.server:<6} {self.before.ok:>5} "
+        return (f"{self.client:<9} {self.policy:<10} {self.server:<16} {self.before.ok:>5} "
                 f"{self.before.wrong:>6} {self.before.errors:>6} {self.after.failures:>7} "
                 f"{self.settled.failures:>8} {self.held:>5}/{promised_connections(self.policy):<3}"
                 f" {self.after_stop:>6} {self.seconds:>5.1f}")
 
 
-HEADER = (f"{'client':<9} {'policy':<10} {'server':<6} {'ok':>5} {'wrong':>6} {'errors':>6} "
+HEADER = (f"{'client':<9} {'policy':<10} {'server':<16} {'ok':>5} {'wrong':>6} {'errors':>6} "
           f"{'killed:':>7} {'settled:':>8} {'conns':>9} {'stop':>6} {'s':>5}\n"
-          f"{'':<9} {'':<10} {'':<6} {'(before the kill)':>19} {'fails':>7} {'fails':>8} "
+          f"{'':<9} {'':<10} {'':<16} {'(before the kill)':>19} {'fails':>7} {'fails':>8} "
           f"{'held/max':>9} {'left':>6}")
 
 
@@ -138,7 +139,9 @@ def serve(kind: str, app: str, env: Mapping[str, str]) -> AbstractContextManager
         return ServerProcess(app, workers=WORKERS, threads=THREADS, env=dict(env))
     if kind == "uwsgi":
         return uwsgi_server(app, processes=WORKERS, threads=THREADS, env=env)
-    raise ValueError(f"unknown server kind {kind!r}; expected one of {SERVERS}")
+    if kind == "gunicorn-preload":
+        return gunicorn_server(app, workers=WORKERS, threads=THREADS, preload=True, env=env)
+    raise ValueError(f"unknown server kind {kind!r}; expected one of {ALL_SERVERS}")
 
 
 def settled_count(backend: Backend, timeout: float = SETTLE_TIMEOUT) -> int:
@@ -197,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default=",".join(CLIENTS))
     parser.add_argument("--policies", default=",".join(POLICIES))
-    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--servers", default=",".join(SERVERS),
+                        help=f"comma-separated subset of {','.join(ALL_SERVERS)}")
     parser.add_argument("--before", type=int, default=REQUESTS_BEFORE)
     parser.add_argument("--after", type=int, default=REQUESTS_AFTER)
     args = parser.parse_args(argv)
