@@ -28,7 +28,11 @@ from urllib.parse import parse_qs
 import safeclients
 
 POLICY_ENV = "SAFECLIENTS_EXAMPLE_POLICY"
-POLICIES = ("unsafe", "per_thread", "locked", "pooled")
+POLICIES = ("unsafe", "per_thread", "locked", "pooled", "pooled_check")
+#: ``pooled_check`` is ``@safeclients.pooled(size=4, check=...)``: a health check before reuse
+#: (issue 11's ``check=``, psycopg_pool's name). Each app's check returns True when the
+#: connection answers and raises the driver's error when it does not, so it fits either
+#: convention (a boolean, or "raises when broken" as psycopg_pool's ``check`` does).
 POOL_SIZE = 4
 
 StartResponse = Callable[..., Any]

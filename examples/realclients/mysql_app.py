@@ -6,9 +6,10 @@
 ``SAFECLIENTS_EXAMPLE_POLICY`` picks how the global ``db`` is made: ``unsafe`` (one
 ``pymysql.connect`` at import, shared by every thread and, after the fork, every worker: PyMySQL
 says "threadsafety = 1", threads may not share connections), or a factory decorated with
-``@safeclients.per_thread``, ``@safeclients.locked`` or ``@safeclients.pooled(size=4)``. The
-request code is the driver's ordinary code, no ``checkout()``; the schema check at import
-touches the client, as real apps do.
+``@safeclients.per_thread``, ``@safeclients.locked``, ``@safeclients.pooled(size=4)``, or
+(``pooled_check``) ``@safeclients.pooled(size=4, check=alive)``. The request code is the
+driver's ordinary code, no ``checkout()``; the schema check at import touches the client, as
+real apps do.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ def connect() -> pymysql.connections.Connection[Any]:
                            connect_timeout=5, read_timeout=5, write_timeout=5)
 
 
+def alive(conn: pymysql.connections.Connection[Any]) -> bool:
+    """The health check: a ``COM_PING`` round trip (raises ``pymysql.err.Error`` when dead)."""
+    conn.ping(reconnect=False)
+    return True
+
+
 if POLICY == "unsafe":
     db = connect()
 elif POLICY == "per_thread":
@@ -42,8 +49,12 @@ elif POLICY == "locked":
     @safeclients.locked
     def db() -> pymysql.connections.Connection[Any]:
         return connect()
-else:
+elif POLICY == "pooled":
     @safeclients.pooled(size=POOL_SIZE)
+    def db() -> pymysql.connections.Connection[Any]:
+        return connect()
+else:  # pooled_check
+    @safeclients.pooled(size=POOL_SIZE, check=alive)
     def db() -> pymysql.connections.Connection[Any]:
         return connect()
 

@@ -7,8 +7,9 @@
 ``psycopg2.connect`` at import: psycopg2 connections may be shared by threads, but not across a
 fork, "libpq connections shouldn't be used by a forked process", and the master imports the app
 before forking), or a factory decorated with ``@safeclients.per_thread``, ``@safeclients.locked``
-or ``@safeclients.pooled(size=4)``. The request code is the driver's ordinary code, no
-``checkout()``; the schema check at import touches the client.
+or ``@safeclients.pooled(size=4)``, or (``pooled_check``) ``@safeclients.pooled(size=4,
+check=alive)``. The request code is the driver's ordinary code, no ``checkout()``; the schema
+check at import touches the client.
 """
 
 from __future__ import annotations
@@ -29,6 +30,14 @@ def connect() -> psycopg2.extensions.connection:
     return conn
 
 
+def alive(conn: psycopg2.extensions.connection) -> bool:
+    """The health check: ``SELECT 1`` (raises ``psycopg2.Error`` when the connection is dead)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1")
+        cur.fetchone()
+    return True
+
+
 if POLICY == "unsafe":
     db = connect()
 elif POLICY == "per_thread":
@@ -39,8 +48,12 @@ elif POLICY == "locked":
     @safeclients.locked
     def db() -> psycopg2.extensions.connection:
         return connect()
-else:
+elif POLICY == "pooled":
     @safeclients.pooled(size=POOL_SIZE)
+    def db() -> psycopg2.extensions.connection:
+        return connect()
+else:  # pooled_check
+    @safeclients.pooled(size=POOL_SIZE, check=alive)
     def db() -> psycopg2.extensions.connection:
         return connect()
 

@@ -11,7 +11,8 @@ at-fork hooks), with 2 workers x 8 threads:
    ``kill_all_connections()`` server-side, as a database restart or failover does;
 3. ``after`` and ``settled``: twice ``REQUESTS_AFTER`` requests, where each instance may fail
    once (it meets its dead connection) and must then heal: at most one failure per instance
-   held, over both (an instance first used in the second batch fails there);
+   held, over both (an instance first used in the second batch fails there); with ``check=``
+   (``pooled_check``) none may fail;
 5. the app server is stopped by PID, and the backend must show 0 connections.
 
 :func:`broken_promises` says, in sentences, what a case did not do that the policy promises;
@@ -32,7 +33,8 @@ from typing import Any
 from examples.realclients._wsgi import POLICIES, POLICY_ENV, POOL_SIZE
 from examples.realclients.load import Tally, run_checked_load
 from examples.support.backends import BACKENDS, Backend
-from examples.support.servers import gunicorn_server, uwsgi_server
+from examples.support.servers import ServerFailed, gunicorn_server, uwsgi_server
+from server.errors import ServerStartError
 from server.testing import ServerProcess
 
 WORKERS = 2
@@ -74,7 +76,8 @@ CLIENTS: dict[str, Client] = {c.name: c for c in (
 def promised_connections(policy: str, workers: int = WORKERS, threads: int = THREADS) -> int:
     """The most backend connections a policy may hold: per worker, plus the master's one (the
     app touches its client at import, in the master, before the fork)."""
-    per_worker = {"per_thread": threads, "locked": 1, "pooled": POOL_SIZE}.get(policy, 1)
+    per_worker = {"per_thread": threads, "locked": 1, "pooled": POOL_SIZE,
+                  "pooled_check": POOL_SIZE}.get(policy, 1)
     return workers * per_worker + 1
 
 
@@ -90,6 +93,7 @@ class CaseResult:
     settled: Tally
     after_stop: int
     seconds: float = 0.0
+    start_error: str = ""  # the app server did not come up (the app failed to import)
     log_tail: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -109,6 +113,8 @@ HEADER = (f"{'client':<9} {'policy':<10} {'server':<16} {'ok':>5} {'wrong':>6} {
 def broken_promises(result: CaseResult, workers: int = WORKERS) -> list[str]:
     """Each way ``result`` falls short of the issue's contract, as a sentence with numbers."""
     r, broken = result, []
+    if r.start_error:
+        return [f"the app server did not start: {r.start_error}"]
     if r.policy == "unsafe":
         if r.before.failures == 0:
             broken.append(f"the unsafe global gave no wrong result and no error in "
@@ -119,7 +125,10 @@ def broken_promises(result: CaseResult, workers: int = WORKERS) -> list[str]:
         if r.before.errors:
             broken.append(f"{r.before.errors} errors of {r.before.sent} before the kill")
         healed = r.after.failures + r.settled.failures
-        if healed > r.held:
+        if r.policy == "pooled_check" and healed:
+            broken.append(f"{healed} failed requests of {r.after.sent + r.settled.sent} after the "
+                          f"kill; with check= a dead connection is replaced before reuse: 0")
+        elif healed > r.held:
             broken.append(f"{healed} failed requests of {r.after.sent + r.settled.sent} after the "
                           f"kill, more than one per instance ({r.held} held); "
                           f"{r.settled.failures} of them among the last {r.settled.sent}"
@@ -169,7 +178,17 @@ def run_case(client: Client, policy: str, server: str, backend: Backend, *,
         return run_checked_load(url, total=total, concurrency=CONCURRENCY, expect=client.expect,
                                 timeout=REQUEST_TIMEOUT, stop_after=STOP_AFTER_FAILURES)
 
-    with serve(server, client.app, env) as srv:
+    with ExitStack() as stack:
+        try:
+            srv = stack.enter_context(serve(server, client.app, env))
+        except (ServerStartError, ServerFailed) as exc:
+            text = str(exc)
+            last = next((line for line in reversed(text.splitlines()) if "Error" in line),
+                        text[:200])
+            empty = Tally(0)
+            return CaseResult(client.name, policy, server, empty, 0, 0, empty, empty,
+                              settled_count(backend), seconds=time.monotonic() - started,
+                              start_error=last.strip(), log_tail=text[-3000:])
         first = load(srv.url, before)
         held = backend.connection_count()
         killed = backend.kill_all_connections()

@@ -6,7 +6,8 @@
 ``SAFECLIENTS_EXAMPLE_POLICY`` picks how the global ``connection`` is made: ``unsafe`` (one
 ``pika.BlockingConnection`` at import; pika's FAQ: "Pika does not have any notion of threading
 in the code ... do not share connections or channels across threads"), or a factory decorated
-with ``@safeclients.per_thread``, ``@safeclients.locked`` or ``@safeclients.pooled(size=4)``.
+with ``@safeclients.per_thread``, ``@safeclients.locked``, ``@safeclients.pooled(size=4)``, or
+(``pooled_check``) ``@safeclients.pooled(size=4, check=alive)``.
 
 Each request does a checkable round trip on a channel of that connection: declare a queue named
 after the request's token (the broker's ``Queue.DeclareOk`` names it back), publish the token to
@@ -35,6 +36,15 @@ def connect() -> pika.BlockingConnection:
     return pika.BlockingConnection(params)
 
 
+def alive(conn: pika.BlockingConnection) -> bool:
+    """The health check: process pending I/O without waiting; a connection the broker closed
+    raises ``ConnectionClosedByBroker`` here (or is no longer open)."""
+    conn.process_data_events(time_limit=0)
+    if not conn.is_open:
+        raise pika.exceptions.ConnectionWrongStateError("connection is closed")
+    return True
+
+
 if POLICY == "unsafe":
     connection = connect()
 elif POLICY == "per_thread":
@@ -45,8 +55,12 @@ elif POLICY == "locked":
     @safeclients.locked
     def connection() -> pika.BlockingConnection:
         return connect()
-else:
+elif POLICY == "pooled":
     @safeclients.pooled(size=POOL_SIZE)
+    def connection() -> pika.BlockingConnection:
+        return connect()
+else:  # pooled_check
+    @safeclients.pooled(size=POOL_SIZE, check=alive)
     def connection() -> pika.BlockingConnection:
         return connect()
 

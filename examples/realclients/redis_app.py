@@ -10,8 +10,9 @@ that is not is the one with ``single_connection_client=True`` ("the connection p
 (or to keep ``SELECT``/``CLIENT SETNAME`` state). That is the client here.
 ``SAFECLIENTS_EXAMPLE_POLICY`` picks how the global ``cache`` is made: ``unsafe`` (one client at
 import), or a factory decorated with ``@safeclients.per_thread``, ``@safeclients.locked`` or
-``@safeclients.pooled(size=4)``. Each request sets its own key to its token and reads it back;
-the ``PING`` at import touches the client.
+``@safeclients.pooled(size=4)``, or (``pooled_check``) ``@safeclients.pooled(size=4,
+check=alive)``. Each request sets its own key to its token and reads it back; the ``PING`` at
+import touches the client.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ def connect() -> redis.Redis:
                                 socket_timeout=5, socket_connect_timeout=5)
 
 
+def alive(client: redis.Redis) -> bool:
+    """The health check: ``PING`` (raises ``redis.exceptions.ConnectionError`` when dead)."""
+    return bool(client.ping())
+
+
 if POLICY == "unsafe":
     cache = connect()
 elif POLICY == "per_thread":
@@ -39,8 +45,12 @@ elif POLICY == "locked":
     @safeclients.locked
     def cache() -> redis.Redis:
         return connect()
-else:
+elif POLICY == "pooled":
     @safeclients.pooled(size=POOL_SIZE)
+    def cache() -> redis.Redis:
+        return connect()
+else:  # pooled_check
+    @safeclients.pooled(size=POOL_SIZE, check=alive)
     def cache() -> redis.Redis:
         return connect()
 

@@ -9,7 +9,7 @@ connection server-side, sends more, and stops the server. Asserted, per case:
 * the unsafe global fails (wrong results or errors) in a bounded run, retried once;
 * each policy gives 0 wrong results and 0 errors before the kill;
 * after the kill at most one failed request per instance held (over 2 x 100 requests): each
-  instance meets its dead connection once, then heals;
+  instance meets its dead connection once, then heals; with ``check=`` (``pooled_check``) none;
 * the connections held at the backend are between one per worker and what the policy promises
   (per worker: per_thread 8, locked 1, pooled 4; plus the master's import-time one);
 * 0 connections remain at the backend once the app server has stopped.
