@@ -91,7 +91,7 @@ def _ours(app: str, env: dict[str, str]) -> contextlib.AbstractContextManager[An
 
 def _uwsgi(app: str, env: dict[str, str]) -> contextlib.AbstractContextManager[Any]:
     """Stock uWSGI (app imported in the master, no at-fork hooks in workers)."""
-    from tests.support.servers import uwsgi_server
+    from examples.support.servers import uwsgi_server
 
     return uwsgi_server(app, processes=WORKERS, threads=THREADS, env=env)
 
@@ -104,7 +104,7 @@ SERVERS: dict[str, Launcher] = {"ours": _ours, "uwsgi": _uwsgi}
 @contextlib.contextmanager
 def gearman_backend() -> Iterator[Any]:
     """A gearmand and GEARMAN_WORKERS worker processes; all stopped by PID on exit."""
-    from tests.support.gearmand import start_gearmand, start_workers
+    from examples.support.gearmand import start_gearmand, start_workers
 
     with start_gearmand() as gearmand, start_workers(gearmand, GEARMAN_WORKERS):
         yield gearmand

@@ -21,8 +21,8 @@ import argparse
 import sys
 
 from examples.load import LoadResult, run_load
+from examples.support.gearmand import start_gearmand, start_workers
 from server.testing import ServerProcess
-from tests.support.gearmand import start_gearmand, start_workers
 
 VARIANTS = ("unsafe", "per_thread", "locked", "pooled", "handwritten_local", "handwritten_lock",
             "handwritten_local_warmed", "import_connect_per_thread")

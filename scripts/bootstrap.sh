@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install what a fresh machine lacks: Debian packages (gearmand, memcached, wrk) and a
+# Install what a fresh machine lacks: Debian packages (gearmand, memcached, wrk, and the real
+# backends: MariaDB, PostgreSQL, RabbitMQ, Redis) and a
 # virtualenv in .venv with the project and its test/bench extras. Idempotent: a second run
 # only checks.
 set -euo pipefail
@@ -9,13 +10,20 @@ need_apt=()
 command -v gearmand >/dev/null 2>&1 || [ -x /usr/sbin/gearmand ] || need_apt+=(gearman-job-server)
 command -v memcached >/dev/null 2>&1 || [ -x /usr/bin/memcached ] || need_apt+=(memcached)
 command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
+# The real backends of tests/realclients (examples/support/backends starts each on a free port).
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)
+compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need_apt+=(postgresql)
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_apt+=(rabbitmq-server)
+command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || need_apt+=(redis-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "bootstrap: installing Debian packages: ${need_apt[*]}" >&2
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        "${need_apt[@]}" >/dev/null
 fi
-# Debian starts the packaged daemons as services; the project starts its own on free ports.
+# Debian starts the packaged daemons as services (where a service manager runs); the project
+# never uses them: it starts its own, on free ports, with data in temporary directories.
 
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then

@@ -1,10 +1,48 @@
-"""Shared pytest configuration.
+"""Shared pytest configuration: session fixtures over the daemon launchers.
 
-Fixtures that start real daemons live in ``tests/support/`` (one module per daemon) and are
-registered here, so every test directory can use them.
+The launchers live in ``examples/support/`` (importable without pytest, so examples and
+benchmarks use them too); this file only wraps them in fixtures, so every test directory can use
+them. Fixtures for the real database/broker backends are in ``tests/realclients/conftest.py``.
+Each fixture runs in the pytest process (main thread) and stops its daemon by PID at the end of
+the session.
 """
 
-pytest_plugins = [
-    "tests.support.gearmand",
-    "tests.support.memcached",
-]
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from examples.support.gearmand import Gearmand, Workers, start_gearmand, start_workers
+from examples.support.memcached import Memcached
+
+
+@pytest.fixture(scope="session")
+def gearmand() -> Iterator[Gearmand]:
+    """A gearmand for the whole session. Tests that kill it must ``start()`` it again."""
+    server = start_gearmand()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def gearman_workers(gearmand: Gearmand) -> Iterator[Workers]:
+    """Two reverse workers for the whole session; tests that kill one call ``ensure()``."""
+    workers = start_workers(gearmand, 2)
+    try:
+        yield workers
+    finally:
+        workers.close()
+
+
+@pytest.fixture(scope="session")
+def memcached() -> Iterator[Memcached]:
+    """A memcached for the whole session; ``.host``, ``.port``, ``.address``, ``.pid``."""
+    server = Memcached()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

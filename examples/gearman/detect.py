@@ -16,7 +16,7 @@ import gearman
 
 import safeclients
 from examples.gearman._app import TASK
-from tests.support.gearmand import start_gearmand, start_workers
+from examples.support.gearmand import start_gearmand, start_workers
 
 JOBS_PER_THREAD = 50
 JOIN_TIMEOUT = 30.0

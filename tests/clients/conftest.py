@@ -1,7 +1,7 @@
 """Fixtures for the client tests: our server running the echo app, and the check switch.
 
 The echo server is one per module (starting it costs about a second); memcached is the session
-fixture from tests/support/memcached.py.
+fixture from examples/support/memcached.py.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ import pytest
 import safeclients
 from examples.clients import memcache_values
 from examples.clients.hammer import SAFE_POLICIES
+from examples.support.memcached import Memcached
 from tests.clients.support import THREADS, assert_clean, until_trap
-from tests.support.memcached import Memcached
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,9 @@ from typing import Any, Protocol
 
 import pytest
 
+from examples.support.gearmand import Gearmand, Workers
+from examples.support.servers import gunicorn_server, uwsgi_server
 from server.testing import ServerProcess
-from tests.support.gearmand import Gearmand, Workers
-from tests.support.servers import gunicorn_server, uwsgi_server
 
 KINDS = ("ours", "uwsgi", "gunicorn", "gunicorn-preload")
 WORKERS = 2

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from examples.load import run_load
-from tests.support.servers import (
+from examples.support.servers import (
     ExternalServer,
     gunicorn_server,
     script_server,

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from examples.gearman import detect
-from tests.support.gearmand import Gearmand, Workers
+from examples.support.gearmand import Gearmand, Workers
 
 ATTEMPTS = 3  # two threads x 50 jobs released by a barrier overlap at once in practice
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from examples.support.gearmand import Gearmand
 from tests.integration.conftest import serve
-from tests.support.gearmand import Gearmand
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from examples.support.gearmand import Gearmand, Workers
 from safeclients.contrib.gearman import needs_patch, patch_gearman3
-from tests.support.gearmand import Gearmand, Workers
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import gearman
 import pytest
 
 from examples.load import _classify, run_load
-from tests.support.gearmand import Gearmand, Workers
+from examples.support.gearmand import Gearmand, Workers
 
 pytestmark = pytest.mark.integration
 

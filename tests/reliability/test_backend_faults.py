@@ -16,7 +16,7 @@ steady load of 32 concurrent clients, while we break the job server under it:
   up on it, every client instance still serves requests (1,000 of them, all right).
 
 Processes: the server is a child of the test (``ServerProcess``, stopped by PID on exit). The
-gearmand-restart tests use the session's gearmand and workers (``tests/support/gearmand.py``);
+gearmand-restart tests use the session's gearmand and workers (``examples/support/gearmand.py``);
 the worker-kill tests run their own gearmand with one ``tests.reliability.slow_worker``.
 """
 
@@ -31,9 +31,9 @@ from typing import Any
 
 import pytest
 
+from examples.support.gearmand import Gearmand, start_gearmand
 from server.testing import REPO_ROOT, ServerProcess
 from tests.reliability._traffic import Load, Outcome, burst, job, stats_by_pid, tally
-from tests.support.gearmand import Gearmand, start_gearmand
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ Everything runs in the test (or demo) process; every child is stopped by its PID
 and log file live in a private temporary directory (never in the repository; never ``/dev/null``:
 gearmand deletes its pid file on shutdown).
 
-Used outside pytest by ``examples/demo.py`` and the benchmarks through :func:`start_gearmand` and
-:func:`start_workers`.
+Imports no pytest: the tests wrap :func:`start_gearmand` and :func:`start_workers` in session
+fixtures (``tests/conftest.py``); ``examples/demo.py`` and the benchmarks call them directly.
 """
 
 from __future__ import annotations
@@ -28,10 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import pytest
 
 from examples.gearman.worker import client_id
 
@@ -254,10 +252,17 @@ class Gearmand:
 
 
 class Workers:
-    """N ``python -m examples.gearman.worker`` processes attached to one gearmand."""
+    """N ``python -m examples.gearman.worker`` processes attached to one gearmand, or several.
 
-    def __init__(self, server: Gearmand, count: int = 2) -> None:
+    With ``also=[other, ...]`` each worker gets the list ``server, *also`` (Gearman's way to scale
+    out: every worker registers at every job server) and :meth:`ensure` waits until each of them
+    lists every worker.
+    """
+
+    def __init__(self, server: Gearmand, count: int = 2, *,
+                 also: Sequence[Gearmand] = ()) -> None:
         self.server = server
+        self.servers = [server, *also]
         self.count = count
         self._procs: list[subprocess.Popen[bytes]] = []
         self._log = open(Path(server._dir) / "workers.log", "ab")  # noqa: SIM115 (closed in close())
@@ -267,7 +272,8 @@ class Workers:
         return [p.pid for p in self._procs if p.poll() is None]
 
     def _spawn(self) -> None:
-        cmd = [sys.executable, "-m", "examples.gearman.worker", "--servers", self.server.address]
+        cmd = [sys.executable, "-m", "examples.gearman.worker",
+               "--servers", ",".join(s.address for s in self.servers)]
         self._procs.append(subprocess.Popen(
             cmd, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
             start_new_session=True))
@@ -279,14 +285,17 @@ class Workers:
             self._spawn()
         # By client id: a killed worker's connection lingers at gearmand for a moment, and other
         # tests may attach workers of their own.
-        _wait_for(lambda: not self.unregistered(), READY_TIMEOUT * 2,
-                  f"workers {self.pids} to register 'reverse' at {self.server.address}")
+        for server in self.servers:
+            if server.is_running():
+                _wait_for(lambda: not self.unregistered(server), READY_TIMEOUT * 2,
+                          f"workers {self.pids} to register 'reverse' at {server.address}")
         return self
 
-    def unregistered(self) -> list[int]:
-        """PIDs of our live workers that gearmand does not (yet) list as doing ``reverse``."""
+    def unregistered(self, server: Gearmand | None = None) -> list[int]:
+        """PIDs of our live workers that gearmand (``server``, default the first) does not (yet)
+        list as doing ``reverse``."""
         listed = set()
-        for line in self.server.workers_listing():
+        for line in (server or self.server).workers_listing():
             head, _, functions = line.partition(":")
             fields = head.split()
             if len(fields) >= 3 and "reverse" in functions.split():
@@ -324,31 +333,11 @@ def start_gearmand(threads: int = 2) -> Gearmand:
         raise
 
 
-def start_workers(server: Gearmand, count: int = 2) -> Workers:
-    """Start ``count`` reverse workers on ``server``; the caller must ``close()`` them."""
-    workers = Workers(server, count)
+def start_workers(server: Gearmand, count: int = 2, *, also: Sequence[Gearmand] = ()) -> Workers:
+    """Start ``count`` reverse workers on ``server`` (and ``also``); the caller must ``close()``."""
+    workers = Workers(server, count, also=also)
     try:
         return workers.ensure()
     except BaseException:
         workers.close()
         raise
-
-
-@pytest.fixture(scope="session")
-def gearmand() -> Iterator[Gearmand]:
-    """A gearmand for the whole session. Tests that kill it must ``start()`` it again."""
-    server = start_gearmand()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture(scope="session")
-def gearman_workers(gearmand: Gearmand) -> Iterator[Workers]:
-    """Two reverse workers for the whole session; tests that kill one call ``ensure()``."""
-    workers = start_workers(gearmand, 2)
-    try:
-        yield workers
-    finally:
-        workers.close()

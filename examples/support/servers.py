@@ -1,4 +1,4 @@
-"""Real uWSGI and gunicorn in child processes, for the integration tests (and by hand).
+"""Real uWSGI and gunicorn in child processes, for the integration tests, examples and benchmarks.
 
 Both bind port 0 and log the port they got: uWSGI says ``bound to TCP address 127.0.0.1:PORT
 (port auto-assigned)``, gunicorn says ``Listening at: http://127.0.0.1:PORT``. A reader thread

@@ -1,4 +1,5 @@
-"""A real memcached for the tests: a session fixture and a plain helper.
+"""A real memcached for tests, demos and benchmarks (imports no pytest; the session fixture is in
+``tests/conftest.py``).
 
 memcached cannot bind port 0 and report the port it got, so we pick a random port below the
 Linux ephemeral range (which starts at 32768, so client sockets never take ours), start
@@ -19,8 +20,6 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-
-import pytest
 
 MEMCACHED = shutil.which("memcached") or "/usr/bin/memcached"
 HOST = "127.0.0.1"
@@ -135,14 +134,3 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def start_memcached(**kwargs: int) -> Memcached:
     """Start a memcached outside pytest (demos, benchmarks); call ``.stop()`` when done."""
     return Memcached(**kwargs).start()
-
-
-@pytest.fixture(scope="session")
-def memcached() -> Iterator[Memcached]:
-    """A memcached for the whole session; ``.host``, ``.port``, ``.address``, ``.pid``."""
-    server = Memcached()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()

@@ -1,0 +1,251 @@
+"""The proof harness: each real-client app under our server and real uWSGI, checked, then healed.
+
+    .venv/bin/python -m examples.realclients.prove [--clients mysql,redis] [--servers ours]
+
+For each client (PyMySQL, psycopg2, pika, redis-py) x policy (unsafe, per_thread, locked,
+pooled) x server (``ours``: ``server.testing``; ``uwsgi``: real uWSGI, default loading, no
+at-fork hooks), with 2 workers x 8 threads:
+
+1. ``before``: ``REQUESTS_BEFORE`` checked requests at concurrency ``CONCURRENCY``;
+2. the backend's view of the connections the app holds (``connection_count()``), then
+   ``kill_all_connections()`` server-side, as a database restart or failover does;
+3. ``after`` and ``settled``: twice ``REQUESTS_AFTER`` requests, where each instance may fail
+   once (it meets its dead connection) and must then heal: at most one failure per instance
+   held, over both (an instance first used in the second batch fails there); with ``check=``
+   (``pooled_check``) none may fail;
+5. the app server is stopped by PID, and the backend must show 0 connections.
+
+:func:`broken_promises` says, in sentences, what a case did not do that the policy promises;
+``tests/realclients/test_proof.py`` asserts that list is empty. The backends are started here
+(``examples.support.backends``) when run as a script; the tests use session fixtures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from examples.realclients._wsgi import POLICIES, POLICY_ENV, POOL_SIZE
+from examples.realclients.load import Tally, run_checked_load
+from examples.support.backends import BACKENDS, Backend
+from examples.support.servers import ServerFailed, gunicorn_server, uwsgi_server
+from server.errors import ServerStartError
+from server.testing import ServerProcess
+
+WORKERS = 2
+THREADS = 8
+CONCURRENCY = 16
+REQUESTS_BEFORE = 400
+REQUESTS_AFTER = 100
+STOP_AFTER_FAILURES = 16  # a failing run has shown what it shows; do not time out the rest
+REQUEST_TIMEOUT = 3.0
+SERVERS = ("ours", "uwsgi")  # the tested matrix; --servers may add gunicorn-preload
+ALL_SERVERS = (*SERVERS, "gunicorn-preload")
+STOP_GRACE = 5.0  # seconds our server gets to finish requests before it is SIGKILLed
+SETTLE_TIMEOUT = 20.0  # seconds for the backend to see the app server's sockets close
+
+
+@dataclass(frozen=True)
+class Client:
+    """One real client: its backend, its app module, the URL variable, what its echo must be."""
+
+    name: str
+    backend: str
+    app: str
+    url_env: str
+    expect: str  # "row" (databases) or "token"
+
+
+CLIENTS: dict[str, Client] = {c.name: c for c in (
+    Client("pymysql", "mariadb", "examples.realclients.mysql_app:application",
+           "DATABASE_URL", "row"),
+    Client("psycopg2", "postgresql", "examples.realclients.postgres_app:application",
+           "DATABASE_URL", "row"),
+    Client("pika", "rabbitmq", "examples.realclients.rabbitmq_app:application",
+           "AMQP_URL", "token"),
+    Client("redis", "redis", "examples.realclients.redis_app:application",
+           "REDIS_URL", "token"),
+)}
+
+
+def promised_connections(policy: str, workers: int = WORKERS, threads: int = THREADS) -> int:
+    """The most backend connections a policy may hold: per worker, plus the master's one (the
+    app touches its client at import, in the master, before the fork)."""
+    per_worker = {"per_thread": threads, "locked": 1, "pooled": POOL_SIZE,
+                  "pooled_check": POOL_SIZE}.get(policy, 1)
+    return workers * per_worker + 1
+
+
+@dataclass
+class CaseResult:
+    client: str
+    policy: str
+    server: str
+    before: Tally
+    held: int  # backend connections after ``before`` (the app idle)
+    killed: int
+    after: Tally
+    settled: Tally
+    after_stop: int
+    seconds: float = 0.0
+    start_error: str = ""  # the app server did not come up (the app failed to import)
+    log_tail: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def row(self) -> str:
+        return (f"{self.client:<9} {self.policy:<10} {self.server:<16} {self.before.ok:>5} "
+                f"{self.before.wrong:>6} {self.before.errors:>6} {self.after.failures:>7} "
+                f"{self.settled.failures:>8} {self.held:>5}/{promised_connections(self.policy):<3}"
+                f" {self.after_stop:>6} {self.seconds:>5.1f}")
+
+
+HEADER = (f"{'client':<9} {'policy':<10} {'server':<16} {'ok':>5} {'wrong':>6} {'errors':>6} "
+          f"{'killed:':>7} {'settled:':>8} {'conns':>9} {'stop':>6} {'s':>5}\n"
+          f"{'':<9} {'':<10} {'':<16} {'(before the kill)':>19} {'fails':>7} {'fails':>8} "
+          f"{'held/max':>9} {'left':>6}")
+
+
+def broken_promises(result: CaseResult, workers: int = WORKERS) -> list[str]:
+    """Each way ``result`` falls short of the issue's contract, as a sentence with numbers."""
+    r, broken = result, []
+    if r.start_error:
+        return [f"the app server did not start: {r.start_error}"]
+    if r.policy == "unsafe":
+        if r.before.failures == 0:
+            broken.append(f"the unsafe global gave no wrong result and no error in "
+                          f"{r.before.sent} requests (the trap did not show)")
+    else:
+        if r.before.wrong:
+            broken.append(f"{r.before.wrong} wrong results of {r.before.sent} before the kill")
+        if r.before.errors:
+            broken.append(f"{r.before.errors} errors of {r.before.sent} before the kill")
+        healed = r.after.failures + r.settled.failures
+        if r.policy == "pooled_check" and healed:
+            broken.append(f"{healed} failed requests of {r.after.sent + r.settled.sent} after the "
+                          f"kill; with check= a dead connection is replaced before reuse: 0")
+        elif healed > r.held:
+            broken.append(f"{healed} failed requests of {r.after.sent + r.settled.sent} after the "
+                          f"kill, more than one per instance ({r.held} held); "
+                          f"{r.settled.failures} of them among the last {r.settled.sent}"
+                          + (": no healing" if r.settled.failures * 2 >= r.settled.sent else ""))
+        promise = promised_connections(r.policy, workers)
+        if not workers <= r.held <= promise:
+            broken.append(f"{r.held} connections held at the backend; {r.policy} promises "
+                          f"between {workers} and {promise} ({workers} workers, + the master's)")
+    if r.after_stop:
+        broken.append(f"{r.after_stop} connections remain at the backend after the app server "
+                      f"stopped")
+    return broken
+
+
+def serve(kind: str, app: str, env: Mapping[str, str]) -> AbstractContextManager[Any]:
+    if kind == "ours":
+        return ServerProcess(app, workers=WORKERS, threads=THREADS, env=dict(env))
+    if kind == "uwsgi":
+        return uwsgi_server(app, processes=WORKERS, threads=THREADS, env=env)
+    if kind == "gunicorn-preload":
+        return gunicorn_server(app, workers=WORKERS, threads=THREADS, preload=True, env=env)
+    raise ValueError(f"unknown server kind {kind!r}; expected one of {ALL_SERVERS}")
+
+
+def settled_count(backend: Backend, timeout: float = SETTLE_TIMEOUT) -> int:
+    """The backend's connection count once it reaches 0, or the last count after ``timeout``
+    (closed sockets reach the server a moment later; an external state, polled with a bound)."""
+    deadline = time.monotonic() + timeout
+    count = backend.connection_count()
+    while count and time.monotonic() < deadline:
+        time.sleep(0.2)
+        count = backend.connection_count()
+    return count
+
+
+def run_case(client: Client, policy: str, server: str, backend: Backend, *,
+             before: int = REQUESTS_BEFORE, after: int = REQUESTS_AFTER) -> CaseResult:
+    """One client x policy x server run against a running ``backend``; see the module doc."""
+    started = time.monotonic()
+    baseline = settled_count(backend)
+    if baseline:
+        raise RuntimeError(f"{backend.name} holds {baseline} connections before the case "
+                           f"started; another run is still connected")
+    env = {client.url_env: backend.url, POLICY_ENV: policy}
+
+    def load(url: str, total: int) -> Tally:
+        return run_checked_load(url, total=total, concurrency=CONCURRENCY, expect=client.expect,
+                                timeout=REQUEST_TIMEOUT, stop_after=STOP_AFTER_FAILURES)
+
+    with ExitStack() as stack:
+        try:
+            srv = stack.enter_context(serve(server, client.app, env))
+        except (ServerStartError, ServerFailed) as exc:
+            text = str(exc)
+            last = next((line for line in reversed(text.splitlines()) if "Error" in line),
+                        text[:200])
+            empty = Tally(0)
+            return CaseResult(client.name, policy, server, empty, 0, 0, empty, empty,
+                              settled_count(backend), seconds=time.monotonic() - started,
+                              start_error=last.strip(), log_tail=text[-3000:])
+        first = load(srv.url, before)
+        held = backend.connection_count()
+        killed = backend.kill_all_connections()
+        second = load(srv.url, after)
+        third = load(srv.url, after)
+        log = srv.log_text()[-3000:]
+        if isinstance(srv, ServerProcess):
+            srv.stop(timeout=STOP_GRACE)  # request threads hung on a shared client never finish
+    left = settled_count(backend)
+    if left:
+        backend.kill_all_connections()  # leave the session's backend clean for the next case
+    return CaseResult(client.name, policy, server, first, held, killed, second, third, left,
+                      seconds=time.monotonic() - started, log_tail=log)
+
+
+@contextmanager
+def started_backends(names: list[str]) -> Iterator[dict[str, Backend]]:
+    with ExitStack() as stack:
+        running: dict[str, Backend] = {}
+        for name in names:
+            backend = BACKENDS[name]()
+            stack.callback(backend.close)
+            running[name] = backend.start()
+        yield running
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", default=",".join(CLIENTS))
+    parser.add_argument("--policies", default=",".join(POLICIES))
+    parser.add_argument("--servers", default=",".join(SERVERS),
+                        help=f"comma-separated subset of {','.join(ALL_SERVERS)}")
+    parser.add_argument("--before", type=int, default=REQUESTS_BEFORE)
+    parser.add_argument("--after", type=int, default=REQUESTS_AFTER)
+    args = parser.parse_args(argv)
+    clients = [CLIENTS[c] for c in args.clients.split(",") if c]
+    policies = [p for p in args.policies.split(",") if p]
+    servers = [s for s in args.servers.split(",") if s]
+    rows, problems = [], 0
+    with started_backends(sorted({c.backend for c in clients})) as backends:
+        for client in clients:
+            for policy in policies:
+                for server in servers:
+                    print(f"-- {client.name} {policy} {server}", file=sys.stderr)
+                    result = run_case(client, policy, server, backends[client.backend],
+                                      before=args.before, after=args.after)
+                    broken = broken_promises(result)
+                    problems += bool(broken)
+                    rows.append(result.row() + ("" if not broken else "  <- " + "; ".join(broken)))
+    print(HEADER)
+    print("\n".join(rows))
+    print(f"({WORKERS} workers x {THREADS} threads; {args.before} requests before the kill, "
+          f"{args.after} + {args.after} after, concurrency {CONCURRENCY}; runs stop early after "
+          f"{STOP_AFTER_FAILURES} failures; conns: backend connections held after the first "
+          f"phase / the policy's maximum incl. the master's import-time one)")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
