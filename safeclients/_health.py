@@ -4,7 +4,10 @@ What every database pool offers, with psycopg_pool's names: ``check`` (a callabl
 or returns False, when the instance is dead: a ping), ``max_lifetime`` and ``max_idle`` (seconds
 after which an instance is replaced). ``check_interval`` bounds the cost: an instance used within
 the last ``check_interval`` seconds is presumed alive and not checked (0: check before every
-reuse). A retired instance is closed quietly (one log line if its close fails: a connection the
+reuse). Its default depends on who asked: an explicit ``check=`` on a pool runs before every
+reuse (psycopg_pool's behaviour: the caller asked for it); the check a client profile brings by
+default, and every ``per_thread`` check, run at most once per ``DEFAULT_CHECK_INTERVAL``.
+A retired instance is closed quietly (one log line if its close fails: a connection the
 server already dropped often refuses a polite close).
 
 Which policy uses what: ``pooled`` vets an instance when it leaves the free list; ``per_thread``
@@ -58,15 +61,21 @@ def health_options(
     kind: str,
     *,
     check: Callable[[Any], object] | None,
-    check_interval: float,
+    check_interval: float | None,
     max_lifetime: float | None,
     max_idle: float | None,
+    explicit_check_interval: float = DEFAULT_CHECK_INTERVAL,
 ) -> Health:
-    """Validate the options with a sentence each, when the proxy is made."""
+    """Validate the options with a sentence each, when the proxy is made. ``check_interval``
+    None: ``explicit_check_interval`` for an explicit ``check=``, else the default."""
     if check is not None and not callable(check):
         raise TypeError(f"{kind}(check=...) must be a callable taking the client, got {check!r}")
-    interval = _seconds(kind, "check_interval", check_interval, allow_none=False)
-    assert interval is not None
+    if check_interval is None:
+        interval = explicit_check_interval if check is not None else DEFAULT_CHECK_INTERVAL
+    else:
+        seconds = _seconds(kind, "check_interval", check_interval, allow_none=False)
+        assert seconds is not None
+        interval = seconds
     return Health(
         check=check,
         check_interval=interval,

@@ -24,7 +24,6 @@ from typing import Any, TypeVar, overload
 from safeclients import _fork
 from safeclients._fork import ARMED
 from safeclients._health import (
-    DEFAULT_CHECK_INTERVAL,
     Ages,
     Health,
     health_options,
@@ -249,7 +248,7 @@ def per_thread(
     close: Callable[[T], object] | None = ...,
     discard_on: DiscardOn | None = ...,
     check: Callable[[T], object] | None = ...,
-    check_interval: float = ...,
+    check_interval: float | None = ...,
     max_lifetime: float | None = ...,
 ) -> T: ...
 
@@ -261,7 +260,7 @@ def per_thread(
     close: Callable[[Any], object] | None = ...,  # the client type is not known yet here
     discard_on: DiscardOn | None = ...,
     check: Callable[[Any], object] | None = ...,
-    check_interval: float = ...,
+    check_interval: float | None = ...,
     max_lifetime: float | None = ...,
 ) -> Callable[[Callable[[], T]], T]: ...
 
@@ -272,7 +271,7 @@ def per_thread(
     close: Callable[[T], object] | None = None,
     discard_on: DiscardOn | None = None,
     check: Callable[[T], object] | None = None,
-    check_interval: float = DEFAULT_CHECK_INTERVAL,
+    check_interval: float | None = None,
     max_lifetime: float | None = None,
 ) -> T | Callable[[Callable[[], T]], T]:
     """A proxy that gives each thread its own instance from ``factory``, created on first use.

@@ -30,7 +30,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
 from safeclients._health import (
-    DEFAULT_CHECK_INTERVAL,
     Ages,
     Health,
     health_options,
@@ -337,7 +336,7 @@ def pooled(
     close: Callable[[T], object] | None = ...,
     discard_on: DiscardOn | None = ...,
     check: Callable[[T], object] | None = ...,
-    check_interval: float = ...,
+    check_interval: float | None = ...,
     max_lifetime: float | None = ...,
     max_idle: float | None = ...,
 ) -> T: ...
@@ -352,7 +351,7 @@ def pooled(
     close: Callable[[Any], object] | None = ...,  # the client type is not known yet here
     discard_on: DiscardOn | None = ...,
     check: Callable[[Any], object] | None = ...,
-    check_interval: float = ...,
+    check_interval: float | None = ...,
     max_lifetime: float | None = ...,
     max_idle: float | None = ...,
 ) -> Callable[[Callable[[], T]], T]: ...
@@ -366,7 +365,7 @@ def pooled(
     close: Callable[[T], object] | None = None,
     discard_on: DiscardOn | None = None,
     check: Callable[[T], object] | None = None,
-    check_interval: float = DEFAULT_CHECK_INTERVAL,
+    check_interval: float | None = None,
     max_lifetime: float | None = None,
     max_idle: float | None = None,
 ) -> T | Callable[[Callable[[], T]], T]:
@@ -381,8 +380,9 @@ def pooled(
     closes its instance, which is never handed out again.
 
     Health (psycopg_pool's names): ``check(client)`` runs before an instance idle for
-    ``check_interval`` seconds or more is reused, and replaces it if it raises or returns False
-    (default: the client profile's check, e.g. PyMySQL's ``ping``); ``max_lifetime`` and
+    ``check_interval`` seconds or more is reused, and replaces it if it raises or returns False.
+    Given explicitly, it runs before every reuse unless ``check_interval`` says otherwise; by
+    default the client profile's check (e.g. PyMySQL's ``ping``) runs on instances idle 1 s; ``max_lifetime`` and
     ``max_idle`` (seconds) replace instances older, or idle longer, than that. A size that is
     not an int >= 1, or a timeout that is negative, nan or infinite: ValueError now.
     """
@@ -393,6 +393,7 @@ def pooled(
         check_interval=check_interval,
         max_lifetime=max_lifetime,
         max_idle=max_idle,
+        explicit_check_interval=0.0,  # check= given: before every reuse, as psycopg_pool
     )
     if factory is None:
 

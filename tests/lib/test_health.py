@@ -145,3 +145,12 @@ def test_a_profile_check_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None
 def test_bad_health_options_are_refused_with_a_sentence(options: dict[str, Any]) -> None:
     with pytest.raises((TypeError, ValueError), match="pooled"):
         safeclients.pooled(Conn, **options)
+
+
+def test_an_explicit_check_on_a_pool_runs_before_every_reuse() -> None:
+    """psycopg_pool's behaviour: asked for explicitly, the check runs at each checkout."""
+    proxy = safeclients.pooled(Conn, size=1, check=lambda conn: conn.ping())
+    for n in range(3):
+        proxy.query(n)
+    with safeclients.checkout(proxy) as conn:
+        assert conn.pings == 3, "checked before the 2nd and 3rd call and this checkout"
