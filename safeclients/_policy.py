@@ -178,6 +178,9 @@ class Policy(Generic[T]):
 
     kind: ClassVar[str] = "policy"
     USE: ClassVar[Use]
+    #: Whether ``async with checkout(proxy)`` is allowed: only where nothing is held across an
+    #: await (``per_loop``); a lock or a slot held across one is the lead's open question.
+    async_blocks: ClassVar[bool] = False
 
     # Bound at creation from the compiled USE (instance attributes: one dict lookup per use).
     get: Callable[[], tuple[Any, Any]]
@@ -374,6 +377,10 @@ class Policy(Generic[T]):
     def shutdown(self) -> None:
         """Interpreter exit: ``dispose(final=True)``, without waiting on a thread stuck in a call."""
         self.dispose(True)
+
+    def green_reset(self) -> None:
+        """gevent just patched ``threading`` (see ``_green``): make locks and thread-locals
+        again, greenlet-aware. Runs where ``patch_all()`` runs, before requests; default: none."""
 
     def live(self) -> int:
         raise NotImplementedError

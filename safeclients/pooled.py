@@ -205,6 +205,11 @@ class PooledPolicy(Policy[T]):
         while old:
             self.close_instance(old.pop(), discarded=False)
 
+    def green_reset(self) -> None:
+        # gevent just patched threading (see _green): a waiter must yield to the hub, not
+        # block the OS thread every greenlet runs on. No call is in flight at patch time.
+        self._cond = threading.Condition(threading.Lock())
+
     def after_fork(self) -> None:
         self._reset()
         self._reset_common()
