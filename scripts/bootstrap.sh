@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what a fresh machine lacks: Debian packages (gearmand, memcached, wrk) and a
+# Install what a fresh machine lacks: Debian packages (gearmand, memcached, wrk, redis-server) and a
 # virtualenv in .venv with the project and its test/bench extras. Idempotent: a second run
 # only checks.
 set -euo pipefail
@@ -9,6 +9,7 @@ need_apt=()
 command -v gearmand >/dev/null 2>&1 || [ -x /usr/sbin/gearmand ] || need_apt+=(gearman-job-server)
 command -v memcached >/dev/null 2>&1 || [ -x /usr/bin/memcached ] || need_apt+=(memcached)
 command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)  # per_loop proofs
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "bootstrap: installing Debian packages: ${need_apt[*]}" >&2
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
