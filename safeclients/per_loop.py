@@ -62,34 +62,45 @@ from safeclients.errors import NoRunningLoopError
 
 T = TypeVar("T")
 
-# What a record's instance is doing; only an OPEN one may be closed (once).
-OPEN, CLOSING, ORPHANED = "open", "closing", "orphaned"
+# What a record's instance is doing. OPEN: in the table. RETIRED: out of it (dispose, discard),
+# its close scheduled as a task in its loop. CLOSED: its close has begun (only once).
+# ORPHANED: never to be closed here (a fork child's inherited record, or its loop closed first).
+OPEN, RETIRED, CLOSED, ORPHANED = "open", "retired", "closed", "orphaned"
 
 
 class _LoopRecord(Generic[T]):
     """One loop's instance, and the async generator that closes it at the loop's shutdown."""
 
-    __slots__ = ("obj", "pid", "state", "closer")
+    __slots__ = ("obj", "pid", "state", "discarded", "closer", "loop_ref")
 
-    def __init__(self, obj: T) -> None:
+    def __init__(self, obj: T, loop: asyncio.AbstractEventLoop) -> None:
         self.obj = obj
         self.pid = os.getpid()
         self.state = OPEN
+        self.discarded = False
         self.closer: AsyncGenerator[None, None] | None = None
+        self.loop_ref = weakref.ref(loop)
+
+    def closable(self) -> bool:
+        return self.state in (OPEN, RETIRED) and self.pid == os.getpid()
 
 
 async def _close_at_shutdown(
-    policy: PerLoopPolicy[Any], loop_ref: weakref.ref[asyncio.AbstractEventLoop],
-    record: _LoopRecord[Any],
+    policy: PerLoopPolicy[Any], record: _LoopRecord[Any]
 ) -> AsyncGenerator[None, None]:
-    """Suspended at ``yield`` for the loop's life; ``shutdown_asyncgens`` closes it in the loop."""
+    """Suspended at ``yield`` for the loop's life; ``shutdown_asyncgens`` closes it in the loop.
+
+    Also the fallback for a retired record whose close task was cancelled before it ran
+    (``asyncio.run`` cancels the tasks left, then shuts the generators down).
+    """
     try:
         yield
     finally:
-        loop = loop_ref()
-        if loop is not None and asyncio._get_running_loop() is loop:
-            await policy.close_record(loop, record)
-        # Else: freed without the loop's shutdown (loop closed by hand, or gone): close nothing.
+        loop = record.loop_ref()
+        if loop is not None and asyncio._get_running_loop() is loop and record.closable():
+            await policy.close_once(record)
+        # Else: freed without the loop's shutdown (loop closed by hand, or gone), or closed
+        # already: nothing to await (and no await may happen in a garbage-collected close).
 
 
 class PerLoopPolicy(Policy[T]):
@@ -127,6 +138,8 @@ class PerLoopPolicy(Policy[T]):
         self.records: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopRecord[T]] = (
             weakref.WeakKeyDictionary()
         )
+        # Records out of the table whose close is pending (kept alive, with their closer).
+        self._retiring: set[_LoopRecord[T]] = set()
         # Close tasks scheduled by dispose/discard, kept alive until they finish.
         self._tasks: set[asyncio.Future[None]] = set()
 
@@ -150,8 +163,8 @@ class PerLoopPolicy(Policy[T]):
         if record is not None:
             return record.obj
         self.prune()
-        record = _LoopRecord(self.create())
-        record.closer = _arm_closer(self, loop, record)
+        record = _LoopRecord(self.create(), loop)
+        record.closer = _arm_closer(self, record)
         with self._records_lock:
             self.records[loop] = record
         return record.obj
@@ -164,16 +177,31 @@ class PerLoopPolicy(Policy[T]):
                 record = self.records.pop(loop, None)
                 if record is not None:
                     record.state = ORPHANED
+            for record in list(self._retiring):
+                gone = record.loop_ref()
+                if gone is None or gone.is_closed():
+                    record.state = ORPHANED
+                    self._retiring.discard(record)
 
-    async def close_record(self, loop: asyncio.AbstractEventLoop, record: _LoopRecord[T]) -> None:
-        """Inside ``loop``: forget the record and await the close of its instance (once)."""
+    async def close_once(self, record: _LoopRecord[T]) -> None:
+        """Inside the record's loop: forget the record and await its instance's close, once."""
         with self._records_lock:
-            if record.state != OPEN or record.pid != os.getpid():
+            if not record.closable():
                 return
-            record.state = CLOSING
-            if self.records.get(loop) is record:
+            record.state = CLOSED
+            self._retiring.discard(record)
+            loop = record.loop_ref()
+            if loop is not None and self.records.get(loop) is record:
                 del self.records[loop]
-        await self._aclose(record.obj, discarded=False)
+        try:
+            await self._aclose(record.obj, discarded=record.discarded)
+        except asyncio.CancelledError:
+            # A close task cancelled mid-close (asyncio.run cancels the tasks left before it
+            # shuts the generators down): the record's closer finishes the close there.
+            with self._records_lock:
+                record.state = RETIRED
+                self._retiring.add(record)
+            raise
 
     async def _aclose(self, obj: T, *, discarded: bool) -> None:
         """Close one instance inside its loop; a failing close is logged and counted."""
@@ -206,15 +234,20 @@ class PerLoopPolicy(Policy[T]):
 
     def _retire(self, loop: asyncio.AbstractEventLoop, record: _LoopRecord[T],
                 discarded: bool) -> None:
-        """Record already removed from the table: close its instance inside ``loop``, later."""
+        """Record already out of the table: close its instance inside ``loop``, in a task (or,
+        if that task never runs, at the loop's shutdown, from the record's closer)."""
         if record.state != OPEN:
             return
-        record.state = CLOSING
+        record.discarded = discarded
         if loop.is_closed():
-            return  # nowhere to close it: dropped, like a loop closed by hand
+            record.state = ORPHANED  # nowhere to close it: dropped, like a loop closed by hand
+            return
+        record.state = RETIRED
+        with self._records_lock:
+            self._retiring.add(record)
 
         def spawn() -> None:
-            task = loop.create_task(self._aclose(record.obj, discarded=discarded))
+            task = loop.create_task(self.close_once(record))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -224,7 +257,7 @@ class PerLoopPolicy(Policy[T]):
             else:
                 loop.call_soon_threadsafe(spawn)
         except RuntimeError:
-            pass  # the loop closed meanwhile: dropped
+            pass  # the loop closed meanwhile: the next prune drops the record
 
     def discard(self, obj: T) -> None:
         """A call raised one of discard_on before returning: retire this loop's instance."""
@@ -264,21 +297,21 @@ class PerLoopPolicy(Policy[T]):
             self._retire(loop, record, False)
 
     def after_fork(self) -> None:
-        for record in list(self.records.values()):
+        for record in [*self.records.values(), *self._retiring]:
             record.state = ORPHANED
         self._reset()
         self._reset_common()
 
 
 def _arm_closer(
-    policy: PerLoopPolicy[Any], loop: asyncio.AbstractEventLoop, record: _LoopRecord[Any]
+    policy: PerLoopPolicy[Any], record: _LoopRecord[Any]
 ) -> AsyncGenerator[None, None] | None:
-    """Start the record's closer in ``loop`` (registered for its shutdown); None if the loop
-    installs no async-generator hooks (then only ``dispose`` closes the instance)."""
+    """Start the record's closer in the running loop (registered for its shutdown); None if the
+    loop installs no async-generator hooks (then only ``dispose`` closes the instance)."""
     firstiter, finalizer = sys.get_asyncgen_hooks()
     if firstiter is None:
         return None
-    closer = _close_at_shutdown(policy, weakref.ref(loop), record)
+    closer = _close_at_shutdown(policy, record)
     # First-iteration hook only: the loop's finalizer would hold the loop from the generator.
     sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=None)
     try:
