@@ -145,6 +145,8 @@ def _annotated_type(factory: Callable[[], Any]) -> type | None:
         hint = typing.get_type_hints(factory).get("return")
     except (NameError, TypeError, AttributeError, SyntaxError):
         return None  # an annotation that cannot be evaluated here (TYPE_CHECKING imports)
+    if hint is Any:  # a class on Python >= 3.11, but not one isinstance() accepts
+        return None
     if isinstance(hint, type) and hint is not object and not isinstance(None, hint):
         return hint
     return None
