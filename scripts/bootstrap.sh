@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Install what a fresh machine lacks: Debian packages (gearmand, memcached, wrk, redis-server) and a
-# virtualenv in .venv with the project and its test/bench extras. Idempotent: a second run
-# only checks.
+# Install what a fresh machine lacks: Debian packages (gearmand, memcached, wrk, redis-server)
+# and a virtualenv in .venv with the project and its test/bench extras. Idempotent: a second
+# run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
