@@ -110,7 +110,7 @@ class PerLoopPolicy(Policy[T]):
     USE = Use(
         get="""
             try:
-                obj = policy.records[policy.running_loop()].obj
+                obj = policy.table[policy.ref(policy.running_loop())].obj
             except (KeyError, TypeError):
                 obj = policy.create_for_loop()
             token = None
@@ -128,6 +128,7 @@ class PerLoopPolicy(Policy[T]):
     ) -> None:
         # The loop running in the calling thread, or None (C function; no exception to catch).
         self.running_loop = asyncio._get_running_loop
+        self.ref = weakref.ref
         super().__init__(factory, close=close, discard_on=discard_on)
         self._reset()
 
@@ -140,6 +141,10 @@ class PerLoopPolicy(Policy[T]):
         )
         # Records out of the table whose close is pending (kept alive, with their closer).
         self._retiring: set[_LoopRecord[T]] = set()
+        # The fast path reads the dict behind `records` directly (the same lookup that
+        # WeakKeyDictionary.__getitem__ makes, without its Python-level call): `ref(loop)` is
+        # CPython's shared plain weakref to the loop, hashed and compared as the loop itself.
+        self.table = self.records.data
         # Close tasks scheduled by dispose/discard, kept alive until they finish.
         self._tasks: set[asyncio.Future[None]] = set()
 
