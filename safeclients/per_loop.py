@@ -144,7 +144,9 @@ class PerLoopPolicy(Policy[T]):
         # The fast path reads the dict behind `records` directly (the same lookup that
         # WeakKeyDictionary.__getitem__ makes, without its Python-level call): `ref(loop)` is
         # CPython's shared plain weakref to the loop, hashed and compared as the loop itself.
-        self.table = self.records.data
+        self.table: dict[weakref.ref[asyncio.AbstractEventLoop], _LoopRecord[T]] = (
+            self.records.data  # type: ignore[attr-defined]  # not in typeshed's stub
+        )
         # Close tasks scheduled by dispose/discard, kept alive until they finish.
         self._tasks: set[asyncio.Future[None]] = set()
 
