@@ -128,6 +128,7 @@ SHAPES = ("threads", "sequential")
 def test_redis_unwrapped_global_fails(shape: str, redis_server: RedisServer) -> None:
     client = redis_asyncio.Redis(port=redis_server.port, socket_timeout=5)
     tally = run_shape(shape, client, redis_op)
+    print(f"\n| redis.asyncio | {shape} | unwrapped global | {tally} |")
     assert tally.errors + tally.counts["wrong"] > 0, (
         f"one redis.asyncio.Redis shared by {loops_of(shape)} loops never failed: {tally}")
 
@@ -145,6 +146,7 @@ def test_redis_per_loop(shape: str, redis_server: RedisServer) -> None:
     assert tally.counts["wrong"] == 0, tally
     left = redis_server.wait_count(0, name)
     stats = safeclients.stats(client)
+    print(f"\n| redis.asyncio | {shape} | per_loop | {tally} | open after: {left} | {stats} |")
     assert left == 0, f"{left} redis connections left open after the loops: {stats}"
     assert stats.created == loops_of(shape) and stats.closed == stats.created, stats
     assert stats.live == 0, stats
@@ -154,6 +156,7 @@ def test_redis_per_loop(shape: str, redis_server: RedisServer) -> None:
 def test_httpx_unwrapped_global_fails(shape: str, http_server: CountingHTTPServer) -> None:
     client = httpx.AsyncClient(base_url=http_server.url, timeout=2.0)  # it may hang: short
     tally = run_shape(shape, client, http_op)
+    print(f"\n| httpx | {shape} | unwrapped global | {tally} |")
     assert tally.errors + tally.counts["wrong"] > 0, (
         f"one httpx.AsyncClient shared by {loops_of(shape)} loops never failed: {tally}")
 
@@ -169,6 +172,7 @@ def test_httpx_per_loop(shape: str, http_server: CountingHTTPServer) -> None:
     assert tally.counts["wrong"] == 0, tally
     left = http_server.wait_open(0)
     stats = safeclients.stats(client)
+    print(f"\n| httpx | {shape} | per_loop | {tally} | open after: {left} | {stats} |")
     assert left == 0, f"{left} HTTP connections left open after the loops: {stats}"
     assert http_server.total_connections > 0
     assert stats.created == loops_of(shape) and stats.closed == stats.created, stats
