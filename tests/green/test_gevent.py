@@ -73,3 +73,18 @@ def test_per_thread_is_per_greenlet_and_says_so_once() -> None:
     assert seen["log_names_factory"] and seen["log_names_pooled"], seen
     assert seen["live_after"] == 0 and seen["closed"] == 10, (
         f"each greenlet's instance must be closed when it ends: {seen}")
+
+
+def test_importing_safeclients_subscribes_without_importing_gevent() -> None:
+    # The renewal costs nothing in a process that never uses gevent: no gevent import, one
+    # subscriber in zope.event's list (gevent's own dependency), nothing on the call paths.
+    code = (
+        "import sys, safeclients, zope.event\n"
+        "from safeclients import _green\n"
+        "print(int('gevent' in sys.modules), int(_green.on_patch in zope.event.subscribers),"
+        " int(_green.threading_patched()))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, check=True,
+                         capture_output=True, timeout=CHILD_TIMEOUT).stdout.decode().split()
+    assert out == ["0", "1", "0"], out
