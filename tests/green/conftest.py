@@ -146,7 +146,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         finally:
             self.server.closed()
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         query = parse_qs(urlsplit(self.path).query)
         body = query.get("v", [""])[0].encode()
         self.send_response(200)

@@ -11,7 +11,7 @@ import gc
 import pickle
 import threading
 import weakref
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -26,7 +26,7 @@ JOIN = 30.0
 class AsyncClient:
     """Remembers the loop it was first used on; fails, like real clients, on any other."""
 
-    made: list[AsyncClient] = []
+    made: ClassVar[list[AsyncClient]] = []
 
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
