@@ -7,7 +7,7 @@ servers (uWSGI, gunicorn gthread) by wrapping it (or a factory for it) in a prox
 * ``guarded(obj_or_factory)``: no fix, a detector that names both threads of an overlap;
 * ``per_loop(factory)``: each running event loop its own instance, for async clients.
 
-All four are fork-safe (see ``safeclients._fork``) and usable as decorators on a zero-argument
+All five are fork-safe (see ``safeclients._fork``) and usable as decorators on a zero-argument
 factory. Control is module-level: ``checkout``, ``dispose``, ``stats``, ``is_proxy``.
 """
 

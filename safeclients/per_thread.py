@@ -6,6 +6,12 @@ ends, CPython clears its thread-local entries, the slot dies, and the callback (
 exiting thread) removes the record and closes the instance: no wait for the proxy to be garbage
 collected, and no record left per dead thread, however many threads come and go.
 
+Under gevent: "per thread" means per greenlet (``threading.local`` is greenlet-local once
+``threading`` is patched, and ``_green`` renews a proxy made before the patch), so a server that
+runs each request in its own greenlet gets one instance per request, closed when the greenlet
+ends and never reused. That is correct but costly; the first time it happens, each process logs
+one warning naming the factory and pointing at ``pooled``, which bounds instances per worker.
+
 Across a fork: ``after_fork`` swaps in a fresh ``threading.local``, record table and locks, and
 closes nothing. Callbacks of inherited slots (``os.fork()`` clears the other threads' locals in
 the child) find no record in the new table, and close only instances created in their own process
