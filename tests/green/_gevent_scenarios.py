@@ -193,11 +193,34 @@ def scenario_per_thread() -> dict[str, Any]:
     }
 
 
+def scenario_guarded() -> dict[str, Any]:
+    """guarded made before the patch; two greenlets make its first use at once, and the
+    factory yields to the hub (a connect). Its creation lock must not block the OS thread."""
+    import time
+
+    class Connecting:
+        def __init__(self) -> None:
+            time.sleep(0.05)  # gevent's sleep once patched: the greenlet yields mid-creation
+
+        def m(self) -> int:
+            return 1
+
+    proxy = safeclients.guarded(Connecting)
+    patch()
+    import gevent
+
+    greenlets = [gevent.spawn(proxy.m) for _ in range(2)]
+    gevent.joinall(greenlets, timeout=WAIT)
+    return {"results": [g.value for g in greenlets]}
+
+
 def main(argv: list[str]) -> None:
     if argv[0] == "hold":
         result = scenario_hold(argv[1], argv[2])
     elif argv[0] == "per_thread":
         result = scenario_per_thread()
+    elif argv[0] == "guarded":
+        result = scenario_guarded()
     else:
         raise SystemExit(f"unknown scenario {argv[0]!r}")
     result["thread"] = threading.current_thread().name
