@@ -4,14 +4,17 @@ servers (uWSGI, gunicorn gthread) by wrapping it (or a factory for it) in a prox
 * ``per_thread(factory)``: each thread its own instance, closed when the thread ends;
 * ``locked(obj_or_factory)``: one instance, every call under a re-entrant lock;
 * ``pooled(factory, size=, timeout=)``: a bounded pool, one instance per call;
-* ``guarded(obj_or_factory)``: no fix, a detector that names both threads of an overlap.
+* ``guarded(obj_or_factory)``: no fix, a detector that names both threads of an overlap;
+* ``per_process(factory)``: one instance per process, no lock (thread-safe, not fork-safe);
+* ``per_loop(factory)``: each running event loop its own instance, for async clients.
 
-All four are fork-safe (see ``safeclients._fork``) and usable as decorators on a zero-argument
+All six are fork-safe (see ``safeclients._fork``) and usable as decorators on a zero-argument
 factory. Control is module-level: ``checkout``, ``dispose``, ``stats``, ``is_proxy``.
 """
 
 __version__ = "0.1.0"
 
+from safeclients import _green  # noqa: F401  (subscribes to gevent's patch events)
 from safeclients.control import checkout, dispose, is_proxy, policy_name, stats
 from safeclients.errors import (
     AsyncUseError,
@@ -23,6 +26,7 @@ from safeclients.errors import (
     ForkedUseError,
     LockTimeout,
     OutlivedUseError,
+    NoRunningLoopError,
     PoolClosed,
     PoolTimeout,
     SafeClientsError,
@@ -30,6 +34,7 @@ from safeclients.errors import (
 from safeclients.guarded import guarded
 from safeclients.locked import locked
 from safeclients.per_process import per_process
+from safeclients.per_loop import per_loop
 from safeclients.per_thread import per_thread
 from safeclients.pooled import pooled
 from safeclients.stats import Stats
@@ -41,6 +46,7 @@ __all__ = [
     "locked",
     "pooled",
     "guarded",
+    "per_loop",
     "checkout",
     "dispose",
     "stats",
@@ -59,4 +65,5 @@ __all__ = [
     "OutlivedUseError",
     "ConcurrentUseError",
     "ForkedUseError",
+    "NoRunningLoopError",
 ]

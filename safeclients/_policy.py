@@ -51,7 +51,7 @@ from safeclients._use import Use, compiled
 
 if typing.TYPE_CHECKING:
     from safeclients._health import Health
-from safeclients.errors import AsyncUseError, FactoryError, PoolClosed
+from safeclients.errors import FactoryError, PoolClosed
 from safeclients.stats import Stats
 
 T = TypeVar("T")
@@ -155,6 +155,8 @@ def _annotated_type(factory: Callable[[], Any]) -> type | None:
         hint = typing.get_type_hints(factory).get("return")
     except (NameError, TypeError, AttributeError, SyntaxError):
         return None  # an annotation that cannot be evaluated here (TYPE_CHECKING imports)
+    if hint is Any:  # a class on Python >= 3.11, but not one isinstance() accepts
+        return None
     if isinstance(hint, type) and hint is not object and not isinstance(None, hint):
         return hint
     return None
@@ -195,6 +197,9 @@ class Policy(Generic[T]):
     USE: ClassVar[Use]
     #: The use with health checks (``_health``): compiled only for a proxy that has them.
     USE_HEALTH: ClassVar[Use | None] = None
+    #: Whether ``async with checkout(proxy)`` is allowed: only where nothing is held across an
+    #: await (``per_loop``); a lock or a slot held across one is the lead's open question.
+    async_blocks: ClassVar[bool] = False
 
     # Bound at creation from the compiled USE (instance attributes: one dict lookup per use).
     get: Callable[[], tuple[Any, Any]]
@@ -333,6 +338,11 @@ class Policy(Generic[T]):
 
     #: Whether a use may last across an ``await`` (``locked`` says no: see ``_escape``).
     holds_across_await: ClassVar[bool] = True
+    #: Whether ``get`` may wait (``pooled``): then an ``async def`` client method gets an
+    #: ``async_forwarder``, which waits off the event loop; elsewhere the ordinary forwarder gets
+    #: the instance at call time (``per_loop``: the running loop's) and the awaitable it returns
+    #: holds it until awaited (``_escape``).
+    async_gets: ClassVar[bool] = False
 
     def _default_broken(self, exc: BaseException) -> bool:
         """The default ``discard_on``: generic disconnect classes, plus the profile's."""
@@ -468,6 +478,10 @@ class Policy(Generic[T]):
         """Interpreter exit: ``dispose(final=True)``, without waiting on a thread stuck in a call."""
         self.dispose(True)
 
+    def green_reset(self) -> None:
+        """gevent just patched ``threading`` (see ``_green``): make locks and thread-locals
+        again, greenlet-aware. Runs where ``patch_all()`` runs, before requests; default: none."""
+
     def live(self) -> int:
         raise NotImplementedError
 
@@ -506,18 +520,12 @@ class Policy(Generic[T]):
         return self.get()
 
     def async_forwarder(self, name: str) -> Callable[..., Any]:
-        """The class attribute for an ``async def`` client method: the use lasts until the
-        awaited call finishes, built from the same ``get``/``put`` as every path."""
+        """The class attribute for an ``async def`` client method of a policy whose ``get`` may
+        wait (``async_gets``): the instance is taken without blocking the event loop, and the
+        use lasts until the awaited call finishes, built from the same ``get``/``put``."""
         policy = self
 
         async def forward(proxy: object, /, *args: Any, **kwargs: Any) -> Any:
-            if not policy.holds_across_await:
-                raise AsyncUseError(
-                    f"{policy.client_type.__name__ if policy.client_type else 'the client'}."
-                    f"{name}() is a coroutine, and a {policy.kind} proxy cannot hold its lock "
-                    f"across an await (every task of the thread would get in): use "
-                    f"safeclients.per_loop (one instance per event loop) or safeclients.pooled"
-                )
             obj, token = await policy.aget()
             try:
                 result = await getattr(obj, name)(*args, **kwargs)
@@ -533,7 +541,7 @@ class Policy(Generic[T]):
     def attribute(self, name: str) -> Any:
         """``proxy.name`` for a name with no fast forwarder: a value, or a call-through."""
         value = self.apply(getattr, name)
-        if inspect.iscoroutinefunction(value):
+        if self.async_gets and inspect.iscoroutinefunction(value):
             return functools.partial(self.async_forwarder(name), self.own_proxy())
         if callable(value) and not isinstance(value, type):
             return CallThrough(self, (name,), value)

@@ -299,7 +299,7 @@ def install_forwarders(klass: type, policy: Policy[Any], client_type: type) -> N
             attr = inspect.getattr_static(client_type, name)
         except AttributeError:
             continue
-        if inspect.iscoroutinefunction(attr):
+        if policy.async_gets and inspect.iscoroutinefunction(attr):
             setattr(klass, name, policy.async_forwarder(name))
         elif isinstance(attr, _METHOD_TYPES):
             forward = policy.forwarder(name, attr)

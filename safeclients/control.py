@@ -7,7 +7,6 @@ this process created); a daemon thread still using one afterwards gets ``PoolClo
 from __future__ import annotations
 
 import atexit
-from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Generic, TypeVar
 
@@ -76,13 +75,32 @@ class _Checkout(Generic[T]):
             return  # entered before a fork: the child's reset dropped the instance and its lock
         policy.put(obj, self._token, exc is not None and policy.is_broken(exc))
 
+    # `async with checkout(proxy) as client:`, for policies that hold nothing across an await.
+    async def __aenter__(self) -> T:
+        if not self._policy.async_blocks:
+            raise TypeError(
+                f"`async with safeclients.checkout(...)` needs a per_loop proxy; this one is "
+                f"{self._policy.kind}, whose lock or slot would be held across awaits: use "
+                f"`with safeclients.checkout(...)` in sync code, or safeclients.per_loop"
+            )
+        return self.__enter__()
 
-def checkout(proxy: T) -> AbstractContextManager[T]:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+def checkout(proxy: T) -> _Checkout[T]:
     """Hold one raw client for a block: ``with safeclients.checkout(proxy) as client: ...``.
 
     ``locked``: the lock is held for the block. ``pooled``: the instance is checked out for the
     block (an exception from ``discard_on`` discards it). ``per_thread``: this thread's instance.
-    ``guarded``: the block counts as one use. Do not keep the client after the block.
+    ``guarded``: the block counts as one use. ``per_loop``: the running loop's instance, also as
+    ``async with safeclients.checkout(proxy) as client:``. Do not keep the client after the block.
     """
     policy: Policy[T] = policy_of(proxy)
     return _Checkout(policy)
@@ -108,7 +126,8 @@ def stats(proxy: object) -> Stats:
 
 
 def policy_name(proxy: object) -> str:
-    """``"per_thread"``, ``"per_process"``, ``"locked"``, ``"pooled"`` or ``"guarded"``."""
+    """``"per_thread"``, ``"per_process"``, ``"per_loop"``, ``"locked"``, ``"pooled"`` or
+    ``"guarded"``."""
     return policy_of(proxy).kind
 
 

@@ -101,6 +101,10 @@ class ConcurrentUseError(SafeClientsError):
     """Two threads were inside the same client instance at the same time."""
 
 
+class NoRunningLoopError(SafeClientsError, RuntimeError):
+    """A ``per_loop`` proxy was used with no event loop running in the calling thread."""
+
+
 class ForkedUseError(SafeClientsError):
     """A client instance created in one process was used in another (after a fork)."""
 
@@ -118,4 +122,5 @@ __all__ = [
     "OutlivedUseError",
     "ConcurrentUseError",
     "ForkedUseError",
+    "NoRunningLoopError",
 ]

@@ -203,6 +203,12 @@ class GuardedPolicy(Policy[T]):
             self.instance = obj
             return obj
 
+    def green_reset(self) -> None:
+        # gevent just patched threading (see _green): an OS lock made before, held by one
+        # greenlet while its factory yields (a connect), would block every other greenlet of
+        # the worker's one OS thread for good. threading.Lock() is greenlet-aware now.
+        self._create_lock = threading.Lock()
+
     def finish_retire(self) -> None:
         """The last thread left a call on an instance disposed meanwhile: close it now."""
         with self._create_lock:

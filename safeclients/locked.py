@@ -149,6 +149,11 @@ class LockedPolicy(Policy[T]):
         finally:
             self.lock.release()
 
+    def green_reset(self) -> None:
+        # gevent just patched threading (see _green): an OS RLock made before would let every
+        # greenlet of the one OS thread in at once; threading.RLock() is greenlet-aware now.
+        self.lock = threading.RLock()
+
     def after_fork(self) -> None:
         self.lock = threading.RLock()
         orphan = self.instance if not self.replaceable else None

@@ -6,6 +6,12 @@ ends, CPython clears its thread-local entries, the slot dies, and the callback (
 exiting thread) removes the record and closes the instance: no wait for the proxy to be garbage
 collected, and no record left per dead thread, however many threads come and go.
 
+Under gevent: "per thread" means per greenlet (``threading.local`` is greenlet-local once
+``threading`` is patched, and ``_green`` renews a proxy made before the patch), so a server that
+runs each request in its own greenlet gets one instance per request, closed when the greenlet
+ends and never reused. That is correct but costly; the first time it happens, each process logs
+one warning naming the factory and pointing at ``pooled``, which bounds instances per worker.
+
 Across a fork: ``after_fork`` swaps in a fresh ``threading.local``, record table and locks, and
 closes nothing. Callbacks of inherited slots (``os.fork()`` clears the other threads' locals in
 the child) find no record in the new table, and close only instances created in their own process
@@ -21,7 +27,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
-from safeclients import _fork
+from safeclients import _fork, _green
 from safeclients._fork import ARMED
 from safeclients._health import (
     Ages,
@@ -113,6 +119,8 @@ token = None
         self._retired_locals: list[threading.local] = []
         # Per thread: `obj` (the instance) and `slot` (its _ThreadSlot).
         self._local = threading.local()
+        # Whether this process logged that it runs under gevent, one greenlet per request.
+        self._told_green = False
 
     def _close_own(self, obj: T, *, discarded: bool) -> None:
         """Close the calling thread's instance, in that thread; uses meanwhile get it back."""
@@ -166,6 +174,8 @@ token = None
             return closing
         if self._retired_locals:
             self._close_retired()
+        if not self._told_green and _green.in_request_greenlet():
+            self._tell_green()
         obj = self.create()
         slot = _ThreadSlot()
         ref = _SlotRef(slot, self._thread_ended)
@@ -196,6 +206,31 @@ token = None
         retire_note(self.kind, obj, reason)
         self._drop_own(self._local, discarded=True)
         return self.create_for_thread()
+
+    def _tell_green(self) -> None:
+        """Once per process: under gevent a per_thread proxy opens one instance per request."""
+        self._told_green = True
+        factory = self._factory
+        name = f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', factory)}"
+        log.warning(
+            "safeclients: the per_thread proxy made from %s runs under gevent, where each "
+            "request is its own greenlet: it creates one instance per greenlet (a new connection "
+            "per request, closed when the greenlet ends, never reused); use safeclients.pooled "
+            "(%s) instead, which bounds the instances per worker",
+            name,
+            f"@safeclients.pooled(size=N) on {getattr(factory, '__qualname__', 'the factory')}",
+        )
+
+    def green_reset(self) -> None:
+        # gevent just patched threading (see _green): an OS threading.local made before would
+        # be shared by every greenlet. Under gevent "per thread" means per greenlet. Runs where
+        # patch_all() runs, before requests: the calling thread's instance is closed now.
+        self._drop_own(self._local, discarded=False)
+        with self._records_lock:
+            if self._records:
+                self._retired_locals.append(self._local)
+            self._local = threading.local()
+        self._records_lock = threading.RLock()
 
     def discard(self, obj: T) -> None:
         """The calling thread's instance raised one of discard_on: close it, forget it."""

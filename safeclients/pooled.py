@@ -110,6 +110,7 @@ def pooled_use(*, health: bool, pinning: bool) -> Use:
 
 class PooledPolicy(Policy[T]):
     kind = "pooled"
+    async_gets = True  # a get may wait for a free instance: async methods wait off the loop
 
     USE = pooled_use(health=False, pinning=False)
     # With check=/max_lifetime=/max_idle= (or a profile's check): vet what leaves the free
@@ -320,6 +321,11 @@ class PooledPolicy(Policy[T]):
             obj = old.pop()
             self.ages.forget(obj)
             self.close_instance(obj, discarded=False)
+
+    def green_reset(self) -> None:
+        # gevent just patched threading (see _green): a waiter must yield to the hub, not
+        # block the OS thread every greenlet runs on. No call is in flight at patch time.
+        self._cond = threading.Condition(threading.Lock())
 
     def after_fork(self) -> None:
         self._reset()

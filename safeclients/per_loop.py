@@ -1,0 +1,382 @@
+"""``per_loop``: one instance per running event loop, for async clients.
+
+Async clients (``redis.asyncio.Redis``, ``httpx.AsyncClient``, ``aiohttp.ClientSession``, asyncpg
+connections) bind to the loop they are first used on; a module-global one used from a second
+loop fails ("Future attached to a different loop", "Event loop is closed"). ``per_loop(factory)``
+keeps one instance per loop: created lazily on the first use inside a running loop, and closed
+inside that same loop before it goes away.
+
+Keyed by the loop itself, weakly
+--------------------------------
+The records are a ``weakref.WeakKeyDictionary`` keyed by the loop object: never ``id(loop)``,
+which a new loop reuses once the old one is freed. Most clients hold their loop (through their
+transports), which would keep a weak key alive, so records of loops that are *closed* are also
+dropped (not closed: that needs the loop) whenever a loop creates its instance and whenever
+``stats()`` counts them. A loop closed without the shutdown step below thus leaves no record.
+
+Closed inside its own loop
+--------------------------
+With each instance, the policy starts (one synchronous step) a small async generator whose
+``finally`` awaits the client's close: ``close=`` if given, else ``aclose()``, else ``close()``,
+awaiting what they return when it is awaitable. A loop registers every async generator first
+iterated in it (``sys.get_asyncgen_hooks``) and ``loop.shutdown_asyncgens()`` closes them, inside
+the loop; ``asyncio.run()`` and ``asyncio.Runner`` always call it, after cancelling the remaining
+tasks. The generator is started with the loop's *first-iteration* hook only, never its
+finalizer, so it holds no reference to the loop, and a generator freed without that shutdown
+(the loop was closed by hand) just ends, closing nothing.
+
+No lock across an await
+-----------------------
+A method call on the proxy takes the calling loop's instance and returns what the method
+returns (the coroutine), which the caller awaits: ``await client.get("k")``. Nothing is held
+meanwhile; ``_records_lock`` guards only the table's changes (a few dict operations). Only a
+call that raises before returning its coroutine can discard (``discard_on``); errors raised
+while awaiting are the client's to recover from (redis-py and httpx reconnect by themselves).
+
+Across a fork
+-------------
+``after_fork`` swaps in an empty table and marks every inherited record orphaned: the child
+never closes (and never uses) an instance its parent created, even if it runs an inherited
+loop's shutdown; its own loops create their own instances.
+
+Which thread runs what: the compiled paths run in the thread of the loop that calls them; the
+close runs inside its loop (``shutdown_asyncgens``, or a task scheduled by ``dispose``);
+``dispose`` in whichever thread calls ``safeclients.dispose``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import sys
+import threading
+import weakref
+from collections.abc import AsyncGenerator, Callable
+from typing import Any, Generic, TypeVar, overload
+
+from safeclients._policy import DiscardOn, Policy, log
+from safeclients._proxy import make_proxy
+from safeclients._use import Use
+from safeclients.errors import NoRunningLoopError
+
+T = TypeVar("T")
+
+# What a record's instance is doing. OPEN: in the table. RETIRED: out of it (dispose, discard),
+# its close scheduled as a task in its loop. CLOSED: its close has begun (only once).
+# ORPHANED: never to be closed here (a fork child's inherited record, or its loop closed first).
+OPEN, RETIRED, CLOSED, ORPHANED = "open", "retired", "closed", "orphaned"
+
+
+class _LoopRecord(Generic[T]):
+    """One loop's instance, and the async generator that closes it at the loop's shutdown."""
+
+    __slots__ = ("obj", "pid", "state", "discarded", "closer", "loop_ref")
+
+    def __init__(self, obj: T, loop: asyncio.AbstractEventLoop) -> None:
+        self.obj = obj
+        self.pid = os.getpid()
+        self.state = OPEN
+        self.discarded = False
+        self.closer: AsyncGenerator[None, None] | None = None
+        self.loop_ref = weakref.ref(loop)
+
+    def closable(self) -> bool:
+        return self.state in (OPEN, RETIRED) and self.pid == os.getpid()
+
+
+async def _close_at_shutdown(
+    policy: PerLoopPolicy[Any], record: _LoopRecord[Any]
+) -> AsyncGenerator[None, None]:
+    """Suspended at ``yield`` for the loop's life; ``shutdown_asyncgens`` closes it in the loop.
+
+    Also the fallback for a retired record whose close task was cancelled before it ran
+    (``asyncio.run`` cancels the tasks left, then shuts the generators down).
+    """
+    try:
+        yield
+    finally:
+        loop = record.loop_ref()
+        if loop is not None and asyncio._get_running_loop() is loop and record.closable():
+            await policy.close_once(record)
+        # Else: freed without the loop's shutdown (loop closed by hand, or gone), or closed
+        # already: nothing to await (and no await may happen in a garbage-collected close).
+
+
+class PerLoopPolicy(Policy[T]):
+    kind = "per_loop"
+    async_blocks = True
+
+    USE = Use(
+        get="""
+            try:
+                obj = policy.table[policy.ref(policy.running_loop())].obj
+            except (KeyError, TypeError):
+                obj = policy.create_for_loop()
+            token = None
+        """,
+        put_ok="",
+        put_broken="policy.discard(obj)",
+    )
+
+    def __init__(
+        self,
+        factory: Callable[[], T],
+        *,
+        close: Callable[[T], object] | None = None,
+        discard_on: DiscardOn | None = None,
+    ) -> None:
+        # The loop running in the calling thread, or None (C function; no exception to catch).
+        self.running_loop = asyncio._get_running_loop
+        self.ref = weakref.ref
+        super().__init__(factory, close=close, discard_on=discard_on)
+        self._reset()
+
+    def _reset(self) -> None:
+        # Guards changes to `records` (never held across an await, nor while a client runs).
+        self._records_lock = threading.Lock()
+        # Loop -> its record; weak on the loop (see the module docstring for closed loops).
+        self.records: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopRecord[T]] = (
+            weakref.WeakKeyDictionary()
+        )
+        # Records out of the table whose close is pending (kept alive, with their closer).
+        self._retiring: set[_LoopRecord[T]] = set()
+        # The fast path reads the dict behind `records` directly (the same lookup that
+        # WeakKeyDictionary.__getitem__ makes, without its Python-level call): `ref(loop)` is
+        # CPython's shared plain weakref to the loop, hashed and compared as the loop itself.
+        self.table: dict[weakref.ref[asyncio.AbstractEventLoop], _LoopRecord[T]] = (
+            self.records.data  # type: ignore[attr-defined]  # not in typeshed's stub
+        )
+        # Close tasks scheduled by dispose/discard, kept alive until they finish.
+        self._tasks: set[asyncio.Future[None]] = set()
+
+    # -- slow paths ----------------------------------------------------------------------------
+
+    def _no_loop(self) -> NoRunningLoopError:
+        client = self.client_type.__name__ if self.client_type is not None else "client"
+        return NoRunningLoopError(
+            f"a per_loop proxy for {client} was used in thread {threading.current_thread().name!r}"
+            f" with no running event loop: per_loop keeps one instance per running loop, so use "
+            f"it inside a coroutine (asyncio.run(main()), await client.method(...)); for sync "
+            f"code, use per_thread, locked or pooled"
+        )
+
+    def create_for_loop(self) -> T:
+        """Slow path: the running loop's first use (or first after dispose or discard)."""
+        loop = self.running_loop()
+        if loop is None:
+            raise self._no_loop()
+        record = self.records.get(loop)
+        if record is not None:
+            return record.obj
+        self.prune()
+        record = _LoopRecord(self.create(), loop)
+        record.closer = _arm_closer(self, record)
+        with self._records_lock:
+            self.records[loop] = record
+        return record.obj
+
+    def prune(self) -> None:
+        """Drop (without closing) the records of loops that are closed."""
+        with self._records_lock:
+            stale = [loop for loop in list(self.records.keys()) if loop.is_closed()]
+            for loop in stale:
+                record = self.records.pop(loop, None)
+                if record is not None:
+                    record.state = ORPHANED
+            for record in list(self._retiring):
+                gone = record.loop_ref()
+                if gone is None or gone.is_closed():
+                    record.state = ORPHANED
+                    self._retiring.discard(record)
+
+    async def close_once(self, record: _LoopRecord[T]) -> None:
+        """Inside the record's loop: forget the record and await its instance's close, once."""
+        with self._records_lock:
+            if not record.closable():
+                return
+            record.state = CLOSED
+            self._retiring.discard(record)
+            loop = record.loop_ref()
+            if loop is not None and self.records.get(loop) is record:
+                del self.records[loop]
+        try:
+            await self._aclose(record.obj, discarded=record.discarded)
+        except asyncio.CancelledError:
+            # A close task cancelled mid-close (asyncio.run cancels the tasks left before it
+            # shuts the generators down): the record's closer finishes the close there.
+            with self._records_lock:
+                record.state = RETIRED
+                self._retiring.add(record)
+            raise
+
+    async def _aclose(self, obj: T, *, discarded: bool) -> None:
+        """Close one instance inside its loop; a failing close is logged and counted."""
+        if self.tracker is not None:
+            self.tracker.forget(obj)
+        ok = False
+        try:
+            if self._close_fn is not None:
+                result: object = self._close_fn(obj)
+            else:
+                method = getattr(obj, "aclose", None)
+                if not callable(method):
+                    method = getattr(obj, "close", None)
+                result = method() if callable(method) else None
+            if inspect.isawaitable(result):
+                await result
+            ok = True
+        except Exception as exc:
+            log.warning(
+                "safeclients: closing a %s held by a per_loop proxy raised %s: %s; the instance "
+                "is dropped", type(obj).__name__, type(exc).__name__, exc,
+            )
+        with self._counters_lock:
+            if not ok:
+                self._close_failed += 1
+            elif discarded:
+                self._discarded += 1
+            else:
+                self._closed += 1
+
+    def _retire(self, loop: asyncio.AbstractEventLoop, record: _LoopRecord[T],
+                discarded: bool) -> None:
+        """Record already out of the table: close its instance inside ``loop``, in a task (or,
+        if that task never runs, at the loop's shutdown, from the record's closer)."""
+        if record.state != OPEN:
+            return
+        record.discarded = discarded
+        if loop.is_closed():
+            record.state = ORPHANED  # nowhere to close it: dropped, like a loop closed by hand
+            return
+        record.state = RETIRED
+        with self._records_lock:
+            self._retiring.add(record)
+
+        def spawn() -> None:
+            task = loop.create_task(self.close_once(record))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        try:
+            if self.running_loop() is loop:
+                spawn()
+            else:
+                loop.call_soon_threadsafe(spawn)
+        except RuntimeError:
+            pass  # the loop closed meanwhile: the next prune drops the record
+
+    def discard(self, obj: T) -> None:
+        """A call raised one of discard_on before returning: retire this loop's instance."""
+        loop = self.running_loop()
+        if loop is None:
+            return
+        with self._records_lock:
+            record = self.records.get(loop)
+            if record is None or record.obj is not obj:
+                return
+            del self.records[loop]
+        self._retire(loop, record, True)
+
+    # -- override surface ----------------------------------------------------------------------
+
+    def prime(self) -> None:
+        self.get()
+
+    def existing(self) -> T | None:
+        loop = self.running_loop()
+        record = self.records.get(loop) if loop is not None else None
+        return None if record is None else record.obj
+
+    def live(self) -> int:
+        self.prune()
+        return len(self.records)
+
+    def dispose(self, final: bool) -> None:
+        """Forget every loop's instance now; each is closed inside its own loop by a task
+        (scheduled thread-safely; run when that loop next runs). A closed loop's is dropped."""
+        if final:
+            self._final = True
+        with self._records_lock:
+            taken = list(self.records.items())
+            self.records.clear()
+        for loop, record in taken:
+            self._retire(loop, record, False)
+
+    def after_fork(self) -> None:
+        for record in [*self.records.values(), *self._retiring]:
+            record.state = ORPHANED
+        self._reset()
+        self._reset_common()
+
+
+def _arm_closer(
+    policy: PerLoopPolicy[Any], record: _LoopRecord[Any]
+) -> AsyncGenerator[None, None] | None:
+    """Start the record's closer in the running loop (registered for its shutdown); None if the
+    loop installs no async-generator hooks (then only ``dispose`` closes the instance)."""
+    firstiter, finalizer = sys.get_asyncgen_hooks()
+    if firstiter is None:
+        return None
+    closer = _close_at_shutdown(policy, record)
+    # First-iteration hook only: the loop's finalizer would hold the loop from the generator.
+    sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=None)
+    try:
+        step = closer.asend(None)
+    finally:
+        sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=finalizer)
+    try:
+        step.send(None)
+    except StopIteration:
+        pass  # suspended at its `yield`, as intended
+    return closer
+
+
+@overload
+def per_loop(
+    factory: Callable[[], T],
+    *,
+    close: Callable[[T], object] | None = ...,
+    discard_on: DiscardOn | None = ...,
+) -> T: ...
+
+
+@overload
+def per_loop(
+    factory: None = ..., *, close: None = ..., discard_on: DiscardOn | None = ...
+) -> Callable[[Callable[[], T]], T]: ...
+
+
+@overload
+def per_loop(
+    factory: None = ..., *, close: Callable[[Any], object], discard_on: DiscardOn | None = ...
+) -> Callable[[Callable[[], T]], T]: ...
+
+
+def per_loop(
+    factory: Callable[[], T] | None = None,
+    *,
+    close: Callable[[T], object] | None = None,
+    discard_on: DiscardOn | None = None,
+) -> T | Callable[[Callable[[], T]], T]:
+    """A proxy that gives each running event loop its own instance from ``factory``.
+
+    Bare decorator (``@per_loop``), with arguments (``@per_loop(close=...)``) or a call
+    (``client = per_loop(make_client)``). Methods are awaited through the proxy
+    (``await client.get("k")``). The instance is created on the first use inside a loop and
+    closed inside that loop at its shutdown (``asyncio.run`` does it): ``close(obj)`` if given
+    (awaited if it returns an awaitable), else ``await obj.aclose()``, else ``obj.close()``.
+    Used with no running loop: ``NoRunningLoopError``.
+    """
+    if factory is None:
+
+        def decorate(factory: Callable[[], T]) -> T:
+            return per_loop(factory, close=close, discard_on=discard_on)
+
+        return decorate
+    policy = PerLoopPolicy(factory, close=close, discard_on=discard_on)
+    proxy: T = make_proxy(policy, "per_loop")  # type: ignore[assignment]
+    return proxy
+
+
+__all__ = ["per_loop", "PerLoopPolicy"]

@@ -1,0 +1,286 @@
+"""``per_loop``: one instance per running event loop, closed inside that loop, keyed by the loop.
+
+Unit tier: fake async clients, no sockets. The real clients (redis.asyncio, httpx) are in
+``tests/green/test_async_clients.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import pickle
+import threading
+import weakref
+from typing import Any, ClassVar
+
+import pytest
+
+import safeclients
+from safeclients import _proxy
+from safeclients.per_loop import PerLoopPolicy
+from tests.lib.forking import FORKS, run_in_child
+
+JOIN = 30.0
+
+
+class AsyncClient:
+    """Remembers the loop it was first used on; fails, like real clients, on any other."""
+
+    made: ClassVar[list[AsyncClient]] = []
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.closed_in: asyncio.AbstractEventLoop | None = None
+        self.closes = 0
+        self.calls = 0
+        AsyncClient.made.append(self)
+
+    def _bind(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.loop is None:
+            self.loop = loop
+        elif self.loop is not loop:
+            raise RuntimeError("Future attached to a different loop")
+
+    async def get(self, key: str) -> str:
+        self._bind()
+        self.calls += 1
+        await asyncio.sleep(0)
+        return key.upper()
+
+    async def aclose(self) -> None:
+        await asyncio.sleep(0)  # a real close awaits its transports
+        self.closed_in = asyncio.get_running_loop()
+        self.closes += 1
+
+
+@pytest.fixture(autouse=True)
+def _fresh() -> None:
+    AsyncClient.made = []
+
+
+def make() -> AsyncClient:
+    return AsyncClient()
+
+
+def policy_of(proxy: object) -> PerLoopPolicy[Any]:
+    policy = _proxy.policy_of(proxy)
+    assert isinstance(policy, PerLoopPolicy)
+    return policy
+
+
+async def many_tasks(client: Any, n: int = 20) -> list[str]:
+    return list(await asyncio.gather(*(client.get(f"k{i}") for i in range(n))))
+
+
+def test_one_instance_per_loop_closed_inside_its_loop(call_path: str) -> None:
+    client = safeclients.per_loop(make)
+    for _ in range(3):
+        assert asyncio.run(many_tasks(client)) == [f"K{i}" for i in range(20)]
+    made = AsyncClient.made
+    assert len(made) == 3, f"expected one instance per asyncio.run, got {len(made)}"
+    for instance in made:
+        assert instance.calls == 20 and instance.closes == 1
+        assert instance.closed_in is instance.loop, "closed outside the loop it belongs to"
+    stats = safeclients.stats(client)
+    assert (stats.created, stats.closed, stats.live) == (3, 3, 0), stats
+
+
+def test_decorator_forms_and_policy_name() -> None:
+    @safeclients.per_loop
+    def bare() -> AsyncClient:
+        return AsyncClient()
+
+    @safeclients.per_loop(close=lambda c: c.aclose())
+    def with_args() -> AsyncClient:
+        return AsyncClient()
+
+    async def use(proxy: Any) -> str:
+        return str(await proxy.get("x"))
+
+    for proxy in (bare, with_args):
+        assert safeclients.policy_name(proxy) == "per_loop"
+        assert asyncio.run(use(proxy)) == "X"
+        assert safeclients.stats(proxy).closed == 1
+    assert isinstance(bare, AsyncClient)
+
+
+def test_eight_threads_each_with_its_own_loop() -> None:
+    client = safeclients.per_loop(make)
+    barrier = threading.Barrier(8, timeout=JOIN)
+    errors: list[BaseException] = []
+
+    async def run() -> None:
+        barrier.wait()
+        for _ in range(5):
+            assert await many_tasks(client, 10) == [f"K{i}" for i in range(10)]
+
+    def thread() -> None:
+        try:
+            asyncio.run(run())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=thread) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(JOIN)
+    assert not any(t.is_alive() for t in threads), "a loop thread did not finish"
+    assert errors == []
+    assert len(AsyncClient.made) == 8 and all(c.closes == 1 for c in AsyncClient.made)
+    assert len({id(c.loop) for c in AsyncClient.made}) == 8
+    assert safeclients.stats(client).live == 0
+
+
+def test_no_running_loop_is_a_named_error() -> None:
+    client = safeclients.per_loop(make)
+    with pytest.raises(safeclients.NoRunningLoopError) as info:
+        client.get("k")
+    error = info.value
+    assert isinstance(error, safeclients.SafeClientsError) and isinstance(error, RuntimeError)
+    assert "no running event loop" in str(error) and "MainThread" in str(error)
+    assert str(pickle.loads(pickle.dumps(error))) == str(error)
+    assert AsyncClient.made == []
+
+
+def test_a_loop_closed_by_hand_leaves_no_record_and_is_freed() -> None:
+    client = safeclients.per_loop(make)
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(many_tasks(client))
+    loop.close()  # no shutdown_asyncgens: nowhere to await the close
+    loop_ref = weakref.ref(loop)
+    del loop
+    assert safeclients.stats(client).live == 0
+    assert len(policy_of(client).records) == 0
+    AsyncClient.made.clear()  # the instance holds its loop (as real clients do)
+    gc.collect()
+    assert loop_ref() is None, "per_loop kept a closed loop alive"
+    assert safeclients.stats(client).closed == 0
+
+
+def test_loops_are_keyed_by_identity_not_id() -> None:
+    # A new loop may get the id() of a freed one: it must still get its own instance.
+    client = safeclients.per_loop(make)
+    for _ in range(20):
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(many_tasks(client, 1))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+        del loop
+        gc.collect()
+    assert len(AsyncClient.made) == 20 and all(c.closes == 1 for c in AsyncClient.made)
+
+
+def test_no_lock_is_held_across_an_await() -> None:
+    client = safeclients.per_loop(make)
+    policy = policy_of(client)
+    held: list[bool] = []
+
+    class Probe(AsyncClient):
+        async def get(self, key: str) -> str:
+            await asyncio.sleep(0)
+            held.append(policy._records_lock.locked())
+            return key
+
+    policy._factory = Probe
+
+    async def main() -> None:
+        await asyncio.gather(*(client.get("k") for _ in range(5)))
+
+    asyncio.run(main())
+    assert held == [False] * 5
+
+
+def test_async_with_checkout_gives_the_loops_instance() -> None:
+    client = safeclients.per_loop(make)
+
+    async def main() -> bool:
+        async with safeclients.checkout(client) as raw:
+            first = raw
+        await client.get("k")
+        return first is AsyncClient.made[0] and len(AsyncClient.made) == 1
+
+    assert asyncio.run(main())
+
+
+def test_async_with_checkout_refuses_a_lock_held_across_awaits() -> None:
+    locked = safeclients.locked(AsyncClient)
+
+    async def main() -> None:
+        async with safeclients.checkout(locked):
+            pass
+
+    with pytest.raises(TypeError, match="per_loop"):
+        asyncio.run(main())
+
+
+def test_dispose_closes_inside_the_loop_and_final_refuses() -> None:
+    client = safeclients.per_loop(make)
+
+    async def main() -> None:
+        await client.get("k")
+        safeclients.dispose(client)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # the scheduled close task: sleep, then close
+        assert AsyncClient.made[0].closes == 1
+        assert AsyncClient.made[0].closed_in is AsyncClient.made[0].loop
+        await client.get("k")  # a fresh one
+        safeclients.dispose(client, final=True)
+        with pytest.raises(safeclients.PoolClosed):
+            await client.get("k")
+
+    asyncio.run(main())
+    assert [c.closes for c in AsyncClient.made] == [1, 1]
+
+
+def test_sync_and_coroutine_close_methods() -> None:
+    closed: list[str] = []
+
+    class SyncClose:
+        async def ping(self) -> bool:
+            return True
+
+        def close(self) -> None:
+            closed.append("sync")
+
+    class CoroutineClose:  # redis-py < 5: close() returns a coroutine
+        async def ping(self) -> bool:
+            return True
+
+        async def close(self) -> None:
+            closed.append("coroutine")
+
+    async def ping(proxy: Any) -> bool:
+        return bool(await proxy.ping())
+
+    for factory in (SyncClose, CoroutineClose):
+        proxy = safeclients.per_loop(factory)
+        assert asyncio.run(ping(proxy)) is True
+    assert closed == ["sync", "coroutine"]
+
+
+@pytest.mark.parametrize("fork", sorted(FORKS))
+def test_a_fork_child_never_touches_the_parents_instance(fork: str) -> None:
+    client = safeclients.per_loop(make)
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(many_tasks(client, 1))  # the parent's instance, loop left open
+        parent_instance = AsyncClient.made[0]
+
+        def child() -> dict[str, Any]:
+            # The child runs the inherited loop's shutdown: the parent's instance is orphaned.
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            result = asyncio.run(many_tasks(client, 1))[0]
+            return {"result": result, "parent_closes": parent_instance.closes,
+                    "made": len(AsyncClient.made), "stats": safeclients.stats(client).created,
+                    "child_closed": AsyncClient.made[-1].closes}
+
+        seen = run_in_child(FORKS[fork], child)
+        assert seen == {"result": "K0", "parent_closes": 0, "made": 2, "stats": 1,
+                        "child_closed": 1}, seen
+        assert parent_instance.closes == 0
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        assert parent_instance.closes == 1
+    finally:
+        loop.close()
