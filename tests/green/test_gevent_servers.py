@@ -19,8 +19,8 @@ from collections.abc import Mapping
 import pytest
 
 from examples.load import LoadResult, run_load
-from tests.support.gearmand import Gearmand, Workers
-from tests.support.servers import BIN, ExternalServer
+from examples.support.gearmand import Gearmand, Workers
+from examples.support.servers import BIN, ExternalServer
 
 pytestmark = pytest.mark.integration
 pytest.importorskip("gevent")
