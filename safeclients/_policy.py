@@ -255,6 +255,11 @@ class Policy(Generic[T]):
         self._holds: contextvars.ContextVar[tuple[Held, ...]] = contextvars.ContextVar(
             f"safeclients.{self.kind}.holds", default=()
         )
+        # Per context: how many checkout() blocks are open (only read by pooled's timeout
+        # message: "this thread already holds one").
+        self.open_checkouts: contextvars.ContextVar[int] = contextvars.ContextVar(
+            f"safeclients.{self.kind}.checkouts", default=0
+        )
         self._reset_common()
         self._bind_use()
         _fork.register(self)
@@ -428,6 +433,13 @@ class Policy(Generic[T]):
             )
         except BaseException as exc:
             interrupted = exc
+        self.count_close(ok, discarded=discarded)
+        if interrupted is not None:
+            raise interrupted
+        return ok
+
+    def count_close(self, ok: bool, *, discarded: bool) -> None:
+        """Count one close: only one that succeeded is counted as closed (or discarded)."""
         with self._counters_lock:
             if not ok:
                 self._close_failed += 1
@@ -435,9 +447,6 @@ class Policy(Generic[T]):
                 self._discarded += 1
             else:
                 self._closed += 1
-        if interrupted is not None:
-            raise interrupted
-        return ok
 
     def count_wait(self, seconds: float) -> None:
         with self._counters_lock:
@@ -582,7 +591,7 @@ class Policy(Generic[T]):
 
     def held_elsewhere(self) -> bool:
         """Whether this context already holds an instance in a block (for pooled's message)."""
-        return bool(self._holds.get())
+        return bool(self._holds.get()) or self.open_checkouts.get() > 0
 
 
 def _call_path(obj: Any, path: tuple[str, ...], args: Any, kwargs: Any) -> Any:

@@ -54,9 +54,12 @@ class _Checkout(Generic[T]):
                 "this checkout() object was already entered: call safeclients.checkout(proxy) "
                 "once per `with` block (and per thread)"
             )
-        obj, self._token = self._policy.get()
+        policy = self._policy
+        obj, self._token = policy.get()
         self._obj = obj
         self._generation = _fork.GENERATION[0]
+        counter = policy.open_checkouts
+        counter.set(counter.get() + 1)
         return obj  # type: ignore[no-any-return]
 
     def __exit__(
@@ -69,6 +72,8 @@ class _Checkout(Generic[T]):
         if obj is None:
             return
         policy = self._policy
+        counter = policy.open_checkouts
+        counter.set(max(counter.get() - 1, 0))
         if not _fork.ARMED[0]:
             _fork.check()
         if self._generation != _fork.GENERATION[0]:

@@ -231,13 +231,7 @@ class PerLoopPolicy(Policy[T]):
                 "safeclients: closing a %s held by a per_loop proxy raised %s: %s; the instance "
                 "is dropped", type(obj).__name__, type(exc).__name__, exc,
             )
-        with self._counters_lock:
-            if not ok:
-                self._close_failed += 1
-            elif discarded:
-                self._discarded += 1
-            else:
-                self._closed += 1
+        self.count_close(ok, discarded=discarded)
 
     def _retire(self, loop: asyncio.AbstractEventLoop, record: _LoopRecord[T],
                 discarded: bool) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -35,6 +36,7 @@ class Cursor:
             if self.connection.active > 1:
                 self.connection.overlaps += 1
             self.connection.last = value
+            time.sleep(0)  # a round trip: lets another thread in, as a real driver does
             self.rows = [(self.connection.id, self.connection.last)]
         finally:
             self.connection.active -= 1

@@ -428,6 +428,9 @@ def test_pool_of_one_used_reentrantly_says_so() -> None:
     with proxy:
         with pytest.raises(safeclients.PoolTimeout, match="already holds"):
             proxy.ping()
+    with safeclients.checkout(proxy):
+        with pytest.raises(safeclients.PoolTimeout, match="already holds"):
+            proxy.ping()
     other = safeclients.pooled(Session, size=1, timeout=0)
     with safeclients.checkout(other):
         error = threading_call(lambda: _raised(other.ping))

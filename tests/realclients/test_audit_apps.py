@@ -1,0 +1,57 @@
+"""The audit on the real-client apps (issue 11): each unsafe global is flagged with its profile's
+reason and its open connection; each wrapped one is listed as safe."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from examples.realclients.prove import CLIENTS
+from examples.support.backends import Backend
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+AUDIT_TIMEOUT = 60.0
+
+# What each client's profile says (safeclients/_profile_table.py), as the audit prints it.
+REASON_WORDS = {
+    "pymysql": "threadsafety",
+    "psycopg2": "transaction",
+    "pika": "thread",
+    "redis": "fork",
+}
+
+
+def _audit(client: str, policy: str, backend: Backend) -> subprocess.CompletedProcess[str]:
+    spec = CLIENTS[client]
+    module = spec.app.split(":")[0]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        spec.url_env: backend.url,
+        "SAFECLIENTS_EXAMPLE_POLICY": policy,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "safeclients", "audit", module],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=AUDIT_TIMEOUT,
+    )
+
+
+@pytest.mark.parametrize("client", sorted(CLIENTS))
+def test_the_audit_flags_each_unsafe_global_with_its_profile(
+    client: str, request: pytest.FixtureRequest
+) -> None:
+    backend: Backend = request.getfixturevalue(
+        {"mariadb": "mariadb", "postgresql": "postgresql", "rabbitmq": "rabbitmq",
+         "redis": "redis_server"}[CLIENTS[client].backend]
+    )
+    unsafe = _audit(client, "unsafe", backend)
+    assert unsafe.returncode == 1, unsafe.stdout + unsafe.stderr
+    assert "UNSAFE" in unsafe.stdout and REASON_WORDS[client] in unsafe.stdout, unsafe.stdout
+    assert "OPEN connection" in unsafe.stdout, "the app connects at import: the audit must say so"
+    wrapped = _audit(client, "pooled", backend)
+    assert wrapped.returncode == 0, wrapped.stdout + wrapped.stderr
+    assert "already wrapped by safeclients.pooled" in wrapped.stdout
