@@ -52,21 +52,24 @@ FULL = Settings(20_000, 15, 30.0, 7, 100_000, 180.0, 300, 24, 16)
 
 def _stamp(settings: Settings) -> str:
     kind = "quick" if settings is QUICK else "full"
-    return (f"_{kind} run, {time.strftime('%Y-%m-%d %H:%M')}, Python {platform.python_version()}, "
-            f"{os.cpu_count()} CPUs (shared, noisy: compare ratios within one table only)._")
+    return (
+        f"_{kind} run, {time.strftime('%Y-%m-%d %H:%M')}, Python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs (shared, noisy: compare ratios within one table only)._"
+    )
 
 
 def run_micro(settings: Settings, docs: Path | None) -> str:
-    results = {mode: micro.run_child(mode, number=settings.micro_number,
-                                     repeats=settings.micro_repeats) for mode in micro.MODES}
+    results = {
+        mode: micro.run_child(mode, number=settings.micro_number, repeats=settings.micro_repeats)
+        for mode in micro.MODES
+    }
     if docs is not None:
         charts.micro_chart(results, docs / "micro.png")
     return report.micro_markdown(results)
 
 
 def run_contended(settings: Settings, docs: Path | None) -> str:
-    result = contended.measure(thread_ms=settings.contended_ms,
-                               repeats=settings.contended_repeats)
+    result = contended.measure(thread_ms=settings.contended_ms, repeats=settings.contended_repeats)
     return report.contended_markdown(result)
 
 
@@ -74,8 +77,9 @@ def run_memory(settings: Settings, docs: Path | None) -> str:
     runs: dict[str, dict[str, Any]] = {}
     for mode in micro.MODES:
         try:
-            runs[mode] = memory.run_child(mode, small=1_000, large=settings.memory_large,
-                                          max_seconds=settings.memory_seconds)
+            runs[mode] = memory.run_child(
+                mode, small=1_000, large=settings.memory_large, max_seconds=settings.memory_seconds
+            )
         # The child's failure (no per_thread yet, a crash) is that row's content.
         except RuntimeError as exc:
             runs[mode] = {"error": str(exc).strip().splitlines()[-1][:160]}
@@ -85,8 +89,9 @@ def run_memory(settings: Settings, docs: Path | None) -> str:
 def run_e2e(settings: Settings, docs: Path | None) -> str:
     from benchmarks import e2e
 
-    result = e2e.measure(burst=settings.e2e_burst, bursts=settings.e2e_bursts,
-                         concurrency=settings.e2e_concurrency)
+    result = e2e.measure(
+        burst=settings.e2e_burst, bursts=settings.e2e_bursts, concurrency=settings.e2e_concurrency
+    )
     if docs is not None:
         charts.e2e_chart(result, docs / "e2e.png")
     return e2e.markdown(result)
@@ -106,18 +111,28 @@ between: a bounded number of clients per process, a caller waits only when all a
 
 
 RUNNERS: dict[str, Callable[[Settings, Path | None], str]] = {
-    "micro": run_micro, "contended": run_contended, "memory": run_memory, "e2e": run_e2e,
+    "micro": run_micro,
+    "contended": run_contended,
+    "memory": run_memory,
+    "e2e": run_e2e,
 }
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--quick", action="store_true", help="short run")
-    parser.add_argument("--only", default=",".join(SECTIONS),
-                        help=f"comma-separated sections among {', '.join(SECTIONS)}")
-    parser.add_argument("--no-docs", action="store_true",
-                        help="do not rewrite docs/benchmarks.md and the charts")
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections among {', '.join(SECTIONS)}",
+    )
+    parser.add_argument(
+        "--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md and the charts"
+    )
     args = parser.parse_args(argv)
     args.sections = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(args.sections) - set(SECTIONS))

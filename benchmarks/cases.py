@@ -184,8 +184,13 @@ def per_call_cases() -> list[Case]:
     """All rows of the per-call table, anchors first, then the project's proxies."""
     return [
         Case(RAW, "raw call", "obj.m(x)", _raw),
-        Case("local", "hand-written threading.local (already created)", "tl.client.m(x)", _local,
-             threaded=False),
+        Case(
+            "local",
+            "hand-written threading.local (already created)",
+            "tl.client.m(x)",
+            _local,
+            threaded=False,
+        ),
         Case(
             FORK_SAFE_LOCAL,
             "hand-written fork-safe threading.local (lazy create + pid check)",
@@ -215,12 +220,25 @@ def per_call_cases() -> list[Case]:
         ),
         Case("wrapt_proxy", "`wrapt.ObjectProxy` subclass forwarding `m`", "wp.m(x)", _wrapt_proxy),
         Case("wrapt_sync", "`wrapt.synchronized` method", "so.m(x)", _wrapt_synchronized),
-        Case("werkzeug", "werkzeug `LocalProxy` over a ContextVar", "lp.m(x)", _werkzeug,
-             threaded=False),
-        Case("condition_pool", "list + Condition pool, get/put around the call", POOL_STMT,
-             _condition_pool),
-        Case(LIFO_POOL, "`queue.LifoQueue` pool with pid check (redis-py style)", POOL_STMT,
-             _lifo_pool),
+        Case(
+            "werkzeug",
+            "werkzeug `LocalProxy` over a ContextVar",
+            "lp.m(x)",
+            _werkzeug,
+            threaded=False,
+        ),
+        Case(
+            "condition_pool",
+            "list + Condition pool, get/put around the call",
+            POOL_STMT,
+            _condition_pool,
+        ),
+        Case(
+            LIFO_POOL,
+            "`queue.LifoQueue` pool with pid check (redis-py style)",
+            POOL_STMT,
+            _lifo_pool,
+        ),
         Case(
             "pymemcache_pool",
             "pymemcache `ObjectPool` get_and_release (PooledClient style)",
@@ -234,12 +252,30 @@ def per_call_cases() -> list[Case]:
             _sqlalchemy_pool,
             teardown=_dispose_sqlalchemy,
         ),
-        Case(PER_THREAD, "safeclients `per_thread`", "p.m(x)", _per_thread,
-             baseline=FORK_SAFE_LOCAL, teardown=_dispose_proxy),
-        Case(LOCKED, "safeclients `locked`", "p.m(x)", _locked,
-             baseline=PID_LOCK, teardown=_dispose_proxy),
-        Case(POOLED, "safeclients `pooled` (per-call checkout)", "p.m(x)", _pooled,
-             baseline=LIFO_POOL, teardown=_dispose_proxy),
+        Case(
+            PER_THREAD,
+            "safeclients `per_thread`",
+            "p.m(x)",
+            _per_thread,
+            baseline=FORK_SAFE_LOCAL,
+            teardown=_dispose_proxy,
+        ),
+        Case(
+            LOCKED,
+            "safeclients `locked`",
+            "p.m(x)",
+            _locked,
+            baseline=PID_LOCK,
+            teardown=_dispose_proxy,
+        ),
+        Case(
+            POOLED,
+            "safeclients `pooled` (per-call checkout)",
+            "p.m(x)",
+            _pooled,
+            baseline=LIFO_POOL,
+            teardown=_dispose_proxy,
+        ),
         Case(
             POOLED_CHECKOUT,
             "safeclients `pooled` via `with checkout(p) as c: c.m(x)`",
@@ -248,16 +284,32 @@ def per_call_cases() -> list[Case]:
             baseline=LIFO_POOL,
             teardown=_dispose_proxy,
         ),
-        Case(GUARDED, "safeclients `guarded` (detector)", "p.m(x)", _guarded,
-             teardown=_dispose_proxy, threaded=False),
+        Case(
+            GUARDED,
+            "safeclients `guarded` (detector)",
+            "p.m(x)",
+            _guarded,
+            teardown=_dispose_proxy,
+            threaded=False,
+        ),
     ]
 
 
 def contended_extra_cases() -> list[Case]:
     """Pools with one slot per contending thread: lock contention without slot waits."""
     return [
-        Case("lifo_pool_8", f"`queue.LifoQueue` pool with pid check, size {CONTENDED_THREADS}",
-             POOL_STMT, _lifo_pool_per_thread),
-        Case("pooled_8", f"safeclients `pooled`, size {CONTENDED_THREADS}", "p.m(x)",
-             _pooled_per_thread, baseline="lifo_pool_8", teardown=_dispose_proxy),
+        Case(
+            "lifo_pool_8",
+            f"`queue.LifoQueue` pool with pid check, size {CONTENDED_THREADS}",
+            POOL_STMT,
+            _lifo_pool_per_thread,
+        ),
+        Case(
+            "pooled_8",
+            f"safeclients `pooled`, size {CONTENDED_THREADS}",
+            "p.m(x)",
+            _pooled_per_thread,
+            baseline="lifo_pool_8",
+            teardown=_dispose_proxy,
+        ),
     ]

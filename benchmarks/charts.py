@@ -32,13 +32,19 @@ def micro_chart(results: dict[str, dict[str, Any]], path: Path) -> None:
         by_key = {row["key"]: row for row in results[mode]["rows"]}
         values = [by_key.get(key, {}).get("min", 0.0) for key in keys]
         positions = [i + index * height for i in range(len(keys))]
-        bars = ax.barh(positions, values, height=height, label=f"wrapt {mode}",
-                       color=_COLOURS[index % len(_COLOURS)])
-        ax.bar_label(bars, labels=[f"{v:.0f}" if v else "n/a" for v in values], fontsize=7,
-                     padding=2)
+        bars = ax.barh(
+            positions,
+            values,
+            height=height,
+            label=f"wrapt {mode}",
+            color=_COLOURS[index % len(_COLOURS)],
+        )
+        ax.bar_label(
+            bars, labels=[f"{v:.0f}" if v else "n/a" for v in values], fontsize=7, padding=2
+        )
     ax.set_yticks([i + 0.4 - height / 2 for i in range(len(keys))])
     ax.set_yticklabels([label.replace("`", "") for label in labels], fontsize=8)
-    for tick, key in zip(ax.get_yticklabels(), keys):
+    for tick, key in zip(ax.get_yticklabels(), keys, strict=True):
         if key in PROJECT_ROWS:
             tick.set_fontweight("bold")
     ax.invert_yaxis()
@@ -58,7 +64,10 @@ def e2e_chart(result: dict[str, Any], path: Path) -> None:
     servers = sorted({row["server"] for row in rows})
     variants = list(dict.fromkeys(row["variant"] for row in rows))
     fig, (ax_rps, ax_fail) = plt.subplots(
-        1, 2, figsize=(12, 0.5 * len(variants) + 2), sharey=True,
+        1,
+        2,
+        figsize=(12, 0.5 * len(variants) + 2),
+        sharey=True,
         gridspec_kw={"width_ratios": [3, 1]},
     )
     height = 0.8 / max(len(servers), 1)
@@ -67,20 +76,37 @@ def e2e_chart(result: dict[str, Any], path: Path) -> None:
         positions = [i + index * height for i in range(len(variants))]
         colour = _COLOURS[index % len(_COLOURS)]
         cells = [by_variant.get(v, {}) for v in variants]
-        bars = ax_rps.barh(positions, [c.get("rps", 0.0) for c in cells], height=height,
-                           label=server, color=colour)
-        ax_rps.bar_label(bars, fontsize=7, padding=2, labels=[
-            f"{c['rps']:.0f} req/s, {c['connections']} conn" if c else "n/a" for c in cells])
-        bars = ax_fail.barh(positions, [c.get("failures", 0) for c in cells], height=height,
-                            label=server, color=colour)
-        ax_fail.bar_label(bars, fontsize=7, padding=2, labels=[
-            f"{c['failures']}/{c['requests']}" if c else "" for c in cells])
+        bars = ax_rps.barh(
+            positions, [c.get("rps", 0.0) for c in cells], height=height, label=server, color=colour
+        )
+        ax_rps.bar_label(
+            bars,
+            fontsize=7,
+            padding=2,
+            labels=[
+                f"{c['rps']:.0f} req/s, {c['connections']} conn" if c else "n/a" for c in cells
+            ],
+        )
+        bars = ax_fail.barh(
+            positions,
+            [c.get("failures", 0) for c in cells],
+            height=height,
+            label=server,
+            color=colour,
+        )
+        ax_fail.bar_label(
+            bars,
+            fontsize=7,
+            padding=2,
+            labels=[f"{c['failures']}/{c['requests']}" if c else "" for c in cells],
+        )
     ax_rps.set_yticks([i + 0.4 - height / 2 for i in range(len(variants))])
     ax_rps.set_yticklabels(variants, fontsize=9)
     ax_rps.invert_yaxis()
     ax_rps.set_xlabel("requests/s (median of bursts; conn = gearmand connections held)")
-    ax_rps.set_title(f"Gearman app, {result['workers']} workers x {result['threads']} threads "
-                     "per server")
+    ax_rps.set_title(
+        f"Gearman app, {result['workers']} workers x {result['threads']} threads per server"
+    )
     ax_rps.margins(x=0.25)
     ax_rps.legend(loc="upper right")
     ax_rps.grid(axis="x", alpha=0.3)

@@ -74,12 +74,19 @@ def measure(*, thread_ms: float, repeats: int, threads: int = THREADS) -> dict[s
         else:
             row.update(
                 calls=calls[key],
-                single_min=min(single[key]), single_median=statistics.median(single[key]),
-                many_min=min(many[key]), many_median=statistics.median(many[key]),
+                single_min=min(single[key]),
+                single_median=statistics.median(single[key]),
+                many_min=min(many[key]),
+                many_median=statistics.median(many[key]),
                 # Each round measures 1 thread then N threads back to back: their ratio
                 # shares the round's weather, so these are steadier than a ratio of medians.
-                ratios=[m / o for m, o in zip(many[key], single[key])],
+                ratios=[m / o for m, o in zip(many[key], single[key], strict=True)],
             )
         rows.append(row)
-    return {"threads": threads, "thread_ms": thread_ms, "repeats": repeats,
-            "switch_interval": sys.getswitchinterval(), "rows": rows}
+    return {
+        "threads": threads,
+        "thread_ms": thread_ms,
+        "repeats": repeats,
+        "switch_interval": sys.getswitchinterval(),
+        "rows": rows,
+    }

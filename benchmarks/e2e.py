@@ -66,11 +66,19 @@ def groups() -> list[list[Variant]]:
     """Variants served and driven together; the targets compare within a group."""
     return [
         [Variant("unsafe", _app("unsafe"), max_bursts=1, burst=UNSAFE_REQUESTS)],
-        [Variant("handwritten_local", _app("handwritten_local")),
-         Variant("per_thread", _app("per_thread"))],
+        [
+            Variant("handwritten_local", _app("handwritten_local")),
+            Variant("per_thread", _app("per_thread")),
+        ],
         [Variant("handwritten_lock", _app("handwritten_lock")), Variant("locked", _app("locked"))],
-        [Variant(f"pooled size {size}", "examples.gearman.app_pooled:application",
-                 {POOL_SIZE_ENV: str(size)}) for size in POOL_SIZES],
+        [
+            Variant(
+                f"pooled size {size}",
+                "examples.gearman.app_pooled:application",
+                {POOL_SIZE_ENV: str(size)},
+            )
+            for size in POOL_SIZES
+        ],
     ]
 
 
@@ -101,6 +109,7 @@ SERVERS: dict[str, Launcher] = {"ours": _ours, "uwsgi": _uwsgi}
 
 # -- gearmand and its workers -------------------------------------------------------------
 
+
 @contextlib.contextmanager
 def gearman_backend() -> Iterator[Any]:
     """A gearmand and GEARMAN_WORKERS worker processes; all stopped by PID on exit."""
@@ -117,12 +126,16 @@ def gearman_connections(srv: Any, port: int) -> int:
     count = 0
     for pid in srv.worker_pids():
         with contextlib.suppress(psutil.NoSuchProcess):  # a worker recycled meanwhile
-            count += sum(1 for conn in psutil.Process(pid).net_connections(kind="tcp")
-                         if conn.raddr and conn.raddr.port == port)
+            count += sum(
+                1
+                for conn in psutil.Process(pid).net_connections(kind="tcp")
+                if conn.raddr and conn.raddr.port == port
+            )
     return count
 
 
 # -- measurement --------------------------------------------------------------------------
+
 
 @dataclass
 class Cell:
@@ -140,19 +153,31 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {' / '.join(lines[-2:])[:200]}"
 
 
-def _run_group(server: str, group: Sequence[Variant], gearmand: Any, cells: dict[tuple[str, str],
-               Cell], *, burst: int, bursts: int, concurrency: int) -> None:
+def _run_group(
+    server: str,
+    group: Sequence[Variant],
+    gearmand: Any,
+    cells: dict[tuple[str, str], Cell],
+    *,
+    burst: int,
+    bursts: int,
+    concurrency: int,
+) -> None:
     from examples.load import run_load
 
     with contextlib.ExitStack() as stack:
         running: dict[str, Any] = {}
         for variant in group:
-            env = {"GEARMAN_SERVERS": gearmand.address, "GEARMAN_JOB_TIMEOUT": str(JOB_TIMEOUT),
-                   **variant.env}
+            env = {
+                "GEARMAN_SERVERS": gearmand.address,
+                "GEARMAN_JOB_TIMEOUT": str(JOB_TIMEOUT),
+                **variant.env,
+            }
             try:
                 srv = stack.enter_context(SERVERS[server](variant.app, env))
-                run_load(srv.url, total=WARMUP_REQUESTS, concurrency=concurrency,
-                         timeout=REQUEST_TIMEOUT)
+                run_load(
+                    srv.url, total=WARMUP_REQUESTS, concurrency=concurrency, timeout=REQUEST_TIMEOUT
+                )
             # A server that does not start costs its variant, not the table.
             except Exception as exc:  # noqa: BLE001
                 cells[(server, variant.name)].errors.append(_describe(exc))
@@ -166,40 +191,72 @@ def _run_group(server: str, group: Sequence[Variant], gearmand: Any, cells: dict
                     continue
                 cell = cells[(server, variant.name)]
                 total = variant.burst or burst
-                print(f"   e2e {server} burst {rep + 1}/{bursts}: {variant.name}",
-                      file=sys.stderr, flush=True)
-                result = run_load(running[variant.name].url, total=total,
-                                  concurrency=concurrency, timeout=REQUEST_TIMEOUT)
+                print(
+                    f"   e2e {server} burst {rep + 1}/{bursts}: {variant.name}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                result = run_load(
+                    running[variant.name].url,
+                    total=total,
+                    concurrency=concurrency,
+                    timeout=REQUEST_TIMEOUT,
+                )
                 cell.rps.append(result.rps)
                 cell.requests += total
                 cell.failures += result.failures
         for variant in active:
             cells[(server, variant.name)].connections = gearman_connections(
-                running[variant.name], gearmand.port)
+                running[variant.name], gearmand.port
+            )
 
 
-def measure(*, burst: int, bursts: int, concurrency: int,
-            servers: Sequence[str] = tuple(SERVERS)) -> dict[str, Any]:
+def measure(
+    *, burst: int, bursts: int, concurrency: int, servers: Sequence[str] = tuple(SERVERS)
+) -> dict[str, Any]:
     """Every group on every server; a JSON-able dict of rows."""
-    cells = {(server, variant.name): Cell()
-             for server in servers for group in groups() for variant in group}
+    cells = {
+        (server, variant.name): Cell()
+        for server in servers
+        for group in groups()
+        for variant in group
+    }
     with gearman_backend() as gearmand:
         for server in servers:
             for group in groups():
-                _run_group(server, group, gearmand, cells, burst=burst, bursts=bursts,
-                           concurrency=concurrency)
+                _run_group(
+                    server,
+                    group,
+                    gearmand,
+                    cells,
+                    burst=burst,
+                    bursts=bursts,
+                    concurrency=concurrency,
+                )
     rows = []
     for (server, name), cell in cells.items():
         row: dict[str, Any] = {"server": server, "variant": name}
         if not cell.rps:
             row["skipped"] = cell.errors[-1] if cell.errors else "no sample"
         else:
-            row.update(rps=statistics.median(cell.rps), rps_max=max(cell.rps), rps_bursts=cell.rps,
-                       failures=cell.failures, requests=cell.requests,
-                       connections=cell.connections, bursts=len(cell.rps))
+            row.update(
+                rps=statistics.median(cell.rps),
+                rps_max=max(cell.rps),
+                rps_bursts=cell.rps,
+                failures=cell.failures,
+                requests=cell.requests,
+                connections=cell.connections,
+                bursts=len(cell.rps),
+            )
         rows.append(row)
-    return {"workers": WORKERS, "threads": THREADS, "burst": burst, "bursts": bursts,
-            "concurrency": concurrency, "rows": rows}
+    return {
+        "workers": WORKERS,
+        "threads": THREADS,
+        "burst": burst,
+        "bursts": bursts,
+        "concurrency": concurrency,
+        "rows": rows,
+    }
 
 
 def paired_ratios(variant: Sequence[float], anchor: Sequence[float]) -> list[float]:
@@ -209,7 +266,7 @@ def paired_ratios(variant: Sequence[float], anchor: Sequence[float]) -> list[flo
     of per-round ratios is steadier than a ratio of two medians. Its quartiles show how far
     the machine lets us see.
     """
-    return [a / b for a, b in zip(variant, anchor) if b > 0]
+    return [a / b for a, b in zip(variant, anchor, strict=True) if b > 0]
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -217,14 +274,29 @@ def markdown(result: dict[str, Any]) -> str:
     table_rows = []
     for row in result["rows"]:
         if "skipped" in row:
-            table_rows.append([row["server"], row["variant"], "n/a", "n/a", "n/a", "n/a",
-                               f"skipped: {row['skipped']}"])
+            table_rows.append(
+                [
+                    row["server"],
+                    row["variant"],
+                    "n/a",
+                    "n/a",
+                    "n/a",
+                    "n/a",
+                    f"skipped: {row['skipped']}",
+                ]
+            )
             continue
-        table_rows.append([
-            row["server"], row["variant"], f"{row['rps']:.0f}", f"{row['rps_max']:.0f}",
-            f"{row['failures']} / {row['requests']}", str(row["connections"]),
-            f"{row['bursts']}",
-        ])
+        table_rows.append(
+            [
+                row["server"],
+                row["variant"],
+                f"{row['rps']:.0f}",
+                f"{row['rps_max']:.0f}",
+                f"{row['failures']} / {row['requests']}",
+                str(row["connections"]),
+                f"{row['bursts']}",
+            ]
+        )
     target_rows = []
     for server in dict.fromkeys(row["server"] for row in result["rows"]):
         for name, anchor in TARGETS:
@@ -237,31 +309,51 @@ def markdown(result: dict[str, Any]) -> str:
                     q1, _, q3 = statistics.quantiles(ratios, n=4)
                     if q1 <= E2E_LIMIT <= q3:
                         result_text += " (limit within the quartiles: noise)"
-                target_rows.append([server, f"`{name}` / `{anchor}`", report.spread(ratios),
-                                    f"≥ {E2E_LIMIT}", result_text])
+                target_rows.append(
+                    [
+                        server,
+                        f"`{name}` / `{anchor}`",
+                        report.spread(ratios),
+                        f"≥ {E2E_LIMIT}",
+                        result_text,
+                    ]
+                )
             else:
-                target_rows.append([server, f"`{name}` / `{anchor}`", "—", f"≥ {E2E_LIMIT}",
-                                    "n/a"])
-    return "\n".join([
-        f"### End to end: Gearman app, {result['workers']} workers x {result['threads']} "
-        "threads per server",
-        "",
-        f"Bursts of {result['burst']:,} checked requests at concurrency "
-        f"{result['concurrency']}, {result['bursts']} per variant, round-robin between the "
-        "variants of a group served side by side (hand-written local + `per_thread`; "
-        "hand-written lock + `locked`; the pool sizes). requests/s is the median (and max) of "
-        "the bursts; compare within a group. A throughput ratio is the median over rounds of "
-        "the ratio of two neighbouring bursts. Failures are wrong replies, 5xx, connection "
-        "errors and timeouts; connections are the TCP connections from the server's workers "
-        f"to gearmand afterwards. The unsafe app gets one burst of {UNSAFE_REQUESTS} requests. "
-        "uWSGI runs with `Connection: close` (its http-socket does not keep connections "
-        "alive), so its figures are not comparable with our server's.",
-        "",
-        report.table(["server", "app variant", "requests/s (median)", "max", "failures",
-                      "gearmand connections", "bursts"], table_rows),
-        "",
-        report.table(["server", "throughput ratio", "median of rounds (quartiles)", "limit",
-                      "result"], target_rows),
-        "",
-        "![end-to-end throughput and failures](e2e.png)",
-    ])
+                target_rows.append([server, f"`{name}` / `{anchor}`", "—", f"≥ {E2E_LIMIT}", "n/a"])
+    return "\n".join(
+        [
+            f"### End to end: Gearman app, {result['workers']} workers x {result['threads']} "
+            "threads per server",
+            "",
+            f"Bursts of {result['burst']:,} checked requests at concurrency "
+            f"{result['concurrency']}, {result['bursts']} per variant, round-robin between the "
+            "variants of a group served side by side (hand-written local + `per_thread`; "
+            "hand-written lock + `locked`; the pool sizes). requests/s is the median (and max) of "
+            "the bursts; compare within a group. A throughput ratio is the median over rounds of "
+            "the ratio of two neighbouring bursts. Failures are wrong replies, 5xx, connection "
+            "errors and timeouts; connections are the TCP connections from the server's workers "
+            f"to gearmand afterwards. The unsafe app gets one burst of {UNSAFE_REQUESTS} requests. "
+            "uWSGI runs with `Connection: close` (its http-socket does not keep connections "
+            "alive), so its figures are not comparable with our server's.",
+            "",
+            report.table(
+                [
+                    "server",
+                    "app variant",
+                    "requests/s (median)",
+                    "max",
+                    "failures",
+                    "gearmand connections",
+                    "bursts",
+                ],
+                table_rows,
+            ),
+            "",
+            report.table(
+                ["server", "throughput ratio", "median of rounds (quartiles)", "limit", "result"],
+                target_rows,
+            ),
+            "",
+            "![end-to-end throughput and failures](e2e.png)",
+        ]
+    )

@@ -122,9 +122,7 @@ def teardown_all(prepared: Sequence[_Prepared]) -> None:
             item.case.teardown(item.namespace)
 
 
-def measure_interleaved(
-    cases: Sequence[Case], *, number: int, repeats: int
-) -> dict[str, Samples]:
+def measure_interleaved(cases: Sequence[Case], *, number: int, repeats: int) -> dict[str, Samples]:
     """Per-call ns of each case in one thread, ``repeats`` rotated rounds."""
     prepared, results = prepare_all(cases)
     gc_was_enabled = gc.isenabled()

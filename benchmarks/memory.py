@@ -45,7 +45,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 class Tracked:
     """A client whose instances we can count through weak references."""
 
-    alive: "weakref.WeakSet[Tracked]" = weakref.WeakSet()
+    alive: weakref.WeakSet[Tracked] = weakref.WeakSet()
 
     def __init__(self) -> None:
         Tracked.alive.add(self)
@@ -130,15 +130,31 @@ def measure(*, small: int, large: int, batch: int, max_seconds: float) -> dict[s
     }
 
 
-def run_child(mode: str, *, small: int, large: int, batch: int = 50,
-              max_seconds: float = 120.0) -> dict[str, Any]:
+def run_child(
+    mode: str, *, small: int, large: int, batch: int = 50, max_seconds: float = 120.0
+) -> dict[str, Any]:
     """Measure in a fresh interpreter using wrapt mode ``mode``."""
     env = {k: v for k, v in os.environ.items() if k != "WRAPT_DISABLE_EXTENSIONS"}
     env.update(MODES[mode])
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.memory", "--small", str(small), "--large", str(large),
-         "--batch", str(batch), "--max-seconds", str(max_seconds)],
-        env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT, check=False,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.memory",
+            "--small",
+            str(small),
+            "--large",
+            str(large),
+            "--batch",
+            str(batch),
+            "--max-seconds",
+            str(max_seconds),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT,
+        check=False,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"memory child ({mode}) exited {proc.returncode}: {proc.stderr[-2000:]}")
@@ -153,8 +169,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--max-seconds", type=float, default=120.0)
     args = parser.parse_args()
-    result = measure(small=args.small, large=args.large, batch=args.batch,
-                     max_seconds=args.max_seconds)
+    result = measure(
+        small=args.small, large=args.large, batch=args.batch, max_seconds=args.max_seconds
+    )
     json.dump(result, sys.stdout)
 
 

@@ -50,9 +50,20 @@ def run_child(mode: str, *, number: int, repeats: int) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k != "WRAPT_DISABLE_EXTENSIONS"}
     env.update(MODES[mode])
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.micro", "--number", str(number),
-         "--repeats", str(repeats)],
-        env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT, check=False,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.micro",
+            "--number",
+            str(number),
+            "--repeats",
+            str(repeats),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT,
+        check=False,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"micro child ({mode}) exited {proc.returncode}: {proc.stderr[-2000:]}")

@@ -23,8 +23,14 @@ CONTENDED_LIMIT = 2.0
 #: A per-thread record per exited thread would add at least ``small`` objects.
 GC_GROWTH_LIMIT = 100
 
-PROJECT_ROWS = (cases.PER_THREAD, cases.LOCKED, cases.POOLED, cases.POOLED_CHECKOUT,
-                cases.GUARDED, "pooled_8")
+PROJECT_ROWS = (
+    cases.PER_THREAD,
+    cases.LOCKED,
+    cases.POOLED,
+    cases.POOLED_CHECKOUT,
+    cases.GUARDED,
+    "pooled_8",
+)
 
 
 @dataclass(frozen=True)
@@ -53,10 +59,10 @@ SAME_TRICK_TARGETS = (
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A markdown table, padded so it also reads well on a terminal."""
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
 
     def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
 
     rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(header), rule, *(line(row) for row in rows)])
@@ -98,9 +104,11 @@ def micro_markdown(results: dict[str, dict[str, Any]]) -> str:
         for mode in modes:
             this = by_mode[mode].get(key, {})
             if "min" in this:
-                cells += [f"{this['min']:.0f} ({this['median']:.0f})",
-                          _fmt_ratio(_ratio(by_mode[mode], key, cases.RAW)),
-                          _fmt_ratio(_ratio(by_mode[mode], key, row["baseline"]))]
+                cells += [
+                    f"{this['min']:.0f} ({this['median']:.0f})",
+                    _fmt_ratio(_ratio(by_mode[mode], key, cases.RAW)),
+                    _fmt_ratio(_ratio(by_mode[mode], key, row["baseline"])),
+                ]
             else:
                 cells += ["n/a", "—", "—"]
                 skipped.append(f"- {row['label']} ({mode}): skipped, {this.get('skipped')}")
@@ -125,15 +133,27 @@ def micro_markdown(results: dict[str, dict[str, Any]]) -> str:
             binding = "target" if mode == "C" else "reported"
             if target in SAME_TRICK_TARGETS:
                 binding = "same fork check, info"
-            target_rows.append([f"`{target.row}` / `{target.anchor}`", mode, binding,
-                                _fmt_ratio(ratio), f"≤ {target.limit}", result])
-    parts += ["", "### Per-call targets", "",
-              table(["ratio", "wrapt", "kind", "measured", "limit", "result"], target_rows)]
+            target_rows.append(
+                [
+                    f"`{target.row}` / `{target.anchor}`",
+                    mode,
+                    binding,
+                    _fmt_ratio(ratio),
+                    f"≤ {target.limit}",
+                    result,
+                ]
+            )
+    parts += [
+        "",
+        "### Per-call targets",
+        "",
+        table(["ratio", "wrapt", "kind", "measured", "limit", "result"], target_rows),
+    ]
     return "\n".join(parts)
 
 
 def spread(values: Sequence[float]) -> str:
-    """"median (q1-q3)" of a few ratios, or the one value."""
+    """ "median (q1-q3)" of a few ratios, or the one value."""
     if len(values) < 2:
         return f"{values[0]:.2f}" if values else "—"
     q1, _, q3 = statistics.quantiles(values, n=4)
@@ -150,28 +170,42 @@ def contended_markdown(result: dict[str, Any]) -> str:
         ratio_min = row["many_min"] / row["single_min"]
         ratio = statistics.median(row["ratios"])
         target = verdict(ratio < CONTENDED_LIMIT) if row["key"] in PROJECT_ROWS else ""
-        rows.append([row["label"], f"{row['calls']:,}",
-                     f"{row['single_min']:.0f} ({row['single_median']:.0f})",
-                     f"{row['many_min']:.0f} ({row['many_median']:.0f})",
-                     f"{ratio_min:.2f}", spread(row["ratios"]), target])
-    header = ["way of calling `obj.m(x)`", "calls per thread", "1 thread: ns/call min (median)",
-              f"{threads} threads: ns/call min (median)", "ratio of the mins",
-              "ratio per round: median (quartiles)",
-              f"target: median ratio < {CONTENDED_LIMIT:g}"]
-    return "\n".join([
-        f"### Contended: {threads} threads calling at once",
-        "",
-        f"Each thread makes the same number of calls, about {result['thread_ms']:g} ms of work "
-        f"(switch interval {result['switch_interval'] * 1000:g} ms); ns/call is wall time / "
-        f"all calls, wrapt C mode. Each of the {result['repeats']} interleaved rounds times 1 "
-        f"thread then {threads} threads back to back; the target uses the median of those "
-        f"per-round ratios. Pools have {cases.POOL_SIZE} slots, so {threads} threads wait for "
-        f"them, except the two size-{cases.CONTENDED_THREADS} rows at the end (a slot per "
-        "thread). Locks suffer most: a thread preempted while holding the lock makes every "
-        "other thread sleep on it, and each release then wakes a sleeper through the OS.",
-        "",
-        table(header, rows),
-    ])
+        rows.append(
+            [
+                row["label"],
+                f"{row['calls']:,}",
+                f"{row['single_min']:.0f} ({row['single_median']:.0f})",
+                f"{row['many_min']:.0f} ({row['many_median']:.0f})",
+                f"{ratio_min:.2f}",
+                spread(row["ratios"]),
+                target,
+            ]
+        )
+    header = [
+        "way of calling `obj.m(x)`",
+        "calls per thread",
+        "1 thread: ns/call min (median)",
+        f"{threads} threads: ns/call min (median)",
+        "ratio of the mins",
+        "ratio per round: median (quartiles)",
+        f"target: median ratio < {CONTENDED_LIMIT:g}",
+    ]
+    return "\n".join(
+        [
+            f"### Contended: {threads} threads calling at once",
+            "",
+            f"Each thread makes the same number of calls, about {result['thread_ms']:g} ms of work "
+            f"(switch interval {result['switch_interval'] * 1000:g} ms); ns/call is wall time / "
+            f"all calls, wrapt C mode. Each of the {result['repeats']} interleaved rounds times 1 "
+            f"thread then {threads} threads back to back; the target uses the median of those "
+            f"per-round ratios. Pools have {cases.POOL_SIZE} slots, so {threads} threads wait for "
+            f"them, except the two size-{cases.CONTENDED_THREADS} rows at the end (a slot per "
+            "thread). Locks suffer most: a thread preempted while holding the lock makes every "
+            "other thread sleep on it, and each release then wakes a sleeper through the OS.",
+            "",
+            table(header, rows),
+        ]
+    )
 
 
 def memory_verdict(run: dict[str, Any]) -> bool:
@@ -191,26 +225,48 @@ def memory_markdown(runs: dict[str, dict[str, Any]]) -> str:
             rows.append([mode, "n/a", "n/a", "n/a", "n/a", "n/a", "n/a", run["error"]])
             continue
         stats = run.get("stats_after_small") or {}
-        stats_text = ", ".join(f"{k}={stats[k]}" for k in ("created", "closed", "live") if k in stats)
-        large = f"{run['large']:,}" + ("" if run["large"] == run["large_asked"] else
-                                      f" (of {run['large_asked']:,}: time limit)")
-        rows.append([
-            mode, f"{run['small']:,}", str(run["alive_after_small"]), stats_text or "—",
-            f"{run['gc_objects_after_small'] - run['gc_objects_after_one']:+d}",
-            f"{run['rss_small'] / MIB:.1f}", f"{large}: {run['rss_large'] / MIB:.1f}",
-            f"{(run['rss_large'] - run['rss_small']) / MIB:+.2f} MiB {verdict(memory_verdict(run))}",
-        ])
-    header = ["wrapt", "threads exited", "instances alive", "stats()", "gc objects vs 1 thread",
-              "RSS MiB after them", "threads: RSS MiB", "RSS growth (limit 5 MiB)"]
-    return "\n".join([
-        "### Memory: a `per_thread` proxy after its threads exit",
-        "",
-        "Each thread calls the proxy once and exits (batches of 50). PASS needs no instance "
-        f"alive, `stats().live == 0`, fewer than {GC_GROWTH_LIMIT} extra gc objects and RSS "
-        "growth under 5 MiB.",
-        "",
-        table(header, rows),
-    ])
+        stats_text = ", ".join(
+            f"{k}={stats[k]}" for k in ("created", "closed", "live") if k in stats
+        )
+        large = f"{run['large']:,}" + (
+            ""
+            if run["large"] == run["large_asked"]
+            else f" (of {run['large_asked']:,}: time limit)"
+        )
+        rows.append(
+            [
+                mode,
+                f"{run['small']:,}",
+                str(run["alive_after_small"]),
+                stats_text or "—",
+                f"{run['gc_objects_after_small'] - run['gc_objects_after_one']:+d}",
+                f"{run['rss_small'] / MIB:.1f}",
+                f"{large}: {run['rss_large'] / MIB:.1f}",
+                f"{(run['rss_large'] - run['rss_small']) / MIB:+.2f} MiB "
+                f"{verdict(memory_verdict(run))}",
+            ]
+        )
+    header = [
+        "wrapt",
+        "threads exited",
+        "instances alive",
+        "stats()",
+        "gc objects vs 1 thread",
+        "RSS MiB after them",
+        "threads: RSS MiB",
+        "RSS growth (limit 5 MiB)",
+    ]
+    return "\n".join(
+        [
+            "### Memory: a `per_thread` proxy after its threads exit",
+            "",
+            "Each thread calls the proxy once and exits (batches of 50). PASS needs no instance "
+            f"alive, `stats().live == 0`, fewer than {GC_GROWTH_LIMIT} extra gc objects and RSS "
+            "growth under 5 MiB.",
+            "",
+            table(header, rows),
+        ]
+    )
 
 
 _SECTION = "<!-- section:{name} -->\n{body}\n<!-- /section:{name} -->"
@@ -221,8 +277,9 @@ def update_document(path: Path, sections: dict[str, str], order: Sequence[str], 
     old = path.read_text(encoding="utf-8") if path.exists() else ""
     kept = {
         match.group(1): match.group(2)
-        for match in re.finditer(r"<!-- section:(\w+) -->\n(.*?)\n<!-- /section:\1 -->", old,
-                                 flags=re.S)
+        for match in re.finditer(
+            r"<!-- section:(\w+) -->\n(.*?)\n<!-- /section:\1 -->", old, flags=re.S
+        )
     }
     kept.update(sections)
     body = [_SECTION.format(name=name, body=kept[name]) for name in order if name in kept]

@@ -264,7 +264,8 @@ def main() -> int:
         for server in servers:
             fair[server.name] = fairness(server.port, args.fair_connections)
             print(
-                f"fairness {server.name:9} {fair[server.name][0]}/{args.fair_connections} within 3 s, "
+                f"fairness {server.name:9} {fair[server.name][0]}/{args.fair_connections} "
+                "within 3 s, "
                 f"slowest {fair[server.name][1]:.0f} ms",
                 flush=True,
             )
@@ -281,15 +282,18 @@ def main() -> int:
                         )
                         results.setdefault((server.name, connections, keepalive), []).append(run)
                         print(
-                            f"round {round_no + 1} {server.name:9} c{connections} keepalive={keepalive!s:5} "
-                            f"{run[0]:9.0f} req/s  p50 {run[1]:7.2f} ms  p99 {run[2]:7.2f} ms  errors {run[3]}",
+                            f"round {round_no + 1} {server.name:9} c{connections} "
+                            f"keepalive={keepalive!s:5} "
+                            f"{run[0]:9.0f} req/s  p50 {run[1]:7.2f} ms  "
+                            f"p99 {run[2]:7.2f} ms  errors {run[3]}",
                             flush=True,
                         )
     finally:
         for server in servers:
             server.stop()
     print(
-        f"\n{args.workers} workers x {args.threads} threads; fairness: {args.fair_connections} keep-alive "
+        f"\n{args.workers} workers x {args.threads} threads; "
+        f"fairness: {args.fair_connections} keep-alive "
         f"connections, one request each, at once"
     )
     print(f"{'server':9} {'answered in 3 s':>15} {'slowest ms':>10}")
@@ -297,7 +301,8 @@ def main() -> int:
         answered, slowest = fair[server.name]
         print(f"{server.name:9} {f'{answered}/{args.fair_connections}':>15} {slowest:10.0f}")
     print(
-        f"\nwrk -t{args.wrk_threads} -d{args.duration:g}s, median of {args.rounds} interleaved rounds"
+        f"\nwrk -t{args.wrk_threads} -d{args.duration:g}s, "
+        f"median of {args.rounds} interleaved rounds"
     )
     print(
         f"{'server':9} {'conns':>5} {'keep-alive':10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "

@@ -23,7 +23,6 @@ import argparse
 import http.client
 import json
 import os
-import socket
 import sys
 import threading
 import time
@@ -56,9 +55,11 @@ class LoadResult:
         return self.total / self.elapsed if self.elapsed > 0 else 0.0
 
     def summary(self) -> str:
-        return (f"{self.total} requests in {self.elapsed:.1f} s ({self.rps:.0f} req/s): "
-                f"ok {self.ok}, wrong {self.wrong}, 5xx {self.http_5xx}, "
-                f"conn errors {self.conn_errors}, timeouts {self.timeouts}")
+        return (
+            f"{self.total} requests in {self.elapsed:.1f} s ({self.rps:.0f} req/s): "
+            f"ok {self.ok}, wrong {self.wrong}, 5xx {self.http_5xx}, "
+            f"conn errors {self.conn_errors}, timeouts {self.timeouts}"
+        )
 
 
 class _Tally:
@@ -132,7 +133,7 @@ def _worker(host: str, port: int, path: str, timeout: float, run_id: str, tally:
                     conn.close()
                     conn = http.client.HTTPConnection(host, port, timeout=timeout)
                     response, body = _exchange(conn, url)
-            except (TimeoutError, socket.timeout) as exc:
+            except TimeoutError as exc:
                 tally.record("timeouts", f"{type(exc).__name__}")
                 conn.close()
                 conn = None
@@ -159,31 +160,43 @@ def _progress(tally: _Tally, total: int, finished: threading.Event) -> None:
         with tally.lock:
             done, bad = tally.done, tally.done - tally.counts["ok"]
         filled = width * done // max(total, 1)
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
-                         f"failures {bad} ")
+        sys.stderr.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} failures {bad} "
+        )
         sys.stderr.flush()
         if stop:
             sys.stderr.write("\n")
             return
 
 
-def run_load(base_url: str, *, total: int, concurrency: int, timeout: float = 10.0,
-             progress: bool = False) -> LoadResult:
+def run_load(
+    base_url: str, *, total: int, concurrency: int, timeout: float = 10.0, progress: bool = False
+) -> LoadResult:
     """Fire ``total`` checked requests at ``base_url`` from ``concurrency`` threads."""
     if total < 1 or concurrency < 1 or timeout <= 0:
-        raise ValueError(f"need total >= 1, concurrency >= 1, timeout > 0; "
-                         f"got {total}, {concurrency}, {timeout}")
+        raise ValueError(
+            f"need total >= 1, concurrency >= 1, timeout > 0; got {total}, {concurrency}, {timeout}"
+        )
     url = urlsplit(base_url)
     host, port = url.hostname or "127.0.0.1", url.port or 80
     path = url.path.rstrip("/")
     run_id = f"{os.getpid()}{uuid.uuid4().hex[:6]}"
     tally = _Tally(total)
-    threads = [threading.Thread(target=_worker, args=(host, port, path, timeout, run_id, tally),
-                                name=f"load-{i}", daemon=True)
-               for i in range(min(concurrency, total))]
+    threads = [
+        threading.Thread(
+            target=_worker,
+            args=(host, port, path, timeout, run_id, tally),
+            name=f"load-{i}",
+            daemon=True,
+        )
+        for i in range(min(concurrency, total))
+    ]
     finished = threading.Event()
-    bar = threading.Thread(target=_progress, args=(tally, total, finished), daemon=True) \
-        if progress else None
+    bar = (
+        threading.Thread(target=_progress, args=(tally, total, finished), daemon=True)
+        if progress
+        else None
+    )
     started = time.monotonic()
     if bar is not None:
         bar.start()
@@ -201,10 +214,16 @@ def run_load(base_url: str, *, total: int, concurrency: int, timeout: float = 10
         counts = dict(tally.counts)
         examples = tuple(tally.examples)
         unanswered = total - tally.done
-    return LoadResult(total=total, ok=counts["ok"], wrong=counts["wrong"],
-                      http_5xx=counts["http_5xx"], conn_errors=counts["conn_errors"],
-                      timeouts=counts["timeouts"] + unanswered, elapsed=elapsed,
-                      examples=examples)
+    return LoadResult(
+        total=total,
+        ok=counts["ok"],
+        wrong=counts["wrong"],
+        http_5xx=counts["http_5xx"],
+        conn_errors=counts["conn_errors"],
+        timeouts=counts["timeouts"] + unanswered,
+        elapsed=elapsed,
+        examples=examples,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,8 +234,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=10.0, help="per request, seconds")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    result = run_load(args.url, total=args.requests, concurrency=args.concurrency,
-                      timeout=args.timeout, progress=not args.quiet)
+    result = run_load(
+        args.url,
+        total=args.requests,
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        progress=not args.quiet,
+    )
     print(result.summary())
     for example in result.examples:
         print(f"  e.g. {example}")

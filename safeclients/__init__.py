@@ -25,16 +25,16 @@ from safeclients.errors import (
     FactoryError,
     ForkedUseError,
     LockTimeout,
-    OutlivedUseError,
     NoRunningLoopError,
+    OutlivedUseError,
     PoolClosed,
     PoolTimeout,
     SafeClientsError,
 )
 from safeclients.guarded import guarded
 from safeclients.locked import locked
-from safeclients.per_process import per_process
 from safeclients.per_loop import per_loop
+from safeclients.per_process import per_process
 from safeclients.per_thread import per_thread
 from safeclients.pooled import pooled
 from safeclients.stats import Stats

@@ -77,17 +77,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             findings = find_unsafe(modules)
         except Exception as exc:
-            why = (f"{', '.join(args.modules)}: walking their globals raised "
-                   f"{type(exc).__name__}: {exc}")
+            why = (
+                f"{', '.join(args.modules)}: walking their globals raised "
+                f"{type(exc).__name__}: {exc}"
+            )
     if why is not None:
         print(f"safeclients audit: could not audit {why}", file=sys.stderr)
         return EXIT_NOT_AUDITED
     unsafe = [f for f in findings if not f.wrapped]
     wrapped = [f for f in findings if f.wrapped]
     if args.json:
-        print(json.dumps({"modules": args.modules,
-                          "unsafe": [dataclasses.asdict(f) for f in unsafe],
-                          "wrapped": [dataclasses.asdict(f) for f in wrapped]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "modules": args.modules,
+                    "unsafe": [dataclasses.asdict(f) for f in unsafe],
+                    "wrapped": [dataclasses.asdict(f) for f in wrapped],
+                },
+                indent=2,
+            )
+        )
     else:
         print(render(args.modules, unsafe, wrapped))
     return EXIT_FOUND if unsafe else EXIT_CLEAN
@@ -99,8 +108,10 @@ def _load_profiles(modules: Sequence[str], timeout: float) -> str | None:
     try:
         profiles.load_entry_points()
     except Exception as exc:
-        return (f"anything: loading the entry points of group safeclients.profiles raised "
-                f"{type(exc).__name__}: {exc}")
+        return (
+            f"anything: loading the entry points of group safeclients.profiles raised "
+            f"{type(exc).__name__}: {exc}"
+        )
     for name in modules:
         module = _import(name, timeout)
         if isinstance(module, str):
@@ -116,16 +127,20 @@ def _import(name: str, timeout: float) -> types.ModuleType | str:
         with _importing(name), _deadline(timeout):
             return importlib.import_module(name)
     except _ImportTimedOut:
-        return (f"did not finish within {timeout:g} s (--import-timeout): it waits for "
-                "something at import (a server, a thread, input)")
+        return (
+            f"did not finish within {timeout:g} s (--import-timeout): it waits for "
+            "something at import (a server, a thread, input)"
+        )
     except (Exception, SystemExit, KeyboardInterrupt) as exc:
         return _what_happened(exc)
 
 
 def _what_happened(exc: BaseException) -> str:
     if isinstance(exc, SystemExit):
-        return (f"called sys.exit({exc.code!r}), so nothing was audited (an app that exits or "
-                "requires command-line arguments at import cannot be audited)")
+        return (
+            f"called sys.exit({exc.code!r}), so nothing was audited (an app that exits or "
+            "requires command-line arguments at import cannot be audited)"
+        )
     return f"raised {type(exc).__name__}" + (f": {exc}" if str(exc) else "")
 
 
@@ -170,14 +185,20 @@ def exit_now(status: int) -> None:
     A non-daemon thread started at import would keep the interpreter alive at exit (it
     joins them); the CLI names them on stderr and leaves with ``os._exit`` after flushing.
     """
-    lingering = [t for t in threading.enumerate()
-                 if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    lingering = [
+        t
+        for t in threading.enumerate()
+        if t is not threading.main_thread() and not t.daemon and t.is_alive()
+    ]
     if not lingering:
         sys.exit(status)
     names = ", ".join(repr(t.name) for t in lingering[:10])
-    print(f"safeclients audit: the audited modules started "
-          f"{_plural(len(lingering), 'non-daemon thread')} at import ({names}); "
-          "the audit does not wait for them.", file=sys.stderr)
+    print(
+        f"safeclients audit: the audited modules started "
+        f"{_plural(len(lingering), 'non-daemon thread')} at import ({names}); "
+        "the audit does not wait for them.",
+        file=sys.stderr,
+    )
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
@@ -187,24 +208,36 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m safeclients",
         description="Tools for safeclients. 'audit' lists module globals that are clients "
-                    "unsafe under threaded, pre-forking servers.")
+        "unsafe under threaded, pre-forking servers.",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     audit = commands.add_parser(
-        "audit", help="list unsafe client globals; exit 1 when any is found",
+        "audit",
+        help="list unsafe client globals; exit 1 when any is found",
         description="Import MODULEs and list their globals (and those of the modules they use "
-                    "from the same package) that are known non-thread-safe or non-fork-safe "
-                    "clients. Exit status: 0 none found, 1 found, 2 usage error, 3 could not "
-                    "audit (an import failed, was interrupted or exited).")
-    audit.add_argument("modules", nargs="+", metavar="MODULE",
-                       help="dotted module name, e.g. myapp.wsgi")
+        "from the same package) that are known non-thread-safe or non-fork-safe "
+        "clients. Exit status: 0 none found, 1 found, 2 usage error, 3 could not "
+        "audit (an import failed, was interrupted or exited).",
+    )
+    audit.add_argument(
+        "modules", nargs="+", metavar="MODULE", help="dotted module name, e.g. myapp.wsgi"
+    )
     audit.add_argument("--json", action="store_true", help="print the findings as JSON")
-    audit.add_argument("--profiles", action="append", default=[], metavar="MODULE",
-                       help="import MODULE first, for the client profiles it registers "
-                            "(repeatable)")
-    audit.add_argument("--import-timeout", type=_seconds, default=IMPORT_TIMEOUT,
-                       metavar="SECONDS",
-                       help=f"give up on a module whose import takes longer (exit 3); 0: wait "
-                            f"without limit (default {IMPORT_TIMEOUT:g})")
+    audit.add_argument(
+        "--profiles",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first, for the client profiles it registers (repeatable)",
+    )
+    audit.add_argument(
+        "--import-timeout",
+        type=_seconds,
+        default=IMPORT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up on a module whose import takes longer (exit 3); 0: wait "
+        f"without limit (default {IMPORT_TIMEOUT:g})",
+    )
     return parser
 
 
@@ -220,8 +253,10 @@ def _seconds(text: str) -> float:
 
 def render(modules: Sequence[str], unsafe: Sequence[Finding], wrapped: Sequence[Finding]) -> str:
     """The human-readable report: one block per unsafe global, then the wrapped ones."""
-    lines = [f"safeclients audit of {', '.join(modules)}: "
-             f"{_plural(len(unsafe), 'unsafe global')}, {len(wrapped)} already wrapped"]
+    lines = [
+        f"safeclients audit of {', '.join(modules)}: "
+        f"{_plural(len(unsafe), 'unsafe global')}, {len(wrapped)} already wrapped"
+    ]
     for f in unsafe:
         lines += ["", f"UNSAFE  {f.where}"]
         lines += _field("type", f.type_name)
@@ -241,8 +276,10 @@ def _state(f: Finding) -> str:
     if f.connected is None:
         return "unknown (no probe registered for this type)"
     if f.connected:
-        return (f"OPEN connection at import time: {f.connection} "
-                "(a server that forks after import shares it between all workers)")
+        return (
+            f"OPEN connection at import time: {f.connection} "
+            "(a server that forks after import shares it between all workers)"
+        )
     return "no open connection now (it connects on first use, then every thread shares it)"
 
 

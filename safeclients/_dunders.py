@@ -174,5 +174,5 @@ def install_special_methods(klass: type, policy_of: PolicyOf) -> None:
         setattr(klass, f"__r{name}__", _reflected(policy_of, two))
     for name, two in INPLACE.items():
         setattr(klass, f"__i{name}__", _inplace(policy_of, two))
-    setattr(klass, "__round__", _round(policy_of))
-    setattr(klass, "__setitem__", _setitem(policy_of))
+    setattr(klass, "__round__", _round(policy_of))  # noqa: B010 (klass is any type to mypy)
+    setattr(klass, "__setitem__", _setitem(policy_of))  # noqa: B010

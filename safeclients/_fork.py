@@ -75,9 +75,7 @@ class _Byte(Protocol):
 def _make_armed_byte() -> tuple[_Byte, bool]:
     """Return the ``ARMED`` object and whether it is the kernel-wiped page."""
     try:
-        page = mmap.mmap(
-            -1, mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
-        )
+        page = mmap.mmap(-1, mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         page.madvise(_MADV_WIPEONFORK)
     except (OSError, AttributeError, ValueError):
         return _PidByte(), False

@@ -117,5 +117,11 @@ def subscribe() -> bool:
 
 subscribe()
 
-__all__ = ["threading_patched", "in_request_greenlet", "on_patch", "renew_all", "subscribe",
-           "RENEWALS"]
+__all__ = [
+    "threading_patched",
+    "in_request_greenlet",
+    "on_patch",
+    "renew_all",
+    "subscribe",
+    "RENEWALS",
+]

@@ -46,6 +46,10 @@ class Health:
         return self.check is not None or self.max_lifetime is not None or self.max_idle is not None
 
 
+#: No health option: the default of the policies (frozen, so one shared instance is safe).
+NO_HEALTH = Health()
+
+
 def _seconds(kind: str, option: str, value: object, *, allow_none: bool) -> float | None:
     if value is None and allow_none:
         return None

@@ -39,12 +39,11 @@ import contextvars
 import functools
 import inspect
 import logging
-import os
 import threading
 import types
 import typing
 from collections.abc import Callable
-from typing import Any, ClassVar, Generic, NamedTuple, TypeVar, Union
+from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
 
 from safeclients import _check, _fork, profiles
 from safeclients._use import Use, compiled
@@ -58,9 +57,7 @@ T = TypeVar("T")
 
 log = logging.getLogger("safeclients")
 
-DiscardOn = Union[
-    type[BaseException], tuple[type[BaseException], ...], Callable[[BaseException], bool]
-]
+DiscardOn = type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 
 # Exception class names (anywhere in the MRO) that mean "this connection is unusable": the
 # clients we target raise their own classes rather than OSError, e.g. pygearman's
@@ -80,9 +77,7 @@ def default_discard(exc: BaseException) -> bool:
     """The default ``discard_on``: OSError (and subclasses) or a connection-error-named class."""
     if isinstance(exc, OSError):
         return True
-    return any(
-        part in klass.__name__ for klass in type(exc).__mro__ for part in _BROKEN_NAME_PARTS
-    )
+    return any(part in klass.__name__ for klass in type(exc).__mro__ for part in _BROKEN_NAME_PARTS)
 
 
 def _exception_classes(discard_on: object) -> tuple[type[BaseException], ...] | None:
@@ -484,7 +479,7 @@ class Policy(Generic[T]):
         raise NotImplementedError
 
     def shutdown(self) -> None:
-        """Interpreter exit: ``dispose(final=True)``, without waiting on a thread stuck in a call."""
+        """Interpreter exit: ``dispose(final=True)``, not waiting on a thread stuck in a call."""
         self.dispose(True)
 
     def green_reset(self) -> None:

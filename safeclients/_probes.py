@@ -17,8 +17,21 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Probe", "peer", "attr_socket", "sqlite", "gearman", "pymysql", "mysqlclient",
-           "psycopg2", "psycopg", "pika_connection", "pika_channel", "redis", "paramiko"]
+__all__ = [
+    "Probe",
+    "peer",
+    "attr_socket",
+    "sqlite",
+    "gearman",
+    "pymysql",
+    "mysqlclient",
+    "psycopg2",
+    "psycopg",
+    "pika_connection",
+    "pika_channel",
+    "redis",
+    "paramiko",
+]
 
 #: A probe looks at a client and describes its open connection ("127.0.0.1:4730"), or returns
 #: None when it holds none. It must not send anything and must not raise.
@@ -40,6 +53,7 @@ def peer(sock: object) -> str | None:
 
 def attr_socket(attr: str) -> Probe:
     """A probe for a client that keeps its socket in attribute ``attr`` (None when closed)."""
+
     def probe(obj: Any) -> str | None:
         return peer(getattr(obj, attr, None))
 
@@ -48,7 +62,7 @@ def attr_socket(attr: str) -> Probe:
 
 def sqlite(conn: Any) -> str | None:
     try:
-        conn.total_changes  # raises ProgrammingError once closed
+        _ = conn.total_changes  # raises ProgrammingError once closed
     except sqlite3.ProgrammingError as exc:
         if "closed" in str(exc):
             return None
@@ -57,9 +71,11 @@ def sqlite(conn: Any) -> str | None:
 
 
 def gearman(client: Any) -> str | None:
-    connected = [f"{c.gearman_host}:{c.gearman_port}"
-                 for c in getattr(client, "connection_list", ())
-                 if getattr(c, "connected", False)]
+    connected = [
+        f"{c.gearman_host}:{c.gearman_port}"
+        for c in getattr(client, "connection_list", ())
+        if getattr(c, "connected", False)
+    ]
     return ", ".join(connected) or None
 
 
@@ -111,8 +127,7 @@ def redis(client: Any) -> str | None:
     # redis-py: a client's ConnectionPool keeps its Connection objects in
     # _available_connections/_in_use_connections; each holds `_sock` while connected.
     pool = getattr(client, "connection_pool", None)
-    held = [*getattr(pool, "_available_connections", ()),
-            *getattr(pool, "_in_use_connections", ())]
+    held = [*getattr(pool, "_available_connections", ()), *getattr(pool, "_in_use_connections", ())]
     if not any(getattr(c, "_sock", None) is not None for c in held):
         return None
     kwargs = getattr(pool, "connection_kwargs", {})

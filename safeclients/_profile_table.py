@@ -21,6 +21,7 @@ from safeclients.profiles import Profile
 
 __all__ = ["SHIPPED"]
 
+
 def _class(name: str) -> Any:
     """The class ``"package.module.Class"``, imported now: called only with a live client of
     that package in hand, so the package is importable (and usually imported already)."""
@@ -48,12 +49,14 @@ _PEP249 = "https://peps.python.org/pep-0249/#threadsafety"
 GEARMAN = Profile(
     qualname="gearman.client.GearmanClient",
     reason="Keeps job and reply state in unlocked per-connection buffers, so threads sharing "
-           "it get each other's results or protocol errors. " + _FORKED,
+    "it get each other's results or protocol errors. " + _FORKED,
     suggest="per_thread",
-    sources=("https://pypi.org/project/pygearman/0.2.6/",
-             "https://github.com/Yelp/python-gearman/blob/master/gearman/client.py",
-             "https://github.com/Yelp/python-gearman/blob/master/gearman/connection.py",
-             "https://github.com/Yelp/python-gearman/blob/master/gearman/connection_manager.py"),
+    sources=(
+        "https://pypi.org/project/pygearman/0.2.6/",
+        "https://github.com/Yelp/python-gearman/blob/master/gearman/client.py",
+        "https://github.com/Yelp/python-gearman/blob/master/gearman/connection.py",
+        "https://github.com/Yelp/python-gearman/blob/master/gearman/connection_manager.py",
+    ),
     probe=_probes.gearman,
     broken=("gearman.errors.ConnectionError", "gearman.errors.ServerUnavailable"),
     close=lambda client: client.shutdown(),
@@ -82,12 +85,15 @@ def _close_pymysql(conn: Any) -> None:
 PYMYSQL = Profile(
     qualname="pymysql.connections.Connection",
     reason="PyMySQL declares DB-API threadsafety = 1 (threads may share the module, not "
-           "connections): sharing one gives 'Packet sequence number wrong' and other threads' "
-           "rows. " + _FORKED + " Hold a transaction across calls with checkout().",
+    "connections): sharing one gives 'Packet sequence number wrong' and other threads' "
+    "rows. " + _FORKED + " Hold a transaction across calls with checkout().",
     suggest="pooled",
-    sources=("https://github.com/PyMySQL/PyMySQL/blob/main/pymysql/__init__.py",
-             "https://github.com/PyMySQL/PyMySQL/blob/main/pymysql/connections.py",
-             "https://github.com/PyMySQL/PyMySQL/blob/main/pymysql/cursors.py", _PEP249),
+    sources=(
+        "https://github.com/PyMySQL/PyMySQL/blob/main/pymysql/__init__.py",
+        "https://github.com/PyMySQL/PyMySQL/blob/main/pymysql/connections.py",
+        "https://github.com/PyMySQL/PyMySQL/blob/main/pymysql/cursors.py",
+        _PEP249,
+    ),
     probe=_probes.pymysql,
     broken=("pymysql.err.InterfaceError", "pymysql.err.OperationalError"),
     close=_close_pymysql,
@@ -119,14 +125,21 @@ def _close_mysqlclient(conn: Any) -> None:
 MYSQLCLIENT = Profile(
     qualname="MySQLdb.connections.Connection",
     reason="mysqlclient declares DB-API threadsafety = 1 (threads may share the module, not "
-           "connections): threads sharing one interleave queries and results. " + _FORKED,
+    "connections): threads sharing one interleave queries and results. " + _FORKED,
     suggest="pooled",
-    sources=("https://github.com/PyMySQL/mysqlclient/blob/main/src/MySQLdb/__init__.py",
-             "https://github.com/PyMySQL/mysqlclient/blob/main/src/MySQLdb/connections.py",
-             "https://github.com/PyMySQL/mysqlclient/blob/main/src/MySQLdb/_mysql.c", _PEP249),
+    sources=(
+        "https://github.com/PyMySQL/mysqlclient/blob/main/src/MySQLdb/__init__.py",
+        "https://github.com/PyMySQL/mysqlclient/blob/main/src/MySQLdb/connections.py",
+        "https://github.com/PyMySQL/mysqlclient/blob/main/src/MySQLdb/_mysql.c",
+        _PEP249,
+    ),
     probe=_probes.mysqlclient,
-    broken=("MySQLdb._exceptions.InterfaceError", "MySQLdb._exceptions.OperationalError",
-            "_mysql_exceptions.InterfaceError", "_mysql_exceptions.OperationalError"),
+    broken=(
+        "MySQLdb._exceptions.InterfaceError",
+        "MySQLdb._exceptions.OperationalError",
+        "_mysql_exceptions.InterfaceError",
+        "_mysql_exceptions.OperationalError",
+    ),
     close=_close_mysqlclient,
     check=lambda conn: conn.ping(),
     derived=frozenset({"cursor"}),
@@ -160,13 +173,14 @@ def _check_psycopg2(conn: Any) -> None:
 PSYCOPG2 = Profile(
     qualname="psycopg2.extensions.connection",
     reason="psycopg2 serialises calls on a connection but all threads share its session and "
-           "transaction, so one thread's commit or rollback ends another's; psycopg2 says "
-           "libpq connections must not be used across a fork (create them after it). "
-           + _FORKED,
+    "transaction, so one thread's commit or rollback ends another's; psycopg2 says "
+    "libpq connections must not be used across a fork (create them after it). " + _FORKED,
     suggest="pooled",
-    sources=("https://www.psycopg.org/docs/usage.html#thread-and-process-safety",
-             "https://www.psycopg.org/docs/connection.html",
-             "https://docs.sqlalchemy.org/en/20/core/pooling.html#disconnect-handling-pessimistic"),
+    sources=(
+        "https://www.psycopg.org/docs/usage.html#thread-and-process-safety",
+        "https://www.psycopg.org/docs/connection.html",
+        "https://docs.sqlalchemy.org/en/20/core/pooling.html#disconnect-handling-pessimistic",
+    ),
     probe=_probes.psycopg2,
     broken=("psycopg2.InterfaceError", "psycopg2.OperationalError"),
     close=lambda conn: None if conn.closed else conn.close(),
@@ -207,14 +221,16 @@ def _check_psycopg(conn: Any) -> None:
 PSYCOPG = Profile(
     qualname="psycopg.Connection",
     reason="psycopg 3 connections are thread-safe but all threads share one transaction: "
-           "one thread's commit, rollback or server error ends the others'; libpq "
-           "connections must not be used across a fork. " + _FORKED,
+    "one thread's commit, rollback or server error ends the others'; libpq "
+    "connections must not be used across a fork. " + _FORKED,
     suggest="pooled",
-    sources=("https://www.psycopg.org/psycopg3/docs/advanced/async.html",
-             "https://www.psycopg.org/psycopg3/docs/api/connections.html",
-             "https://github.com/psycopg/psycopg/blob/master/psycopg/psycopg/connection.py",
-             "https://github.com/psycopg/psycopg/blob/master/psycopg/psycopg/errors.py",
-             "https://github.com/psycopg/psycopg/blob/master/psycopg_pool/psycopg_pool/pool.py"),
+    sources=(
+        "https://www.psycopg.org/psycopg3/docs/advanced/async.html",
+        "https://www.psycopg.org/psycopg3/docs/api/connections.html",
+        "https://github.com/psycopg/psycopg/blob/master/psycopg/psycopg/connection.py",
+        "https://github.com/psycopg/psycopg/blob/master/psycopg/psycopg/errors.py",
+        "https://github.com/psycopg/psycopg/blob/master/psycopg_pool/psycopg_pool/pool.py",
+    ),
     probe=_probes.psycopg,
     broken=("psycopg.InterfaceError", "psycopg.OperationalError"),
     close=lambda conn: conn.close(),
@@ -251,8 +267,10 @@ def _close_pika_connection(conn: Any) -> None:
 
 def _close_pika_channel(channel: Any) -> None:
     if channel.is_open:
-        with contextlib.suppress(_class("pika.exceptions.AMQPChannelError"),
-                                 _class("pika.exceptions.AMQPConnectionError")):
+        with contextlib.suppress(
+            _class("pika.exceptions.AMQPChannelError"),
+            _class("pika.exceptions.AMQPConnectionError"),
+        ):
             channel.close()
     _close_pika_connection(channel.connection)
 
@@ -270,12 +288,16 @@ def _check_pika_channel(channel: Any) -> None:
     _check_pika_connection(channel.connection)
 
 
-_PIKA_REASON = ("pika has no notion of threads: its docs say not to share a connection across "
-                "threads (one connection per thread, created in that thread), and its channels "
-                "ride on that connection. " + _FORKED)
-_PIKA_SOURCES = ("https://pika.readthedocs.io/en/stable/faq.html",
-                 "https://github.com/pika/pika/blob/main/pika/adapters/blocking_connection.py",
-                 "https://github.com/pika/pika/blob/main/pika/exceptions.py")
+_PIKA_REASON = (
+    "pika has no notion of threads: its docs say not to share a connection across "
+    "threads (one connection per thread, created in that thread), and its channels "
+    "ride on that connection. " + _FORKED
+)
+_PIKA_SOURCES = (
+    "https://pika.readthedocs.io/en/stable/faq.html",
+    "https://github.com/pika/pika/blob/main/pika/adapters/blocking_connection.py",
+    "https://github.com/pika/pika/blob/main/pika/exceptions.py",
+)
 PIKA_CONNECTION = Profile(
     qualname="pika.adapters.blocking_connection.BlockingConnection",
     reason=_PIKA_REASON,
@@ -317,13 +339,15 @@ PIKA_CHANNEL = Profile(
 REDIS = Profile(
     qualname="redis.client.Redis",
     reason="redis-py clients are thread-safe (a command borrows a pooled connection), but its "
-           "pool's fork detection can deadlock a child forked while another thread holds the "
-           "pool's fork lock (ChildDeadlockedError), and its pipelines and pubsub objects must "
-           "not be shared between threads. " + _FORKED,
+    "pool's fork detection can deadlock a child forked while another thread holds the "
+    "pool's fork lock (ChildDeadlockedError), and its pipelines and pubsub objects must "
+    "not be shared between threads. " + _FORKED,
     suggest="per_process",
-    sources=("https://github.com/redis/redis-py/blob/master/redis/client.py",
-             "https://github.com/redis/redis-py/blob/master/redis/connection.py",
-             "https://redis.readthedocs.io/en/stable/advanced_features.html"),
+    sources=(
+        "https://github.com/redis/redis-py/blob/master/redis/client.py",
+        "https://github.com/redis/redis-py/blob/master/redis/connection.py",
+        "https://redis.readthedocs.io/en/stable/advanced_features.html",
+    ),
     probe=_probes.redis,
     close=lambda client: client.close(),
     check=lambda client: client.ping(),
@@ -344,12 +368,13 @@ REDIS = Profile(
 PYMEMCACHE = Profile(
     qualname="pymemcache.client.base.Client",
     reason="One socket read without a lock: concurrent threads read each other's replies "
-           "(wrong values) or fail with protocol errors; pymemcache points to PooledClient. "
-           + _FORKED,
+    "(wrong values) or fail with protocol errors; pymemcache points to PooledClient. " + _FORKED,
     suggest="pooled",
-    sources=("https://pymemcache.readthedocs.io/en/latest/getting_started.html",
-             "https://github.com/pinterest/pymemcache/blob/master/pymemcache/client/base.py",
-             "https://github.com/pinterest/pymemcache/issues/34"),
+    sources=(
+        "https://pymemcache.readthedocs.io/en/latest/getting_started.html",
+        "https://github.com/pinterest/pymemcache/blob/master/pymemcache/client/base.py",
+        "https://github.com/pinterest/pymemcache/issues/34",
+    ),
     probe=_probes.attr_socket("sock"),
     close=lambda client: client.close(),
     check=lambda client: client.version(),
@@ -370,12 +395,14 @@ PYMEMCACHE = Profile(
 SQLITE3 = Profile(
     qualname="sqlite3.Connection",
     reason="Refuses other threads by default (check_same_thread), and with it off the open "
-           "transaction is shared, so one thread's commit or rollback ends another's; SQLite "
-           "warns that carrying an open connection across a fork() can corrupt the database. "
-           "With locked or pooled, hold a transaction with checkout().",
+    "transaction is shared, so one thread's commit or rollback ends another's; SQLite "
+    "warns that carrying an open connection across a fork() can corrupt the database. "
+    "With locked or pooled, hold a transaction with checkout().",
     suggest="per_thread",
-    sources=("https://docs.python.org/3/library/sqlite3.html#sqlite3.connect",
-             "https://www.sqlite.org/howtocorrupt.html"),
+    sources=(
+        "https://docs.python.org/3/library/sqlite3.html#sqlite3.connect",
+        "https://www.sqlite.org/howtocorrupt.html",
+    ),
     probe=_probes.sqlite,
     derived=frozenset({"cursor", "execute", "executemany", "executescript", "blobopen"}),
 )
@@ -394,11 +421,14 @@ SQLITE3 = Profile(
 HTTP_CONNECTION = Profile(
     qualname="http.client.HTTPConnection",
     reason="One request/response state machine over one socket: a second thread's request "
-           "raises CannotSendRequest/ResponseNotReady or reads the other thread's response. "
-           + _FORKED + " Hold request and response together with checkout().",
+    "raises CannotSendRequest/ResponseNotReady or reads the other thread's response. "
+    + _FORKED
+    + " Hold request and response together with checkout().",
     suggest="pooled",
-    sources=("https://github.com/python/cpython/blob/main/Lib/http/client.py",
-             "https://docs.python.org/3/library/http.client.html"),
+    sources=(
+        "https://github.com/python/cpython/blob/main/Lib/http/client.py",
+        "https://docs.python.org/3/library/http.client.html",
+    ),
     probe=_probes.attr_socket("sock"),
     broken=("http.client.HTTPException", "builtins.OSError"),
     derived=frozenset({"getresponse"}),
@@ -417,14 +447,14 @@ HTTP_CONNECTION = Profile(
 SMTP = Profile(
     qualname="smtplib.SMTP",
     reason="A stateful command/reply session on one socket without a lock: threads interleave "
-           "commands and read each other's replies. " + _FORKED
-           + " Hold a whole message with checkout().",
+    "commands and read each other's replies. " + _FORKED + " Hold a whole message with checkout().",
     suggest="locked",
-    sources=("https://github.com/python/cpython/blob/main/Lib/smtplib.py",
-             "https://docs.python.org/3/library/smtplib.html"),
+    sources=(
+        "https://github.com/python/cpython/blob/main/Lib/smtplib.py",
+        "https://docs.python.org/3/library/smtplib.html",
+    ),
     probe=_probes.attr_socket("sock"),
-    broken=("smtplib.SMTPServerDisconnected", "builtins.ConnectionError",
-            "builtins.TimeoutError"),
+    broken=("smtplib.SMTPServerDisconnected", "builtins.ConnectionError", "builtins.TimeoutError"),
     check=lambda smtp: smtp.noop(),
 )
 
@@ -443,10 +473,12 @@ SMTP = Profile(
 FTP = Profile(
     qualname="ftplib.FTP",
     reason="A stateful command/response session (login, cwd) on one control connection "
-           "without a lock: threads read each other's responses. " + _FORKED,
+    "without a lock: threads read each other's responses. " + _FORKED,
     suggest="locked",
-    sources=("https://github.com/python/cpython/blob/main/Lib/ftplib.py",
-             "https://docs.python.org/3/library/ftplib.html"),
+    sources=(
+        "https://github.com/python/cpython/blob/main/Lib/ftplib.py",
+        "https://docs.python.org/3/library/ftplib.html",
+    ),
     probe=_probes.attr_socket("sock"),
     broken=("builtins.EOFError", "builtins.ConnectionError", "builtins.TimeoutError"),
     check=lambda ftp: ftp.voidcmd("NOOP"),
@@ -477,12 +509,14 @@ def _check_paramiko(client: Any) -> None:
 PARAMIKO = Profile(
     qualname="paramiko.client.SSHClient",
     reason="An SSH session is served by a Transport thread of the process that connected: "
-           "forked workers inherit the socket without the thread, and threads sharing one "
-           "client's channels are unreliable (paramiko#709). " + _FORKED,
+    "forked workers inherit the socket without the thread, and threads sharing one "
+    "client's channels are unreliable (paramiko#709). " + _FORKED,
     suggest="pooled",
-    sources=("https://github.com/paramiko/paramiko/blob/main/paramiko/transport.py",
-             "https://github.com/paramiko/paramiko/blob/main/paramiko/client.py",
-             "https://github.com/paramiko/paramiko/issues/709"),
+    sources=(
+        "https://github.com/paramiko/paramiko/blob/main/paramiko/transport.py",
+        "https://github.com/paramiko/paramiko/blob/main/paramiko/client.py",
+        "https://github.com/paramiko/paramiko/issues/709",
+    ),
     probe=_probes.paramiko,
     broken=("paramiko.ssh_exception.SSHException", "builtins.EOFError", "builtins.OSError"),
     close=lambda client: client.close(),
@@ -508,13 +542,14 @@ PARAMIKO = Profile(
 GRPC_CHANNEL = Profile(
     qualname="grpc._channel.Channel",
     reason="gRPC channels are thread-safe but gRPC core's threads do not survive a fork: a "
-           "channel created before the server forks hangs or fails in the workers. "
-           + _FORKED,
+    "channel created before the server forks hangs or fails in the workers. " + _FORKED,
     suggest="per_process",
-    sources=("https://github.com/grpc/grpc/blob/master/doc/fork_support.md",
-             "https://github.com/grpc/grpc/issues/9320",
-             "https://github.com/grpc/grpc/issues/13914",
-             "https://github.com/grpc/grpc/pull/15773"),
+    sources=(
+        "https://github.com/grpc/grpc/blob/master/doc/fork_support.md",
+        "https://github.com/grpc/grpc/issues/9320",
+        "https://github.com/grpc/grpc/issues/13914",
+        "https://github.com/grpc/grpc/pull/15773",
+    ),
     close=lambda channel: channel.close(),
     derived=frozenset({"unary_unary", "unary_stream", "stream_unary", "stream_stream"}),
     thread_safe=True,
@@ -529,7 +564,7 @@ GRPC_CHANNEL = Profile(
 SOCKET = Profile(
     qualname="socket.socket",
     reason="A byte stream: two threads' sendall()/recv() calls interleave and split each "
-           "other's messages. " + _FORKED,
+    "other's messages. " + _FORKED,
     suggest="per_thread",
     sources=("https://docs.python.org/3/library/socket.html#socket.socket.sendall",),
     probe=_probes.peer,
@@ -539,6 +574,20 @@ SOCKET = Profile(
 
 #: Every shipped profile, in the order the registry receives them.
 SHIPPED: tuple[Profile, ...] = (
-    GEARMAN, PYMYSQL, MYSQLCLIENT, PSYCOPG2, PSYCOPG, PIKA_CONNECTION, PIKA_CHANNEL, REDIS,
-    PYMEMCACHE, SQLITE3, HTTP_CONNECTION, SMTP, FTP, PARAMIKO, GRPC_CHANNEL, SOCKET,
+    GEARMAN,
+    PYMYSQL,
+    MYSQLCLIENT,
+    PSYCOPG2,
+    PSYCOPG,
+    PIKA_CONNECTION,
+    PIKA_CHANNEL,
+    REDIS,
+    PYMEMCACHE,
+    SQLITE3,
+    HTTP_CONNECTION,
+    SMTP,
+    FTP,
+    PARAMIKO,
+    GRPC_CHANNEL,
+    SOCKET,
 )

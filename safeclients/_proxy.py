@@ -225,7 +225,6 @@ class Proxy(_ProxyBase):
         raise TypeError("a safeclients proxy cannot be used as a base class")
 
 
-
 _NO_COPY = (
     "a safeclients proxy cannot be copied or pickled: it stands for instances that belong to "
     "threads and processes; copy or pickle a client taken with safeclients.checkout()"
@@ -286,7 +285,7 @@ def install_forwarders(klass: type, policy: Policy[Any], client_type: type) -> N
     SAFECLIENTS_CHECK the forwarders are the same ones, compiled with the checks in them.
     """
     if _defines(client_type, "__call__"):
-        setattr(klass, "__call__", call_method(_policy))
+        setattr(klass, "__call__", call_method(_policy))  # noqa: B010 (a method to mypy)
     if not FORWARDERS:
         return
     mine = _forwarded.setdefault(klass, set())

@@ -35,10 +35,10 @@ from __future__ import annotations
 import inspect
 import keyword
 import linecache
+import textwrap
 import threading
 import time
 import types
-import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -199,7 +199,8 @@ class Compiled:
             raise ValueError(f"not a method name: {name!r}")
         names = exact_parameters(method)
         params, args = (
-            (", ".join(names), ", ".join(names)) if names is not None
+            (", ".join(names), ", ".join(names))
+            if names is not None
             else ("*args, **kwargs", "*args, **kwargs")
         )
         key = f"{name}({params})"
@@ -209,8 +210,9 @@ class Compiled:
         return maker
 
 
-_RESERVED = frozenset({"proxy", "policy", "is_broken", "tracker", "name", "obj", "token",
-                       "result", "exc"})
+_RESERVED = frozenset(
+    {"proxy", "policy", "is_broken", "tracker", "name", "obj", "token", "result", "exc"}
+)
 
 
 def exact_parameters(method: object) -> list[str] | None:

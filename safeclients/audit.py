@@ -35,8 +35,15 @@ from safeclients._walker import CONTAINER_DEPTH, CONTAINER_ITEMS, walk
 from safeclients.control import is_proxy, policy_name
 from safeclients.profiles import Profile, qualname
 
-__all__ = ["Finding", "find_unsafe", "register", "unregister", "Probe",
-           "CONTAINER_DEPTH", "CONTAINER_ITEMS"]
+__all__ = [
+    "Finding",
+    "find_unsafe",
+    "register",
+    "unregister",
+    "Probe",
+    "CONTAINER_DEPTH",
+    "CONTAINER_ITEMS",
+]
 
 
 @dataclass(frozen=True)
@@ -59,8 +66,9 @@ class Finding:
     aliases: tuple[str, ...] = ()
 
 
-def register(type_or_qualname: type | str, *, reason: str, suggest: str,
-             probe: Probe | None = None) -> None:
+def register(
+    type_or_qualname: type | str, *, reason: str, suggest: str, probe: Probe | None = None
+) -> None:
     """Declare a type unsafe: ``reason`` is one sentence, ``suggest`` the policy to use.
 
     A thin wrapper over ``safeclients.profiles.register``: ``type_or_qualname`` is a class or
@@ -72,11 +80,11 @@ def register(type_or_qualname: type | str, *, reason: str, suggest: str,
     name = _name(type_or_qualname)
     current = profiles.registered_as(name)
     if current is None:
-        profiles.register(Profile(qualname=name, reason=reason, suggest=suggest, sources=(),
-                                  probe=probe))
+        profiles.register(
+            Profile(qualname=name, reason=reason, suggest=suggest, sources=(), probe=probe)
+        )
     else:
-        profiles.register(dataclasses.replace(current, reason=reason, suggest=suggest,
-                                              probe=probe))
+        profiles.register(dataclasses.replace(current, reason=reason, suggest=suggest, probe=probe))
 
 
 def unregister(type_or_qualname: type | str) -> None:
@@ -134,9 +142,15 @@ def _inspect(where: str, obj: object, known: dict[str, Profile]) -> Finding | No
                 description = f"probe failed: {type(exc).__name__}: {exc}"
             else:
                 connected, description = found is not None, found or ""
-        return Finding(where=where, type_name=qualname(type(obj)), reason=profile.reason,
-                       suggest=suggestion(profile), connected=connected,
-                       connection=description, wrapped=False)
+        return Finding(
+            where=where,
+            type_name=qualname(type(obj)),
+            reason=profile.reason,
+            suggest=suggestion(profile),
+            connected=connected,
+            connection=description,
+            wrapped=False,
+        )
     return None
 
 
@@ -154,14 +168,27 @@ def _wrapped_finding(where: str, proxy: object) -> Finding:
     type_name = qualname(client_type) if client_type is not None else "not created yet"
     if kind == "guarded":
         return Finding(
-            where=where, type_name=type_name, wrapped=False, connected=None, connection="",
+            where=where,
+            type_name=type_name,
+            wrapped=False,
+            connected=None,
+            connection="",
             reason="Watched by safeclients.guarded, a detector, not a fix: every thread still "
-                   "shares one instance.",
+            "shares one instance.",
             suggest="safeclients.per_thread, locked or pooled, once guarded has shown the race",
         )
     reason = f"already wrapped by safeclients.{kind}"
     if not policy.replaceable:
-        reason += (" around an instance, not a factory: a forked worker cannot recreate it "
-                   "and will raise ForkedUseError (pass a factory)")
-    return Finding(where=where, type_name=type_name, reason=reason, suggest="nothing to do",
-                   connected=None, connection="", wrapped=True)
+        reason += (
+            " around an instance, not a factory: a forked worker cannot recreate it "
+            "and will raise ForkedUseError (pass a factory)"
+        )
+    return Finding(
+        where=where,
+        type_name=type_name,
+        reason=reason,
+        suggest="nothing to do",
+        connected=None,
+        connection="",
+        wrapped=True,
+    )

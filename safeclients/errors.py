@@ -41,8 +41,13 @@ class PoolTimeout(SafeClientsError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Picklable (a worker process reports it to its parent): rebuild from the numbers.
-        return _rebuild_pool_timeout, (type(self), self.size, self.timeout, self.waited,
-                                       self.same_context)
+        return _rebuild_pool_timeout, (
+            type(self),
+            self.size,
+            self.timeout,
+            self.waited,
+            self.same_context,
+        )
 
 
 def _rebuild_pool_timeout(

@@ -31,12 +31,10 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, TypeVar, overload
 
-from safeclients import _fork
-from safeclients._fork import ARMED
 from safeclients._policy import NOT_GIVEN, Policy, instance_or_factory, log
 from safeclients._proxy import make_proxy
 from safeclients._use import Use
-from safeclients.errors import FactoryError, ConcurrentUseError, ForkedUseError
+from safeclients.errors import ConcurrentUseError, FactoryError, ForkedUseError
 
 T = TypeVar("T")
 
@@ -58,6 +56,7 @@ def _current_frames() -> dict[int, FrameType]:
     finally:
         gc.enable()
 
+
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
@@ -76,7 +75,7 @@ def _use(client: str, name: str | None) -> str:
 
 
 def _format_stack(frame: FrameType | None) -> str:
-    """The other thread keeps running: take its frames and line numbers first, read sources after."""
+    """The other thread keeps running: take its frames and line numbers first, sources after."""
     if frame is None:
         return "  (the thread has left)\n"
     summary = traceback.StackSummary.extract(traceback.walk_stack(frame), lookup_lines=False)
@@ -129,9 +128,7 @@ class GuardedPolicy(Policy[T]):
             raise ValueError(f"on_conflict must be one of {ON_CONFLICT}, got {on_conflict!r}")
         factory, instance = instance_or_factory(obj_or_factory)
         # The detector is its own check: SAFECLIENTS_CHECK's tracker would report its conflicts.
-        super().__init__(
-            factory, close=close, discard_on=(), instance=instance, checkable=False
-        )
+        super().__init__(factory, close=close, discard_on=(), instance=instance, checkable=False)
         self.on_conflict = on_conflict
         self.instance: T | None = instance
         self._reset()

@@ -144,9 +144,7 @@ class PerLoopPolicy(Policy[T]):
         # The fast path reads the dict behind `records` directly (the same lookup that
         # WeakKeyDictionary.__getitem__ makes, without its Python-level call): `ref(loop)` is
         # CPython's shared plain weakref to the loop, hashed and compared as the loop itself.
-        self.table: dict[weakref.ref[asyncio.AbstractEventLoop], _LoopRecord[T]] = (
-            self.records.data  # type: ignore[attr-defined]  # not in typeshed's stub
-        )
+        self.table: dict[weakref.ref[asyncio.AbstractEventLoop], _LoopRecord[T]] = self.records.data  # type: ignore[attr-defined]  # not in typeshed's stub
         # Close tasks scheduled by dispose/discard, kept alive until they finish.
         self._tasks: set[asyncio.Future[None]] = set()
 
@@ -229,12 +227,16 @@ class PerLoopPolicy(Policy[T]):
         except Exception as exc:
             log.warning(
                 "safeclients: closing a %s held by a per_loop proxy raised %s: %s; the instance "
-                "is dropped", type(obj).__name__, type(exc).__name__, exc,
+                "is dropped",
+                type(obj).__name__,
+                type(exc).__name__,
+                exc,
             )
         self.count_close(ok, discarded=discarded)
 
-    def _retire(self, loop: asyncio.AbstractEventLoop, record: _LoopRecord[T],
-                discarded: bool) -> None:
+    def _retire(
+        self, loop: asyncio.AbstractEventLoop, record: _LoopRecord[T], discarded: bool
+    ) -> None:
         """Record already out of the table: close its instance inside ``loop``, in a task (or,
         if that task never runs, at the loop's shutdown, from the record's closer)."""
         if record.state != OPEN:

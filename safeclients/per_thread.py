@@ -27,9 +27,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
-from safeclients import _fork, _green
-from safeclients._fork import ARMED
+from safeclients import _green
 from safeclients._health import (
+    NO_HEALTH,
     Ages,
     Health,
     health_options,
@@ -96,7 +96,7 @@ token = None
         *,
         close: Callable[[T], object] | None = None,
         discard_on: DiscardOn | None = None,
-        health: Health = Health(),
+        health: Health = NO_HEALTH,
     ) -> None:
         self.health = health
         self.ages = Ages()
@@ -142,8 +142,10 @@ token = None
             try:
                 self._close_own(obj, discarded=False)
             except BaseException:  # a callback cannot raise anywhere useful: log, do not print
-                log.warning("safeclients: closing a per_thread instance at thread exit was "
-                            "interrupted; the instance is dropped")
+                log.warning(
+                    "safeclients: closing a per_thread instance at thread exit was "
+                    "interrupted; the instance is dropped"
+                )
 
     def _drop_own(self, local: threading.local, *, discarded: bool) -> None:
         """Forget and close the calling thread's instance in ``local`` (if it has one)."""

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
 from safeclients._health import (
+    NO_HEALTH,
     Ages,
     Health,
     health_options,
@@ -128,7 +129,7 @@ class PooledPolicy(Policy[T]):
         timeout: float | None = DEFAULT_TIMEOUT,
         close: Callable[[T], object] | None = None,
         discard_on: DiscardOn | None = None,
-        health: Health = Health(),
+        health: Health = NO_HEALTH,
     ) -> None:
         self.size = validate_size("pooled", size)
         self.timeout = validate_timeout("pooled", timeout)
@@ -388,9 +389,10 @@ def pooled(
     Health (psycopg_pool's names): ``check(client)`` runs before an instance idle for
     ``check_interval`` seconds or more is reused, and replaces it if it raises or returns False.
     Given explicitly, it runs before every reuse unless ``check_interval`` says otherwise; by
-    default the client profile's check (e.g. PyMySQL's ``ping``) runs on instances idle 1 s; ``max_lifetime`` and
-    ``max_idle`` (seconds) replace instances older, or idle longer, than that. A size that is
-    not an int >= 1, or a timeout that is negative, nan or infinite: ValueError now.
+    default the client profile's check (e.g. PyMySQL's ``ping``) runs on instances idle 1 s;
+    ``max_lifetime`` and ``max_idle`` (seconds) replace instances older, or idle longer, than
+    that. A size that is not an int >= 1, or a timeout that is negative, nan or infinite:
+    ValueError now.
     """
     validate_limits(size, timeout)
     health = health_options(

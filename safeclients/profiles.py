@@ -38,8 +38,18 @@ from typing import Any
 
 from safeclients._probes import Probe
 
-__all__ = ["Profile", "POLICIES", "register", "unregister", "profile_for", "broken_by",
-           "load_entry_points", "registered", "registered_as", "qualname"]
+__all__ = [
+    "Profile",
+    "POLICIES",
+    "register",
+    "unregister",
+    "profile_for",
+    "broken_by",
+    "load_entry_points",
+    "registered",
+    "registered_as",
+    "qualname",
+]
 
 #: The policy names a profile's ``suggest`` holds (a registration through the older
 #: ``safeclients.audit.register`` may hold free text instead; the audit prints it verbatim).
@@ -50,30 +60,36 @@ POLICIES = frozenset({"pooled", "per_thread", "locked", "per_process"})
 class Profile:
     """What safeclients knows about one client type (module docstring)."""
 
-    qualname: str                  # "pymysql.connections.Connection" (type's module + qualname)
-    reason: str                    # why it is unsafe (the audit prints it)
-    suggest: str                   # "pooled" | "per_thread" | "locked" | "per_process"
-    sources: tuple[str, ...]       # URLs of the client's docs/source backing each claim
-    probe: Probe | None = None     # audit: describe its open connection, or None; never sends
-    broken: tuple[str, ...] = ()   # qualified names of exception classes meaning "this
-                                   # connection is dead, discard it" (matched over the MRO)
+    qualname: str  # "pymysql.connections.Connection" (type's module + qualname)
+    reason: str  # why it is unsafe (the audit prints it)
+    suggest: str  # "pooled" | "per_thread" | "locked" | "per_process"
+    sources: tuple[str, ...]  # URLs of the client's docs/source backing each claim
+    probe: Probe | None = None  # audit: describe its open connection, or None; never sends
+    broken: tuple[str, ...] = ()  # qualified names of exception classes meaning "this
+    # connection is dead, discard it" (matched over the MRO)
     close: Callable[[Any], object] | None = None  # how to close it (None: obj.close())
     check: Callable[[Any], object] | None = None  # health check (a ping): raises when dead
     derived: frozenset[str] = field(default=frozenset())  # methods whose result is bound to
-                                   # the instance (cursor, channel, pipeline, ...)
-    thread_safe: bool = False      # True: safe across threads, unsafe only across forks
+    # the instance (cursor, channel, pipeline, ...)
+    thread_safe: bool = False  # True: safe across threads, unsafe only across forks
 
     def __post_init__(self) -> None:
         if not isinstance(self.qualname, str) or "." not in self.qualname.strip("."):
-            raise ValueError(f"Profile qualname {self.qualname!r} is not a qualified class "
-                             "name such as 'package.module.Class'.")
+            raise ValueError(
+                f"Profile qualname {self.qualname!r} is not a qualified class "
+                "name such as 'package.module.Class'."
+            )
         for name in ("sources", "broken"):
             if not isinstance(getattr(self, name), tuple):
-                raise TypeError(f"Profile {self.qualname}: {name} must be a tuple of str, "
-                                f"not {type(getattr(self, name)).__name__}.")
+                raise TypeError(
+                    f"Profile {self.qualname}: {name} must be a tuple of str, "
+                    f"not {type(getattr(self, name)).__name__}."
+                )
         if not isinstance(self.derived, frozenset):
-            raise TypeError(f"Profile {self.qualname}: derived must be a frozenset of method "
-                            f"names, not {type(self.derived).__name__}.")
+            raise TypeError(
+                f"Profile {self.qualname}: derived must be a frozenset of method "
+                f"names, not {type(self.derived).__name__}."
+            )
 
 
 # Guards _registry: register() may be called from any thread (an app's import-time code).
@@ -85,8 +101,9 @@ _shipped_loaded = False  # set once safeclients._profile_table is in _registry
 def register(profile: Profile) -> None:
     """Add ``profile``; it replaces an entry with the same qualname."""
     if not isinstance(profile, Profile):
-        raise TypeError(f"register() takes a safeclients.profiles.Profile, not "
-                        f"{type(profile).__name__}.")
+        raise TypeError(
+            f"register() takes a safeclients.profiles.Profile, not {type(profile).__name__}."
+        )
     _ensure_shipped()
     with _registry_lock:
         _registry[profile.qualname] = profile
@@ -157,9 +174,11 @@ def load_entry_points(group: str = "safeclients.profiles") -> list[str]:
         profiles: Iterable[object] = make()
         for profile in profiles:
             if not isinstance(profile, Profile):
-                raise TypeError(f"Entry point {entry_point.name!r} ({entry_point.value}) of "
-                                f"group {group!r} yielded a {type(profile).__name__}, not a "
-                                "safeclients.profiles.Profile.")
+                raise TypeError(
+                    f"Entry point {entry_point.name!r} ({entry_point.value}) of "
+                    f"group {group!r} yielded a {type(profile).__name__}, not a "
+                    "safeclients.profiles.Profile."
+                )
             register(profile)
         loaded.append(entry_point.name)
     return loaded

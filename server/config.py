@@ -182,6 +182,7 @@ def parse(argv: Sequence[str]) -> Config:
         )
     if values["harakiri"] and values["harakiri"] < 1:
         raise ConfigError(
-            f"--harakiri {values['harakiri']} is under 1 second; it must be 0 (off) or at least 1, since the master checks deadlines twice a second."
+            f"--harakiri {values['harakiri']} is under 1 second; it must be 0 (off) or at least 1, "
+            "since the master checks deadlines twice a second."
         )
     return Config(**values)

@@ -272,7 +272,8 @@ def check_singletons(content_types: int) -> None:
     (Host: :func:`check_host`; Content-Length: llhttp)."""
     if content_types > 1:
         raise errors.BadRequest(
-            f"The request has {content_types} Content-Type field lines; one is allowed (RFC 9110 §5.3)."
+            f"The request has {content_types} Content-Type field lines; "
+            "one is allowed (RFC 9110 §5.3)."
         )
 
 

@@ -286,7 +286,8 @@ class Master:
         for pid, worker in list(self.workers.items()):
             for slot, elapsed, label in worker.scoreboard.overdue(limit):
                 log.error(
-                    "harakiri: worker %d (pid: %d) thread %d ran %s for %.1f s (limit %s s); killing the worker",
+                    "harakiri: worker %d (pid: %d) thread %d ran %s for %.1f s (limit %s s); "
+                    "killing the worker",
                     worker.index,
                     pid,
                     slot,

@@ -261,7 +261,8 @@ class RequestParser:
         http11.transfer_chunked(codings, request.version, content_length is not None)
         if content_length is not None and content_length > self.max_body:
             raise errors.PayloadTooLarge(
-                f"The declared body of {content_length} bytes is over the {self.max_body} byte limit."
+                f"The declared body of {content_length} bytes is over the "
+                f"{self.max_body} byte limit."
             )
         self._continue_due = request.expect_continue and content_length != 0
 

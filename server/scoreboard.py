@@ -3,8 +3,8 @@
 Like uWSGI's per-core request slots: the master allocates a :class:`Scoreboard` for a worker
 before forking it (an anonymous ``MAP_SHARED`` mapping survives ``fork()``), each core of the
 worker (slot 0: the main thread; slots 1..M-1: the request threads) writes its own slot at the
-start and end of every request, and the master reads all slots to enforce ``--harakiri``. Times are ``time.monotonic()`` (CLOCK_MONOTONIC, one clock
-for every process on the machine).
+start and end of every request, and the master reads all slots to enforce ``--harakiri``.
+Times are ``time.monotonic()`` (CLOCK_MONOTONIC, one clock for every process on the machine).
 
 Each slot has a single writer (its core's thread) and a single reader (the master). The writer
 stores the path before the start time and clears the start time when done, so the reader never

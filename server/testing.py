@@ -199,13 +199,15 @@ class ServerProcess:
             tail = "".join(self._lines[-40:])
         why = "exited" if self._eof else f"did not log it within {timeout} s"
         raise ServerStartError(
-            f"server {self.command[3:]} {why} while waiting for {regex.pattern!r}; log tail:\n{tail}"
+            f"server {self.command[3:]} {why} while waiting for {regex.pattern!r}; "
+            f"log tail:\n{tail}"
         )
 
     def wait_for_lines(
         self, pattern: str | re.Pattern[str], count: int, *, timeout: float = 30.0, after: int = 0
     ) -> list[str]:
-        """Wait until ``count`` log lines (from line ``after`` on) match ``pattern``; return them."""
+        """Wait until ``count`` log lines (from line ``after`` on) match ``pattern``; return
+        them."""
         regex = re.compile(pattern) if isinstance(pattern, str) else pattern
 
         def matching() -> list[str]:

@@ -203,7 +203,8 @@ class ResponseStart:
                 raise ResponseError(f"Header name {name!r} is not a token.")
             if type(value) is not str or _BAD_VALUE.search(value):
                 raise ResponseError(
-                    f"Header {name} has a value {value!r} with CR, LF, NUL or a non-latin-1 character (header injection?)."
+                    f"Header {name} has a value {value!r} with CR, LF, NUL or a non-latin-1 "
+                    "character (header injection?)."
                 )
             lower = name.lower()
             if lower in HOP_BY_HOP:

@@ -11,12 +11,14 @@ from typing import Any
 from urllib.parse import parse_qs
 
 
-def application(environ: dict[str, Any],
-                start_response: Callable[[str, list[tuple[str, str]]], Any]) -> Iterable[bytes]:
+def application(
+    environ: dict[str, Any], start_response: Callable[[str, list[tuple[str, str]]], Any]
+) -> Iterable[bytes]:
     if environ.get("PATH_INFO") != "/echo":
         body = b"not found\n"
-        start_response("404 Not Found", [("Content-Type", "text/plain"),
-                                         ("Content-Length", str(len(body)))])
+        start_response(
+            "404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
+        )
         return [body]
     msg = parse_qs(environ.get("QUERY_STRING", "")).get("msg", [""])[0]
     body = msg.encode()

@@ -94,13 +94,16 @@ class Tally:
     def summary(self) -> str:
         errors = ", ".join(f"{name} x{n}" for name, n in self.errors.most_common()) or "none"
         created = f"{self.stats.created} created" if self.stats is not None else "1 shared"
-        return (f"{self.ops} ops: {self.ok} ok, {self.wrong} wrong, errors: {errors}; "
-                f"instances: {created}; detector conflicts: {self.conflicts}; "
-                f"{self.seconds:.1f} s")
+        return (
+            f"{self.ops} ops: {self.ok} ok, {self.wrong} wrong, errors: {errors}; "
+            f"instances: {created}; detector conflicts: {self.conflicts}; "
+            f"{self.seconds:.1f} s"
+        )
 
 
-def hammer(work: Callable[[int, int], bool], *, threads: int = 16, ops: int = 50,
-           deadline: float = 60.0) -> Tally:
+def hammer(
+    work: Callable[[int, int], bool], *, threads: int = 16, ops: int = 50, deadline: float = 60.0
+) -> Tally:
     """Run ``work(thread_index, op_index)`` ``ops`` times in each of ``threads`` threads.
 
     ``work`` returns True for a correct answer, False for a wrong one; an exception counts under
@@ -143,8 +146,10 @@ def hammer(work: Callable[[int, int], bool], *, threads: int = 16, ops: int = 50
     tally.seconds = time.monotonic() - began
     stuck = [w.name for w in workers if w.is_alive()]
     if stuck:
-        raise RuntimeError(f"{len(stuck)} of {threads} threads still running after "
-                           f"{deadline + 30.0:.0f} s: {stuck}")
+        raise RuntimeError(
+            f"{len(stuck)} of {threads} threads still running after "
+            f"{deadline + 30.0:.0f} s: {stuck}"
+        )
     return tally
 
 

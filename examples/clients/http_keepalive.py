@@ -36,8 +36,15 @@ def echo(conn: http.client.HTTPConnection, thread: int, op: int) -> bool:
     return response.status == 200 and body == msg.encode()
 
 
-def run(policy: str, base_url: str, *, threads: int = 16, ops: int = 30,
-        timeout: float = TIMEOUT, deadline: float = 60.0) -> Tally:
+def run(
+    policy: str,
+    base_url: str,
+    *,
+    threads: int = 16,
+    ops: int = 30,
+    timeout: float = TIMEOUT,
+    deadline: float = 60.0,
+) -> Tally:
     client = build(policy, lambda: connect(base_url, timeout=timeout))
 
     def work(thread: int, op: int) -> bool:
@@ -61,8 +68,14 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=2.0, help="socket timeout, seconds")
     args = parser.parse_args()
     for policy in POLICIES if args.policy == "all" else (args.policy,):
-        tally = run(policy, args.url, threads=args.threads, ops=args.ops, timeout=args.timeout,
-                    deadline=30.0)
+        tally = run(
+            policy,
+            args.url,
+            threads=args.threads,
+            ops=args.ops,
+            timeout=args.timeout,
+            deadline=30.0,
+        )
         print(f"{policy:<11} {tally.summary()}")
         for example in tally.examples[:2]:
             print(f"{'':<11} e.g. {example}")

@@ -23,8 +23,9 @@ TIMEOUT = 10.0
 
 def connect(address: str, *, timeout: float = TIMEOUT) -> Client:
     host, _, port = address.rpartition(":")
-    return Client((host, int(port)), connect_timeout=timeout, timeout=timeout,
-                  default_noreply=False)
+    return Client(
+        (host, int(port)), connect_timeout=timeout, timeout=timeout, default_noreply=False
+    )
 
 
 def round_trip(client: Client, thread: int, op: int) -> bool:
@@ -35,12 +36,23 @@ def round_trip(client: Client, thread: int, op: int) -> bool:
     return bool(client.get(key) == value)
 
 
-def run(policy: str, address: str, *, threads: int = 16, ops: int = 100,
-        timeout: float = TIMEOUT, deadline: float = 60.0) -> Tally:
+def run(
+    policy: str,
+    address: str,
+    *,
+    threads: int = 16,
+    ops: int = 100,
+    timeout: float = TIMEOUT,
+    deadline: float = 60.0,
+) -> Tally:
     client = build(policy, lambda: connect(address, timeout=timeout))
     try:
-        tally = hammer(lambda thread, op: round_trip(client, thread, op), threads=threads, ops=ops,
-                       deadline=deadline)
+        tally = hammer(
+            lambda thread, op: round_trip(client, thread, op),
+            threads=threads,
+            ops=ops,
+            deadline=deadline,
+        )
         observe(policy, client, tally)
     finally:
         release(policy, client)
@@ -56,8 +68,14 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1.0, help="socket timeout, seconds")
     args = parser.parse_args()
     for policy in POLICIES if args.policy == "all" else (args.policy,):
-        tally = run(policy, args.address, threads=args.threads, ops=args.ops,
-                    timeout=args.timeout, deadline=30.0)
+        tally = run(
+            policy,
+            args.address,
+            threads=args.threads,
+            ops=args.ops,
+            timeout=args.timeout,
+            deadline=30.0,
+        )
         print(f"{policy:<11} {tally.summary()}")
         for example in tally.examples[:2]:
             print(f"{'':<11} e.g. {example}")

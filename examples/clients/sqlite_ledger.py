@@ -28,8 +28,9 @@ BUSY_TIMEOUT = 60.0
 
 
 def connect(path: str, *, check_same_thread: bool = False) -> sqlite3.Connection:
-    return sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level="IMMEDIATE",
-                           check_same_thread=check_same_thread)
+    return sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT, isolation_level="IMMEDIATE", check_same_thread=check_same_thread
+    )
 
 
 def create(path: str) -> None:
@@ -46,8 +47,9 @@ def create(path: str) -> None:
 def transaction(conn: sqlite3.Connection, thread: int, op: int) -> bool:
     """One unit of work; True when the transaction saw its own row."""
     conn.execute("INSERT INTO entries VALUES (?, ?)", (thread, op))
-    (mine,) = conn.execute("SELECT count(*) FROM entries WHERE thread = ? AND op = ?",
-                           (thread, op)).fetchone()
+    (mine,) = conn.execute(
+        "SELECT count(*) FROM entries WHERE thread = ? AND op = ?", (thread, op)
+    ).fetchone()
     if op % 2 == 0:
         conn.commit()
     else:
@@ -102,8 +104,10 @@ def main() -> None:
     args = parser.parse_args()
     for policy in POLICIES if args.policy == "all" else (args.policy,):
         tally, ledger = run(policy, args.path, threads=args.threads, ops=args.ops)
-        print(f"{policy:<11} {tally.summary()}; rows lost {ledger.lost}, leaked {ledger.leaked} "
-              f"of {ledger.expected} committed")
+        print(
+            f"{policy:<11} {tally.summary()}; rows lost {ledger.lost}, leaked {ledger.leaked} "
+            f"of {ledger.expected} committed"
+        )
         for example in tally.examples[:2]:
             print(f"{'':<11} e.g. {example}")
 

@@ -27,13 +27,15 @@ def slow_io() -> None:
 
 def _json(start_response: StartResponse, body: dict[str, Any]) -> list[bytes]:
     data = json.dumps(body).encode()
-    start_response("200 OK", [("Content-Type", "application/json"),
-                              ("Content-Length", str(len(data)))])
+    start_response(
+        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+    )
     return [data]
 
 
-def make_application(increment: Callable[[], int],
-                     current: Callable[[], int]) -> Callable[..., Iterable[bytes]]:
+def make_application(
+    increment: Callable[[], int], current: Callable[[], int]
+) -> Callable[..., Iterable[bytes]]:
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == "/incr":

@@ -123,8 +123,9 @@ def local_ports(client: gearman.GearmanClient) -> list[int]:
 
 def _json(start_response: StartResponse, status: str, body: dict[str, Any]) -> list[bytes]:
     data = json.dumps(body).encode()
-    start_response(status, [("Content-Type", "application/json"),
-                            ("Content-Length", str(len(data)))])
+    start_response(
+        status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+    )
     return [data]
 
 
@@ -160,19 +161,29 @@ def make_application(
             with _raw(get_client()) as client:
                 result = submit_reverse(client, payload.encode())
         except BACKEND_ERRORS as exc:
-            return _json(start_response, "503 Service Unavailable",
-                         {"error": f"{type(exc).__name__}: {exc}"})
+            return _json(
+                start_response, "503 Service Unavailable", {"error": f"{type(exc).__name__}: {exc}"}
+            )
         except gearman.errors.GearmanError as exc:  # InvalidClientState & co: a corrupted client
             print(f"gearman app: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return _json(start_response, "500 Internal Server Error",
-                         {"error": f"{type(exc).__name__}: {exc}"})
+            return _json(
+                start_response,
+                "500 Internal Server Error",
+                {"error": f"{type(exc).__name__}: {exc}"},
+            )
         except (KeyError, ValueError, AttributeError, TypeError, AssertionError) as exc:
             # What a client shared between threads raises from inside pygearman (issue 4).
             traceback.print_exc(file=sys.stderr)
-            return _json(start_response, "500 Internal Server Error",
-                         {"error": f"{type(exc).__name__}: {exc}"})
-        return _json(start_response, "200 OK", {
-            "payload": payload, "result": result.decode(errors="replace"), "pid": os.getpid()})
+            return _json(
+                start_response,
+                "500 Internal Server Error",
+                {"error": f"{type(exc).__name__}: {exc}"},
+            )
+        return _json(
+            start_response,
+            "200 OK",
+            {"payload": payload, "result": result.decode(errors="replace"), "pid": os.getpid()},
+        )
 
     def stats(start_response: StartResponse) -> list[bytes]:
         body: dict[str, Any] = {"pid": os.getpid(), "stats": None}
@@ -187,8 +198,11 @@ def make_application(
         with _raw(target) as raw:
             connect_now(raw)  # a no-op when connected (the import-time-connect variants)
             ports = local_ports(raw)
-        return _json(start_response, "200 OK", {
-            "pid": os.getpid(), "thread": threading.current_thread().name, "ports": ports})
+        return _json(
+            start_response,
+            "200 OK",
+            {"pid": os.getpid(), "thread": threading.current_thread().name, "ports": ports},
+        )
 
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")

@@ -1,4 +1,5 @@
-"""The fix with ``safeclients.pooled``: a bounded pool of clients per process, one per call in flight.
+"""The fix with ``safeclients.pooled``: a bounded pool of clients per process, one per call in
+flight.
 
 A call on the proxy checks a client out of the pool, runs, and returns it; a call that raises a
 connection error discards its client instead. A request that waits longer than the pool timeout

@@ -44,8 +44,10 @@ class Phase:
 
     def row(self) -> str:
         r = self.result
-        return (f"{self.name:<10} {r.ok:>5} {r.wrong:>6} {r.failures - r.wrong:>7} "
-                f"{self.clients_a:>10} {self.clients_b:>10}")
+        return (
+            f"{self.name:<10} {r.ok:>5} {r.wrong:>6} {r.failures - r.wrong:>7} "
+            f"{self.clients_a:>10} {self.clients_b:>10}"
+        )
 
 
 HEADER = f"{'phase':<10} {'ok':>5} {'wrong':>6} {'errors':>7} {'clients@A':>10} {'clients@B':>10}"
@@ -55,8 +57,16 @@ def _clients(server: Gearmand) -> int:
     return server.client_connection_count() if server.is_running() else -1
 
 
-def run(a: Gearmand, b: Gearmand, workers: Workers, *, requests: int = 400,
-        concurrency: int = 16, server_workers: int = 2, threads: int = 8) -> list[Phase]:
+def run(
+    a: Gearmand,
+    b: Gearmand,
+    workers: Workers,
+    *,
+    requests: int = 400,
+    concurrency: int = 16,
+    server_workers: int = 2,
+    threads: int = 8,
+) -> list[Phase]:
     """The five phases against running ``a``, ``b`` and ``workers``; restarts what it kills."""
     env = {"GEARMAN_SERVERS": f"{a.address},{b.address}", "GEARMAN_JOB_TIMEOUT": "5"}
     phases: list[Phase] = []
@@ -107,9 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         phases = run(a, b, workers, requests=args.requests, concurrency=args.concurrency)
     print(HEADER)
     print("\n".join(p.row() for p in phases))
-    print(f"(our server, 2 workers x 8 threads, app_pooled; {args.requests} requests per phase "
-          f"at concurrency {args.concurrency}; clients@X: client connections gearmand X lists "
-          f"after the phase, -1 while it is down)")
+    print(
+        f"(our server, 2 workers x 8 threads, app_pooled; {args.requests} requests per phase "
+        f"at concurrency {args.concurrency}; clients@X: client connections gearmand X lists "
+        f"after the phase, -1 while it is down)"
+    )
     return 0 if all(p.result.wrong == 0 for p in phases) else 1
 
 

@@ -44,8 +44,9 @@ def reverse(worker: gearman.GearmanWorker, job: gearman.job.GearmanJob) -> bytes
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--servers", default="127.0.0.1:4730",
-                        help="comma-separated host:port list of job servers")
+    parser.add_argument(
+        "--servers", default="127.0.0.1:4730", help="comma-separated host:port list of job servers"
+    )
     args = parser.parse_args(argv)
     worker = ReverseWorker([s.strip() for s in args.servers.split(",") if s.strip()])
 

@@ -57,40 +57,58 @@ def policy_from_env() -> str:
 def env_url(name: str) -> str:
     url = os.environ.get(name, "")
     if not url:
-        raise MissingBackendUrl(f"set {name} to the backend's URL (a launcher of "
-                                f"examples.support.backends gives it as .url)")
+        raise MissingBackendUrl(
+            f"set {name} to the backend's URL (a launcher of "
+            f"examples.support.backends gives it as .url)"
+        )
     return url
 
 
 def _json(start_response: StartResponse, status: str, body: dict[str, Any]) -> list[bytes]:
     data = json.dumps(body).encode()
-    start_response(status, [("Content-Type", "application/json"),
-                            ("Content-Length", str(len(data)))])
+    start_response(
+        status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+    )
     return [data]
 
 
-def make_application(handle: Callable[[int, str], str], *, client: Any, policy: str,
-                     backend_errors: tuple[type[BaseException], ...]) -> WSGIApp:
+def make_application(
+    handle: Callable[[int, str], str],
+    *,
+    client: Any,
+    policy: str,
+    backend_errors: tuple[type[BaseException], ...],
+) -> WSGIApp:
     """A WSGI app whose ``/item`` route runs ``handle(n, token)`` on a request thread."""
 
     def item(query: dict[str, list[str]], start_response: StartResponse) -> list[bytes]:
         token = query.get("token", [""])[0]
         raw_n = query.get("n", [""])[0]
         if not token or not raw_n.isdigit():
-            return _json(start_response, "400 Bad Request",
-                         {"error": f"need ?n=<digits>&token=<text>; got n={raw_n!r}"})
+            return _json(
+                start_response,
+                "400 Bad Request",
+                {"error": f"need ?n=<digits>&token=<text>; got n={raw_n!r}"},
+            )
         n = int(raw_n)
         try:
             echo = handle(n, token)
         except backend_errors as exc:
-            return _json(start_response, "503 Service Unavailable",
-                         {"error": f"{type(exc).__name__}: {exc}"[:300]})
+            return _json(
+                start_response,
+                "503 Service Unavailable",
+                {"error": f"{type(exc).__name__}: {exc}"[:300]},
+            )
         except Exception as exc:  # noqa: BLE001 (a shared client's corruption: reported, not hidden)
             traceback.print_exc(file=sys.stderr)
-            return _json(start_response, "500 Internal Server Error",
-                         {"error": f"{type(exc).__name__}: {exc}"[:300]})
-        return _json(start_response, "200 OK",
-                     {"n": n, "token": token, "echo": echo, "pid": os.getpid()})
+            return _json(
+                start_response,
+                "500 Internal Server Error",
+                {"error": f"{type(exc).__name__}: {exc}"[:300]},
+            )
+        return _json(
+            start_response, "200 OK", {"n": n, "token": token, "echo": echo, "pid": os.getpid()}
+        )
 
     def stats(start_response: StartResponse) -> list[bytes]:
         body: dict[str, Any] = {"pid": os.getpid(), "policy": policy, "stats": None}

@@ -49,8 +49,9 @@ class Tally:
         return self.ok + self.wrong + self.errors
 
     def summary(self) -> str:
-        return (f"{self.sent}/{self.total} sent: ok {self.ok}, wrong {self.wrong}, "
-                f"errors {self.errors}")
+        return (
+            f"{self.sent}/{self.total} sent: ok {self.ok}, wrong {self.wrong}, errors {self.errors}"
+        )
 
 
 def expected_echo(expect: str, n: int, token: str) -> str:
@@ -66,18 +67,32 @@ def classify(status: int, body: bytes, n: int, token: str, expect: str) -> tuple
         data = json.loads(body)
     except ValueError:
         return "wrong", f"{status} unparsable {body[:160]!r}"
-    if (status == 200 and isinstance(data, dict) and data.get("n") == n
-            and data.get("token") == token and data.get("echo") == expected_echo(expect, n, token)):
+    if (
+        status == 200
+        and isinstance(data, dict)
+        and data.get("n") == n
+        and data.get("token") == token
+        and data.get("echo") == expected_echo(expect, n, token)
+    ):
         return "ok", ""
     return "wrong", f"{status} asked n={n} token={token} got {data!r}"[:300]
 
 
-def run_checked_load(base_url: str, *, total: int, concurrency: int, expect: str,
-                     timeout: float = 5.0, stop_after: int | None = None) -> Tally:
+def run_checked_load(
+    base_url: str,
+    *,
+    total: int,
+    concurrency: int,
+    expect: str,
+    timeout: float = 5.0,
+    stop_after: int | None = None,
+) -> Tally:
     """Send ``total`` checked requests from ``concurrency`` threads; see the module docstring."""
     if total < 1 or concurrency < 1 or timeout <= 0 or expect not in ("row", "token"):
-        raise ValueError(f"need total >= 1, concurrency >= 1, timeout > 0, expect row|token; "
-                         f"got {total}, {concurrency}, {timeout}, {expect!r}")
+        raise ValueError(
+            f"need total >= 1, concurrency >= 1, timeout > 0, expect row|token; "
+            f"got {total}, {concurrency}, {timeout}, {expect!r}"
+        )
     url = urlsplit(base_url)
     host, port = url.hostname or "127.0.0.1", url.port or 80
     run_id = uuid.uuid4().hex[:8]
@@ -113,8 +128,10 @@ def run_checked_load(base_url: str, *, total: int, concurrency: int, expect: str
                 conn.close()
             record(outcome, detail)
 
-    threads = [threading.Thread(target=worker, name=f"realclients-load-{k}", daemon=True)
-               for k in range(min(concurrency, total))]
+    threads = [
+        threading.Thread(target=worker, name=f"realclients-load-{k}", daemon=True)
+        for k in range(min(concurrency, total))
+    ]
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + timeout * (total // len(threads) + 1) + JOIN_SLACK

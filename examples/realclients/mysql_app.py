@@ -27,10 +27,17 @@ POLICY = policy_from_env()
 
 def connect() -> pymysql.connections.Connection[Any]:
     url = urlsplit(env_url("DATABASE_URL"))
-    return pymysql.connect(host=url.hostname or "127.0.0.1", port=url.port or 3306,
-                           user=unquote(url.username or ""), password=unquote(url.password or ""),
-                           database=url.path.lstrip("/"), autocommit=True,
-                           connect_timeout=5, read_timeout=5, write_timeout=5)
+    return pymysql.connect(
+        host=url.hostname or "127.0.0.1",
+        port=url.port or 3306,
+        user=unquote(url.username or ""),
+        password=unquote(url.password or ""),
+        database=url.path.lstrip("/"),
+        autocommit=True,
+        connect_timeout=5,
+        read_timeout=5,
+        write_timeout=5,
+    )
 
 
 def alive(conn: pymysql.connections.Connection[Any]) -> bool:
@@ -42,21 +49,26 @@ def alive(conn: pymysql.connections.Connection[Any]) -> bool:
 if POLICY == "unsafe":
     db = connect()
 elif POLICY == "per_thread":
+
     @safeclients.per_thread
     def db() -> pymysql.connections.Connection[Any]:
         return connect()
 elif POLICY == "locked":
+
     @safeclients.locked
     def db() -> pymysql.connections.Connection[Any]:
         return connect()
 elif POLICY == "pooled":
+
     @safeclients.pooled(size=POOL_SIZE)
     def db() -> pymysql.connections.Connection[Any]:
         return connect()
 else:  # pooled_check
+
     @safeclients.pooled(size=POOL_SIZE, check=alive)
     def db() -> pymysql.connections.Connection[Any]:
         return connect()
+
 
 # A schema check at import, as apps do (this opens the first connection, in the master).
 with db.cursor() as cur:
@@ -71,5 +83,6 @@ def item(n: int, token: str) -> str:
     return str(row[0]) if row else ""
 
 
-application = make_application(item, client=db, policy=POLICY,
-                               backend_errors=(pymysql.err.Error, OSError))
+application = make_application(
+    item, client=db, policy=POLICY, backend_errors=(pymysql.err.Error, OSError)
+)

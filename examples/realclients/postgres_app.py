@@ -24,8 +24,9 @@ POLICY = policy_from_env()
 
 
 def connect() -> psycopg2.extensions.connection:
-    conn = psycopg2.connect(env_url("DATABASE_URL"), connect_timeout=5,
-                            options="-c statement_timeout=5000")
+    conn = psycopg2.connect(
+        env_url("DATABASE_URL"), connect_timeout=5, options="-c statement_timeout=5000"
+    )
     conn.autocommit = True
     return conn
 
@@ -41,21 +42,26 @@ def alive(conn: psycopg2.extensions.connection) -> bool:
 if POLICY == "unsafe":
     db = connect()
 elif POLICY == "per_thread":
+
     @safeclients.per_thread
     def db() -> psycopg2.extensions.connection:
         return connect()
 elif POLICY == "locked":
+
     @safeclients.locked
     def db() -> psycopg2.extensions.connection:
         return connect()
 elif POLICY == "pooled":
+
     @safeclients.pooled(size=POOL_SIZE)
     def db() -> psycopg2.extensions.connection:
         return connect()
 else:  # pooled_check
+
     @safeclients.pooled(size=POOL_SIZE, check=alive)
     def db() -> psycopg2.extensions.connection:
         return connect()
+
 
 # A schema check at import, as apps do (this opens the first connection, in the master).
 with db.cursor() as cur:
@@ -70,5 +76,6 @@ def item(n: int, token: str) -> str:
     return str(row[0]) if row else ""
 
 
-application = make_application(item, client=db, policy=POLICY,
-                               backend_errors=(psycopg2.Error, OSError))
+application = make_application(
+    item, client=db, policy=POLICY, backend_errors=(psycopg2.Error, OSError)
+)

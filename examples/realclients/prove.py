@@ -61,23 +61,42 @@ class Client:
     expect: str  # "row" (databases) or "token"
 
 
-CLIENTS: dict[str, Client] = {c.name: c for c in (
-    Client("pymysql", "mariadb", "examples.realclients.mysql_app:application",
-           "DATABASE_URL", "row"),
-    Client("psycopg2", "postgresql", "examples.realclients.postgres_app:application",
-           "DATABASE_URL", "row"),
-    Client("pika", "rabbitmq", "examples.realclients.rabbitmq_app:application",
-           "AMQP_URL", "token"),
-    Client("redis", "redis", "examples.realclients.redis_app:application",
-           "REDIS_URL", "token"),
-)}
+CLIENTS: dict[str, Client] = {
+    c.name: c
+    for c in (
+        Client(
+            "pymysql",
+            "mariadb",
+            "examples.realclients.mysql_app:application",
+            "DATABASE_URL",
+            "row",
+        ),
+        Client(
+            "psycopg2",
+            "postgresql",
+            "examples.realclients.postgres_app:application",
+            "DATABASE_URL",
+            "row",
+        ),
+        Client(
+            "pika", "rabbitmq", "examples.realclients.rabbitmq_app:application", "AMQP_URL", "token"
+        ),
+        Client(
+            "redis", "redis", "examples.realclients.redis_app:application", "REDIS_URL", "token"
+        ),
+    )
+}
 
 
 def promised_connections(policy: str, workers: int = WORKERS, threads: int = THREADS) -> int:
     """The most backend connections a policy may hold: per worker, plus the master's one (the
     app touches its client at import, in the master, before the fork)."""
-    per_worker = {"per_thread": threads, "locked": 1, "pooled": POOL_SIZE,
-                  "pooled_check": POOL_SIZE}.get(policy, 1)
+    per_worker = {
+        "per_thread": threads,
+        "locked": 1,
+        "pooled": POOL_SIZE,
+        "pooled_check": POOL_SIZE,
+    }.get(policy, 1)
     return workers * per_worker + 1
 
 
@@ -98,16 +117,20 @@ class CaseResult:
     notes: list[str] = field(default_factory=list)
 
     def row(self) -> str:
-        return (f"{self.client:<9} {self.policy:<10} {self.server:<16} {self.before.ok:>5} "
-                f"{self.before.wrong:>6} {self.before.errors:>6} {self.after.failures:>7} "
-                f"{self.settled.failures:>8} {self.held:>5}/{promised_connections(self.policy):<3}"
-                f" {self.after_stop:>6} {self.seconds:>5.1f}")
+        return (
+            f"{self.client:<9} {self.policy:<10} {self.server:<16} {self.before.ok:>5} "
+            f"{self.before.wrong:>6} {self.before.errors:>6} {self.after.failures:>7} "
+            f"{self.settled.failures:>8} {self.held:>5}/{promised_connections(self.policy):<3}"
+            f" {self.after_stop:>6} {self.seconds:>5.1f}"
+        )
 
 
-HEADER = (f"{'client':<9} {'policy':<10} {'server':<16} {'ok':>5} {'wrong':>6} {'errors':>6} "
-          f"{'killed:':>7} {'settled:':>8} {'conns':>9} {'stop':>6} {'s':>5}\n"
-          f"{'':<9} {'':<10} {'':<16} {'(before the kill)':>19} {'fails':>7} {'fails':>8} "
-          f"{'held/max':>9} {'left':>6}")
+HEADER = (
+    f"{'client':<9} {'policy':<10} {'server':<16} {'ok':>5} {'wrong':>6} {'errors':>6} "
+    f"{'killed:':>7} {'settled:':>8} {'conns':>9} {'stop':>6} {'s':>5}\n"
+    f"{'':<9} {'':<10} {'':<16} {'(before the kill)':>19} {'fails':>7} {'fails':>8} "
+    f"{'held/max':>9} {'left':>6}"
+)
 
 
 def broken_promises(result: CaseResult, workers: int = WORKERS) -> list[str]:
@@ -117,8 +140,10 @@ def broken_promises(result: CaseResult, workers: int = WORKERS) -> list[str]:
         return [f"the app server did not start: {r.start_error}"]
     if r.policy == "unsafe":
         if r.before.failures == 0:
-            broken.append(f"the unsafe global gave no wrong result and no error in "
-                          f"{r.before.sent} requests (the trap did not show)")
+            broken.append(
+                f"the unsafe global gave no wrong result and no error in "
+                f"{r.before.sent} requests (the trap did not show)"
+            )
     else:
         if r.before.wrong:
             broken.append(f"{r.before.wrong} wrong results of {r.before.sent} before the kill")
@@ -126,20 +151,27 @@ def broken_promises(result: CaseResult, workers: int = WORKERS) -> list[str]:
             broken.append(f"{r.before.errors} errors of {r.before.sent} before the kill")
         healed = r.after.failures + r.settled.failures
         if r.policy == "pooled_check" and healed:
-            broken.append(f"{healed} failed requests of {r.after.sent + r.settled.sent} after the "
-                          f"kill; with check= a dead connection is replaced before reuse: 0")
+            broken.append(
+                f"{healed} failed requests of {r.after.sent + r.settled.sent} after the "
+                f"kill; with check= a dead connection is replaced before reuse: 0"
+            )
         elif healed > r.held:
-            broken.append(f"{healed} failed requests of {r.after.sent + r.settled.sent} after the "
-                          f"kill, more than one per instance ({r.held} held); "
-                          f"{r.settled.failures} of them among the last {r.settled.sent}"
-                          + (": no healing" if r.settled.failures * 2 >= r.settled.sent else ""))
+            broken.append(
+                f"{healed} failed requests of {r.after.sent + r.settled.sent} after the "
+                f"kill, more than one per instance ({r.held} held); "
+                f"{r.settled.failures} of them among the last {r.settled.sent}"
+                + (": no healing" if r.settled.failures * 2 >= r.settled.sent else "")
+            )
         promise = promised_connections(r.policy, workers)
         if not workers <= r.held <= promise:
-            broken.append(f"{r.held} connections held at the backend; {r.policy} promises "
-                          f"between {workers} and {promise} ({workers} workers, + the master's)")
+            broken.append(
+                f"{r.held} connections held at the backend; {r.policy} promises "
+                f"between {workers} and {promise} ({workers} workers, + the master's)"
+            )
     if r.after_stop:
-        broken.append(f"{r.after_stop} connections remain at the backend after the app server "
-                      f"stopped")
+        broken.append(
+            f"{r.after_stop} connections remain at the backend after the app server stopped"
+        )
     return broken
 
 
@@ -164,31 +196,58 @@ def settled_count(backend: Backend, timeout: float = SETTLE_TIMEOUT) -> int:
     return count
 
 
-def run_case(client: Client, policy: str, server: str, backend: Backend, *,
-             before: int = REQUESTS_BEFORE, after: int = REQUESTS_AFTER) -> CaseResult:
+def run_case(
+    client: Client,
+    policy: str,
+    server: str,
+    backend: Backend,
+    *,
+    before: int = REQUESTS_BEFORE,
+    after: int = REQUESTS_AFTER,
+) -> CaseResult:
     """One client x policy x server run against a running ``backend``; see the module doc."""
     started = time.monotonic()
     baseline = settled_count(backend)
     if baseline:
-        raise RuntimeError(f"{backend.name} holds {baseline} connections before the case "
-                           f"started; another run is still connected")
+        raise RuntimeError(
+            f"{backend.name} holds {baseline} connections before the case "
+            f"started; another run is still connected"
+        )
     env = {client.url_env: backend.url, POLICY_ENV: policy}
 
     def load(url: str, total: int) -> Tally:
-        return run_checked_load(url, total=total, concurrency=CONCURRENCY, expect=client.expect,
-                                timeout=REQUEST_TIMEOUT, stop_after=STOP_AFTER_FAILURES)
+        return run_checked_load(
+            url,
+            total=total,
+            concurrency=CONCURRENCY,
+            expect=client.expect,
+            timeout=REQUEST_TIMEOUT,
+            stop_after=STOP_AFTER_FAILURES,
+        )
 
     with ExitStack() as stack:
         try:
             srv = stack.enter_context(serve(server, client.app, env))
         except (ServerStartError, ServerFailed) as exc:
             text = str(exc)
-            last = next((line for line in reversed(text.splitlines()) if "Error" in line),
-                        text[:200])
+            last = next(
+                (line for line in reversed(text.splitlines()) if "Error" in line), text[:200]
+            )
             empty = Tally(0)
-            return CaseResult(client.name, policy, server, empty, 0, 0, empty, empty,
-                              settled_count(backend), seconds=time.monotonic() - started,
-                              start_error=last.strip(), log_tail=text[-3000:])
+            return CaseResult(
+                client.name,
+                policy,
+                server,
+                empty,
+                0,
+                0,
+                empty,
+                empty,
+                settled_count(backend),
+                seconds=time.monotonic() - started,
+                start_error=last.strip(),
+                log_tail=text[-3000:],
+            )
         first = load(srv.url, before)
         held = backend.connection_count()
         killed = backend.kill_all_connections()
@@ -200,8 +259,19 @@ def run_case(client: Client, policy: str, server: str, backend: Backend, *,
     left = settled_count(backend)
     if left:
         backend.kill_all_connections()  # leave the session's backend clean for the next case
-    return CaseResult(client.name, policy, server, first, held, killed, second, third, left,
-                      seconds=time.monotonic() - started, log_tail=log)
+    return CaseResult(
+        client.name,
+        policy,
+        server,
+        first,
+        held,
+        killed,
+        second,
+        third,
+        left,
+        seconds=time.monotonic() - started,
+        log_tail=log,
+    )
 
 
 @contextmanager
@@ -219,8 +289,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default=",".join(CLIENTS))
     parser.add_argument("--policies", default=",".join(POLICIES))
-    parser.add_argument("--servers", default=",".join(SERVERS),
-                        help=f"comma-separated subset of {','.join(ALL_SERVERS)}")
+    parser.add_argument(
+        "--servers",
+        default=",".join(SERVERS),
+        help=f"comma-separated subset of {','.join(ALL_SERVERS)}",
+    )
     parser.add_argument("--before", type=int, default=REQUESTS_BEFORE)
     parser.add_argument("--after", type=int, default=REQUESTS_AFTER)
     args = parser.parse_args(argv)
@@ -233,17 +306,25 @@ def main(argv: list[str] | None = None) -> int:
             for policy in policies:
                 for server in servers:
                     print(f"-- {client.name} {policy} {server}", file=sys.stderr)
-                    result = run_case(client, policy, server, backends[client.backend],
-                                      before=args.before, after=args.after)
+                    result = run_case(
+                        client,
+                        policy,
+                        server,
+                        backends[client.backend],
+                        before=args.before,
+                        after=args.after,
+                    )
                     broken = broken_promises(result)
                     problems += bool(broken)
                     rows.append(result.row() + ("" if not broken else "  <- " + "; ".join(broken)))
     print(HEADER)
     print("\n".join(rows))
-    print(f"({WORKERS} workers x {THREADS} threads; {args.before} requests before the kill, "
-          f"{args.after} + {args.after} after, concurrency {CONCURRENCY}; runs stop early after "
-          f"{STOP_AFTER_FAILURES} failures; conns: backend connections held after the first "
-          f"phase / the policy's maximum incl. the master's import-time one)")
+    print(
+        f"({WORKERS} workers x {THREADS} threads; {args.before} requests before the kill, "
+        f"{args.after} + {args.after} after, concurrency {CONCURRENCY}; runs stop early after "
+        f"{STOP_AFTER_FAILURES} failures; conns: backend connections held after the first "
+        f"phase / the policy's maximum incl. the master's import-time one)"
+    )
     return 1 if problems else 0
 
 

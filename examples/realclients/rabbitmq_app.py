@@ -48,21 +48,26 @@ def alive(conn: pika.BlockingConnection) -> bool:
 if POLICY == "unsafe":
     connection = connect()
 elif POLICY == "per_thread":
+
     @safeclients.per_thread
     def connection() -> pika.BlockingConnection:
         return connect()
 elif POLICY == "locked":
+
     @safeclients.locked
     def connection() -> pika.BlockingConnection:
         return connect()
 elif POLICY == "pooled":
+
     @safeclients.pooled(size=POOL_SIZE)
     def connection() -> pika.BlockingConnection:
         return connect()
 else:  # pooled_check
+
     @safeclients.pooled(size=POOL_SIZE, check=alive)
     def connection() -> pika.BlockingConnection:
         return connect()
+
 
 # Declare the app's queue at import, as apps do (this opens the first connection, in the master).
 _setup = connection.channel()
@@ -86,5 +91,6 @@ def item(n: int, token: str) -> str:
             channel.close()
 
 
-application = make_application(item, client=connection, policy=POLICY,
-                               backend_errors=(pika.exceptions.AMQPError, OSError))
+application = make_application(
+    item, client=connection, policy=POLICY, backend_errors=(pika.exceptions.AMQPError, OSError)
+)

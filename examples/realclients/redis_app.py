@@ -26,8 +26,12 @@ POLICY = policy_from_env()
 
 
 def connect() -> redis.Redis:
-    return redis.Redis.from_url(env_url("REDIS_URL"), single_connection_client=True,
-                                socket_timeout=5, socket_connect_timeout=5)
+    return redis.Redis.from_url(
+        env_url("REDIS_URL"),
+        single_connection_client=True,
+        socket_timeout=5,
+        socket_connect_timeout=5,
+    )
 
 
 def alive(client: redis.Redis) -> bool:
@@ -38,21 +42,26 @@ def alive(client: redis.Redis) -> bool:
 if POLICY == "unsafe":
     cache = connect()
 elif POLICY == "per_thread":
+
     @safeclients.per_thread
     def cache() -> redis.Redis:
         return connect()
 elif POLICY == "locked":
+
     @safeclients.locked
     def cache() -> redis.Redis:
         return connect()
 elif POLICY == "pooled":
+
     @safeclients.pooled(size=POOL_SIZE)
     def cache() -> redis.Redis:
         return connect()
 else:  # pooled_check
+
     @safeclients.pooled(size=POOL_SIZE, check=alive)
     def cache() -> redis.Redis:
         return connect()
+
 
 cache.ping()  # at import, as apps do (this opens the first connection, in the master)
 
@@ -64,5 +73,6 @@ def item(n: int, token: str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-application = make_application(item, client=cache, policy=POLICY,
-                               backend_errors=(redis.exceptions.RedisError, OSError))
+application = make_application(
+    item, client=cache, policy=POLICY, backend_errors=(redis.exceptions.RedisError, OSError)
+)

@@ -52,7 +52,7 @@ def _connection_class() -> Any:
 
 
 def needs_patch() -> bool:
-    """True when the installed ``gearman`` package calls ``array.fromstring`` and Python lacks it."""
+    """Whether the installed ``gearman`` calls ``array.fromstring`` and this Python lacks it."""
     cls = _connection_class()
     if isinstance(cls.__dict__.get("_incoming_buffer"), property):
         return False  # patched already

@@ -18,8 +18,13 @@ FIXTURES = "tests.audit.fixtures"
 
 
 def audit(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "safeclients", "audit", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "safeclients", "audit", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_unsafe_app_exits_1_and_names_each_global() -> None:
@@ -44,8 +49,16 @@ def test_json_output() -> None:
     assert result.returncode == EXIT_FOUND
     report = json.loads(result.stdout)
     assert len(report["unsafe"]) == 12 and len(report["wrapped"]) == 2
-    assert {"where", "type_name", "reason", "suggest", "connected", "connection",
-            "wrapped", "aliases"} == set(report["unsafe"][0])
+    assert {
+        "where",
+        "type_name",
+        "reason",
+        "suggest",
+        "connected",
+        "connection",
+        "wrapped",
+        "aliases",
+    } == set(report["unsafe"][0])
 
 
 def test_usage_errors_exit_2() -> None:
@@ -54,12 +67,20 @@ def test_usage_errors_exit_2() -> None:
     assert "the following arguments are required: MODULE" in result.stderr
 
 
-@pytest.mark.parametrize(("module", "message"), [
-    (f"{FIXTURES}.broken_app", "could not audit tests.audit.fixtures.broken_app: importing it "
-                               "raised ConnectionRefusedError"),
-    ("no.such.module", "could not audit no.such.module: importing it raised "
-                       "ModuleNotFoundError"),
-])
+@pytest.mark.parametrize(
+    ("module", "message"),
+    [
+        (
+            f"{FIXTURES}.broken_app",
+            "could not audit tests.audit.fixtures.broken_app: importing it "
+            "raised ConnectionRefusedError",
+        ),
+        (
+            "no.such.module",
+            "could not audit no.such.module: importing it raised ModuleNotFoundError",
+        ),
+    ],
+)
 def test_import_errors_could_not_be_audited(module: str, message: str) -> None:
     result = audit(module)
     assert result.returncode == EXIT_NOT_AUDITED
@@ -69,8 +90,10 @@ def test_import_errors_could_not_be_audited(module: str, message: str) -> None:
 def test_the_unsafe_gearman_example() -> None:
     result = audit("examples.gearman.app_unsafe")
     assert result.returncode == EXIT_FOUND, result.stdout + result.stderr
-    assert "UNSAFE  examples.gearman.app_unsafe.client\n  type     gearman.client.GearmanClient" \
+    assert (
+        "UNSAFE  examples.gearman.app_unsafe.client\n  type     gearman.client.GearmanClient"
         in result.stdout
+    )
 
 
 def test_the_wrapped_gearman_examples_are_safe() -> None:
@@ -83,8 +106,18 @@ def test_the_wrapped_gearman_examples_are_safe() -> None:
 @pytest.mark.integration
 def test_a_connection_made_at_import_is_reported_open(gearmand: Any) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "safeclients", "audit", "examples.gearman.app_import_connect_unsafe"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "GEARMAN_SERVERS": gearmand.address})
+        [
+            sys.executable,
+            "-m",
+            "safeclients",
+            "audit",
+            "examples.gearman.app_import_connect_unsafe",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "GEARMAN_SERVERS": gearmand.address},
+    )
     assert result.returncode == EXIT_FOUND, result.stdout + result.stderr
     assert f"OPEN connection at import time: {gearmand.address}" in result.stdout

@@ -39,8 +39,9 @@ def test_every_known_type_in_the_app_is_found() -> None:
         # reached through `from tests.audit.fixtures.helpers import cached_lookup`
         "tests.audit.fixtures.helpers.backend": "http.client.HTTPConnection",
     }
-    assert all(not f.wrapped and f.reason and f.suggest.startswith("safeclients.")
-               for f in found.values())
+    assert all(
+        not f.wrapped and f.reason and f.suggest.startswith("safeclients.") for f in found.values()
+    )
 
 
 def test_open_connections_are_told_apart_from_lazy_ones() -> None:
@@ -139,8 +140,12 @@ def test_import_errors_propagate() -> None:
 
 
 def test_the_client_examples_create_no_client_at_import() -> None:
-    modules = ["examples.clients.sqlite_ledger", "examples.clients.http_keepalive",
-               "examples.clients.memcache_values", "examples.clients.echo_app"]
+    modules = [
+        "examples.clients.sqlite_ledger",
+        "examples.clients.http_keepalive",
+        "examples.clients.memcache_values",
+        "examples.clients.echo_app",
+    ]
     assert find_unsafe(modules) == []
 
 
@@ -161,7 +166,10 @@ def test_a_huge_global_formats_no_more_keys_than_it_keeps() -> None:
 
     items = 5 * CONTAINER_ITEMS
     app = types.ModuleType("huge_app")
-    vars(app).update(BIG={Key(n): n for n in range(items)}, ROWS=list(range(items)),
-                     TAGS={f"t{n}" for n in range(items)})
+    vars(app).update(
+        BIG={Key(n): n for n in range(items)},
+        ROWS=list(range(items)),
+        TAGS={f"t{n}" for n in range(items)},
+    )
     assert find_unsafe([app]) == []
     assert len(formatted) <= CONTAINER_ITEMS, f"{len(formatted)} keys of {items} formatted"

@@ -58,12 +58,21 @@ def restore_registry() -> Iterator[None]:
 # --- the shipped table --------------------------------------------------------------------
 
 REQUIRED = {
-    "gearman.client.GearmanClient", "pymysql.connections.Connection",
-    "MySQLdb.connections.Connection", "psycopg2.extensions.connection",
-    "psycopg.Connection", "pika.adapters.blocking_connection.BlockingConnection",
-    "pika.adapters.blocking_connection.BlockingChannel", "redis.client.Redis",
-    "pymemcache.client.base.Client", "sqlite3.Connection", "http.client.HTTPConnection",
-    "smtplib.SMTP", "ftplib.FTP", "paramiko.client.SSHClient", "grpc._channel.Channel",
+    "gearman.client.GearmanClient",
+    "pymysql.connections.Connection",
+    "MySQLdb.connections.Connection",
+    "psycopg2.extensions.connection",
+    "psycopg.Connection",
+    "pika.adapters.blocking_connection.BlockingConnection",
+    "pika.adapters.blocking_connection.BlockingChannel",
+    "redis.client.Redis",
+    "pymemcache.client.base.Client",
+    "sqlite3.Connection",
+    "http.client.HTTPConnection",
+    "smtplib.SMTP",
+    "ftplib.FTP",
+    "paramiko.client.SSHClient",
+    "grpc._channel.Channel",
 }
 
 
@@ -77,15 +86,18 @@ def test_every_required_client_has_a_cited_profile() -> None:
     assert len(by_name) == len(SHIPPED), "two shipped profiles share a qualname"
 
 
-@pytest.mark.parametrize(("name", "derived"), [
-    ("pymysql.connections.Connection", {"cursor"}),
-    ("MySQLdb.connections.Connection", {"cursor"}),
-    ("psycopg2.extensions.connection", {"cursor"}),
-    ("pika.adapters.blocking_connection.BlockingConnection", {"channel"}),
-    ("redis.client.Redis", {"pipeline", "pubsub"}),
-    ("sqlite3.Connection", {"cursor", "execute"}),
-    ("http.client.HTTPConnection", {"getresponse"}),
-])
+@pytest.mark.parametrize(
+    ("name", "derived"),
+    [
+        ("pymysql.connections.Connection", {"cursor"}),
+        ("MySQLdb.connections.Connection", {"cursor"}),
+        ("psycopg2.extensions.connection", {"cursor"}),
+        ("pika.adapters.blocking_connection.BlockingConnection", {"channel"}),
+        ("redis.client.Redis", {"pipeline", "pubsub"}),
+        ("sqlite3.Connection", {"cursor", "execute"}),
+        ("http.client.HTTPConnection", {"getresponse"}),
+    ],
+)
 def test_derived_methods(name: str, derived: set[str]) -> None:
     profile = profiles.registered()[name]
     assert derived <= profile.derived
@@ -98,26 +110,38 @@ def test_thread_safe_clients_are_per_process() -> None:
 
 def test_real_classes_find_their_profiles() -> None:
     # The registry's names are the classes' own qualified names.
-    for cls, name in [(sqlite3.Connection, "sqlite3.Connection"),
-                      (http.client.HTTPSConnection, "http.client.HTTPConnection"),
-                      (smtplib.SMTP_SSL, "smtplib.SMTP")]:
+    for cls, name in [
+        (sqlite3.Connection, "sqlite3.Connection"),
+        (http.client.HTTPSConnection, "http.client.HTTPConnection"),
+        (smtplib.SMTP_SSL, "smtplib.SMTP"),
+    ]:
         profile = profile_for(cls)
         assert profile is not None and profile.qualname == name, cls
 
 
-@pytest.mark.parametrize(("module", "attribute", "name"), [
-    ("pymysql.connections", "Connection", "pymysql.connections.Connection"),
-    ("psycopg2.extensions", "connection", "psycopg2.extensions.connection"),
-    ("pika.adapters.blocking_connection", "BlockingConnection",
-     "pika.adapters.blocking_connection.BlockingConnection"),
-    ("pika.adapters.blocking_connection", "BlockingChannel",
-     "pika.adapters.blocking_connection.BlockingChannel"),
-    ("redis.client", "Redis", "redis.client.Redis"),
-    ("pymemcache.client.base", "Client", "pymemcache.client.base.Client"),
-    ("gearman.client", "GearmanClient", "gearman.client.GearmanClient"),
-])
-def test_installed_drivers_classes_find_their_profiles(module: str, attribute: str,
-                                                       name: str) -> None:
+@pytest.mark.parametrize(
+    ("module", "attribute", "name"),
+    [
+        ("pymysql.connections", "Connection", "pymysql.connections.Connection"),
+        ("psycopg2.extensions", "connection", "psycopg2.extensions.connection"),
+        (
+            "pika.adapters.blocking_connection",
+            "BlockingConnection",
+            "pika.adapters.blocking_connection.BlockingConnection",
+        ),
+        (
+            "pika.adapters.blocking_connection",
+            "BlockingChannel",
+            "pika.adapters.blocking_connection.BlockingChannel",
+        ),
+        ("redis.client", "Redis", "redis.client.Redis"),
+        ("pymemcache.client.base", "Client", "pymemcache.client.base.Client"),
+        ("gearman.client", "GearmanClient", "gearman.client.GearmanClient"),
+    ],
+)
+def test_installed_drivers_classes_find_their_profiles(
+    module: str, attribute: str, name: str
+) -> None:
     cls = getattr(driver(module), attribute)
     profile = profile_for(cls)
     assert profile is not None and profile.qualname == name
@@ -125,21 +149,22 @@ def test_installed_drivers_classes_find_their_profiles(module: str, attribute: s
 
 # --- lookup -------------------------------------------------------------------------------
 
+
 def test_profile_for_walks_the_mro_and_the_most_derived_wins(restore_registry: None) -> None:
     base = fake("vendorlib.client", "Client")
     derived = type("PooledClient", (base,), {})
     derived.__module__ = "vendorlib.client"
     profiles.register(Profile("vendorlib.client.Client", "base.", "locked", ("https://x",)))
     assert profile_for(derived) is profiles.registered()["vendorlib.client.Client"]
-    profiles.register(Profile("vendorlib.client.PooledClient", "derived.", "pooled",
-                              ("https://y",)))
+    profiles.register(
+        Profile("vendorlib.client.PooledClient", "derived.", "pooled", ("https://y",))
+    )
     assert profile_for(derived).reason == "derived."  # type: ignore[union-attr]
     assert profile_for(base).reason == "base."  # type: ignore[union-attr]
     assert profile_for(fake("vendorlib.client", "Other")) is None
 
 
-def test_register_replaces_the_same_qualname_and_unregister_removes(
-        restore_registry: None) -> None:
+def test_register_replaces_the_same_qualname_and_unregister_removes(restore_registry: None) -> None:
     profiles.register(Profile("vendorlib.Client", "one.", "locked", ("https://x",)))
     profiles.register(Profile("vendorlib.Client", "two.", "pooled", ("https://x",)))
     assert profiles.registered_as("vendorlib.Client").reason == "two."  # type: ignore[union-attr]
@@ -148,16 +173,25 @@ def test_register_replaces_the_same_qualname_and_unregister_removes(
     assert profiles.registered_as("vendorlib.Client") is None
 
 
-@pytest.mark.parametrize(("kwargs", "error", "message"), [
-    ({"qualname": "Client"}, ValueError, "not a qualified class name"),
-    ({"sources": ["https://x"]}, TypeError, "sources must be a tuple"),
-    ({"broken": "pymysql.err.OperationalError"}, TypeError, "broken must be a tuple"),
-    ({"derived": {"cursor"}}, TypeError, "derived must be a frozenset"),
-])
-def test_a_malformed_profile_is_refused(kwargs: dict[str, Any], error: type[Exception],
-                                        message: str) -> None:
-    fields = {"qualname": "vendorlib.Client", "reason": "r.", "suggest": "locked",
-              "sources": ("https://x",), **kwargs}
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"qualname": "Client"}, ValueError, "not a qualified class name"),
+        ({"sources": ["https://x"]}, TypeError, "sources must be a tuple"),
+        ({"broken": "pymysql.err.OperationalError"}, TypeError, "broken must be a tuple"),
+        ({"derived": {"cursor"}}, TypeError, "derived must be a frozenset"),
+    ],
+)
+def test_a_malformed_profile_is_refused(
+    kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    fields = {
+        "qualname": "vendorlib.Client",
+        "reason": "r.",
+        "suggest": "locked",
+        "sources": ("https://x",),
+        **kwargs,
+    }
     with pytest.raises(error, match=message):
         Profile(**fields)
 
@@ -168,8 +202,11 @@ def test_register_refuses_what_is_not_a_profile() -> None:
 
 
 def test_the_audit_register_wrapper_keeps_the_rest_of_a_profile(restore_registry: None) -> None:
-    audit.register("pymysql.connections.Connection", reason="Our own words.",
-                   suggest="safeclients.locked(factory)")
+    audit.register(
+        "pymysql.connections.Connection",
+        reason="Our own words.",
+        suggest="safeclients.locked(factory)",
+    )
     profile = profiles.registered_as("pymysql.connections.Connection")
     assert profile is not None and profile.reason == "Our own words."
     assert "pymysql.err.OperationalError" in profile.broken and "cursor" in profile.derived
@@ -181,26 +218,40 @@ def test_the_audit_register_wrapper_keeps_the_rest_of_a_profile(restore_registry
 
 # --- broken -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("name", "module", "error", "args", "expected"), [
-    ("pymysql.connections.Connection", "pymysql.err", "OperationalError", (2013, "Lost"), True),
-    ("pymysql.connections.Connection", "pymysql.err", "InterfaceError", (0, ""), True),
-    ("pymysql.connections.Connection", "pymysql.err", "ProgrammingError", (1064, "syntax"),
-     False),
-    ("psycopg2.extensions.connection", "psycopg2", "OperationalError", ("closed",), True),
-    ("psycopg2.extensions.connection", "psycopg2.errors", "AdminShutdown", ("bye",), True),
-    ("psycopg2.extensions.connection", "psycopg2.errors", "UniqueViolation", ("dup",), False),
-    (PIKA + "BlockingConnection", "pika.exceptions", "StreamLostError", ("lost",), True),
-    (PIKA + "BlockingChannel", "pika.exceptions", "ChannelClosedByBroker", (404, "NOT_FOUND"),
-     True),
-    ("http.client.HTTPConnection", "http.client", "RemoteDisconnected", ("closed",), True),
-    ("http.client.HTTPConnection", "builtins", "ConnectionResetError", (104, "reset"), True),
-    ("http.client.HTTPConnection", "builtins", "ValueError", ("bad header",), False),
-    ("redis.client.Redis", "builtins", "ConnectionError", ("refused",), False),
-    ("gearman.client.GearmanClient", "gearman.errors", "ServerUnavailable", ("none",), True),
-])
-def test_broken_by_matches_over_the_exception_mro(name: str, module: str, error: str,
-                                                   args: tuple[object, ...],
-                                                   expected: bool) -> None:
+
+@pytest.mark.parametrize(
+    ("name", "module", "error", "args", "expected"),
+    [
+        ("pymysql.connections.Connection", "pymysql.err", "OperationalError", (2013, "Lost"), True),
+        ("pymysql.connections.Connection", "pymysql.err", "InterfaceError", (0, ""), True),
+        (
+            "pymysql.connections.Connection",
+            "pymysql.err",
+            "ProgrammingError",
+            (1064, "syntax"),
+            False,
+        ),
+        ("psycopg2.extensions.connection", "psycopg2", "OperationalError", ("closed",), True),
+        ("psycopg2.extensions.connection", "psycopg2.errors", "AdminShutdown", ("bye",), True),
+        ("psycopg2.extensions.connection", "psycopg2.errors", "UniqueViolation", ("dup",), False),
+        (PIKA + "BlockingConnection", "pika.exceptions", "StreamLostError", ("lost",), True),
+        (
+            PIKA + "BlockingChannel",
+            "pika.exceptions",
+            "ChannelClosedByBroker",
+            (404, "NOT_FOUND"),
+            True,
+        ),
+        ("http.client.HTTPConnection", "http.client", "RemoteDisconnected", ("closed",), True),
+        ("http.client.HTTPConnection", "builtins", "ConnectionResetError", (104, "reset"), True),
+        ("http.client.HTTPConnection", "builtins", "ValueError", ("bad header",), False),
+        ("redis.client.Redis", "builtins", "ConnectionError", ("refused",), False),
+        ("gearman.client.GearmanClient", "gearman.errors", "ServerUnavailable", ("none",), True),
+    ],
+)
+def test_broken_by_matches_over_the_exception_mro(
+    name: str, module: str, error: str, args: tuple[object, ...], expected: bool
+) -> None:
     exc = getattr(driver(module), error)(*args)
     assert broken_by(profiles.registered()[name], exc) is expected
 
@@ -218,6 +269,7 @@ def test_broken_by_matches_a_driver_that_is_not_installed() -> None:
 
 
 # --- close and check ----------------------------------------------------------------------
+
 
 def test_pymysql_close_is_quiet_on_a_closed_connection() -> None:
     pymysql = driver("pymysql")
@@ -315,9 +367,10 @@ def test_psycopg2_close_and_check_on_a_closed_connection() -> None:
 
 
 def test_stdlib_closes_are_idempotent_on_unconnected_clients() -> None:
-    for name, client in [("smtplib.SMTP", smtplib.SMTP()),
-                         ("http.client.HTTPConnection",
-                          http.client.HTTPConnection("127.0.0.1", 9, timeout=1))]:
+    for name, client in [
+        ("smtplib.SMTP", smtplib.SMTP()),
+        ("http.client.HTTPConnection", http.client.HTTPConnection("127.0.0.1", 9, timeout=1)),
+    ]:
         close = profiles.registered()[name].close or (lambda obj: obj.close())
         close(client)
         close(client)
@@ -325,10 +378,15 @@ def test_stdlib_closes_are_idempotent_on_unconnected_clients() -> None:
 
 # --- the audit flags them -----------------------------------------------------------------
 
+
 def test_the_audit_flags_pika_and_psycopg2_opened_at_import() -> None:
-    result = subprocess.run([sys.executable, "-m", "safeclients", "audit",
-                             f"{FIXTURES}.amqp_pg_app"], cwd=REPO, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "safeclients", "audit", f"{FIXTURES}.amqp_pg_app"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     out = " ".join(result.stdout.split())  # the report wraps long lines
     assert f"UNSAFE {FIXTURES}.amqp_pg_app.rabbit type {PIKA}BlockingConnection" in out
@@ -338,10 +396,8 @@ def test_the_audit_flags_pika_and_psycopg2_opened_at_import() -> None:
     assert "OPEN connection at import time: AMQP channel 1 open" in out
     assert "OPEN connection at import time: 127.0.0.1:5432" in out
     assert " ".join(profiles.registered()[PIKA + "BlockingChannel"].reason.split()) in out
-    assert " ".join(profiles.registered()["psycopg2.extensions.connection"].reason.split()) \
-        in out
-    assert "use safeclients.per_thread(factory)" in out and "use safeclients.pooled(factory)" \
-        in out
+    assert " ".join(profiles.registered()["psycopg2.extensions.connection"].reason.split()) in out
+    assert "use safeclients.per_thread(factory)" in out and "use safeclients.pooled(factory)" in out
 
 
 def test_the_audit_flags_them_in_process() -> None:
@@ -355,8 +411,10 @@ def test_the_audit_flags_them_in_process() -> None:
 
 # --- loading: entry points and --profiles ---------------------------------------------------
 
+
 def test_load_entry_points_registers_a_distributions_profiles(
-        restore_registry: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    restore_registry: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.syspath_prepend(str(ENTRY_POINTS))
     assert profiles.load_entry_points() == ["test-profiles"]
     profile = profiles.registered_as(f"{FIXTURES}.vendor_app.EntryPointClient")
@@ -365,7 +423,8 @@ def test_load_entry_points_registers_a_distributions_profiles(
 
 
 def test_an_entry_point_yielding_something_else_is_refused(
-        restore_registry: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    restore_registry: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.syspath_prepend(str(ENTRY_POINTS))
     import tests.audit.fixtures.extra_profiles as extra
 
@@ -377,9 +436,14 @@ def test_an_entry_point_yielding_something_else_is_refused(
 def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     import os
 
-    return subprocess.run([sys.executable, "-m", "safeclients", "audit", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **env})
+    return subprocess.run(
+        [sys.executable, "-m", "safeclients", "audit", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
 
 
 def test_the_cli_loads_entry_points_and_profiles_modules() -> None:
@@ -388,8 +452,12 @@ def test_the_cli_loads_entry_points_and_profiles_modules() -> None:
     app = f"{FIXTURES}.vendor_app"
     plain = cli(app)
     assert plain.returncode == 0 and "0 unsafe globals" in plain.stdout, plain.stderr
-    loaded = cli(app, "--profiles", f"{FIXTURES}.extra_profiles",
-                 PYTHONPATH=os.pathsep.join([str(ENTRY_POINTS), str(REPO)]))
+    loaded = cli(
+        app,
+        "--profiles",
+        f"{FIXTURES}.extra_profiles",
+        PYTHONPATH=os.pathsep.join([str(ENTRY_POINTS), str(REPO)]),
+    )
     assert loaded.returncode == 1, loaded.stdout + loaded.stderr
     assert f"UNSAFE  {app}.imported" in loaded.stdout
     assert f"UNSAFE  {app}.from_entry_point" in loaded.stdout
@@ -399,15 +467,19 @@ def test_the_cli_loads_entry_points_and_profiles_modules() -> None:
 def test_a_profiles_module_that_fails_means_could_not_audit() -> None:
     result = cli(f"{FIXTURES}.clean_app", "--profiles", "no.such.profiles")
     assert result.returncode == 3
-    assert ("could not audit anything: importing the --profiles module no.such.profiles "
-            "raised ModuleNotFoundError") in result.stderr
+    assert (
+        "could not audit anything: importing the --profiles module no.such.profiles "
+        "raised ModuleNotFoundError"
+    ) in result.stderr
 
 
 def test_profiles_survive_a_dataclass_round_trip() -> None:
     # Frozen data: a policy can hold one and compare it.
     profile = SHIPPED[0]
-    assert dataclasses.replace(profile) == profile and qualname(Profile) == \
-        "safeclients.profiles.Profile"
+    assert (
+        dataclasses.replace(profile) == profile
+        and qualname(Profile) == "safeclients.profiles.Profile"
+    )
 
 
 def test_probes_of_installed_drivers_see_no_connection_before_one_is_made() -> None:
@@ -420,7 +492,8 @@ def test_probes_of_installed_drivers_see_no_connection_before_one_is_made() -> N
     vars(app).update(
         cache=redis.Redis(host="127.0.0.1", port=9, socket_timeout=1),
         memo=memcache.Client(("127.0.0.1", 9), timeout=1),
-        db=pymysql.connections.Connection(host="127.0.0.1", port=9, defer_connect=True))
+        db=pymysql.connections.Connection(host="127.0.0.1", port=9, defer_connect=True),
+    )
     found = {f.where: f for f in audit.find_unsafe([app])}
     assert {w: (f.type_name, f.connected) for w, f in found.items()} == {
         "lazy_app.cache": ("redis.client.Redis", False),
@@ -430,13 +503,17 @@ def test_probes_of_installed_drivers_see_no_connection_before_one_is_made() -> N
     assert found["lazy_app.cache"].suggest == "safeclients.per_process(factory)"
 
 
-@pytest.mark.parametrize("first", ["safeclients._profile_table", "safeclients.profiles",
-                                   "safeclients.audit"])
+@pytest.mark.parametrize(
+    "first", ["safeclients._profile_table", "safeclients.profiles", "safeclients.audit"]
+)
 def test_any_module_can_be_imported_first(first: str) -> None:
     # The table imports profiles for Profile; profiles loads the table on first use.
-    code = (f"import {first}, sqlite3\n"
-            "from safeclients.profiles import profile_for\n"
-            "print(profile_for(sqlite3.Connection).qualname)\n")
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                            text=True, timeout=60)
+    code = (
+        f"import {first}, sqlite3\n"
+        "from safeclients.profiles import profile_for\n"
+        "print(profile_for(sqlite3.Connection).qualname)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert (result.returncode, result.stdout) == (0, "sqlite3.Connection\n"), result.stderr

@@ -63,8 +63,9 @@ def test_most_derived_registered_class_wins(registered: list[type | str]) -> Non
 
 
 def test_register_by_name_with_a_probe(registered: list[type | str]) -> None:
-    register(SESSION, reason="r", suggest="s",
-             probe=lambda obj: "session open" if obj.open else None)
+    register(
+        SESSION, reason="r", suggest="s", probe=lambda obj: "session open" if obj.open else None
+    )
     registered.append(SESSION)
     found = {f.where: f for f in find_unsafe([app_with(a=Session(True), b=Session(False))])}
     assert (found["reg_app.a"].connected, found["reg_app.a"].connection) == (True, "session open")

@@ -26,7 +26,8 @@ def until_trap(run: Callable[[], Tally], seen: Callable[[Tally], bool], what: st
 def assert_clean(policy: str, tally: Tally, ops: int) -> None:
     """No failure, every op answered, and the policy made the instances it promises."""
     assert tally.failures == 0 and tally.ok == THREADS * ops, (
-        f"{policy}: {tally.summary()}; first errors: {tally.examples}")
+        f"{policy}: {tally.summary()}; first errors: {tally.examples}"
+    )
     assert tally.stats is not None
     created = tally.stats.created
     if policy == "locked":

@@ -16,15 +16,23 @@ OPS = 30
 
 
 def test_unwrapped_connection_fails(echo_server: ServerProcess) -> None:
-    until_trap(lambda: http_keepalive.run("unsafe", echo_server.url, ops=OPS,
-                                          timeout=TRAP_TIMEOUT, deadline=15.0),
-               lambda t: t.failures > 0, "CannotSendRequest, ResponseNotReady or a wrong body")
+    until_trap(
+        lambda: http_keepalive.run(
+            "unsafe", echo_server.url, ops=OPS, timeout=TRAP_TIMEOUT, deadline=15.0
+        ),
+        lambda t: t.failures > 0,
+        "CannotSendRequest, ResponseNotReady or a wrong body",
+    )
 
 
 def test_detector_counts_the_overlap(echo_server: ServerProcess) -> None:
-    until_trap(lambda: http_keepalive.run("guarded", echo_server.url, ops=OPS,
-                                          timeout=TRAP_TIMEOUT, deadline=15.0),
-               lambda t: t.conflicts > 0, "a conflict counted by guarded()")
+    until_trap(
+        lambda: http_keepalive.run(
+            "guarded", echo_server.url, ops=OPS, timeout=TRAP_TIMEOUT, deadline=15.0
+        ),
+        lambda t: t.conflicts > 0,
+        "a conflict counted by guarded()",
+    )
 
 
 @pytest.mark.parametrize("policy", SAFE_POLICIES)

@@ -22,17 +22,23 @@ OPS = 60
 
 def test_unwrapped_client_fails(memcached: Memcached) -> None:
     tally = until_trap(
-        lambda: memcache_values.run("unsafe", memcached.address, ops=TRAP_OPS,
-                                    timeout=TRAP_TIMEOUT, deadline=15.0),
-        lambda t: t.failures > 0, "a wrong value or protocol error")
+        lambda: memcache_values.run(
+            "unsafe", memcached.address, ops=TRAP_OPS, timeout=TRAP_TIMEOUT, deadline=15.0
+        ),
+        lambda t: t.failures > 0,
+        "a wrong value or protocol error",
+    )
     assert tally.ok < THREADS * TRAP_OPS
 
 
 def test_detector_counts_the_overlap(memcached: Memcached) -> None:
     tally = until_trap(
-        lambda: memcache_values.run("guarded", memcached.address, ops=TRAP_OPS,
-                                    timeout=TRAP_TIMEOUT, deadline=15.0),
-        lambda t: t.conflicts > 0, "a conflict counted by guarded()")
+        lambda: memcache_values.run(
+            "guarded", memcached.address, ops=TRAP_OPS, timeout=TRAP_TIMEOUT, deadline=15.0
+        ),
+        lambda t: t.conflicts > 0,
+        "a conflict counted by guarded()",
+    )
     assert tally.conflicts > 0
 
 
@@ -49,8 +55,9 @@ def test_detector_raises_naming_both_threads(memcached: Memcached) -> None:
             except safeclients.ConcurrentUseError as exc:
                 errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(i,), name=f"request-{i}")
-               for i in range(THREADS)]
+    threads = [
+        threading.Thread(target=work, args=(i,), name=f"request-{i}") for i in range(THREADS)
+    ]
     for t in threads:
         t.start()
     for t in threads:

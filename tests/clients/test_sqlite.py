@@ -23,8 +23,11 @@ def test_unwrapped_connection_loses_and_leaks_rows(tmp_path: Path) -> None:
 
 
 def test_detector_counts_the_overlap(tmp_path: Path) -> None:
-    until_trap(lambda: sqlite_ledger.run("guarded", str(tmp_path / "ledger.db"), ops=OPS)[0],
-               lambda t: t.conflicts > 0, "a conflict counted by guarded()")
+    until_trap(
+        lambda: sqlite_ledger.run("guarded", str(tmp_path / "ledger.db"), ops=OPS)[0],
+        lambda t: t.conflicts > 0,
+        "a conflict counted by guarded()",
+    )
 
 
 @pytest.mark.parametrize("policy", SAFE_POLICIES)

@@ -26,12 +26,18 @@ PLACES = ("before", "after", "fork-os", "fork-c")
 GUARDED_HANG = 8.0  # seconds: the guarded scenario finishes in well under 1 s when it works
 
 
-def run_scenario(*args: str, control: bool = False,
-                 timeout: float = CHILD_TIMEOUT) -> dict[str, Any]:
+def run_scenario(
+    *args: str, control: bool = False, timeout: float = CHILD_TIMEOUT
+) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "GREEN_CONTROL": "1" if control else "0"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.green._gevent_scenarios", *args], cwd=REPO_ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        [sys.executable, "-m", "tests.green._gevent_scenarios", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         try:
             out, err = proc.communicate(timeout=timeout)
@@ -55,7 +61,8 @@ def test_one_greenlet_per_instance_and_the_hub_keeps_serving(policy: str, where:
     assert "error" not in seen, seen
     assert seen["bystander_served"], f"the hub stopped while a greenlet waited: {seen}"
     assert seen["inside_while_held"] == 1 and not seen["waiter_entered_while_held"], (
-        f"{policy} made {where} the patch let a second greenlet into the held instance: {seen}")
+        f"{policy} made {where} the patch let a second greenlet into the held instance: {seen}"
+    )
     assert seen["max_inside"] == 1, seen
     assert seen["results"] == [1, 2] and seen["errors"] == [], seen
     assert seen["waits"] == 1 and seen["created"] == 1, seen
@@ -73,11 +80,13 @@ def test_control_without_the_renewal_two_greenlets_share_a_locked_instance(where
 def test_per_thread_is_per_greenlet_and_says_so_once() -> None:
     seen = run_scenario("per_thread")
     assert seen["requests"] == 10 and seen["distinct"] == 10, (
-        f"per_thread made before the patch must give each greenlet its own instance: {seen}")
+        f"per_thread made before the patch must give each greenlet its own instance: {seen}"
+    )
     assert seen["log_lines"] == 1, f"expected one log line for 10 request greenlets: {seen}"
     assert seen["log_names_factory"] and seen["log_names_pooled"], seen
     assert seen["live_after"] == 0 and seen["closed"] == 10, (
-        f"each greenlet's instance must be closed when it ends: {seen}")
+        f"each greenlet's instance must be closed when it ends: {seen}"
+    )
 
 
 def test_importing_safeclients_subscribes_without_importing_gevent() -> None:
@@ -90,8 +99,18 @@ def test_importing_safeclients_subscribes_without_importing_gevent() -> None:
         " int(_green.threading_patched()))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, check=True,
-                         capture_output=True, timeout=CHILD_TIMEOUT).stdout.decode().split()
+    out = (
+        subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=REPO_ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=CHILD_TIMEOUT,
+        )
+        .stdout.decode()
+        .split()
+    )
     assert out == ["0", "1", "0"], out
 
 

@@ -40,24 +40,61 @@ def gevent_server(kind: str, app: str, env: Mapping[str, str]) -> ExternalServer
     if kind == "uwsgi-gevent":
         module, _, name = app.partition(":")
         command = [
-            str(BIN / "uwsgi"), "--master", "--processes", str(WORKERS),
-            "--gevent", str(GREENLETS), "--gevent-monkey-patch",
-            "--http-socket", "127.0.0.1:0", "--module", f"{module}:{name}",
-            "--need-app", "--die-on-term", "--disable-logging", "--listen", "1024",
-            "--add-header", "Connection: close",
+            str(BIN / "uwsgi"),
+            "--master",
+            "--processes",
+            str(WORKERS),
+            "--gevent",
+            str(GREENLETS),
+            "--gevent-monkey-patch",
+            "--http-socket",
+            "127.0.0.1:0",
+            "--module",
+            f"{module}:{name}",
+            "--need-app",
+            "--die-on-term",
+            "--disable-logging",
+            "--listen",
+            "1024",
+            "--add-header",
+            "Connection: close",
         ]
-        return ExternalServer("uwsgi", command,
-                              port_pattern=r"bound to TCP address [\d.]+:(\d+)",
-                              worker_pattern=r"spawned uWSGI worker \d+", workers=WORKERS,
-                              env=env)
+        return ExternalServer(
+            "uwsgi",
+            command,
+            port_pattern=r"bound to TCP address [\d.]+:(\d+)",
+            worker_pattern=r"spawned uWSGI worker \d+",
+            workers=WORKERS,
+            env=env,
+        )
     preload = ["--preload"] if kind == "gunicorn-gevent-preload" else []
     command = [
-        str(BIN / "gunicorn"), "-k", "gevent", "-w", str(WORKERS), "--worker-connections",
-        "1000", "-b", "127.0.0.1:0", "--backlog", "1024", "--graceful-timeout", "5",
-        "--timeout", "60", *preload, app,
+        str(BIN / "gunicorn"),
+        "-k",
+        "gevent",
+        "-w",
+        str(WORKERS),
+        "--worker-connections",
+        "1000",
+        "-b",
+        "127.0.0.1:0",
+        "--backlog",
+        "1024",
+        "--graceful-timeout",
+        "5",
+        "--timeout",
+        "60",
+        *preload,
+        app,
     ]
-    return ExternalServer("gunicorn", command, port_pattern=r"Listening at: http://[\d.]+:(\d+)",
-                          worker_pattern=r"Booting worker with pid", workers=WORKERS, env=env)
+    return ExternalServer(
+        "gunicorn",
+        command,
+        port_pattern=r"Listening at: http://[\d.]+:(\d+)",
+        worker_pattern=r"Booting worker with pid",
+        workers=WORKERS,
+        env=env,
+    )
 
 
 @pytest.fixture
@@ -84,22 +121,28 @@ def test_unsafe_global_client_fails_under_gevent(kind: str, gearman_env: dict[st
     print(f"\n| {kind} | unsafe | {runs[-1].summary()} |")
     assert runs[-1].failures > 0, (
         f"the trap did not show under {kind}: {TRAP_ATTEMPTS} runs of {TRAP_REQUESTS} requests "
-        f"at concurrency {CONCURRENCY} all succeeded:\n" + "\n".join(r.summary() for r in runs))
+        f"at concurrency {CONCURRENCY} all succeeded:\n" + "\n".join(r.summary() for r in runs)
+    )
 
 
 @pytest.mark.parametrize("variant", ["locked", "pooled"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_locked_and_pooled_have_no_failures_under_gevent(
-        kind: str, variant: str, gearman_env: dict[str, str], gearmand: Gearmand) -> None:
+    kind: str, variant: str, gearman_env: dict[str, str], gearmand: Gearmand
+) -> None:
     with gevent_server(kind, f"examples.gearman.app_{variant}:application", gearman_env) as srv:
         result = run_load(srv.url, total=REQUESTS, concurrency=CONCURRENCY, timeout=20.0)
         connections = gearmand.client_connection_count()
         log = srv.log_text()
-    print(f"\n| {kind} | {variant} | {result.summary()} | gearmand client connections: "
-          f"{connections} |")
+    print(
+        f"\n| {kind} | {variant} | {result.summary()} | gearmand client connections: "
+        f"{connections} |"
+    )
     assert result.ok == REQUESTS, (
-        f"{variant} under {kind}: {_describe(result)}\nserver log tail:\n{log[-2000:]}")
+        f"{variant} under {kind}: {_describe(result)}\nserver log tail:\n{log[-2000:]}"
+    )
     # locked: one connection per worker; pooled: at most its size (4) per worker.
     bound = WORKERS * (1 if variant == "locked" else 4)
     assert 1 <= connections <= bound, (
-        f"{variant} under {kind} holds {connections} gearmand connections, expected 1..{bound}")
+        f"{variant} under {kind} holds {connections} gearmand connections, expected 1..{bound}"
+    )

@@ -38,8 +38,9 @@ class Served(Protocol):
 
 
 @contextmanager
-def serve(kind: str, app: str, env: Mapping[str, str], *, workers: int = WORKERS,
-          threads: int = THREADS) -> Iterator[Served]:
+def serve(
+    kind: str, app: str, env: Mapping[str, str], *, workers: int = WORKERS, threads: int = THREADS
+) -> Iterator[Served]:
     """Run ``app`` (MODULE:CALLABLE) under the server ``kind`` for the duration of the block."""
     server: Any
     if kind == "ours":
@@ -62,5 +63,3 @@ def gearman_env(gearmand: Gearmand, gearman_workers: Workers) -> dict[str, str]:
     gearmand.start()  # no-op when running (a test may have killed it)
     gearman_workers.ensure()
     return {"GEARMAN_SERVERS": gearmand.address, "GEARMAN_JOB_TIMEOUT": JOB_TIMEOUT}
-
-

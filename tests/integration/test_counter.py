@@ -60,7 +60,8 @@ def test_unsafe_counter_loses_updates(kind: str) -> None:
         if counts[-1] < CLIENTS * PER_CLIENT:
             break
     assert counts[-1] < CLIENTS * PER_CLIENT, (
-        f"no update lost under {kind} in {ATTEMPTS} runs of {CLIENTS * PER_CLIENT}: {counts}")
+        f"no update lost under {kind} in {ATTEMPTS} runs of {CLIENTS * PER_CLIENT}: {counts}"
+    )
 
 
 @pytest.mark.parametrize("kind", ["ours", "uwsgi"])

@@ -35,10 +35,20 @@ def test_uwsgi_ini(gearman_env: dict[str, str]) -> None:
 
 @pytest.mark.parametrize("preload", [False, True])
 def test_gunicorn_conf(preload: bool, gearman_env: dict[str, str]) -> None:
-    _check(gunicorn_server("examples.gearman.app_pooled:application", preload=preload,
-                           config=DEPLOY / "gunicorn.conf.py", env=gearman_env))
+    _check(
+        gunicorn_server(
+            "examples.gearman.app_pooled:application",
+            preload=preload,
+            config=DEPLOY / "gunicorn.conf.py",
+            env=gearman_env,
+        )
+    )
 
 
 def test_server_sh(gearman_env: dict[str, str]) -> None:
-    _check(script_server(["bash", str(DEPLOY / "server.sh"),
-                          "examples.gearman.app_locked:application"], env=gearman_env))
+    _check(
+        script_server(
+            ["bash", str(DEPLOY / "server.sh"), "examples.gearman.app_locked:application"],
+            env=gearman_env,
+        )
+    )

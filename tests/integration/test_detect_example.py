@@ -1,4 +1,5 @@
-"""``examples/gearman/detect.py``: the detector names both sides of a real race on a GearmanClient."""
+"""``examples/gearman/detect.py``: the detector names both sides of a real race on a
+GearmanClient."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ def test_detector_names_both_threads_and_methods(
         out = capsys.readouterr().out
         if re.search(r"conflicts=[1-9]", out):
             break
-    assert re.search(r"conflicts=[1-9]", out), f"no overlap in {ATTEMPTS} runs of 2 x 50 jobs:\n{out}"
+    assert re.search(r"conflicts=[1-9]", out), (
+        f"no overlap in {ATTEMPTS} runs of 2 x 50 jobs:\n{out}"
+    )
     assert "called GearmanClient.submit_job() while thread 'request-" in out
     assert "was still inside GearmanClient.submit_job()" in out
     assert "Stack of thread 'request-" in out

@@ -34,9 +34,15 @@ RUN_TIMEOUT = 120.0  # seconds for one small example run on a loaded 2-core mach
 def run_example(*argv: str) -> str:
     """``python -m argv...`` from the repository root; return its output, fail on a non-0 exit."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([sys.executable, "-m", *argv], cwd=REPO_ROOT, env=env,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=RUN_TIMEOUT)
+    proc = subprocess.run(
+        [sys.executable, "-m", *argv],
+        cwd=REPO_ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{' '.join(argv)} exited {proc.returncode}:\n{out[-4000:]}"
     return out
@@ -53,26 +59,42 @@ def test_no_example_or_benchmark_imports_the_tests() -> None:
     for folder in ("examples", "benchmarks"):
         for path in sorted((REPO_ROOT / folder).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-                offenders += [f"{path.relative_to(REPO_ROOT)}: {n}" for n in names
-                              if n == "tests" or n.startswith(("tests.", "pytest", "_pytest"))]
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                    if isinstance(node, ast.ImportFrom)
+                    else []
+                )
+                offenders += [
+                    f"{path.relative_to(REPO_ROOT)}: {n}"
+                    for n in names
+                    if n == "tests" or n.startswith(("tests.", "pytest", "_pytest"))
+                ]
     assert offenders == [], f"{len(offenders)} imports of the test suite or pytest: {offenders}"
 
 
 def test_support_imports_without_pytest() -> None:
-    code = ("import sys, examples.support.gearmand, examples.support.memcached, "
-            "examples.support.servers, examples.support.backends; "
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('pytest', '_pytest', "
-            "'tests')); print(bad); sys.exit(1 if bad else 0)")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=RUN_TIMEOUT)
+    code = (
+        "import sys, examples.support.gearmand, examples.support.memcached, "
+        "examples.support.servers, examples.support.backends; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('pytest', '_pytest', "
+        "'tests')); print(bad); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
     assert proc.returncode == 0, f"examples.support pulled in {proc.stdout}{proc.stderr}"
 
 
 def test_demo_runs() -> None:
-    out = run_example("examples.demo", "--requests", "40", "--concurrency", "4",
-                      "--variants", "pooled")
+    out = run_example(
+        "examples.demo", "--requests", "40", "--concurrency", "4", "--variants", "pooled"
+    )
     assert "pooled" in out and "variant" in out, out
 
 
@@ -85,34 +107,70 @@ def test_load_runs(gearmand: Gearmand, gearman_workers: Workers) -> None:
     gearmand.start()
     gearman_workers.ensure()
     env = {"GEARMAN_SERVERS": gearmand.address, "GEARMAN_JOB_TIMEOUT": "10"}
-    with ServerProcess("examples.gearman.app_pooled:application", workers=1, threads=4,
-                       env=env) as srv:
+    with ServerProcess(
+        "examples.gearman.app_pooled:application", workers=1, threads=4, env=env
+    ) as srv:
         out = run_example("examples.load", srv.url, "-n", "20", "-c", "4", "--quiet")
     assert "20" in out, out
 
 
 def test_sqlite_ledger_runs(tmp_path: Path) -> None:
-    out = run_example("examples.clients.sqlite_ledger", str(tmp_path / "ledger.db"),
-                      "--policy", "per_thread", "--threads", "4", "--ops", "5")
+    out = run_example(
+        "examples.clients.sqlite_ledger",
+        str(tmp_path / "ledger.db"),
+        "--policy",
+        "per_thread",
+        "--threads",
+        "4",
+        "--ops",
+        "5",
+    )
     assert "per_thread" in out, out
 
 
 def test_memcache_values_runs(memcached: Memcached) -> None:
-    out = run_example("examples.clients.memcache_values", memcached.address,
-                      "--policy", "pooled", "--threads", "4", "--ops", "10")
+    out = run_example(
+        "examples.clients.memcache_values",
+        memcached.address,
+        "--policy",
+        "pooled",
+        "--threads",
+        "4",
+        "--ops",
+        "10",
+    )
     assert "pooled" in out, out
 
 
 def test_http_keepalive_runs(echo_url: str) -> None:
-    out = run_example("examples.clients.http_keepalive", echo_url,
-                      "--policy", "per_thread", "--threads", "4", "--ops", "5")
+    out = run_example(
+        "examples.clients.http_keepalive",
+        echo_url,
+        "--policy",
+        "per_thread",
+        "--threads",
+        "4",
+        "--ops",
+        "5",
+    )
     assert "per_thread" in out, out
 
 
 def test_realclients_prove_runs() -> None:
     # Starts its own redis-server; redis-py pooled keeps every promise today.
-    out = run_example("examples.realclients.prove", "--clients", "redis", "--policies",
-                      "pooled", "--servers", "ours", "--before", "20", "--after", "10")
+    out = run_example(
+        "examples.realclients.prove",
+        "--clients",
+        "redis",
+        "--policies",
+        "pooled",
+        "--servers",
+        "ours",
+        "--before",
+        "20",
+        "--after",
+        "10",
+    )
     assert "redis     pooled     ours" in out, out
 
 

@@ -56,8 +56,9 @@ def _wait_client_count(gearmand: Gearmand, at_least: int, timeout: float = 10.0)
 
 
 @pytest.mark.parametrize("kind", PRELOADING)
-def test_unsafe_import_time_client_shares_one_socket(kind: str, gearman_env: dict[str, str],
-                                                     gearmand: Gearmand) -> None:
+def test_unsafe_import_time_client_shares_one_socket(
+    kind: str, gearman_env: dict[str, str], gearmand: Gearmand
+) -> None:
     with serve(kind, "examples.gearman.app_import_connect_unsafe:application", gearman_env) as srv:
         seen = ports_by_pid(srv.url)
         clients = gearmand.client_connection_count()
@@ -71,7 +72,8 @@ def test_unsafe_import_time_client_shares_one_socket(kind: str, gearman_env: dic
 @pytest.mark.parametrize("variant", SAFE_VARIANTS)
 @pytest.mark.parametrize("kind", PRELOADING)
 def test_safeclients_give_each_worker_its_own_connection(
-        kind: str, variant: str, gearman_env: dict[str, str], gearmand: Gearmand) -> None:
+    kind: str, variant: str, gearman_env: dict[str, str], gearmand: Gearmand
+) -> None:
     with serve(kind, f"examples.gearman.app_{variant}:application", gearman_env) as srv:
         seen = ports_by_pid(srv.url)
         # The master's import-time connection plus at least one per worker.
@@ -83,7 +85,9 @@ def test_safeclients_give_each_worker_its_own_connection(
             if other != pid:
                 assert not seen[pid] & seen[other], (
                     f"{variant} under {kind}: workers {pid} and {other} share ports "
-                    f"{seen[pid] & seen[other]}")
+                    f"{seen[pid] & seen[other]}"
+                )
     assert clients >= 1 + len(pids), (
         f"gearmand saw {clients} client connections; expected the master's plus one per worker "
-        f"({1 + len(pids)})")
+        f"({1 + len(pids)})"
+    )

@@ -56,15 +56,23 @@ def test_shim_is_a_no_op_on_pygearman() -> None:
     assert patch_gearman3() is False
 
 
-@pytest.mark.skipif(not (GEARMAN3_DIR / "gearman").is_dir(),
-                    reason=f"gearman3 not installed in {GEARMAN3_DIR} "
-                           f"(pip install --no-deps --target {GEARMAN3_DIR} gearman3==0.2.1)")
+@pytest.mark.skipif(
+    not (GEARMAN3_DIR / "gearman").is_dir(),
+    reason=f"gearman3 not installed in {GEARMAN3_DIR} "
+    f"(pip install --no-deps --target {GEARMAN3_DIR} gearman3==0.2.1)",
+)
 def test_gearman3_works_with_the_shim(gearmand: Gearmand, gearman_workers: Workers) -> None:
     gearmand.start()
     gearman_workers.ensure()
     env = {**os.environ, "PYTHONPATH": f"{GEARMAN3_DIR}{os.pathsep}{REPO_ROOT}"}
-    done = subprocess.run([sys.executable, "-c", CLIENT, gearmand.address, "patch"], env=env,
-                          capture_output=True, text=True, timeout=120, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", CLIENT, gearmand.address, "patch"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     out = json.loads(done.stdout)
     assert out["module"].startswith(str(GEARMAN3_DIR)), out["module"]
     assert out["before"] == "AttributeError: 'array.array' object has no attribute 'fromstring'"

@@ -49,14 +49,17 @@ def test_unsafe_global_client_fails_under_load(kind: str, gearman_env: dict[str,
     assert runs[-1].failures > 0, (
         f"the trap did not show under {kind}: {TRAP_ATTEMPTS} runs of {TRAP_REQUESTS} requests at "
         f"concurrency {CONCURRENCY} against one shared GearmanClient all succeeded:\n"
-        + "\n".join(r.summary() for r in runs))
+        + "\n".join(r.summary() for r in runs)
+    )
 
 
 @pytest.mark.parametrize(("kind", "variant"), SAFE_MATRIX)
-def test_safeclients_variant_has_no_failures(kind: str, variant: str,
-                                              gearman_env: dict[str, str]) -> None:
+def test_safeclients_variant_has_no_failures(
+    kind: str, variant: str, gearman_env: dict[str, str]
+) -> None:
     with serve(kind, f"examples.gearman.app_{variant}:application", gearman_env) as srv:
         result = run_load(srv.url, total=REQUESTS, concurrency=CONCURRENCY, timeout=10.0)
         log = srv.log_text()
     assert result.ok == REQUESTS, (
-        f"{variant} under {kind}: {_describe(result)}\nserver log tail:\n{log[-2000:]}")
+        f"{variant} under {kind}: {_describe(result)}\nserver log tail:\n{log[-2000:]}"
+    )

@@ -15,15 +15,18 @@ from examples.support.gearmand import Gearmand, Workers
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize(("status", "body", "payload", "expected"), [
-    (200, {"payload": "abc", "result": "cba"}, "abc", "ok"),
-    (200, {"payload": "abc", "result": "fed"}, "abc", "wrong"),  # another request's result
-    (200, {"payload": "def", "result": "cba"}, "abc", "wrong"),
-    (200, {"error": "x"}, "abc", "wrong"),
-    (404, {"error": "no route"}, "abc", "wrong"),
-    (500, {"error": "KeyError"}, "abc", "http_5xx"),
-    (503, {"error": "ServerUnavailable"}, "abc", "http_5xx"),
-])
+@pytest.mark.parametrize(
+    ("status", "body", "payload", "expected"),
+    [
+        (200, {"payload": "abc", "result": "cba"}, "abc", "ok"),
+        (200, {"payload": "abc", "result": "fed"}, "abc", "wrong"),  # another request's result
+        (200, {"payload": "def", "result": "cba"}, "abc", "wrong"),
+        (200, {"error": "x"}, "abc", "wrong"),
+        (404, {"error": "no route"}, "abc", "wrong"),
+        (500, {"error": "KeyError"}, "abc", "http_5xx"),
+        (503, {"error": "ServerUnavailable"}, "abc", "http_5xx"),
+    ],
+)
 def test_classify(status: int, body: dict[str, str], payload: str, expected: str) -> None:
     assert _classify(status, json.dumps(body).encode(), payload)[0] == expected
 
@@ -61,8 +64,7 @@ def test_gearmand_restarts_on_its_port(gearmand: Gearmand, gearman_workers: Work
     assert _reverse(gearmand.address, b"restart") == b"tratser"
 
 
-def test_worker_respawn_and_connection_count(gearmand: Gearmand,
-                                             gearman_workers: Workers) -> None:
+def test_worker_respawn_and_connection_count(gearmand: Gearmand, gearman_workers: Workers) -> None:
     gearman_workers.ensure()
     before = list(gearman_workers.pids)
     killed = gearman_workers.kill_one()

@@ -107,9 +107,7 @@ def test_use_after_final_dispose(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(FACTORY_POLICIES))
-def test_close_raising_is_logged_and_contained(
-    name: str, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_close_raising_is_logged_and_contained(name: str, caplog: pytest.LogCaptureFixture) -> None:
     def bad_close(client: FakeClient) -> None:
         raise RuntimeError("close exploded")
 

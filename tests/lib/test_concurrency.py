@@ -100,8 +100,9 @@ def test_policy_shows_no_overlap(make: Callable[[Callable[[], UnsafeClient]], An
 
 def test_checkout_blocks_show_no_overlap() -> None:
     instances: list[UnsafeClient] = []
-    proxy = safeclients.pooled(lambda: instances.append(UnsafeClient()) or instances[-1], size=3,
-                               timeout=60.0)
+    proxy = safeclients.pooled(
+        lambda: instances.append(UnsafeClient()) or instances[-1], size=3, timeout=60.0
+    )
 
     def call(value: Any) -> Any:
         with safeclients.checkout(proxy) as client:

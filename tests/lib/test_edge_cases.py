@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import doctest
-import importlib
 import gc
+import importlib
 import inspect
 import pickle
 import sqlite3

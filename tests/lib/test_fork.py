@@ -161,9 +161,7 @@ def test_dispose_in_child_does_not_close_parent_instances(
     closes = CloseLog(str(tmp_path / "closes"))
     proxy = safeclients.pooled(FakeClient, size=2, close=closes)
     proxy.ping()
-    child_pid = run_in_child(
-        fork, lambda: [safeclients.dispose(proxy, final=True), os.getpid()][1]
-    )
+    child_pid = run_in_child(fork, lambda: [safeclients.dispose(proxy, final=True), os.getpid()][1])
     assert [e for e in closes.entries() if e[0] == child_pid] == []
     assert proxy.ping()[1] is None
 

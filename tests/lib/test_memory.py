@@ -32,7 +32,9 @@ def test_rss_flat_over_100000_short_lived_threads() -> None:
     churn(proxy, 99_000)
     after_100000 = process.memory_info().rss
     stats = safeclients.stats(proxy)
-    print(f"RSS after 1,000 threads {after_1000 / MIB:.1f} MiB, "
-          f"after 100,000 {after_100000 / MIB:.1f} MiB; {stats}")
+    print(
+        f"RSS after 1,000 threads {after_1000 / MIB:.1f} MiB, "
+        f"after 100,000 {after_100000 / MIB:.1f} MiB; {stats}"
+    )
     assert stats.live == 0 and stats.created == stats.closed == 100_000
     assert after_100000 - after_1000 < 5 * MIB

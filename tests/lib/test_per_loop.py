@@ -272,13 +272,22 @@ def test_a_fork_child_never_touches_the_parents_instance(fork: str) -> None:
             # The child runs the inherited loop's shutdown: the parent's instance is orphaned.
             loop.run_until_complete(loop.shutdown_asyncgens())
             result = asyncio.run(many_tasks(client, 1))[0]
-            return {"result": result, "parent_closes": parent_instance.closes,
-                    "made": len(AsyncClient.made), "stats": safeclients.stats(client).created,
-                    "child_closed": AsyncClient.made[-1].closes}
+            return {
+                "result": result,
+                "parent_closes": parent_instance.closes,
+                "made": len(AsyncClient.made),
+                "stats": safeclients.stats(client).created,
+                "child_closed": AsyncClient.made[-1].closes,
+            }
 
         seen = run_in_child(FORKS[fork], child)
-        assert seen == {"result": "K0", "parent_closes": 0, "made": 2, "stats": 1,
-                        "child_closed": 1}, seen
+        assert seen == {
+            "result": "K0",
+            "parent_closes": 0,
+            "made": 2,
+            "stats": 1,
+            "child_closed": 1,
+        }, seen
         assert parent_instance.closes == 0
         loop.run_until_complete(loop.shutdown_asyncgens())
         assert parent_instance.closes == 1

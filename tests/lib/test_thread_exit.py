@@ -7,8 +7,8 @@ import threading
 import weakref
 
 import safeclients
-from safeclients.per_thread import PerThreadPolicy
 from safeclients._proxy import policy_of
+from safeclients.per_thread import PerThreadPolicy
 from tests.lib.fakes import FakeClient
 
 JOIN = 30.0

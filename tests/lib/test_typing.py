@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-SOURCE = '''
+SOURCE = """
 import safeclients
 
 class Client:
@@ -27,7 +27,7 @@ reveal_type(per_thread_client)
 reveal_type(pooled_client)
 reveal_type(locked_client)
 reveal_type(per_thread_client.submit(b"x"))
-'''
+"""
 
 
 def test_reveal_type_is_the_client_type(tmp_path: Path) -> None:
@@ -38,14 +38,20 @@ def test_reveal_type_is_the_client_type(tmp_path: Path) -> None:
     stdout, stderr, status = api.run(
         [
             "--strict",
-            "--python-version", "3.11",
-            "--cache-dir", str(tmp_path / "mypy-cache"),
-            "--config-file", str(root / "pyproject.toml"),
+            "--python-version",
+            "3.11",
+            "--cache-dir",
+            str(tmp_path / "mypy-cache"),
+            "--config-file",
+            str(root / "pyproject.toml"),
             str(module),
         ]
     )
-    revealed = [line.split("Revealed type is ")[1] for line in stdout.splitlines()
-                if "Revealed type is" in line]
+    revealed = [
+        line.split("Revealed type is ")[1]
+        for line in stdout.splitlines()
+        if "Revealed type is" in line
+    ]
     assert revealed == [
         '"uses_safeclients.Client"',
         '"uses_safeclients.Client"',

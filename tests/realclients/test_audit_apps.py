@@ -36,7 +36,11 @@ def _audit(client: str, policy: str, backend: Backend) -> subprocess.CompletedPr
     }
     return subprocess.run(
         [sys.executable, "-m", "safeclients", "audit", module],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=AUDIT_TIMEOUT,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=AUDIT_TIMEOUT,
     )
 
 
@@ -45,8 +49,12 @@ def test_the_audit_flags_each_unsafe_global_with_its_profile(
     client: str, request: pytest.FixtureRequest
 ) -> None:
     backend: Backend = request.getfixturevalue(
-        {"mariadb": "mariadb", "postgresql": "postgresql", "rabbitmq": "rabbitmq",
-         "redis": "redis_server"}[CLIENTS[client].backend]
+        {
+            "mariadb": "mariadb",
+            "postgresql": "postgresql",
+            "rabbitmq": "rabbitmq",
+            "redis": "redis_server",
+        }[CLIENTS[client].backend]
     )
     unsafe = _audit(client, "unsafe", backend)
     assert unsafe.returncode == 1, unsafe.stdout + unsafe.stderr

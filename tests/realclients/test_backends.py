@@ -40,6 +40,7 @@ def _connect(server: Backend) -> tuple[Any, Callable[[], object], Callable[[], N
             with conn.cursor() as cur:
                 cur.execute("SELECT val FROM items WHERE id = %s", (5,))
                 return cur.fetchone()[0]
+
         return conn, query, conn.close
     if server.name == "postgresql":
         import psycopg2
@@ -50,6 +51,7 @@ def _connect(server: Backend) -> tuple[Any, Callable[[], object], Callable[[], N
             with conn.cursor() as cur:
                 cur.execute("SELECT val FROM items WHERE id = %s", (5,))
                 return cur.fetchone()[0]
+
         return conn, pg_query, conn.close
     if server.name == "rabbitmq":
         import pika
@@ -60,15 +62,22 @@ def _connect(server: Backend) -> tuple[Any, Callable[[], object], Callable[[], N
 
         def declare() -> object:
             return channel.queue_declare(queue="", exclusive=True).method.queue
+
         return conn, declare, conn.close
     import redis
 
-    conn = redis.Redis(**server.params, socket_timeout=10, single_connection_client=True,
-                       retry_on_error=[], retry=None)
+    conn = redis.Redis(
+        **server.params,
+        socket_timeout=10,
+        single_connection_client=True,
+        retry_on_error=[],
+        retry=None,
+    )
 
     def get() -> object:
         conn.set("launcher-key", "v")
         return conn.get("launcher-key")
+
     return conn, get, conn.close
 
 
@@ -132,7 +141,9 @@ def test_stop_leaves_no_pid(name: str) -> None:
     finally:
         server.close()
     alive = sorted(pid for pid in pids if _alive(pid))
-    assert alive == [], f"{name}: {len(alive)} of {len(pids)} PIDs still alive after close(): {alive}"
+    assert alive == [], (
+        f"{name}: {len(alive)} of {len(pids)} PIDs still alive after close(): {alive}"
+    )
     assert not scratch.exists(), f"{name}: {scratch} left behind"
 
 

@@ -35,8 +35,12 @@ from examples.support.backends import Backend
 
 pytestmark = pytest.mark.integration
 
-FIXTURE = {"mariadb": "mariadb", "postgresql": "postgresql", "rabbitmq": "rabbitmq",
-           "redis": "redis_server"}
+FIXTURE = {
+    "mariadb": "mariadb",
+    "postgresql": "postgresql",
+    "rabbitmq": "rabbitmq",
+    "redis": "redis_server",
+}
 UNSAFE_ATTEMPTS = 2
 
 RESULTS: list[CaseResult] = []
@@ -45,8 +49,7 @@ RESULTS: list[CaseResult] = []
 @pytest.mark.parametrize("server", SERVERS)
 @pytest.mark.parametrize("policy", POLICIES)
 @pytest.mark.parametrize("client", sorted(CLIENTS))
-def test_real_client(client: str, policy: str, server: str,
-                     request: pytest.FixtureRequest) -> None:
+def test_real_client(client: str, policy: str, server: str, request: pytest.FixtureRequest) -> None:
     spec = CLIENTS[client]
     backend: Backend = request.getfixturevalue(FIXTURE[spec.backend])
     attempts = UNSAFE_ATTEMPTS if policy == "unsafe" else 1
@@ -57,10 +60,12 @@ def test_real_client(client: str, policy: str, server: str,
             break
     RESULTS.append(result)
     assert not broken, (
-        f"{client} {policy} under {server}: " + "; ".join(broken)
+        f"{client} {policy} under {server}: "
+        + "; ".join(broken)
         + f"\n{HEADER}\n{result.row()}\nexamples before: {result.before.examples}"
         + f"\nexamples after the kill: {result.settled.examples or result.after.examples}"
-        + f"\napp server log (end):\n{result.log_tail[-1500:]}")
+        + f"\napp server log (end):\n{result.log_tail[-1500:]}"
+    )
 
 
 def results_table() -> str:

@@ -47,20 +47,44 @@ def call(path: str, query: str) -> tuple[str, dict[str, Any]]:
     return seen[0], json.loads(body)
 
 
-@pytest.mark.parametrize(("path", "query", "status", "field", "value"), [
-    ("/item", "n=3&token=abc", "200 OK", "echo", "echo-3-abc"),
-    ("/item", "n=3&token=abc", "200 OK", "token", "abc"),
-    ("/item", "n=3", "400 Bad Request", "error", "need ?n=<digits>&token=<text>; got n='3'"),
-    ("/item", "token=abc", "400 Bad Request", "error", "need ?n=<digits>&token=<text>; got n=''"),
-    ("/item", "n=-1&token=abc", "400 Bad Request", "error",
-     "need ?n=<digits>&token=<text>; got n='-1'"),
-    ("/item", "n=3&token=down", "503 Service Unavailable", "error",
-     "DriverDown: connection refused"),
-    ("/item", "n=3&token=corrupt", "500 Internal Server Error", "error",
-     "IndexError: pop from empty list"),
-    ("/nope", "", "404 Not Found", "error", "no route /nope"),
-    ("/stats", "", "200 OK", "stats", None),  # not a proxy: no stats
-])
+@pytest.mark.parametrize(
+    ("path", "query", "status", "field", "value"),
+    [
+        ("/item", "n=3&token=abc", "200 OK", "echo", "echo-3-abc"),
+        ("/item", "n=3&token=abc", "200 OK", "token", "abc"),
+        ("/item", "n=3", "400 Bad Request", "error", "need ?n=<digits>&token=<text>; got n='3'"),
+        (
+            "/item",
+            "token=abc",
+            "400 Bad Request",
+            "error",
+            "need ?n=<digits>&token=<text>; got n=''",
+        ),
+        (
+            "/item",
+            "n=-1&token=abc",
+            "400 Bad Request",
+            "error",
+            "need ?n=<digits>&token=<text>; got n='-1'",
+        ),
+        (
+            "/item",
+            "n=3&token=down",
+            "503 Service Unavailable",
+            "error",
+            "DriverDown: connection refused",
+        ),
+        (
+            "/item",
+            "n=3&token=corrupt",
+            "500 Internal Server Error",
+            "error",
+            "IndexError: pop from empty list",
+        ),
+        ("/nope", "", "404 Not Found", "error", "no route /nope"),
+        ("/stats", "", "200 OK", "stats", None),  # not a proxy: no stats
+    ],
+)
 def test_routes(path: str, query: str, status: str, field: str, value: object) -> None:
     got_status, body = call(path, query)
     assert (got_status, body[field]) == (status, value)

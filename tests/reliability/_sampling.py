@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import psutil
 
@@ -73,8 +74,9 @@ def read(pid: int) -> Sample | None:
     try:
         proc = psutil.Process(pid)
         with proc.oneshot():
-            return Sample(time.monotonic(), proc.num_fds(), proc.num_threads(),
-                          proc.memory_info().rss)
+            return Sample(
+                time.monotonic(), proc.num_fds(), proc.num_threads(), proc.memory_info().rss
+            )
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return None
 
@@ -87,8 +89,13 @@ class Sampler:
     Lives are kept in the order their pid was first seen.
     """
 
-    def __init__(self, master_pid: int, list_workers: Callable[[], list[int]] | None = None,
-                 *, interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        master_pid: int,
+        list_workers: Callable[[], list[int]] | None = None,
+        *,
+        interval: float = 0.5,
+    ) -> None:
         self.master = Life(master_pid)
         self.workers: dict[int, Life] = {}  # written by the sampler thread until __exit__ joins
         self._list_workers = list_workers or (lambda: children(master_pid))
@@ -127,8 +134,10 @@ class Sampler:
 def table(sampler: Sampler) -> str:
     """The figures, one line per process: samples, fds / threads / RSS at the first sample, in
     the middle third, and in the last third (peaks)."""
-    lines = [f"{'process':>16} {'n':>4} {'fds first/mid/last':>20} {'threads f/m/l':>15} "
-             f"{'rss MB first/mid/last':>24}"]
+    lines = [
+        f"{'process':>16} {'n':>4} {'fds first/mid/last':>20} {'threads f/m/l':>15} "
+        f"{'rss MB first/mid/last':>24}"
+    ]
     for name, life in [("master", sampler.master)] + [
         (f"worker {i + 1}", life) for i, life in enumerate(sampler.lives())
     ]:
@@ -138,12 +147,22 @@ def table(sampler: Sampler) -> str:
         if not life.samples[mid]:
             mid = last = slice(None)
 
-        def fig(metric: str, scale: int = 1) -> str:
-            return "/".join(f"{v / scale:.1f}" if scale > 1 else str(v) for v in (
-                getattr(life.samples[0], metric), life.peak(metric, mid), life.peak(metric, last)))
+        def fig(
+            metric: str, scale: int = 1, life: Any = life, mid: Any = mid, last: Any = last
+        ) -> str:
+            return "/".join(
+                f"{v / scale:.1f}" if scale > 1 else str(v)
+                for v in (
+                    getattr(life.samples[0], metric),
+                    life.peak(metric, mid),
+                    life.peak(metric, last),
+                )
+            )
 
-        lines.append(f"{name + ' ' + str(life.pid):>16} {len(life.samples):>4} "
-                     f"{fig('fds'):>20} {fig('threads'):>15} {fig('rss', MB):>24}")
+        lines.append(
+            f"{name + ' ' + str(life.pid):>16} {len(life.samples):>4} "
+            f"{fig('fds'):>20} {fig('threads'):>15} {fig('rss', MB):>24}"
+        )
     return "\n".join(lines)
 
 
@@ -155,18 +174,24 @@ def summary(sampler: Sampler, *, generation: int) -> str:
     first, last = lives[:generation], lives[-generation:]
 
     def peaks(group: list[Life]) -> str:
-        return (f"fds {max(life.peak('fds') for life in group)}, "
-                f"threads {max(life.peak('threads') for life in group)}, "
-                f"rss {max(life.peak('rss') for life in group) / MB:.1f} MB")
+        return (
+            f"fds {max(life.peak('fds') for life in group)}, "
+            f"threads {max(life.peak('threads') for life in group)}, "
+            f"rss {max(life.peak('rss') for life in group) / MB:.1f} MB"
+        )
 
     judged = [life for life in lives if len(life.samples) >= MIN_SAMPLES]
-    growth = {m: max((life.peak(m, life.thirds()[1]) - _base(life, m) for life in judged),
-                     default=0) for m in ("fds", "threads", "rss")}
-    return (f"{len(lives)} worker lives; first {generation}: {peaks(first)}; last {generation}: "
-            f"{peaks(last)}; largest growth within a life ({len(judged)} judged): fds "
-            f"{growth['fds']:+d}, threads {growth['threads']:+d}, rss "
-            f"{growth['rss'] / 1024:+.0f} KB; master fds {sampler.master.peak('fds')}, "
-            f"rss {sampler.master.peak('rss') / MB:.1f} MB")
+    growth = {
+        m: max((life.peak(m, life.thirds()[1]) - _base(life, m) for life in judged), default=0)
+        for m in ("fds", "threads", "rss")
+    }
+    return (
+        f"{len(lives)} worker lives; first {generation}: {peaks(first)}; last {generation}: "
+        f"{peaks(last)}; largest growth within a life ({len(judged)} judged): fds "
+        f"{growth['fds']:+d}, threads {growth['threads']:+d}, rss "
+        f"{growth['rss'] / 1024:+.0f} KB; master fds {sampler.master.peak('fds')}, "
+        f"rss {sampler.master.peak('rss') / MB:.1f} MB"
+    )
 
 
 @dataclass(frozen=True)
@@ -191,8 +216,9 @@ def _base(life: Life, metric: str) -> int:
     return life.low(metric, mid) if metric == "rss" else life.peak(metric, mid)
 
 
-def growth_problems(sampler: Sampler, *, generation: int, slack: Slack,
-                    min_samples: int = MIN_SAMPLES) -> list[str]:
+def growth_problems(
+    sampler: Sampler, *, generation: int, slack: Slack, min_samples: int = MIN_SAMPLES
+) -> list[str]:
     """Sentences naming every figure that grew beyond ``slack``; empty when all are flat.
 
     ``generation`` is the number of workers the server runs: the first ``generation`` lives are
@@ -214,17 +240,22 @@ def growth_problems(sampler: Sampler, *, generation: int, slack: Slack,
                 problems.append(
                     f"pid {life.pid}: {metric} peaked at {life.peak(metric, last)} in the last "
                     f"third of its {len(life.samples)} samples, above {limit} (middle third "
-                    f"{_base(life, metric)} + slack)")
+                    f"{_base(life, metric)} + slack)"
+                )
     first, later = lives[:generation], lives[generation:]
     if first:
         base = {m: max(life.peak(m) for life in first) for m in ("fds", "threads", "rss")}
-        limits = {"fds": base["fds"] + slack.fds, "threads": base["threads"] + slack.threads,
-                  "rss": slack.rss_limit(base["rss"])}
+        limits = {
+            "fds": base["fds"] + slack.fds,
+            "threads": base["threads"] + slack.threads,
+            "rss": slack.rss_limit(base["rss"]),
+        }
         for index, life in enumerate(later, start=generation + 1):
             for metric, limit in limits.items():
                 if life.peak(metric) > limit:
                     problems.append(
                         f"worker {index} (pid {life.pid}): {metric} peaked at "
                         f"{life.peak(metric)}, above {limit} (first workers' peak "
-                        f"{base[metric]} + slack)")
+                        f"{base[metric]} + slack)"
+                    )
     return problems

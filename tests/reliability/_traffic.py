@@ -17,7 +17,6 @@ from __future__ import annotations
 import http.client
 import itertools
 import json
-import socket
 import threading
 import time
 import urllib.parse
@@ -66,8 +65,11 @@ def _json(body: bytes) -> Any:
 def _answers(body: bytes, payload: str) -> bool:
     """Whether ``body`` is the app's answer to ``payload``: echoed, and reversed as the result."""
     doc = _json(body)
-    return (isinstance(doc, dict) and doc.get("payload") == payload
-            and doc.get("result") == payload[::-1])
+    return (
+        isinstance(doc, dict)
+        and doc.get("payload") == payload
+        and doc.get("result") == payload[::-1]
+    )
 
 
 def _has_json_error(body: bytes) -> bool:
@@ -83,7 +85,7 @@ def fetch(base_url: str, path: str, *, timeout: float) -> tuple[int | None, byte
         conn.request("GET", path, headers={"Connection": "close"})
         response = conn.getresponse()
         return response.status, response.read(), ""
-    except (socket.timeout, TimeoutError) as exc:
+    except TimeoutError as exc:
         return None, b"", f"timeout: {exc!r}"
     except (OSError, http.client.HTTPException) as exc:
         return None, b"", f"{type(exc).__name__}: {exc}"
@@ -133,7 +135,13 @@ class Load:
     """
 
     def __init__(
-        self, base_url: str, *, concurrency: int, limit: int, timeout: float, prefix: str,
+        self,
+        base_url: str,
+        *,
+        concurrency: int,
+        limit: int,
+        timeout: float,
+        prefix: str,
         keep_ok: bool = True,
     ) -> None:
         self._keep_ok = keep_ok

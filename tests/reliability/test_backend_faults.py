@@ -54,10 +54,14 @@ REQUEST_TIMEOUT = 20.0
 SLOW_SECONDS, JOB_TIMEOUT = 2.5, 4.0
 #: Requests sent once the orphaned job is done, to reach every client instance.
 AFTER_REQUESTS = 1000
+
+
 def _served(policy: str, address: str, **env: str) -> ServerProcess:
     """The Gearman app of ``policy`` on our server, 2 workers x 8 threads, using ``address``."""
     return ServerProcess(
-        f"examples.gearman.app_{policy}:application", workers=WORKERS, threads=THREADS,
+        f"examples.gearman.app_{policy}:application",
+        workers=WORKERS,
+        threads=THREADS,
         env={"GEARMAN_SERVERS": address, **env},
     )
 
@@ -96,8 +100,9 @@ def test_gearmand_killed_and_restarted_under_load(
         assert tally(warm)["ok"] == CONCURRENCY, f"warm-up failed: {_describe(warm)}"
         before = _stat_totals(stats_by_pid(srv.url, srv.worker_pids()))
 
-        load = Load(srv.url, concurrency=CONCURRENCY, limit=100_000, timeout=REQUEST_TIMEOUT,
-                    prefix=policy).start()
+        load = Load(
+            srv.url, concurrency=CONCURRENCY, limit=100_000, timeout=REQUEST_TIMEOUT, prefix=policy
+        ).start()
         try:
             assert load.wait_done(200, timeout=60.0), "the load did not get going within 60 s"
             killed_at = time.monotonic()
@@ -117,10 +122,12 @@ def test_gearmand_killed_and_restarted_under_load(
         late = [o for o in outcomes if o.started >= restarted_at + RECOVERY]
         recovered_after = max((o.started - restarted_at for o in failed), default=0.0)
         slowest_failure = max((o.elapsed for o in failed), default=0.0)
-        print(f"\n[{policy}] {len(outcomes)} requests {counts}; outage requests {len(outage)}, "
-              f"slowest failure {slowest_failure:.2f}s, last failure started "
-              f"{recovered_after:+.2f}s after the restart, {len(late)} requests after "
-              f"restart+{RECOVERY:.0f}s")
+        print(
+            f"\n[{policy}] {len(outcomes)} requests {counts}; outage requests {len(outage)}, "
+            f"slowest failure {slowest_failure:.2f}s, last failure started "
+            f"{recovered_after:+.2f}s after the restart, {len(late)} requests after "
+            f"restart+{RECOVERY:.0f}s"
+        )
 
         wrong = [o for o in failed if o.kind == "wrong"]
         assert not wrong, f"{len(wrong)} wrong results: {_describe(wrong)}"
@@ -132,18 +139,20 @@ def test_gearmand_killed_and_restarted_under_load(
         assert late, "no request was sent after the recovery bound"
         assert recovered_after <= RECOVERY, (
             f"a request started {recovered_after:.2f}s after the restart still failed "
-            f"(bound {RECOVERY}s): {_describe([o for o in failed if o.started >= restarted_at])}")
+            f"(bound {RECOVERY}s): {_describe([o for o in failed if o.started >= restarted_at])}"
+        )
 
         after = _stat_totals(stats_by_pid(srv.url, srv.worker_pids()))
         print(f"[{policy}] client instances over both workers: before {before}, after {after}")
         assert after["discarded"] > before["discarded"] or after["created"] > before["created"], (
-            f"no broken instance was discarded or replaced: before {before}, after {after}")
+            f"no broken instance was discarded or replaced: before {before}, after {after}"
+        )
 
         final = burst(srv.url, CONCURRENCY, timeout=REQUEST_TIMEOUT, prefix="after")
         assert tally(final)["ok"] == CONCURRENCY, (
             f"after the fault, {CONCURRENCY} concurrent requests did not all succeed: "
-            f"{tally(final)}; {_describe([o for o in final if o.kind != 'ok'])}")
-
+            f"{tally(final)}; {_describe([o for o in final if o.kind != 'ok'])}"
+        )
 
 
 class SlowWorkers:
@@ -160,12 +169,25 @@ class SlowWorkers:
         """Start missing workers; return once ``count`` have registered ``reverse``."""
         self.procs = [p for p in self.procs if p.poll() is None]
         while len(self.procs) < self.count:
-            self.procs.append(subprocess.Popen(
-                [sys.executable, "-m", "tests.reliability.slow_worker",
-                 "--servers", self.server.address],
-                cwd=REPO_ROOT, stdin=subprocess.DEVNULL, start_new_session=True))
-        _poll(lambda: self.server.registered_workers() >= self.count, 30.0,
-              f"{self.count} slow workers to register")
+            self.procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "tests.reliability.slow_worker",
+                        "--servers",
+                        self.server.address,
+                    ],
+                    cwd=REPO_ROOT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
+        _poll(
+            lambda: self.server.registered_workers() >= self.count,
+            30.0,
+            f"{self.count} slow workers to register",
+        )
 
     def kill_one(self) -> None:
         """SIGKILL one live worker by PID and reap it."""
@@ -226,8 +248,8 @@ def test_worker_killed_mid_job(policy: str, slow_backend: SlowWorkers) -> None:
         slow: list[Outcome] = []
         payload = f"sleep:{SLOW_SECONDS}:{policy}"
         sender = threading.Thread(
-            target=lambda: slow.append(job(srv.url, payload, timeout=REQUEST_TIMEOUT)),
-            daemon=True)
+            target=lambda: slow.append(job(srv.url, payload, timeout=REQUEST_TIMEOUT)), daemon=True
+        )
         sender.start()
         _poll(lambda: _jobs(server)[1] >= 1, 30.0, "the slow job to be running")
         slow_backend.kill_one()
@@ -242,9 +264,16 @@ def test_worker_killed_mid_job(policy: str, slow_backend: SlowWorkers) -> None:
         _poll(lambda: _jobs(server) == (0, 0), 30.0, "the re-queued slow job to finish")
         # Enough requests that every request thread (so every per-thread client, and the one
         # that gave up) serves some: 32 clients keep all 16 threads busy.
-        load = Load(srv.url, concurrency=CONCURRENCY, limit=AFTER_REQUESTS,
-                    timeout=REQUEST_TIMEOUT, prefix="after", keep_ok=False).start()
+        load = Load(
+            srv.url,
+            concurrency=CONCURRENCY,
+            limit=AFTER_REQUESTS,
+            timeout=REQUEST_TIMEOUT,
+            prefix="after",
+            keep_ok=False,
+        ).start()
         load.wait_done(AFTER_REQUESTS, timeout=120.0)
         failed = load.stop()
         assert load.counts()["ok"] == AFTER_REQUESTS, (
-            f"after the worker died, requests failed: {load.counts()}; {_describe(failed)}")
+            f"after the worker died, requests failed: {load.counts()}; {_describe(failed)}"
+        )

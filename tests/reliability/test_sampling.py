@@ -20,8 +20,9 @@ def _sampler(*lives: list[tuple[int, int, int]]) -> Sampler:
     """A Sampler that never ran, filled with lives of (fds, threads, rss MB) readings."""
     sampler = Sampler(master_pid=1, list_workers=list)
     for pid, readings in enumerate(lives, start=100):
-        sampler.workers[pid] = Life(pid, [Sample(float(t), f, th, r * MB)
-                                          for t, (f, th, r) in enumerate(readings)])
+        sampler.workers[pid] = Life(
+            pid, [Sample(float(t), f, th, r * MB) for t, (f, th, r) in enumerate(readings)]
+        )
     return sampler
 
 
@@ -45,13 +46,16 @@ def test_growth_problems_table(lives: list[list[tuple[int, int, int]]], metrics:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("app,leaks", [("tests.reliability.leaky_app:application", True),
-                                       ("tests.server.apps:hello_raw", False)])
+@pytest.mark.parametrize(
+    "app,leaks",
+    [("tests.reliability.leaky_app:application", True), ("tests.server.apps:hello_raw", False)],
+)
 def test_live_leak_is_seen(app: str, leaks: bool) -> None:
     with ServerProcess(app, workers=2, threads=4, args=["--max-requests", "1000"]) as srv:
         with Sampler(srv.pid, interval=0.05) as sampler:
-            load = Load(srv.url, concurrency=8, limit=5000, timeout=10.0, prefix="leak",
-                        keep_ok=False).start()
+            load = Load(
+                srv.url, concurrency=8, limit=5000, timeout=10.0, prefix="leak", keep_ok=False
+            ).start()
             assert load.wait_done(5000, timeout=120.0), f"load stalled: {load.counts()}"
             load.stop()
     problems = growth_problems(sampler, generation=2, slack=SLACK)

@@ -40,15 +40,26 @@ WORKERS, THREADS, CONCURRENCY = 2, 8, 32
 #: one Gearman connection being replaced per thread (measured: up to +9 between two thirds of a
 #: life over a 200,000-request run). A leak of one fd per 100 requests still shows 50 a life.
 SLACK = Slack(fds=2 * THREADS + 2)
+
+
 def _soak(policy: str, address: str, *, total: int, max_requests: int, interval: float) -> None:
     with ServerProcess(
-        f"examples.gearman.app_{policy}:application", workers=WORKERS, threads=THREADS,
-        args=["--max-requests", str(max_requests)], env={"GEARMAN_SERVERS": address},
+        f"examples.gearman.app_{policy}:application",
+        workers=WORKERS,
+        threads=THREADS,
+        args=["--max-requests", str(max_requests)],
+        env={"GEARMAN_SERVERS": address},
     ) as srv:
         started = time.monotonic()
         with Sampler(srv.pid, interval=interval) as sampler:
-            load = Load(srv.url, concurrency=CONCURRENCY, limit=total, timeout=30.0,
-                        prefix=policy, keep_ok=False).start()
+            load = Load(
+                srv.url,
+                concurrency=CONCURRENCY,
+                limit=total,
+                timeout=30.0,
+                prefix=policy,
+                keep_ok=False,
+            ).start()
             try:
                 # Bound: 20 requests/s at the very least, i.e. a stall, not a slow box.
                 finished = load.wait_done(total, timeout=60.0 + total / 20)
@@ -57,8 +68,10 @@ def _soak(policy: str, address: str, *, total: int, max_requests: int, interval:
         elapsed = time.monotonic() - started
         counts = load.counts()
         lives = sampler.lives()
-        print(f"\n[{policy}] {total} requests, --max-requests {max_requests}: {counts} in "
-              f"{elapsed:.0f} s ({total / elapsed:.0f} req/s); {len(lives)} worker lives sampled")
+        print(
+            f"\n[{policy}] {total} requests, --max-requests {max_requests}: {counts} in "
+            f"{elapsed:.0f} s ({total / elapsed:.0f} req/s); {len(lives)} worker lives sampled"
+        )
         print(table(sampler))
         print(f"[{policy}] {summary(sampler, generation=WORKERS)}")
 

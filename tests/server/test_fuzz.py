@@ -119,8 +119,10 @@ def mutated(draw: st.DrawFn) -> bytes:
                 [
                     b"GET /a?b=c HTTP/1.1\r\nHost: x\r\n\r\n",
                     b"POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
-                    b"POST /p HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
-                    b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /2 HTTP/1.1\r\nHost: t\r\n\r\n",
+                    b"POST /p HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"3\r\nabc\r\n0\r\n\r\n",
+                    b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+                    b"GET /2 HTTP/1.1\r\nHost: t\r\n\r\n",
                 ]
             )
         )

@@ -187,7 +187,8 @@ BAD = [
     (b"GET / HTTP/1.1\r\nHost: t\r\nX: a\x00b\r\n\r\n", 400),
     (b"GET / HTTP/1.1\r\nHost: t\r\nX: a\rb\r\n\r\n", 400),
     (
-        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"0\r\n\r\n",
         400,
     ),
     (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
@@ -344,7 +345,7 @@ def test_logs_escape_control_characters(live: ServerProcess) -> None:
     get(live.host, live.port, "/boom/%1b%5b31mFORGED%0d%0aFAKE-LINE")
     line = live.wait_for_log(r"application error on GET /boom/", after=mark, timeout=10).string
     assert "\x1b" not in line and "\\x1b" in line
-    assert not any(l.startswith("FAKE-LINE") for l in live.log_text().splitlines())
+    assert not any(log_line.startswith("FAKE-LINE") for log_line in live.log_text().splitlines())
 
 
 def test_access_log_line(live: ServerProcess) -> None:

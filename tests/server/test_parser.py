@@ -56,7 +56,8 @@ VALID = [
     ),
     (
         "chunked",
-        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
         "POST",
         b"/",
         "1.1",
@@ -65,7 +66,8 @@ VALID = [
     ),
     (
         "chunk-extension",
-        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3;x=y\r\nabc\r\n0\r\n\r\n",
         "POST",
         b"/",
         "1.1",
@@ -74,7 +76,8 @@ VALID = [
     ),
     (
         "trailer",
-        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\nX-T: 1\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"1\r\na\r\n0\r\nX-T: 1\r\n\r\n",
         "POST",
         b"/",
         "1.1",
@@ -130,12 +133,14 @@ INVALID = [
     ("bare-cr", b"GET / HTTP/1.1\r\nHost: t\r\nX: a\rb\r\n\r\n", errors.BadRequest),
     (
         "cl-and-te",
-        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"0\r\n\r\n",
         errors.BadRequest,
     ),
     (
         "te-and-cl",
-        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
+        b"0\r\n\r\n",
         errors.BadRequest,
     ),
     (
@@ -156,7 +161,8 @@ INVALID = [
     ),
     (
         "te-chunked-twice",
-        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n",
         errors.BadRequest,
     ),
     (
@@ -230,7 +236,11 @@ def test_unterminated_header_is_bounded_even_unparsed() -> None:
 
 
 def test_pipelined_requests_come_out_in_order() -> None:
-    raw = b"GET /1 HTTP/1.1\r\nHost: t\r\n\r\nPOST /2 HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nokGET /3 HTTP/1.1\r\nHost: t\r\n\r\n"
+    raw = (
+        b"GET /1 HTTP/1.1\r\nHost: t\r\n\r\n"
+        b"POST /2 HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nok"
+        b"GET /3 HTTP/1.1\r\nHost: t\r\n\r\n"
+    )
     for split in (None, 1, 5):
         requests = parse_all(raw, split=split)
         assert [r.target for r in requests] == [b"/1", b"/2", b"/3"]
@@ -270,7 +280,8 @@ def test_in_head_tracks_a_partial_request() -> None:
 def test_upgrade_request_is_served_then_the_rest_ignored() -> None:
     parser = RequestParser(**LIMITS)
     parser.feed(
-        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x05hello"
+        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+        b"\x81\x05hello"
     )
     request = parser.next_request()
     assert request is not None and request.upgrade

@@ -11,7 +11,6 @@ import threading
 import time
 
 import psutil  # type: ignore[import-untyped]
-
 import pytest
 
 from server import logs

@@ -7,6 +7,7 @@ factory is not seen as the client type.
 from __future__ import annotations
 
 import sqlite3
+
 from typing_extensions import assert_type
 
 import safeclients
