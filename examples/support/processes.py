@@ -30,7 +30,7 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, ClassVar, Union
+from typing import IO, Any, ClassVar
 
 HOST = "127.0.0.1"
 PORT_LOW = 20000  # below it: well-known services a developer's machine may run
@@ -40,7 +40,7 @@ STOP_TIMEOUT = 10.0  # seconds to wait for a signalled process, and again after 
 
 #: Where a daemon's stdout goes: a ``subprocess`` constant, an open binary file, or a log file
 #: path (opened for appending).
-Output = Union[int, IO[bytes], Path]
+Output = int | IO[bytes] | Path
 
 
 def ephemeral_low() -> int:

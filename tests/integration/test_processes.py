@@ -17,8 +17,17 @@ from pathlib import Path
 import pytest
 
 from examples.support.processes import (
-    HOST, PORT_HIGH, PORT_LOW, ephemeral_low, free_ports, port_answers, read_log, start_daemon,
-    stop_process, wait_until)
+    HOST,
+    PORT_HIGH,
+    PORT_LOW,
+    ephemeral_low,
+    free_ports,
+    port_answers,
+    read_log,
+    start_daemon,
+    stop_process,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
