@@ -2,7 +2,8 @@
 
 The launchers live in ``examples/support/`` (importable without pytest, so examples and
 benchmarks use them too); this file only wraps them in fixtures, so every test directory can use
-them. Fixtures for the real database/broker backends are in ``tests/realclients/conftest.py``.
+them. Fixtures for the real database/broker backends are in ``tests/realclients/conftest.py``,
+except ``redis_server``, which ``tests/green`` uses too and so lives here.
 Each fixture runs in the pytest process (main thread) and stops its daemon by PID at the end of
 the session.
 """
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from examples.support.backends import Redis
 from examples.support.gearmand import Gearmand, Workers, start_gearmand, start_workers
 from examples.support.memcached import Memcached
 
@@ -46,3 +48,16 @@ def memcached() -> Iterator[Memcached]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Redis]:
+    """A ``redis-server`` for the whole session (``examples.support.backends.Redis``): the green
+    async-client proofs and the real-client tests share it. A missing binary is a failure whose
+    message says to run ``scripts/bootstrap.sh``."""
+    server = Redis()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()

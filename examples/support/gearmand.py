@@ -9,7 +9,8 @@ gearmand, and accept the port only when the admin command ``getpid`` over that p
 our child's PID (so it is not someone else's server). On a collision gearmand does
 not exit, it retries ``bind`` for ~20 s; we kill it by PID and try another port (bounded).
 
-Everything runs in the test (or demo) process; every child is stopped by its PID. The pid file
+Everything runs in the test (or demo) process, in the calling thread; every child runs in its own
+session and is stopped by its PID, then its group (:mod:`examples.support.processes`). The pid file
 and log file live in a private temporary directory (never in the repository; never ``/dev/null``:
 gearmand deletes its pid file on shutdown).
 
@@ -19,19 +20,19 @@ fixtures (``tests/conftest.py``); ``examples/demo.py`` and the benchmarks call t
 
 from __future__ import annotations
 
-import os
-import random
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from examples.gearman.worker import client_id
+
+from . import processes
+from .processes import Daemon, read_log, start_daemon, stop_process
 
 GEARMAND = shutil.which("gearmand") or "/usr/sbin/gearmand"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -46,88 +47,35 @@ class GearmandError(RuntimeError):
 
 def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll ``predicate`` (an external process's state: no event to wait on) until true."""
-    deadline = time.monotonic() + timeout
-    delay = 0.01
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise GearmandError(f"timed out after {timeout:.1f} s waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.2)
-
-
-def _ephemeral_low() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def _port_answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _candidate_port(host: str) -> int:
-    """A random port below the ephemeral range that nothing answers on right now."""
-    low, high = 20000, max(20001, _ephemeral_low() - 1)
-    for _ in range(50):
-        port = random.randint(low, high)
-        if not _port_answers(host, port):
-            return port
-    raise GearmandError(f"no free port found between {low} and {high} after 50 tries")
+    processes.wait_until(predicate, timeout, what, error=GearmandError, max_delay=0.2)
 
 
 def _stop_pid(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    """Signal ``proc`` by PID, wait, SIGKILL if it does not go. Idempotent."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.kill(proc.pid, sig)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=STOP_TIMEOUT)
+    """Signal ``proc`` by PID, wait, then SIGKILL its group if it does not go. Idempotent."""
+    stop_process(proc, sig=sig, timeout=STOP_TIMEOUT)
 
 
-class Gearmand:
-    """One gearmand child process on 127.0.0.1 (runs in the test / demo process)."""
+class Gearmand(Daemon):
+    """One gearmand child process on 127.0.0.1 (runs in the test / demo process).
+
+    ``address``, ``pid`` and ``is_running()`` come from :class:`~examples.support.processes.Daemon`.
+    """
+
+    name = "gearmand"
+    failure = GearmandError
 
     def __init__(self, host: str = "127.0.0.1", threads: int = 2) -> None:
-        self.host = host
-        self.port = 0
+        super().__init__(host)
         self.threads = threads
         self._dir = tempfile.mkdtemp(prefix="safeclients-gearmand-")
-        self._proc: subprocess.Popen[bytes] | None = None
 
-    # -- addresses ---------------------------------------------------------------------------
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        if self._proc is None:
-            raise GearmandError("gearmand is not running")
-        return self._proc.pid
-
+    # -- log ---------------------------------------------------------------------------------
     @property
     def log_path(self) -> Path:
         return Path(self._dir) / "gearmand.log"
 
     def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return read_log(self.log_path)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> Gearmand:
@@ -139,7 +87,7 @@ class Gearmand:
                 raise GearmandError(f"gearmand could not listen again on port {self.port}")
             return self
         for _ in range(PORT_ATTEMPTS):
-            port = _candidate_port(self.host)
+            port = processes.free_port(self.host, error=GearmandError)
             if self._try_port(port):
                 return self
             self.port = 0
@@ -155,8 +103,7 @@ class Gearmand:
             f"--pid-file={Path(self._dir) / 'gearmand.pid'}",
             "--verbose=WARNING",  # INFO logs every connect and disconnect: megabytes per test run
         ]
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
+        proc = start_daemon(cmd)  # stdout and stderr to /dev/null: it logs to --log-file
         self.port = port
         owner: list[str] = []
 
@@ -183,15 +130,11 @@ class Gearmand:
 
     def kill(self) -> None:
         """SIGKILL gearmand (a crash, as seen by clients); :meth:`start` brings it back on the same port."""
-        if self._proc is not None:
-            _stop_pid(self._proc, signal.SIGKILL)
-            self._proc = None
+        self._stop_daemon(signal.SIGKILL, STOP_TIMEOUT)
 
     def stop(self) -> None:
-        """SIGTERM gearmand and wait; SIGKILL if it hangs."""
-        if self._proc is not None:
-            _stop_pid(self._proc)
-            self._proc = None
+        """SIGTERM gearmand by PID and wait; SIGKILL its group if it hangs. Idempotent."""
+        self._stop_daemon(signal.SIGTERM, STOP_TIMEOUT)
 
     def restart(self) -> Gearmand:
         self.stop()
@@ -274,9 +217,7 @@ class Workers:
     def _spawn(self) -> None:
         cmd = [sys.executable, "-m", "examples.gearman.worker",
                "--servers", ",".join(s.address for s in self.servers)]
-        self._procs.append(subprocess.Popen(
-            cmd, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
-            start_new_session=True))
+        self._procs.append(start_daemon(cmd, output=self._log, cwd=REPO_ROOT))
 
     def ensure(self) -> Workers:
         """Restart missing workers; return when ``count`` of them are registered at gearmand."""

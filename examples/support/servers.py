@@ -4,9 +4,13 @@ Both bind port 0 and log the port they got: uWSGI says ``bound to TCP address 12
 (port auto-assigned)``, gunicorn says ``Listening at: http://127.0.0.1:PORT``. A reader thread
 drains the child's output into memory and wakes waiters on every line, so readiness is read from
 the log (the port line, then one "worker booted" line per worker), then confirmed by one HTTP
-request to ``/health``. Each server runs in its own session: :meth:`ExternalServer.stop` signals
-the master by PID (uWSGI runs with ``--die-on-term`` so SIGTERM means "stop"), waits, and then
-SIGKILLs the whole process group so no worker outlives a test.
+request to ``/health``. Each server runs in its own session
+(:func:`examples.support.processes.start_daemon`): :meth:`ExternalServer.stop` signals the master
+by PID (uWSGI runs with ``--die-on-term`` so SIGTERM means "stop"), waits, and then SIGKILLs the
+whole process group so no worker outlives a test (:func:`~examples.support.processes.stop_process`).
+
+Runs in the calling process: ``start()`` and ``stop()`` block the calling thread; one daemon
+thread per server (``<name>-log``) reads the child's output.
 
     with uwsgi_server("examples.gearman.app_unsafe:application", env=...) as srv:
         srv.url, srv.port, srv.pid, srv.worker_pids(), srv.log_text()
@@ -17,7 +21,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,6 +33,8 @@ from pathlib import Path
 from types import TracebackType
 
 import psutil
+
+from .processes import start_daemon, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -119,9 +124,8 @@ class ExternalServer:
                 time.sleep(0.1)  # polling an external process, bounded by the deadline
 
     def start(self) -> ExternalServer:
-        self._proc = subprocess.Popen(
-            self.command, cwd=REPO_ROOT, env=self.env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        self._proc = start_daemon(self.command, output=subprocess.PIPE, cwd=REPO_ROOT,
+                                  env=self.env)
         self.pid = self._proc.pid
         threading.Thread(target=self._read_output, name=f"{self.name}-log", daemon=True).start()
         deadline = time.monotonic() + START_TIMEOUT
@@ -139,19 +143,8 @@ class ExternalServer:
         if proc is None:
             return
         try:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    pass
+            stop_process(proc, timeout=STOP_TIMEOUT)  # leftover workers too: it kills the group
         finally:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)  # leftover workers, whatever the master did
-            except ProcessLookupError:
-                pass
-            if proc.poll() is None:
-                proc.wait(timeout=STOP_TIMEOUT)
             if self.scratch is not None:
                 shutil.rmtree(self.scratch, ignore_errors=True)
 

@@ -1,135 +1,24 @@
-"""Real servers for the async-client proofs: a session ``redis-server`` and a local HTTP/1.1
-keep-alive server that counts its open connections.
-
-``redis-server`` (Debian's package; ``scripts/bootstrap.sh`` installs it) cannot be told to bind
-port 0 and report it, so, as for gearmand, the fixture picks a random port below the kernel's
-ephemeral range that nothing answers on, starts ``redis-server --port P --save '' --appendonly
-no``, waits for a real ``PING`` and accepts the port only when ``INFO server`` names our
-child's PID (bounded attempts). It is stopped by PID when the session ends. (Another branch adds
-a launcher in ``examples/support/redis.py``; this fixture is the stand-in until it lands.)
+"""Real servers for the async-client proofs: a local HTTP/1.1 keep-alive server that counts its
+open connections. The session ``redis-server`` is ``tests/conftest.py``'s ``redis_server``
+(the launcher in ``examples/support/backends/redis.py``, shared with ``tests/realclients``);
+its ``connection_count(name)`` and ``wait_connection_count(expected, name)`` count connections by
+client name.
 
 The HTTP server runs in a thread of the test process on port 0; its ``open_connections`` drops
-when a client closes its keep-alive connection (the handler sees EOF), and ``wait_closed``
+when a client closes its keep-alive connection (the handler sees EOF), and ``wait_open``
 waits for that on a condition, with a timeout.
 """
 
 from __future__ import annotations
 
 import http.server
-import random
-import shutil
-import socket
-import subprocess
 import threading
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-READY_TIMEOUT = 10.0
-PORT_ATTEMPTS = 6
 STOP_TIMEOUT = 10.0
-
-
-def _ephemeral_low() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-class RedisServer:
-    """One ``redis-server`` child on 127.0.0.1; ``client_count()`` counts its connections."""
-
-    def __init__(self) -> None:
-        self.port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> RedisServer:
-        import redis
-
-        low, high = 20000, min(32767, _ephemeral_low() - 1)
-        for _ in range(PORT_ATTEMPTS):
-            port = random.randint(low, high)
-            if _answers(port):
-                continue
-            proc = subprocess.Popen(
-                [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--daemonize", "no"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + READY_TIMEOUT
-            while proc.poll() is None and time.monotonic() < deadline:
-                try:
-                    admin = redis.Redis(port=port, socket_timeout=1.0)
-                    if admin.ping() and int(admin.info("server")["process_id"]) == proc.pid:
-                        admin.close()
-                        self.port, self.proc = port, proc
-                        return self
-                    break  # someone else's server on that port
-                except redis.exceptions.ConnectionError:
-                    time.sleep(0.05)  # an external process starting: no event to wait on
-            self._kill(proc)
-        raise RuntimeError(f"redis-server did not start on any of {PORT_ATTEMPTS} random ports")
-
-    @staticmethod
-    def _kill(proc: subprocess.Popen[bytes]) -> None:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=STOP_TIMEOUT)
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            self._kill(proc)
-
-    def client_count(self, name: str | None = None) -> int:
-        """Connections the server holds (``CLIENT LIST``), not counting the one asking; with
-        ``name``, only those that set that client name."""
-        import redis
-
-        admin = redis.Redis(port=self.port, socket_timeout=5.0)
-        try:
-            me = admin.client_id()
-            return sum(1 for c in admin.client_list()
-                       if int(c["id"]) != me and (name is None or c.get("name") == name))
-        finally:
-            admin.close()
-
-    def wait_count(self, expected: int, name: str | None = None, timeout: float = 5.0) -> int:
-        """``client_count()`` once it equals ``expected`` (or at the deadline): the server drops
-        a closed connection on its next event-loop turn."""
-        deadline = time.monotonic() + timeout
-        while True:
-            count = self.client_count(name)
-            if count == expected or time.monotonic() > deadline:
-                return count
-            time.sleep(0.02)  # polling an external process, bounded by the deadline
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    if not Path(REDIS_SERVER).exists():
-        pytest.skip("redis-server is not installed (scripts/bootstrap.sh installs it)")
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

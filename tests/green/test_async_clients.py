@@ -26,7 +26,8 @@ from typing import Any
 import pytest
 
 import safeclients
-from tests.green.conftest import CountingHTTPServer, RedisServer
+from examples.support.backends import Redis
+from tests.green.conftest import CountingHTTPServer
 
 pytestmark = pytest.mark.integration
 redis_asyncio = pytest.importorskip("redis.asyncio")
@@ -132,7 +133,7 @@ SHAPES = ("threads", "sequential")
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_redis_unwrapped_global_fails(shape: str, redis_server: RedisServer) -> None:
+def test_redis_unwrapped_global_fails(shape: str, redis_server: Redis) -> None:
     client = redis_asyncio.Redis(port=redis_server.port, socket_timeout=5)
     tally = run_shape(shape, client, redis_op)
     print(f"\n| redis.asyncio | {shape} | unwrapped global | {tally} |")
@@ -141,7 +142,7 @@ def test_redis_unwrapped_global_fails(shape: str, redis_server: RedisServer) -> 
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_redis_per_loop(shape: str, redis_server: RedisServer) -> None:
+def test_redis_per_loop(shape: str, redis_server: Redis) -> None:
     name = f"per-loop-{uuid.uuid4().hex[:8]}"  # counted apart from the unwrapped runs' leftovers
 
     @safeclients.per_loop
@@ -151,7 +152,7 @@ def test_redis_per_loop(shape: str, redis_server: RedisServer) -> None:
     tally = run_shape(shape, client, redis_op)
     assert tally.counts["ok"] == expected_ops(shape) and tally.errors == 0, tally
     assert tally.counts["wrong"] == 0, tally
-    left = redis_server.wait_count(0, name)
+    left = redis_server.wait_connection_count(0, name)
     stats = safeclients.stats(client)
     print(f"\n| redis.asyncio | {shape} | per_loop | {tally} | open after: {left} | {stats} |")
     assert left == 0, f"{left} redis connections left open after the loops: {stats}"

@@ -1,5 +1,7 @@
 """Session fixtures: one real MariaDB, PostgreSQL, RabbitMQ and Redis for the whole session.
 
+``redis_server`` is in ``tests/conftest.py`` (``tests/green`` shares it); the rest are here.
+
 Each wraps a launcher from ``examples.support.backends`` (started on a free loopback port with
 its data in a temp dir, stopped by PID when the session ends). A missing server binary is a
 failure whose message says to run ``scripts/bootstrap.sh``, never a silent skip. Runs in the
@@ -12,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from examples.support.backends import Backend, MariaDB, PostgreSQL, RabbitMQ, Redis
+from examples.support.backends import Backend, MariaDB, PostgreSQL, RabbitMQ
 
 
 def _serve(backend: Backend) -> Iterator[Backend]:
@@ -36,11 +38,6 @@ def postgresql() -> Iterator[Backend]:
 @pytest.fixture(scope="session")
 def rabbitmq() -> Iterator[Backend]:
     yield from _serve(RabbitMQ())
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[Backend]:
-    yield from _serve(Redis())
 
 
 @pytest.fixture(params=["mariadb", "postgresql", "rabbitmq", "redis_server"])

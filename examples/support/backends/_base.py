@@ -8,7 +8,10 @@ Nothing global: the data lives in a private temporary directory, the ports are r
 ports below the ephemeral range (none of these servers can bind port 0 and report it) that
 nothing answers on, and a port that turns out to be taken (the server exits) is retried on
 another one, a bounded number of times. Readiness is a real client round trip (:meth:`_ping`),
-polled with a bounded backoff: an external process gives no event to wait on.
+polled with a bounded backoff: an external process gives no event to wait on. The ports,
+session, polling and stop machinery is :mod:`examples.support.processes`, shared with the other
+launchers; the names this module always exported (``HOST``, ``free_ports``, ``port_answers``,
+``wait_until``) stay, raising the backends' own errors.
 
 Running as root (a CI container), each server runs as its Debian system user (``mysql``,
 ``postgres``, ``rabbitmq``, ``redis``) through ``Popen(user=...)``, so there is no intermediate
@@ -20,69 +23,53 @@ from __future__ import annotations
 
 import os
 import pwd
-import random
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
 
+from .. import processes
+from ..processes import HOST, Daemon, port_answers, read_log, run_as_kwargs, start_daemon
 from .errors import BackendError, BackendMissingError, BackendStartError
 
-HOST = "127.0.0.1"
 START_TIMEOUT = 90.0  # seconds: RabbitMQ boots an Erlang VM; a loaded 2-core box is slow
 STOP_TIMEOUT = 20.0
 PORT_ATTEMPTS = 4
 COMMAND_TIMEOUT = 60.0  # one admin or set-up command (initdb, rabbitmqctl)
 
-
-def ephemeral_low() -> int:
-    """The first port of the kernel's ephemeral range (client sockets), 32768 when unknown."""
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def port_answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+__all__ = ["COMMAND_TIMEOUT", "HOST", "PORT_ATTEMPTS", "START_TIMEOUT", "STOP_TIMEOUT", "Backend",
+           "admin_cursor", "free_ports", "port_answers", "wait_until"]
 
 
 def free_ports(count: int, host: str = HOST) -> list[int]:
     """``count`` distinct random ports below the ephemeral range that nothing answers on now."""
-    low, high = 20000, min(32767, max(20001, ephemeral_low() - 1))
-    ports: list[int] = []
-    for _ in range(50 * count):
-        port = random.randint(low, high)
-        if port not in ports and not port_answers(host, port):
-            ports.append(port)
-            if len(ports) == count:
-                return ports
-    raise BackendError(f"found only {len(ports)} of {count} free ports between {low} and {high}")
+    return processes.free_ports(count, host, error=BackendError)
 
 
 def wait_until(ready: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll ``ready`` (an external process's state) with a bounded backoff until true."""
-    deadline = time.monotonic() + timeout
-    delay = 0.02
-    while not ready():
-        if time.monotonic() > deadline:
-            raise BackendStartError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.5)
+    processes.wait_until(ready, timeout, what, error=BackendStartError, first_delay=0.02)
 
 
-class Backend:
+@contextmanager
+def admin_cursor(conn: Any) -> Iterator[Any]:
+    """A cursor on ``conn`` (a new DB-API admin connection); closes both on exit."""
+    try:
+        with conn.cursor() as cur:
+            yield cur
+    finally:
+        conn.close()
+
+
+class Backend(Daemon):
     """One server child process with its data in a temporary directory.
+
+    Runs in the calling process (its start, stop and admin calls block the calling thread); the
+    server is a child in its own session (:func:`~examples.support.processes.start_daemon`).
 
     Subclasses give: ``name``, ``package``, ``system_user``, :meth:`binary`, :meth:`_prepare`
     (once per data directory), :meth:`_command`, :meth:`_ping` (a real client round trip),
@@ -93,13 +80,12 @@ class Backend:
     package: ClassVar[str]
     system_user: ClassVar[str]
     ports_needed: ClassVar[int] = 1
+    failure = BackendError
 
     def __init__(self, host: str = HOST) -> None:
-        self.host = host
-        self.port = 0
+        super().__init__(host)
         self.extra_ports: list[int] = []
         self.scratch = Path(tempfile.mkdtemp(prefix=f"safeclients-{self.name}-"))
-        self._proc: subprocess.Popen[bytes] | None = None
         self._prepared = False
         self._set_up = False
 
@@ -141,16 +127,7 @@ class Backend:
         """Keyword arguments for the driver's ``connect``."""
         raise NotImplementedError
 
-    # -- shared ------------------------------------------------------------------------------
-    @property
-    def pid(self) -> int:
-        if self._proc is None:
-            raise BackendError(f"{self.name} is not running")
-        return self._proc.pid
-
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
+    # -- shared (pid, is_running, address come from Daemon) ----------------------------------
     @property
     def log_path(self) -> Path:
         return self.scratch / "server-output.log"
@@ -158,10 +135,7 @@ class Backend:
     def log_tail(self, chars: int = 4000) -> str:
         texts = []
         for path in sorted(self.scratch.rglob("*.log")):
-            try:
-                texts.append(f"--- {path.name}\n{path.read_text(errors='replace')[-chars:]}")
-            except OSError:
-                continue
+            texts.append(f"--- {path.name}\n{read_log(path, chars)}")
         return "\n".join(texts)[-chars * 2:]
 
     def user_ids(self) -> tuple[int, int] | None:
@@ -185,13 +159,9 @@ class Backend:
     def run_command(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
                     timeout: float = COMMAND_TIMEOUT) -> str:
         """Run a set-up or admin command as the server's user; return stdout, raise on failure."""
-        ids = self.user_ids()
-        kwargs: dict[str, Any] = {}
-        if ids is not None:
-            kwargs = {"user": ids[0], "group": ids[1], "extra_groups": []}
         proc = subprocess.run(list(argv), cwd=self.scratch, env={**os.environ, **(env or {})},
                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=timeout, **kwargs)
+                              timeout=timeout, **run_as_kwargs(self.user_ids()))
         if proc.returncode != 0:
             raise BackendError(f"{self.name}: {' '.join(argv)} exited {proc.returncode}:\n"
                                f"{(proc.stdout + proc.stderr)[-3000:]}")
@@ -220,14 +190,8 @@ class Backend:
                                 f"{'; '.join(failures)}\n{self.log_tail()}")
 
     def _start_once(self, failures: list[str]) -> bool:
-        ids = self.user_ids()
-        kwargs: dict[str, Any] = {}
-        if ids is not None:
-            kwargs = {"user": ids[0], "group": ids[1], "extra_groups": []}
-        with open(self.log_path, "ab") as log:
-            proc = subprocess.Popen(self._command(), cwd=self.scratch,
-                                    env={**os.environ, **self._env()}, stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=log, start_new_session=True, **kwargs)
+        proc = start_daemon(self._command(), output=self.log_path, cwd=self.scratch,
+                            env={**os.environ, **self._env()}, user_ids=self.user_ids())
         self._proc = proc
         last: list[str] = []
 
@@ -255,23 +219,7 @@ class Backend:
 
     def stop(self) -> None:
         """SIGTERM the server by PID, wait, then SIGKILL its process group. Idempotent."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        try:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    pass
-        finally:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)  # helpers it forked, whatever it did
-            except (ProcessLookupError, PermissionError):
-                pass
-            if proc.poll() is None:
-                proc.wait(timeout=STOP_TIMEOUT)
+        self._stop_daemon(timeout=STOP_TIMEOUT)
 
     def close(self) -> None:
         """Stop and remove the data directory. Idempotent."""

@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ._base import Backend
+from ._base import Backend, admin_cursor
 from .data import APP_DATABASE, APP_PASSWORD, APP_USER, item_rows
 from .errors import BackendAdminError
 
@@ -66,28 +66,20 @@ class MariaDB(Backend):
                                write_timeout=30)
 
     def _ping(self) -> None:
-        conn = self.admin()
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT 1")
-                if cur.fetchone() != (1,):
-                    raise BackendAdminError("mariadb answered SELECT 1 with something else")
-        finally:
-            conn.close()
+        with admin_cursor(self.admin()) as cur:
+            cur.execute("SELECT 1")
+            if cur.fetchone() != (1,):
+                raise BackendAdminError("mariadb answered SELECT 1 with something else")
 
     def _setup(self) -> None:
-        conn = self.admin()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(f"CREATE DATABASE {APP_DATABASE}")
-                cur.execute(f"CREATE USER '{APP_USER}'@'%' IDENTIFIED BY '{APP_PASSWORD}'")
-                cur.execute(f"GRANT ALL ON {APP_DATABASE}.* TO '{APP_USER}'@'%'")
-                cur.execute(f"CREATE TABLE {APP_DATABASE}.items "
-                            "(id INT PRIMARY KEY, val VARCHAR(64) NOT NULL)")
-                cur.executemany(f"INSERT INTO {APP_DATABASE}.items (id, val) VALUES (%s, %s)",
-                                item_rows())
-        finally:
-            conn.close()
+        with admin_cursor(self.admin()) as cur:
+            cur.execute(f"CREATE DATABASE {APP_DATABASE}")
+            cur.execute(f"CREATE USER '{APP_USER}'@'%' IDENTIFIED BY '{APP_PASSWORD}'")
+            cur.execute(f"GRANT ALL ON {APP_DATABASE}.* TO '{APP_USER}'@'%'")
+            cur.execute(f"CREATE TABLE {APP_DATABASE}.items "
+                        "(id INT PRIMARY KEY, val VARCHAR(64) NOT NULL)")
+            cur.executemany(f"INSERT INTO {APP_DATABASE}.items (id, val) VALUES (%s, %s)",
+                            item_rows())
 
     @property
     def params(self) -> dict[str, Any]:
@@ -103,27 +95,19 @@ class MariaDB(Backend):
         return [int(row[0]) for row in cur.fetchall()]
 
     def connection_count(self) -> int:
-        conn = self.admin()
-        try:
-            with conn.cursor() as cur:
-                return len(self._others(cur))
-        finally:
-            conn.close()
+        with admin_cursor(self.admin()) as cur:
+            return len(self._others(cur))
 
     def kill_all_connections(self) -> int:
         import pymysql
 
-        conn = self.admin()
         killed = 0
-        try:
-            with conn.cursor() as cur:
-                for conn_id in self._others(cur):
-                    try:
-                        cur.execute(f"KILL CONNECTION {conn_id}")
-                        killed += 1
-                    except pymysql.err.OperationalError as exc:
-                        if exc.args[0] != 1094:  # ER_NO_SUCH_THREAD: it went by itself
-                            raise
-        finally:
-            conn.close()
+        with admin_cursor(self.admin()) as cur:
+            for conn_id in self._others(cur):
+                try:
+                    cur.execute(f"KILL CONNECTION {conn_id}")
+                    killed += 1
+                except pymysql.err.OperationalError as exc:
+                    if exc.args[0] != 1094:  # ER_NO_SUCH_THREAD: it went by itself
+                        raise
         return killed

@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ._base import Backend
+from ._base import Backend, admin_cursor
 from .data import APP_DATABASE, APP_PASSWORD, APP_USER, item_rows
 
 OTHERS = ("SELECT pid FROM pg_stat_activity "
@@ -70,30 +70,18 @@ class PostgreSQL(Backend):
         return conn
 
     def _ping(self) -> None:
-        conn = self.admin()
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT 1")
-                cur.fetchone()
-        finally:
-            conn.close()
+        with admin_cursor(self.admin()) as cur:
+            cur.execute("SELECT 1")
+            cur.fetchone()
 
     def _setup(self) -> None:
-        conn = self.admin()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(f"CREATE ROLE {APP_USER} LOGIN PASSWORD '{APP_PASSWORD}'")
-                cur.execute(f"CREATE DATABASE {APP_DATABASE} OWNER {APP_USER}")
-        finally:
-            conn.close()
-        conn = self.admin(APP_DATABASE)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("CREATE TABLE items (id INT PRIMARY KEY, val TEXT NOT NULL)")
-                cur.executemany("INSERT INTO items (id, val) VALUES (%s, %s)", item_rows())
-                cur.execute(f"ALTER TABLE items OWNER TO {APP_USER}")
-        finally:
-            conn.close()
+        with admin_cursor(self.admin()) as cur:
+            cur.execute(f"CREATE ROLE {APP_USER} LOGIN PASSWORD '{APP_PASSWORD}'")
+            cur.execute(f"CREATE DATABASE {APP_DATABASE} OWNER {APP_USER}")
+        with admin_cursor(self.admin(APP_DATABASE)) as cur:
+            cur.execute("CREATE TABLE items (id INT PRIMARY KEY, val TEXT NOT NULL)")
+            cur.executemany("INSERT INTO items (id, val) VALUES (%s, %s)", item_rows())
+            cur.execute(f"ALTER TABLE items OWNER TO {APP_USER}")
 
     @property
     def params(self) -> dict[str, Any]:
@@ -105,19 +93,11 @@ class PostgreSQL(Backend):
         return f"postgresql://{APP_USER}:{APP_PASSWORD}@{self.host}:{self.port}/{APP_DATABASE}"
 
     def connection_count(self) -> int:
-        conn = self.admin()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(OTHERS)
-                return len(cur.fetchall())
-        finally:
-            conn.close()
+        with admin_cursor(self.admin()) as cur:
+            cur.execute(OTHERS)
+            return len(cur.fetchall())
 
     def kill_all_connections(self) -> int:
-        conn = self.admin()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(f"SELECT pg_terminate_backend(pid) FROM ({OTHERS}) AS others")
-                return sum(1 for (done,) in cur.fetchall() if done)
-        finally:
-            conn.close()
+        with admin_cursor(self.admin()) as cur:
+            cur.execute(f"SELECT pg_terminate_backend(pid) FROM ({OTHERS}) AS others")
+            return sum(1 for (done,) in cur.fetchall() if done)

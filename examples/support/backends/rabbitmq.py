@@ -19,13 +19,13 @@ is ``close_all_connections``. Each ``rabbitmqctl`` call costs about a second (it
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
+from ..processes import start_daemon, stop_process
 from ._base import HOST, STOP_TIMEOUT, Backend, port_answers, wait_until
 
 SBIN = Path("/usr/lib/rabbitmq/bin")
@@ -93,29 +93,18 @@ class RabbitMQ(Backend):
     def _start_epmd(self) -> None:
         """Our own epmd on ``epmd_port``, in the foreground (so it has a PID we can stop)."""
         self._stop_epmd()
-        ids = self.user_ids()
-        kwargs: dict[str, Any] = {}
-        if ids is not None:
-            kwargs = {"user": ids[0], "group": ids[1], "extra_groups": []}
         epmd = shutil.which("epmd") or "/usr/bin/epmd"
-        with open(self.scratch / "epmd.log", "ab") as log:
-            self._epmd = subprocess.Popen(
-                [epmd, "-port", str(self.epmd_port), "-address", self.host],
-                cwd=self.scratch, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True, **kwargs)
-        proc = self._epmd
+        proc = self._epmd = start_daemon(
+            [epmd, "-port", str(self.epmd_port), "-address", self.host],
+            output=self.scratch / "epmd.log", cwd=self.scratch, user_ids=self.user_ids())
         wait_until(lambda: proc.poll() is not None or port_answers(self.host, self.epmd_port),
                    10.0, f"epmd on port {self.epmd_port}")
 
     def _stop_epmd(self) -> None:
+        """SIGTERM our epmd by PID, wait, SIGKILL its group. Idempotent."""
         proc, self._epmd = self._epmd, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=STOP_TIMEOUT)
+        if proc is not None:
+            stop_process(proc, timeout=STOP_TIMEOUT)
 
     def stop(self) -> None:
         try:
