@@ -129,7 +129,8 @@ class Gearmand(Daemon):
         return False
 
     def kill(self) -> None:
-        """SIGKILL gearmand (a crash, as seen by clients); :meth:`start` brings it back on the same port."""
+        """SIGKILL gearmand (a crash, as seen by clients); :meth:`start` brings it back on the
+        same port."""
         self._stop_daemon(signal.SIGKILL, STOP_TIMEOUT)
 
     def stop(self) -> None:
@@ -153,7 +154,8 @@ class Gearmand(Daemon):
 
     # -- admin protocol ----------------------------------------------------------------------
     def admin(self, command: str, timeout: float = 5.0) -> list[str]:
-        """Send one text-protocol admin command; return its reply lines (without the final ``.``)."""
+        """Send one text-protocol admin command; return its reply lines (without the final
+        ``.``)."""
         multi_line = command.split()[0] in {"workers", "status"}
         with socket.create_connection((self.host, self.port), timeout=timeout) as sock:
             sock.sendall(command.encode() + b"\n")
@@ -177,7 +179,7 @@ class Gearmand(Daemon):
         # idle client; drop exactly one such line so counts are of the others.
         for i, line in enumerate(lines):
             if line.split(":", 1)[0].split()[-1:] == ["-"] and line.rstrip().endswith(":"):
-                return lines[:i] + lines[i + 1:]
+                return lines[:i] + lines[i + 1 :]
         return lines
 
     def connection_count(self) -> int:
@@ -186,8 +188,9 @@ class Gearmand(Daemon):
 
     def registered_workers(self, function: str = "reverse") -> int:
         """Connections that registered ``function``."""
-        return sum(1 for line in self.workers_listing()
-                   if function in line.split(":", 1)[1].split())
+        return sum(
+            1 for line in self.workers_listing() if function in line.split(":", 1)[1].split()
+        )
 
     def client_connection_count(self, function: str = "reverse") -> int:
         """Connections that did not register ``function`` (clients, in our setups)."""
@@ -202,8 +205,7 @@ class Workers:
     lists every worker.
     """
 
-    def __init__(self, server: Gearmand, count: int = 2, *,
-                 also: Sequence[Gearmand] = ()) -> None:
+    def __init__(self, server: Gearmand, count: int = 2, *, also: Sequence[Gearmand] = ()) -> None:
         self.server = server
         self.servers = [server, *also]
         self.count = count
@@ -215,8 +217,13 @@ class Workers:
         return [p.pid for p in self._procs if p.poll() is None]
 
     def _spawn(self) -> None:
-        cmd = [sys.executable, "-m", "examples.gearman.worker",
-               "--servers", ",".join(s.address for s in self.servers)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "examples.gearman.worker",
+            "--servers",
+            ",".join(s.address for s in self.servers),
+        ]
         self._procs.append(start_daemon(cmd, output=self._log, cwd=REPO_ROOT))
 
     def ensure(self) -> Workers:
@@ -228,8 +235,11 @@ class Workers:
         # tests may attach workers of their own.
         for server in self.servers:
             if server.is_running():
-                _wait_for(lambda: not self.unregistered(server), READY_TIMEOUT * 2,
-                          f"workers {self.pids} to register 'reverse' at {server.address}")
+                _wait_for(
+                    lambda server=server: not self.unregistered(server),
+                    READY_TIMEOUT * 2,
+                    f"workers {self.pids} to register 'reverse' at {server.address}",
+                )
         return self
 
     def unregistered(self, server: Gearmand | None = None) -> list[int]:
@@ -265,7 +275,7 @@ class Workers:
 
 
 def start_gearmand(threads: int = 2) -> Gearmand:
-    """Start a gearmand on a free loopback port; the caller must ``close()`` it (or use ``with``)."""
+    """Start a gearmand on a free loopback port; the caller must ``close()`` it (or ``with``)."""
     server = Gearmand(threads=threads)
     try:
         return server.start()

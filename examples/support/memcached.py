@@ -63,16 +63,30 @@ class Memcached(Daemon):
 
     def _start_on(self, port: int) -> bool:
         """Start on ``port``; False when the port was taken, raise on any other failure."""
-        argv = [MEMCACHED, "-l", HOST, "-p", str(port), "-U", "0",
-                "-t", str(self._threads), "-m", str(self._memory_mb)]
+        argv = [
+            MEMCACHED,
+            "-l",
+            HOST,
+            "-p",
+            str(port),
+            "-U",
+            "0",
+            "-t",
+            str(self._threads),
+            "-m",
+            str(self._memory_mb),
+        ]
         if os.geteuid() == 0:
             argv += ["-u", "root"]  # memcached refuses to run as root without -u
         proc = start_daemon(argv, errors=subprocess.PIPE)  # stderr says why it exited
         try:
             processes.wait_until(
                 lambda: proc.poll() is not None or port_answers(HOST, port, timeout=1.0),
-                START_TIMEOUT, f"memcached to accept connections on port {port}",
-                error=MemcachedError, max_delay=0.05)
+                START_TIMEOUT,
+                f"memcached to accept connections on port {port}",
+                error=MemcachedError,
+                max_delay=0.05,
+            )
         except MemcachedError:
             _stop(proc)
             raise

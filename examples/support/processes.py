@@ -60,8 +60,7 @@ def port_answers(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def free_ports(count: int, host: str = HOST, *,
-               error: type[Exception] = RuntimeError) -> list[int]:
+def free_ports(count: int, host: str = HOST, *, error: type[Exception] = RuntimeError) -> list[int]:
     """``count`` distinct random ports below the ephemeral range that nothing answers on now.
 
     Raises ``error`` (the launcher's own exception) after ``PORT_PROBES * count`` picks.
@@ -74,8 +73,10 @@ def free_ports(count: int, host: str = HOST, *,
             ports.append(port)
             if len(ports) == count:
                 return ports
-    raise error(f"found only {len(ports)} of {count} free ports between {low} and {high} "
-                f"after {PORT_PROBES * count} tries")
+    raise error(
+        f"found only {len(ports)} of {count} free ports between {low} and {high} "
+        f"after {PORT_PROBES * count} tries"
+    )
 
 
 def free_port(host: str = HOST, *, error: type[Exception] = RuntimeError) -> int:
@@ -83,9 +84,15 @@ def free_port(host: str = HOST, *, error: type[Exception] = RuntimeError) -> int
     return free_ports(1, host, error=error)[0]
 
 
-def wait_until(ready: Callable[[], bool], timeout: float, what: str, *,
-               error: type[Exception] = TimeoutError, first_delay: float = 0.01,
-               max_delay: float = 0.5) -> None:
+def wait_until(
+    ready: Callable[[], bool],
+    timeout: float,
+    what: str,
+    *,
+    error: type[Exception] = TimeoutError,
+    first_delay: float = 0.01,
+    max_delay: float = 0.5,
+) -> None:
     """Poll ``ready`` (an external process's state) with a bounded backoff until it is true.
 
     Raises ``error("timed out after T s waiting for <what>")`` past ``timeout`` seconds.
@@ -106,10 +113,15 @@ def run_as_kwargs(user_ids: tuple[int, int] | None) -> dict[str, Any]:
     return {"user": user_ids[0], "group": user_ids[1], "extra_groups": []}
 
 
-def start_daemon(argv: Sequence[str], *, output: Output = subprocess.DEVNULL,
-                 errors: Output | None = None, cwd: Path | str | None = None,
-                 env: Mapping[str, str] | None = None,
-                 user_ids: tuple[int, int] | None = None) -> subprocess.Popen[bytes]:
+def start_daemon(
+    argv: Sequence[str],
+    *,
+    output: Output = subprocess.DEVNULL,
+    errors: Output | None = None,
+    cwd: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+    user_ids: tuple[int, int] | None = None,
+) -> subprocess.Popen[bytes]:
     """Start ``argv`` in its own session (its PID is its process group), stdin from /dev/null.
 
     ``output`` receives stdout; ``errors`` receives stderr (``None``: the same place as stdout,
@@ -131,16 +143,24 @@ def start_daemon(argv: Sequence[str], *, output: Output = subprocess.DEVNULL,
             stderr: int | IO[bytes] = subprocess.STDOUT if output == subprocess.PIPE else stdout
         else:
             stderr = target(errors)
-        return subprocess.Popen(list(argv), cwd=cwd, env=None if env is None else dict(env),
-                                stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-                                start_new_session=True, **run_as_kwargs(user_ids))
+        return subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=None if env is None else dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+            **run_as_kwargs(user_ids),
+        )
     finally:
         for log in opened:
             log.close()
 
 
-def stop_process(proc: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM,
-                 timeout: float = STOP_TIMEOUT) -> None:
+def stop_process(
+    proc: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT
+) -> None:
     """Send ``sig`` to ``proc`` by PID, wait up to ``timeout``, then SIGKILL its process group
     (whatever helpers or workers it forked, whatever it did with the signal) and reap it.
 

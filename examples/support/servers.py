@@ -49,17 +49,29 @@ class ServerFailed(RuntimeError):
 class ExternalServer:
     """A real server child process; a context manager that stops it (and its group) on exit."""
 
-    def __init__(self, name: str, command: list[str], *, port_pattern: str, worker_pattern: str,
-                 workers: int, env: Mapping[str, str] | None = None,
-                 scratch: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        *,
+        port_pattern: str,
+        worker_pattern: str,
+        workers: int,
+        env: Mapping[str, str] | None = None,
+        scratch: Path | None = None,
+    ) -> None:
         self.name = name
         self.scratch = scratch  # a temporary directory of ours, removed by stop()
         self.command = command
         self.port_re = re.compile(port_pattern)
         self.worker_re = re.compile(worker_pattern)
         self.workers = workers
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO_ROOT),
-                    **(env or {})}
+        self.env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": str(REPO_ROOT),
+            **(env or {}),
+        }
         self.host = "127.0.0.1"
         self.port = 0
         self.pid = 0
@@ -106,8 +118,9 @@ class ExternalServer:
                 remaining = deadline - time.monotonic()
                 if self._eof or remaining <= 0:
                     why = "exited" if self._eof else f"not ready after {START_TIMEOUT:.0f} s"
-                    raise ServerFailed(f"{self.name} {why} ({booted}/{self.workers} workers "
-                                       f"up):\n{text[-8000:]}")
+                    raise ServerFailed(
+                        f"{self.name} {why} ({booted}/{self.workers} workers up):\n{text[-8000:]}"
+                    )
                 self._lines_changed.wait(remaining)
 
     def _wait_http(self, deadline: float) -> None:
@@ -119,13 +132,14 @@ class ExternalServer:
                     return
             except (urllib.error.URLError, OSError) as exc:
                 if time.monotonic() > deadline:
-                    raise ServerFailed(f"{self.name} does not answer on {self.url}: {exc}\n"
-                                       f"{self.log_text()[-3000:]}") from None
+                    raise ServerFailed(
+                        f"{self.name} does not answer on {self.url}: {exc}\n"
+                        f"{self.log_text()[-3000:]}"
+                    ) from None
                 time.sleep(0.1)  # polling an external process, bounded by the deadline
 
     def start(self) -> ExternalServer:
-        self._proc = start_daemon(self.command, output=subprocess.PIPE, cwd=REPO_ROOT,
-                                  env=self.env)
+        self._proc = start_daemon(self.command, output=subprocess.PIPE, cwd=REPO_ROOT, env=self.env)
         self.pid = self._proc.pid
         threading.Thread(target=self._read_output, name=f"{self.name}-log", daemon=True).start()
         deadline = time.monotonic() + START_TIMEOUT
@@ -151,13 +165,24 @@ class ExternalServer:
     def __enter__(self) -> ExternalServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
 
-def uwsgi_server(app: str, *, processes: int = 2, threads: int = 8, lazy_apps: bool = False,
-                 env: Mapping[str, str] | None = None, args: Iterable[str] = ()) -> ExternalServer:
+def uwsgi_server(
+    app: str,
+    *,
+    processes: int = 2,
+    threads: int = 8,
+    lazy_apps: bool = False,
+    env: Mapping[str, str] | None = None,
+    args: Iterable[str] = (),
+) -> ExternalServer:
     """uWSGI with its default (non-lazy) loading: the app is imported once, in the master.
 
     No ``py-call-osafterfork``: as in a stock deployment, ``os.register_at_fork`` hooks do not run
@@ -165,43 +190,82 @@ def uwsgi_server(app: str, *, processes: int = 2, threads: int = 8, lazy_apps: b
     """
     module, _, callable_name = app.partition(":")
     command = [
-        str(BIN / "uwsgi"), "--master", "--processes", str(processes), "--threads", str(threads),
-        "--http-socket", "127.0.0.1:0", "--module", f"{module}:{callable_name or 'application'}",
-        "--pythonpath", str(REPO_ROOT), "--need-app", "--die-on-term", "--disable-logging",
+        str(BIN / "uwsgi"),
+        "--master",
+        "--processes",
+        str(processes),
+        "--threads",
+        str(threads),
+        "--http-socket",
+        "127.0.0.1:0",
+        "--module",
+        f"{module}:{callable_name or 'application'}",
+        "--pythonpath",
+        str(REPO_ROOT),
+        "--need-app",
+        "--die-on-term",
+        "--disable-logging",
         # http-socket speaks HTTP/1.0-style: it closes after each response without saying so;
         # the header tells keep-alive clients (our load driver) not to reuse the connection.
-        "--add-header", "Connection: close",
-        "--listen", "128", *(["--lazy-apps"] if lazy_apps else []), *args,
+        "--add-header",
+        "Connection: close",
+        "--listen",
+        "128",
+        *(["--lazy-apps"] if lazy_apps else []),
+        *args,
     ]
-    return ExternalServer("uwsgi", command, port_pattern=r"bound to TCP address [\d.]+:(\d+)",
-                          worker_pattern=r"spawned uWSGI worker \d+", workers=processes,
-                          env=env)
+    return ExternalServer(
+        "uwsgi",
+        command,
+        port_pattern=r"bound to TCP address [\d.]+:(\d+)",
+        worker_pattern=r"spawned uWSGI worker \d+",
+        workers=processes,
+        env=env,
+    )
 
 
-def uwsgi_ini_server(ini: Path, *, env: Mapping[str, str] | None = None,
-                     workers: int = 2) -> ExternalServer:
+def uwsgi_ini_server(
+    ini: Path, *, env: Mapping[str, str] | None = None, workers: int = 2
+) -> ExternalServer:
     """uWSGI run from an ini file (``examples/deploy/uwsgi.ini``) with its port swapped for 0."""
     text = re.sub(r"(?m)^http-socket\s*=.*$", "http-socket = 127.0.0.1:0", ini.read_text())
     scratch = Path(tempfile.mkdtemp(prefix="safeclients-uwsgi-"))
     (scratch / ini.name).write_text(text)
-    return ExternalServer("uwsgi", [str(BIN / "uwsgi"), "--ini", str(scratch / ini.name)],
-                          port_pattern=r"bound to TCP address [\d.]+:(\d+)",
-                          worker_pattern=r"spawned uWSGI worker \d+", workers=workers, env=env,
-                          scratch=scratch)
+    return ExternalServer(
+        "uwsgi",
+        [str(BIN / "uwsgi"), "--ini", str(scratch / ini.name)],
+        port_pattern=r"bound to TCP address [\d.]+:(\d+)",
+        worker_pattern=r"spawned uWSGI worker \d+",
+        workers=workers,
+        env=env,
+        scratch=scratch,
+    )
 
 
-def script_server(command: list[str], *, env: Mapping[str, str] | None = None,
-                  workers: int = 2) -> ExternalServer:
+def script_server(
+    command: list[str], *, env: Mapping[str, str] | None = None, workers: int = 2
+) -> ExternalServer:
     """Our server started by a script (``examples/deploy/server.sh``), with ``BIND`` on port 0."""
-    return ExternalServer("server", command,
-                          port_pattern=r"listening on http://[\d.]+:(\d+) \(master pid",
-                          worker_pattern=r"worker \d+ \(pid: \d+\) ready", workers=workers,
-                          env={"BIND": "127.0.0.1:0", **(env or {})})
+    return ExternalServer(
+        "server",
+        command,
+        port_pattern=r"listening on http://[\d.]+:(\d+) \(master pid",
+        worker_pattern=r"worker \d+ \(pid: \d+\) ready",
+        workers=workers,
+        env={"BIND": "127.0.0.1:0", **(env or {})},
+    )
 
 
-def gunicorn_server(app: str, *, workers: int = 2, threads: int = 8, preload: bool = False,
-                    env: Mapping[str, str] | None = None, args: Iterable[str] = (),
-                    config: Path | None = None) -> ExternalServer:
+def gunicorn_server(
+    app: str,
+    *,
+    workers: int = 2,
+    threads: int = 8,
+    preload: bool = False,
+    env: Mapping[str, str] | None = None,
+    args: Iterable[str] = (),
+    config: Path | None = None,
+) -> ExternalServer:
     """gunicorn's gthread worker; ``preload=True`` imports the app in the master before forking.
 
     With ``config`` (``examples/deploy/gunicorn.conf.py``) the settings come from that file, with
@@ -212,9 +276,28 @@ def gunicorn_server(app: str, *, workers: int = 2, threads: int = 8, preload: bo
         env = {"BIND": "127.0.0.1:0", "GUNICORN_PRELOAD": "1" if preload else "0", **(env or {})}
     else:
         command = [
-            str(BIN / "gunicorn"), "-k", "gthread", "-w", str(workers), "--threads", str(threads),
-            "-b", "127.0.0.1:0", "--graceful-timeout", "5", "--timeout", "60",
-            *(["--preload"] if preload else []), *args, app,
+            str(BIN / "gunicorn"),
+            "-k",
+            "gthread",
+            "-w",
+            str(workers),
+            "--threads",
+            str(threads),
+            "-b",
+            "127.0.0.1:0",
+            "--graceful-timeout",
+            "5",
+            "--timeout",
+            "60",
+            *(["--preload"] if preload else []),
+            *args,
+            app,
         ]
-    return ExternalServer("gunicorn", command, port_pattern=r"Listening at: http://[\d.]+:(\d+)",
-                          worker_pattern=r"Booting worker with pid", workers=workers, env=env)
+    return ExternalServer(
+        "gunicorn",
+        command,
+        port_pattern=r"Listening at: http://[\d.]+:(\d+)",
+        worker_pattern=r"Booting worker with pid",
+        workers=workers,
+        env=env,
+    )

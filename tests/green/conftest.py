@@ -82,8 +82,12 @@ class CountingHTTPServer(http.server.ThreadingHTTPServer):
 @pytest.fixture
 def http_server() -> Iterator[CountingHTTPServer]:
     server = CountingHTTPServer()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              name="counting-http", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name="counting-http",
+        daemon=True,
+    )
     thread.start()
     try:
         yield server

@@ -108,8 +108,9 @@ def run_shape(shape: str, client: Any, op: Op) -> Tally:
             tally.add(type(exc).__name__, str(exc)[:200])
 
     # Daemon threads: a loop that the unwrapped global wedged must not hold the interpreter.
-    threads = [threading.Thread(target=thread, name=f"loop-{i}", daemon=True)
-               for i in range(THREADS)]
+    threads = [
+        threading.Thread(target=thread, name=f"loop-{i}", daemon=True) for i in range(THREADS)
+    ]
     for t in threads:
         t.start()
     deadline = time.monotonic() + JOIN
@@ -138,7 +139,8 @@ def test_redis_unwrapped_global_fails(shape: str, redis_server: Redis) -> None:
     tally = run_shape(shape, client, redis_op)
     print(f"\n| redis.asyncio | {shape} | unwrapped global | {tally} |")
     assert tally.errors + tally.counts["wrong"] > 0, (
-        f"one redis.asyncio.Redis shared by {loops_of(shape)} loops never failed: {tally}")
+        f"one redis.asyncio.Redis shared by {loops_of(shape)} loops never failed: {tally}"
+    )
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -166,7 +168,8 @@ def test_httpx_unwrapped_global_fails(shape: str, http_server: CountingHTTPServe
     tally = run_shape(shape, client, http_op)
     print(f"\n| httpx | {shape} | unwrapped global | {tally} |")
     assert tally.errors + tally.counts["wrong"] > 0, (
-        f"one httpx.AsyncClient shared by {loops_of(shape)} loops never failed: {tally}")
+        f"one httpx.AsyncClient shared by {loops_of(shape)} loops never failed: {tally}"
+    )
 
 
 @pytest.mark.parametrize("shape", SHAPES)

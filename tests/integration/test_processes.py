@@ -56,8 +56,12 @@ def _alive(pid: int) -> bool:
 
 
 def test_stop_process_kills_the_group_of_a_daemon_that_ignores_sigterm() -> None:
-    proc = subprocess.Popen([sys.executable, "-c", PARENT], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PARENT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
     grandchild = 0
     try:
         assert proc.stdout is not None
@@ -66,8 +70,9 @@ def test_stop_process_kills_the_group_of_a_daemon_that_ignores_sigterm() -> None
         stop_process(proc, timeout=2.0)
         assert proc.returncode == -signal.SIGKILL, f"daemon ended with {proc.returncode}"
         # The grandchild is not our child: once killed, init reaps it; poll its PID, bounded.
-        wait_until(lambda: not _alive(grandchild), 10.0, f"grandchild {grandchild} to go",
-                   error=WaitFailed)
+        wait_until(
+            lambda: not _alive(grandchild), 10.0, f"grandchild {grandchild} to go", error=WaitFailed
+        )
         stop_process(proc, timeout=2.0)  # idempotent on a reaped process
     finally:
         if proc.poll() is None:
@@ -81,9 +86,14 @@ def test_stop_process_kills_the_group_of_a_daemon_that_ignores_sigterm() -> None
 
 def test_start_daemon_runs_in_its_own_session_and_logs_to_a_file(tmp_path: Path) -> None:
     log = tmp_path / "out.log"
-    proc = start_daemon([sys.executable, "-c",
-                         "import os, sys; print(os.getsid(0)); print('err', file=sys.stderr)"],
-                        output=log)
+    proc = start_daemon(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys; print(os.getsid(0)); print('err', file=sys.stderr)",
+        ],
+        output=log,
+    )
     try:
         assert proc.wait(timeout=30) == 0
     finally:

@@ -39,7 +39,16 @@ BACKENDS: dict[str, type[Backend]] = {
 }
 
 __all__ = [
-    "BACKENDS", "ITEM_COUNT", "Backend", "BackendAdminError", "BackendError",
-    "BackendMissingError", "BackendStartError", "MariaDB", "PostgreSQL", "RabbitMQ", "Redis",
+    "BACKENDS",
+    "ITEM_COUNT",
+    "Backend",
+    "BackendAdminError",
+    "BackendError",
+    "BackendMissingError",
+    "BackendStartError",
+    "MariaDB",
+    "PostgreSQL",
+    "RabbitMQ",
+    "Redis",
     "item_value",
 ]

@@ -41,8 +41,18 @@ STOP_TIMEOUT = 20.0
 PORT_ATTEMPTS = 4
 COMMAND_TIMEOUT = 60.0  # one admin or set-up command (initdb, rabbitmqctl)
 
-__all__ = ["COMMAND_TIMEOUT", "HOST", "PORT_ATTEMPTS", "START_TIMEOUT", "STOP_TIMEOUT", "Backend",
-           "admin_cursor", "free_ports", "port_answers", "wait_until"]
+__all__ = [
+    "COMMAND_TIMEOUT",
+    "HOST",
+    "PORT_ATTEMPTS",
+    "START_TIMEOUT",
+    "STOP_TIMEOUT",
+    "Backend",
+    "admin_cursor",
+    "free_ports",
+    "port_answers",
+    "wait_until",
+]
 
 
 def free_ports(count: int, host: str = HOST) -> list[int]:
@@ -136,7 +146,7 @@ class Backend(Daemon):
         texts = []
         for path in sorted(self.scratch.rglob("*.log")):
             texts.append(f"--- {path.name}\n{read_log(path, chars)}")
-        return "\n".join(texts)[-chars * 2:]
+        return "\n".join(texts)[-chars * 2 :]
 
     def user_ids(self) -> tuple[int, int] | None:
         """(uid, gid) of the system user to run as, when we are root; None otherwise."""
@@ -145,8 +155,9 @@ class Backend(Daemon):
         try:
             entry = pwd.getpwnam(self.system_user)
         except KeyError:
-            raise BackendMissingError(self.name, f"system user {self.system_user!r}",
-                                      self.package) from None
+            raise BackendMissingError(
+                self.name, f"system user {self.system_user!r}", self.package
+            ) from None
         return entry.pw_uid, entry.pw_gid
 
     def _chown_scratch(self) -> None:
@@ -156,15 +167,29 @@ class Backend(Daemon):
         for path in [self.scratch, *self.scratch.rglob("*")]:
             os.chown(path, *ids, follow_symlinks=False)
 
-    def run_command(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-                    timeout: float = COMMAND_TIMEOUT) -> str:
+    def run_command(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        timeout: float = COMMAND_TIMEOUT,
+    ) -> str:
         """Run a set-up or admin command as the server's user; return stdout, raise on failure."""
-        proc = subprocess.run(list(argv), cwd=self.scratch, env={**os.environ, **(env or {})},
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=timeout, **run_as_kwargs(self.user_ids()))
+        proc = subprocess.run(
+            list(argv),
+            cwd=self.scratch,
+            env={**os.environ, **(env or {})},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **run_as_kwargs(self.user_ids()),
+        )
         if proc.returncode != 0:
-            raise BackendError(f"{self.name}: {' '.join(argv)} exited {proc.returncode}:\n"
-                               f"{(proc.stdout + proc.stderr)[-3000:]}")
+            raise BackendError(
+                f"{self.name}: {' '.join(argv)} exited {proc.returncode}:\n"
+                f"{(proc.stdout + proc.stderr)[-3000:]}"
+            )
         return str(proc.stdout)
 
     def start(self) -> Backend:
@@ -186,12 +211,19 @@ class Backend(Daemon):
                     self._setup()
                     self._set_up = True
                 return self
-        raise BackendStartError(f"{self.name} failed to start on {PORT_ATTEMPTS} port sets: "
-                                f"{'; '.join(failures)}\n{self.log_tail()}")
+        raise BackendStartError(
+            f"{self.name} failed to start on {PORT_ATTEMPTS} port sets: "
+            f"{'; '.join(failures)}\n{self.log_tail()}"
+        )
 
     def _start_once(self, failures: list[str]) -> bool:
-        proc = start_daemon(self._command(), output=self.log_path, cwd=self.scratch,
-                            env={**os.environ, **self._env()}, user_ids=self.user_ids())
+        proc = start_daemon(
+            self._command(),
+            output=self.log_path,
+            cwd=self.scratch,
+            env={**os.environ, **self._env()},
+            user_ids=self.user_ids(),
+        )
         self._proc = proc
         last: list[str] = []
 
@@ -233,6 +265,10 @@ class Backend(Daemon):
             self.close()
             raise
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()

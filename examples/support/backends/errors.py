@@ -11,8 +11,10 @@ class BackendMissingError(BackendError):
     """The server binary is not installed: the message names it, its Debian package and the fix."""
 
     def __init__(self, name: str, binary: str, package: str) -> None:
-        super().__init__(f"{name}: {binary} is not installed (Debian package {package!r}); "
-                         f"run scripts/bootstrap.sh, which installs it")
+        super().__init__(
+            f"{name}: {binary} is not installed (Debian package {package!r}); "
+            f"run scripts/bootstrap.sh, which installs it"
+        )
         self.binary = binary
         self.package = package
 

@@ -21,8 +21,10 @@ from ._base import Backend, admin_cursor
 from .data import APP_DATABASE, APP_PASSWORD, APP_USER, item_rows
 from .errors import BackendAdminError
 
-OTHERS = ("SELECT ID FROM information_schema.PROCESSLIST "
-          "WHERE ID <> CONNECTION_ID() AND COMMAND NOT IN ('Daemon', 'Binlog Dump')")
+OTHERS = (
+    "SELECT ID FROM information_schema.PROCESSLIST "
+    "WHERE ID <> CONNECTION_ID() AND COMMAND NOT IN ('Daemon', 'Binlog Dump')"
+)
 
 
 class MariaDB(Backend):
@@ -44,26 +46,50 @@ class MariaDB(Backend):
 
     def _prepare(self) -> None:
         install = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"
-        self.run_command([install, "--no-defaults", f"--datadir={self.datadir}",
-                          "--auth-root-authentication-method=normal", "--skip-test-db",
-                          "--skip-name-resolve"])
+        self.run_command(
+            [
+                install,
+                "--no-defaults",
+                f"--datadir={self.datadir}",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                "--skip-name-resolve",
+            ]
+        )
 
     def _command(self) -> list[str]:
-        return [self.binary(), "--no-defaults", f"--datadir={self.datadir}",
-                f"--socket={self.socket_path}", f"--pid-file={self.scratch / 'mysqld.pid'}",
-                f"--log-error={self.scratch / 'error.log'}", f"--bind-address={self.host}",
-                f"--port={self.port}", "--skip-name-resolve", "--skip-log-bin",
-                "--innodb-buffer-pool-size=32M", "--innodb-log-file-size=16M",
-                "--innodb-flush-log-at-trx-commit=0", "--performance-schema=OFF",
-                "--max-connections=300", "--thread-cache-size=0"]
+        return [
+            self.binary(),
+            "--no-defaults",
+            f"--datadir={self.datadir}",
+            f"--socket={self.socket_path}",
+            f"--pid-file={self.scratch / 'mysqld.pid'}",
+            f"--log-error={self.scratch / 'error.log'}",
+            f"--bind-address={self.host}",
+            f"--port={self.port}",
+            "--skip-name-resolve",
+            "--skip-log-bin",
+            "--innodb-buffer-pool-size=32M",
+            "--innodb-log-file-size=16M",
+            "--innodb-flush-log-at-trx-commit=0",
+            "--performance-schema=OFF",
+            "--max-connections=300",
+            "--thread-cache-size=0",
+        ]
 
     def admin(self) -> Any:
         """A new root connection over the unix socket (autocommit); the caller closes it."""
         import pymysql  # type: ignore[import-untyped]
 
-        return pymysql.connect(unix_socket=str(self.socket_path), user="root", password="",
-                               autocommit=True, connect_timeout=5, read_timeout=30,
-                               write_timeout=30)
+        return pymysql.connect(
+            unix_socket=str(self.socket_path),
+            user="root",
+            password="",
+            autocommit=True,
+            connect_timeout=5,
+            read_timeout=30,
+            write_timeout=30,
+        )
 
     def _ping(self) -> None:
         with admin_cursor(self.admin()) as cur:
@@ -76,15 +102,22 @@ class MariaDB(Backend):
             cur.execute(f"CREATE DATABASE {APP_DATABASE}")
             cur.execute(f"CREATE USER '{APP_USER}'@'%' IDENTIFIED BY '{APP_PASSWORD}'")
             cur.execute(f"GRANT ALL ON {APP_DATABASE}.* TO '{APP_USER}'@'%'")
-            cur.execute(f"CREATE TABLE {APP_DATABASE}.items "
-                        "(id INT PRIMARY KEY, val VARCHAR(64) NOT NULL)")
-            cur.executemany(f"INSERT INTO {APP_DATABASE}.items (id, val) VALUES (%s, %s)",
-                            item_rows())
+            cur.execute(
+                f"CREATE TABLE {APP_DATABASE}.items (id INT PRIMARY KEY, val VARCHAR(64) NOT NULL)"
+            )
+            cur.executemany(
+                f"INSERT INTO {APP_DATABASE}.items (id, val) VALUES (%s, %s)", item_rows()
+            )
 
     @property
     def params(self) -> dict[str, Any]:
-        return {"host": self.host, "port": self.port, "user": APP_USER,
-                "password": APP_PASSWORD, "database": APP_DATABASE}
+        return {
+            "host": self.host,
+            "port": self.port,
+            "user": APP_USER,
+            "password": APP_PASSWORD,
+            "database": APP_DATABASE,
+        }
 
     @property
     def url(self) -> str:

@@ -21,14 +21,18 @@ from typing import Any
 from ._base import Backend, admin_cursor
 from .data import APP_DATABASE, APP_PASSWORD, APP_USER, item_rows
 
-OTHERS = ("SELECT pid FROM pg_stat_activity "
-          "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")
+OTHERS = (
+    "SELECT pid FROM pg_stat_activity "
+    "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+)
 
 
 def _bindir() -> Path:
     """The newest ``/usr/lib/postgresql/N/bin`` (Debian keeps the server binaries off PATH)."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"),
-                   key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/postgres"),
+        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
+    )
     if found:
         return Path(found[-1]).parent
     on_path = shutil.which("postgres")
@@ -49,23 +53,61 @@ class PostgreSQL(Backend):
         return self.scratch / "data"
 
     def _prepare(self) -> None:
-        self.run_command([str(_bindir() / "initdb"), "-D", str(self.datadir), "-A", "trust",
-                          "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync",
-                          "--no-instructions"])
+        self.run_command(
+            [
+                str(_bindir() / "initdb"),
+                "-D",
+                str(self.datadir),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+                "--no-instructions",
+            ]
+        )
 
     def _command(self) -> list[str]:
-        return [self.binary(), "-D", str(self.datadir), "-p", str(self.port), "-h", self.host,
-                "-k", str(self.scratch), "-c", "fsync=off", "-c", "synchronous_commit=off",
-                "-c", "full_page_writes=off", "-c", "shared_buffers=16MB",
-                "-c", "max_connections=200", "-c", "logging_collector=off",
-                "-c", "log_min_messages=warning"]
+        return [
+            self.binary(),
+            "-D",
+            str(self.datadir),
+            "-p",
+            str(self.port),
+            "-h",
+            self.host,
+            "-k",
+            str(self.scratch),
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "shared_buffers=16MB",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "logging_collector=off",
+            "-c",
+            "log_min_messages=warning",
+        ]
 
     def admin(self, database: str = "postgres") -> Any:
         """A new superuser connection over the unix socket (autocommit); the caller closes it."""
         import psycopg2  # type: ignore[import-untyped]
 
-        conn = psycopg2.connect(host=str(self.scratch), port=self.port, user="postgres",
-                                dbname=database, connect_timeout=5)
+        conn = psycopg2.connect(
+            host=str(self.scratch),
+            port=self.port,
+            user="postgres",
+            dbname=database,
+            connect_timeout=5,
+        )
         conn.autocommit = True
         return conn
 
@@ -85,8 +127,13 @@ class PostgreSQL(Backend):
 
     @property
     def params(self) -> dict[str, Any]:
-        return {"host": self.host, "port": self.port, "user": APP_USER,
-                "password": APP_PASSWORD, "dbname": APP_DATABASE}
+        return {
+            "host": self.host,
+            "port": self.port,
+            "user": APP_USER,
+            "password": APP_PASSWORD,
+            "dbname": APP_DATABASE,
+        }
 
     @property
     def url(self) -> str:

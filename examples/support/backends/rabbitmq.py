@@ -64,7 +64,8 @@ class RabbitMQ(Backend):
         (self.scratch / "enabled_plugins").write_text("[].\n")
         (self.scratch / "rabbitmq-env.conf").write_text("")
         (self.scratch / "rabbitmq.conf").write_text(
-            "log.console = true\nlog.console.level = warning\nlog.file = false\n")
+            "log.console = true\nlog.console.level = warning\nlog.file = false\n"
+        )
         cookie = self.scratch / ".erlang.cookie"
         cookie.write_text(self._cookie)
         cookie.chmod(0o400)
@@ -72,12 +73,17 @@ class RabbitMQ(Backend):
     def _env(self) -> dict[str, str]:
         d = self.scratch
         return {
-            "HOME": str(d), "RABBITMQ_NODENAME": self.nodename,
-            "RABBITMQ_NODE_IP_ADDRESS": self.host, "RABBITMQ_NODE_PORT": str(self.port),
-            "RABBITMQ_DIST_PORT": str(self.dist_port), "ERL_EPMD_PORT": str(self.epmd_port),
+            "HOME": str(d),
+            "RABBITMQ_NODENAME": self.nodename,
+            "RABBITMQ_NODE_IP_ADDRESS": self.host,
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "ERL_EPMD_PORT": str(self.epmd_port),
             "ERL_EPMD_ADDRESS": self.host,
-            "RABBITMQ_MNESIA_BASE": str(d / "mnesia"), "RABBITMQ_LOG_BASE": str(d / "log"),
-            "RABBITMQ_LOGS": "-", "RABBITMQ_CONFIG_FILE": str(d / "rabbitmq.conf"),
+            "RABBITMQ_MNESIA_BASE": str(d / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(d / "log"),
+            "RABBITMQ_LOGS": "-",
+            "RABBITMQ_CONFIG_FILE": str(d / "rabbitmq.conf"),
             "RABBITMQ_ADVANCED_CONFIG_FILE": str(d / "advanced.config"),
             "RABBITMQ_CONF_ENV_FILE": str(d / "rabbitmq-env.conf"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(d / "enabled_plugins"),
@@ -96,9 +102,15 @@ class RabbitMQ(Backend):
         epmd = shutil.which("epmd") or "/usr/bin/epmd"
         proc = self._epmd = start_daemon(
             [epmd, "-port", str(self.epmd_port), "-address", self.host],
-            output=self.scratch / "epmd.log", cwd=self.scratch, user_ids=self.user_ids())
-        wait_until(lambda: proc.poll() is not None or port_answers(self.host, self.epmd_port),
-                   10.0, f"epmd on port {self.epmd_port}")
+            output=self.scratch / "epmd.log",
+            cwd=self.scratch,
+            user_ids=self.user_ids(),
+        )
+        wait_until(
+            lambda: proc.poll() is not None or port_answers(self.host, self.epmd_port),
+            10.0,
+            f"epmd on port {self.epmd_port}",
+        )
 
     def _stop_epmd(self) -> None:
         """SIGTERM our epmd by PID, wait, SIGKILL its group. Idempotent."""
@@ -125,10 +137,14 @@ class RabbitMQ(Backend):
     def connection_parameters(self) -> Any:
         import pika
 
-        return pika.ConnectionParameters(host=self.host, port=self.port,
-                                         credentials=pika.PlainCredentials("guest", "guest"),
-                                         socket_timeout=5, blocked_connection_timeout=30,
-                                         connection_attempts=1)
+        return pika.ConnectionParameters(
+            host=self.host,
+            port=self.port,
+            credentials=pika.PlainCredentials("guest", "guest"),
+            socket_timeout=5,
+            blocked_connection_timeout=30,
+            connection_attempts=1,
+        )
 
     @property
     def params(self) -> dict[str, Any]:
@@ -144,8 +160,10 @@ class RabbitMQ(Backend):
         return [p.pid for p in (self._proc, self._epmd) if p is not None and p.poll() is None]
 
     def rabbitmqctl(self, *args: str) -> str:
-        return self.run_command([str(SBIN / "rabbitmqctl"), "-n", self.nodename, "-q", *args],
-                                env={**self._env(), "HOME": str(self.scratch)})
+        return self.run_command(
+            [str(SBIN / "rabbitmqctl"), "-n", self.nodename, "-q", *args],
+            env={**self._env(), "HOME": str(self.scratch)},
+        )
 
     def connection_count(self) -> int:
         out = self.rabbitmqctl("list_connections", "--no-table-headers", "pid")

@@ -34,16 +34,38 @@ class Redis(Backend):
         return shutil.which("redis-server") or "/usr/bin/redis-server"
 
     def _command(self) -> list[str]:
-        return [self.binary(), "--bind", self.host, "--port", str(self.port),
-                "--dir", str(self.scratch), "--save", "", "--appendonly", "no",
-                "--daemonize", "no", "--logfile", str(self.scratch / "redis.log"),
-                "--loglevel", "warning", "--maxclients", "1000"]
+        return [
+            self.binary(),
+            "--bind",
+            self.host,
+            "--port",
+            str(self.port),
+            "--dir",
+            str(self.scratch),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.scratch / "redis.log"),
+            "--loglevel",
+            "warning",
+            "--maxclients",
+            "1000",
+        ]
 
     def admin(self) -> Any:
         import redis
 
-        return redis.Redis(host=self.host, port=self.port, socket_timeout=10,
-                           socket_connect_timeout=5, single_connection_client=True)
+        return redis.Redis(
+            host=self.host,
+            port=self.port,
+            socket_timeout=10,
+            socket_connect_timeout=5,
+            single_connection_client=True,
+        )
 
     def _ping(self) -> None:
         client = self.admin()
@@ -53,8 +75,10 @@ class Redis(Backend):
         finally:
             client.close()
         if self._proc is None or owner != self._proc.pid:
-            raise BackendAdminError(f"redis on port {self.port} is process {owner}, "
-                                    f"not ours ({self._proc.pid if self._proc else '-'})")
+            raise BackendAdminError(
+                f"redis on port {self.port} is process {owner}, "
+                f"not ours ({self._proc.pid if self._proc else '-'})"
+            )
 
     @property
     def params(self) -> dict[str, Any]:
@@ -70,13 +94,17 @@ class Redis(Backend):
         client = self.admin()
         try:
             me = client.client_id()
-            return sum(1 for entry in client.client_list()
-                       if int(entry["id"]) != me and (name is None or entry.get("name") == name))
+            return sum(
+                1
+                for entry in client.client_list()
+                if int(entry["id"]) != me and (name is None or entry.get("name") == name)
+            )
         finally:
             client.close()
 
-    def wait_connection_count(self, expected: int, name: str | None = None,
-                              timeout: float = 5.0) -> int:
+    def wait_connection_count(
+        self, expected: int, name: str | None = None, timeout: float = 5.0
+    ) -> int:
         """:meth:`connection_count` once it equals ``expected``, or its value at the deadline
         (the caller asserts on it): the server drops a closed connection on its next turn."""
         deadline = time.monotonic() + timeout
@@ -91,8 +119,9 @@ class Redis(Backend):
         try:
             killed = 0
             for kind in ("normal", "pubsub"):
-                killed += int(client.execute_command("CLIENT", "KILL", "TYPE", kind,
-                                                     "SKIPME", "yes"))
+                killed += int(
+                    client.execute_command("CLIENT", "KILL", "TYPE", kind, "SKIPME", "yes")
+                )
             return killed
         finally:
             client.close()
