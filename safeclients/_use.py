@@ -210,8 +210,30 @@ class Compiled:
         return maker
 
 
+# Names a forwarder's own code uses: a client parameter with one of them takes *args instead.
 _RESERVED = frozenset(
-    {"proxy", "policy", "is_broken", "tracker", "name", "obj", "token", "result", "exc"}
+    {
+        "proxy",
+        "policy",
+        "is_broken",
+        "tracker",
+        "name",
+        "obj",
+        "token",
+        "result",
+        "exc",
+        "pin",
+        "local",
+        "ARMED",
+        "fork_check",
+        "get_ident",
+        "monotonic",
+        "PLAIN",
+        "escaped",
+        "type",
+        "list",
+        "getattr",
+    }
 )
 
 
