@@ -67,6 +67,30 @@ def guarded_with_args() -> Client:
     return Client()
 
 
+@safeclients.per_process
+def per_process_client() -> Client:
+    return Client()
+
+
+@safeclients.per_loop
+def per_loop_client() -> Client:
+    return Client()
+
+
+@safeclients.pooled(size=4, check=lambda client: client.shutdown(), max_lifetime=300.0)
+def pooled_with_health() -> Client:
+    return Client()
+
+
+@safeclients.locked(timeout=None)
+def locked_without_limit() -> Client:
+    return Client()
+
+
+assert_type(per_process_client, Client)
+assert_type(per_loop_client, Client)
+assert_type(pooled_with_health, Client)
+assert_type(locked_without_limit, Client)
 assert_type(per_thread_client, Client)
 assert_type(pooled_with_lambda_close, Client)
 assert_type(per_thread_with_args, Client)
