@@ -104,6 +104,8 @@ def is_bound(policy: Policy[Any], obj: object, result: object, name: str | None)
     if profile is not None and name is not None and name in profile.derived:
         return True
     kind = type(result)
+    if issubclass(kind, wrapt.BaseObjectProxy):
+        return False  # another proxy (ours or wrapt's): never look inside, it may create one
     known = _bound_types.get(kind)
     if known is None:
         known = _bound_types[kind] = _refers_to(result, obj)

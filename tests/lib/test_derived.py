@@ -262,3 +262,22 @@ def test_calls_inside_a_cursor_block_reach_the_cursors_connection() -> None:
     assert safeclients.stats(db).live >= 1
     with safeclients.checkout(db) as conn:
         assert conn.id == mine, "given back once, when the last cursor ended"
+
+
+def test_a_result_that_is_another_proxy_is_returned_as_it_is() -> None:
+    made: list[int] = []
+
+    def inner_factory() -> FakeClient:
+        made.append(1)
+        return FakeClient()
+
+    inner = safeclients.per_thread(inner_factory)
+
+    class Holder(FakeClient):
+        def other(self) -> Any:
+            return inner
+
+    outer = safeclients.pooled(Holder, size=1, timeout=0)
+    assert outer.other() is inner
+    assert made == [], "looking at the result created the other proxy's client"
+    assert in_thread(lambda: outer.ping())[0] >= 1, "the outer instance was given back"
