@@ -265,8 +265,10 @@ def gunicorn_server(
     env: Mapping[str, str] | None = None,
     args: Iterable[str] = (),
     config: Path | None = None,
+    worker_class: str = "gthread",
 ) -> ExternalServer:
-    """gunicorn's gthread worker; ``preload=True`` imports the app in the master before forking.
+    """gunicorn's gthread worker (or ``worker_class="gevent"``: a greenlet per connection, and
+    ``threads`` unused); ``preload=True`` imports the app in the master before forking.
 
     With ``config`` (``examples/deploy/gunicorn.conf.py``) the settings come from that file, with
     ``BIND`` on port 0 and ``GUNICORN_PRELOAD`` from ``preload``.
@@ -278,11 +280,10 @@ def gunicorn_server(
         command = [
             str(BIN / "gunicorn"),
             "-k",
-            "gthread",
+            worker_class,
             "-w",
             str(workers),
-            "--threads",
-            str(threads),
+            *(["--threads", str(threads)] if worker_class == "gthread" else []),
             "-b",
             "127.0.0.1:0",
             "--graceful-timeout",

@@ -20,7 +20,7 @@ import pytest
 
 from examples.load import LoadResult, run_load
 from examples.support.gearmand import Gearmand, Workers
-from examples.support.servers import BIN, ExternalServer
+from examples.support.servers import BIN, ExternalServer, gunicorn_server
 
 pytestmark = pytest.mark.integration
 pytest.importorskip("gevent")
@@ -67,33 +67,13 @@ def gevent_server(kind: str, app: str, env: Mapping[str, str]) -> ExternalServer
             workers=WORKERS,
             env=env,
         )
-    preload = ["--preload"] if kind == "gunicorn-gevent-preload" else []
-    command = [
-        str(BIN / "gunicorn"),
-        "-k",
-        "gevent",
-        "-w",
-        str(WORKERS),
-        "--worker-connections",
-        "1000",
-        "-b",
-        "127.0.0.1:0",
-        "--backlog",
-        "1024",
-        "--graceful-timeout",
-        "5",
-        "--timeout",
-        "60",
-        *preload,
+    return gunicorn_server(
         app,
-    ]
-    return ExternalServer(
-        "gunicorn",
-        command,
-        port_pattern=r"Listening at: http://[\d.]+:(\d+)",
-        worker_pattern=r"Booting worker with pid",
         workers=WORKERS,
+        worker_class="gevent",
+        preload=kind == "gunicorn-gevent-preload",
         env=env,
+        args=["--worker-connections", "1000", "--backlog", "1024"],
     )
 
 
