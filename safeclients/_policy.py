@@ -475,8 +475,13 @@ class Policy(Generic[T]):
     def dispose(self, final: bool) -> None:
         raise NotImplementedError
 
+    def _reset(self) -> None:
+        """(Re)make the policy's own locks and tables: at creation and in a fork child."""
+
     def after_fork(self) -> None:
-        raise NotImplementedError
+        """Fork child: drop inherited instances without closing them, replace every lock."""
+        self._reset()
+        self._reset_common()
 
     def shutdown(self) -> None:
         """Interpreter exit: ``dispose(final=True)``, not waiting on a thread stuck in a call."""

@@ -302,8 +302,7 @@ class PerLoopPolicy(Policy[T]):
     def after_fork(self) -> None:
         for record in [*self.records.values(), *self._retiring]:
             record.state = ORPHANED
-        self._reset()
-        self._reset_common()
+        super().after_fork()
 
 
 def _arm_closer(

@@ -89,10 +89,6 @@ class PerProcessPolicy(Policy[T]):
         if obj is not None:
             self.close_instance(obj, discarded=False)
 
-    def after_fork(self) -> None:
-        self._reset()
-        self._reset_common()
-
 
 @overload
 def per_process(

@@ -104,6 +104,7 @@ token = None
         self._reset()
 
     def _reset(self) -> None:
+        self.ages.clear()
         # Order matters in a fork child: dropping the old local (last) fires the callbacks of its
         # slots, which must find the new lock and the new (empty) table.
         # Guards _records and _retired_locals. Re-entrant: dropping a local inside the lock can
@@ -271,11 +272,6 @@ token = None
         # Interpreter exit, main thread: the threads still alive are daemon threads, possibly
         # inside a call; their instances are left to the process exit (see dispose).
         self.dispose(True)
-
-    def after_fork(self) -> None:
-        self._reset()
-        self._reset_common()
-        self.ages.clear()
 
 
 @overload

@@ -142,6 +142,7 @@ class PooledPolicy(Policy[T]):
         self._reset()
 
     def _reset(self) -> None:
+        self.ages.clear()
         # Guards _count, waiting and _live; waiters wait on it for a free instance or slot.
         self._cond = threading.Condition(threading.Lock())
         # Idle instances of the current generation, most recently returned last (LIFO).
@@ -327,11 +328,6 @@ class PooledPolicy(Policy[T]):
         # gevent just patched threading (see _green): a waiter must yield to the hub, not
         # block the OS thread every greenlet runs on. No call is in flight at patch time.
         self._cond = threading.Condition(threading.Lock())
-
-    def after_fork(self) -> None:
-        self._reset()
-        self._reset_common()
-        self.ages.clear()
 
 
 @overload
