@@ -104,8 +104,6 @@ def is_bound(policy: Policy[Any], obj: object, result: object, name: str | None)
     if profile is not None and name is not None and name in profile.derived:
         return True
     kind = type(result)
-    if issubclass(kind, wrapt.BaseObjectProxy):
-        return False  # another proxy (ours or wrapt's): never look inside, it may create one
     known = _bound_types.get(kind)
     if known is None:
         known = _bound_types[kind] = _refers_to(result, obj)
@@ -123,6 +121,11 @@ def escaped(
     if result is obj:
         policy.put(obj, token, False)
         return proxy if proxy is not None else policy.own_proxy()
+    if issubclass(type(result), wrapt.BaseObjectProxy):
+        # Another proxy (ours or wrapt's): returned as it is; never inspected (isinstance and
+        # attribute checks on it could create its client).
+        policy.put(obj, token, False)
+        return result
     if inspect.isawaitable(result):
         return _hold_awaitable(policy, obj, token, result, name)
     if isinstance(result, types.GeneratorType):

@@ -267,7 +267,7 @@ def test_calls_inside_a_cursor_block_reach_the_cursors_connection() -> None:
 def test_a_result_that_is_another_proxy_is_returned_as_it_is() -> None:
     made: list[int] = []
 
-    def inner_factory() -> FakeClient:
+    def inner_factory():  # type: ignore[no-untyped-def]  # no annotation: type unknown
         made.append(1)
         return FakeClient()
 
