@@ -293,6 +293,10 @@ def _hold_awaitable(
             f"thread would get in): use safeclients.per_loop (one instance per event loop) "
             f"or safeclients.pooled for an async client"
         )
+    if policy.nothing_to_give_back:
+        # per_thread, per_process, per_loop: the instance stays where it is whatever happens, so
+        # there is no use to hold; only an error while awaiting still counts (discard_on).
+        return _watched(policy, obj, token, result)
     hold = policy.derived_hold(obj, token, name, pin=False)
 
     async def held() -> Any:
@@ -309,6 +313,16 @@ def _hold_awaitable(
     # release from a finalizer on the wrapper too.
     weakref.finalize(coroutine, _release, hold)
     return coroutine
+
+
+async def _watched(policy: Policy[Any], obj: Any, token: Any, result: Awaitable[Any]) -> Any:
+    """An awaited call on an instance that is never given back: count its errors."""
+    try:
+        return await result
+    except BaseException as exc:
+        if policy.is_broken(exc):
+            policy.put(obj, token, True)
+        raise
 
 
 class HeldIterator:

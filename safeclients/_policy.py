@@ -39,6 +39,7 @@ import contextvars
 import functools
 import inspect
 import logging
+import textwrap
 import threading
 import types
 import typing
@@ -302,6 +303,9 @@ class Policy(Generic[T]):
         """Bind the paths compiled from the selected ``Use`` to this policy (at creation, and
         again if the client's profile, learnt from the first instance, brings a health check)."""
         use = self._bound_use = self._selected_use()
+        # Nothing to give back after a call that worked (``put_ok`` empty: per_thread,
+        # per_process, per_loop): an awaitable needs no hold, only its errors count (_escape).
+        self.nothing_to_give_back = not textwrap.dedent(use.put_ok).strip()
         paths = compiled(use, self.kind, self.tracker is not None)
         args = (self, self.is_broken, self.tracker)
         self._paths = paths

@@ -281,3 +281,19 @@ def test_a_result_that_is_another_proxy_is_returned_as_it_is() -> None:
     assert outer.other() is inner
     assert made == [], "looking at the result created the other proxy's client"
     assert in_thread(lambda: outer.ping())[0] >= 1, "the outer instance was given back"
+
+
+def test_per_thread_async_errors_discard_without_holding() -> None:
+    class AsyncConn(FakeClient):
+        async def lost(self) -> None:
+            raise BrokenConnectionError("lost while awaited")
+
+    db = safeclients.per_thread(AsyncConn)
+    first = db.ping()[0]
+
+    async def main() -> None:
+        with pytest.raises(BrokenConnectionError):
+            await db.lost()
+
+    asyncio.run(main())
+    assert db.ping()[0] != first, "an error while awaiting still discards the instance"
