@@ -30,6 +30,7 @@ from safeclients.errors import (
     PoolClosed,
     PoolTimeout,
     SafeClientsError,
+    SharedStateError,
 )
 from safeclients.guarded import guarded
 from safeclients.locked import locked
@@ -63,6 +64,7 @@ __all__ = [
     "DerivedUseError",
     "CrossThreadUseError",
     "OutlivedUseError",
+    "SharedStateError",
     "ConcurrentUseError",
     "ForkedUseError",
     "NoRunningLoopError",

@@ -1,4 +1,4 @@
-"""What a call returns that is still bound to the instance it ran on, and how it stays safe.
+"""What a call returns that is still bound to the instance it ran on: classify it, wrap it.
 
 A policy's use of an instance ends when the call returns. Some results keep using the instance
 after that: a DB-API cursor (``db.cursor()``: its ``execute`` runs on the connection), a pika
@@ -8,43 +8,46 @@ bare, such a result runs on an instance the policy has already given to another 
 results, silently. So a call whose result is not a plain value comes here, and:
 
 * the client itself: the use ends, and the *proxy* is returned, so the next call is a use again;
-* an awaitable: the use lasts until it has been awaited (``pooled`` holds its slot; ``locked``
-  refuses, since its lock cannot be held across an ``await`` without letting every task of the
-  thread in: use ``per_loop`` or ``pooled``);
-* a generator: the use lasts until it is exhausted or closed;
+* an awaitable: the use lasts until it has been awaited (``locked`` refuses: its lock cannot be
+  held across an ``await`` without letting every task of the thread in);
+* a generator: the use lasts until it is exhausted or closed (``HeldIterator``);
 * a derived object: the use lasts until it is done with (its ``with`` block exits, it is
-  closed, or it is garbage-collected). It is returned inside a ``Derived`` proxy that counts its
-  errors for the instance (``discard_on``) and refuses use from another thread
-  (``CrossThreadUseError``), so a cursor can never outlive its connection's checkout.
+  closed, exhausted, or collected), inside a ``Derived`` proxy.
+
+The use itself (its pin, its end, its owner) is ``_uses``'s; this module only classifies and
+wraps. A ``Derived`` proxy's class is made once per derived type, with a compiled forwarder per
+public method (as the client's proxy has): each checks the hold (open, same thread or task),
+calls, counts an error for the instance (``discard_on``), and sends a result that is not plain
+through the same classification, so ``cur.execute()`` returning the cursor gives back the
+wrapped cursor, and an iterator, generator or object a derived method returns keeps the same
+instance (its hold joins the pin). Iteration (``for row in cur``, ``next(cur)``), ``with`` and
+``async with`` go through the same checks.
 
 How a derived object is recognised: the client's profile (``safeclients.profiles``) names the
-methods that return one (``cursor``, ``channel``, ``pipeline``, ...); for a client without one,
-the general rule is that a result holding a reference to the instance (in its ``__dict__`` or
-``__slots__``, or as ``.connection``/``.client``/``.conn``/``._connection``) is bound to it. The
-answer is cached per result type. Plain values (numbers, strings, bytes, None, tuples, lists,
-dicts, sets) never are, and never reach this module: the compiled paths test ``type(result)``
-against ``PLAIN`` first.
+methods that return one (``cursor``, ``channel``, ``pipeline``, ...); otherwise a result holding
+a reference to the instance (in its ``__dict__`` or ``__slots__``, or as
+``.connection``/``.client``/``.conn``/``._connection``) is bound to it. That is decided for each
+result, never cached per type: two results of one type may differ. Plain values (numbers,
+strings, bytes, None, tuples, lists, dicts, sets) never are, and never reach this module.
 
-Which thread runs what: ``escaped`` runs in the calling request thread, right after the call;
-a ``Derived`` proxy's release runs in the thread that closes it, or in the finalizer (whichever
-thread drops the last reference).
+Which thread runs what: ``escaped`` runs in the calling context, right after the call; a hold's
+end runs where the derived object is closed or collected (``_uses``).
 """
 
 from __future__ import annotations
 
 import inspect
-import threading
+import keyword
 import types
 import weakref
-from collections.abc import Awaitable, Generator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from typing import TYPE_CHECKING, Any, Protocol
 
 import wrapt
 
-from safeclients.errors import AsyncUseError, CrossThreadUseError, OutlivedUseError
-
-if TYPE_CHECKING:
-    from safeclients._policy import Policy
+from safeclients import _codegen, _uses
+from safeclients._uses import Hold, Holder
+from safeclients.errors import AsyncUseError
 
 #: Result types that cannot be bound to the instance: returned as they are, the use ends.
 PLAIN: frozenset[type] = frozenset(
@@ -68,15 +71,23 @@ PLAIN: frozenset[type] = frozenset(
     }
 )
 
+
+class Escaping(Holder, Protocol):
+    """What ``escaped`` needs from a policy, beyond ``_uses.Holder``."""
+
+    profile: Any
+    holds_across_await: bool
+    nothing_to_give_back: bool
+
+    def own_proxy(self) -> Any: ...
+
+
 # Attribute names by which a result commonly refers to the client that made it.
 _BACK_REFERENCES = ("connection", "_connection", "conn", "_conn", "client", "_client")
 
-# Result type -> whether its instances are bound to the instance that made them (general rule).
-_bound_types: dict[type, bool] = {}
 
-
-def _refers_to(result: object, obj: object) -> bool:
-    """The general rule: does ``result`` hold a reference to ``obj``?"""
+def refers_to(result: object, targets: tuple[object, ...]) -> bool:
+    """The general rule: does ``result`` hold a reference to one of ``targets``?"""
     try:
         values = list(vars(result).values())
     except TypeError:
@@ -85,33 +96,56 @@ def _refers_to(result: object, obj: object) -> bool:
         for slot in getattr(klass, "__slots__", ()):
             if isinstance(slot, str):
                 values.append(getattr(result, slot, None))
-    if any(value is obj for value in values):
-        return True
+    for value in values:
+        for target in targets:
+            if value is target:
+                return True
     for name in _BACK_REFERENCES:
         try:
-            if inspect.getattr_static(result, name, None) is not None and (
-                getattr(result, name) is obj
-            ):
-                return True
+            if inspect.getattr_static(result, name, None) is not None:
+                value = getattr(result, name)
+                if any(value is target for target in targets):
+                    return True
         except Exception:  # a property that fails to read is not a back reference
             continue
     return False
 
 
-def is_bound(policy: Policy[Any], obj: object, result: object, name: str | None) -> bool:
+def is_bound(policy: Escaping, obj: object, result: object, name: str | None) -> bool:
     """Whether ``result`` (of method ``name`` on ``obj``) keeps using ``obj``."""
     profile = policy.profile
     if profile is not None and name is not None and name in profile.derived:
         return True
+    return refers_to(result, (obj,))
+
+
+# What a result's type says about every result of that type (unlike whether it is bound, which
+# is decided per result): cached per type.
+OTHER, PROXY, AWAITABLE, GENERATOR = 0, 1, 2, 3
+_kinds: dict[type, int] = {}
+
+
+def _kind(result: object) -> int:
     kind = type(result)
-    known = _bound_types.get(kind)
-    if known is None:
-        known = _bound_types[kind] = _refers_to(result, obj)
-    return known
+    found = _kinds.get(kind)
+    if found is None:
+        if issubclass(kind, wrapt.BaseObjectProxy):
+            # Another proxy (ours or wrapt's): never inspected further (isinstance and
+            # attribute checks on it could create its client).
+            found = PROXY
+        elif inspect.isawaitable(result):
+            found = AWAITABLE
+        elif isinstance(result, (types.GeneratorType, types.AsyncGeneratorType)):
+            found = GENERATOR
+        else:
+            found = OTHER
+        if found != AWAITABLE or kind is not types.GeneratorType:
+            _kinds[kind] = found  # not a generator-based coroutine: its type decides
+    return found
 
 
 def escaped(
-    policy: Policy[Any], obj: Any, token: Any, result: Any, name: str | None, proxy: Any
+    policy: Escaping, obj: Any, token: Any, result: Any, name: str | None, proxy: Any
 ) -> Any:
     """A use's result was not a plain value: end the use, or extend it to cover the result.
 
@@ -121,166 +155,20 @@ def escaped(
     if result is obj:
         policy.put(obj, token, False)
         return proxy if proxy is not None else policy.own_proxy()
-    if issubclass(type(result), wrapt.BaseObjectProxy):
-        # Another proxy (ours or wrapt's): returned as it is; never inspected (isinstance and
-        # attribute checks on it could create its client).
-        policy.put(obj, token, False)
-        return result
-    if inspect.isawaitable(result):
-        return _hold_awaitable(policy, obj, token, result, name)
-    if isinstance(result, types.GeneratorType):
-        return _held_generator(policy, obj, token, result)
-    if is_bound(policy, obj, result, name):
-        return Derived(result, policy.derived_hold(obj, token, name, pin=True))
+    kind = _kind(result)
+    if kind == OTHER:
+        if is_bound(policy, obj, result, name):
+            return wrap(result, _uses.hold(policy, obj, token, name))
+    elif kind == AWAITABLE:
+        return _awaitable(policy, obj, token, result, name)
+    elif kind == GENERATOR:
+        return _wrap_iterator(_uses.hold(policy, obj, token, name), result)
     policy.put(obj, token, False)
     return result
 
 
-class Hold:
-    """One use extended over a result's life: what ``put`` needs, given back exactly once.
-
-    Kept apart from the ``Derived`` proxy so its finalizer holds no reference to the proxy.
-    """
-
-    __slots__ = ("policy", "obj", "token", "name", "owner", "broken", "_lock", "_open")
-
-    def __init__(self, policy: Policy[Any], obj: Any, token: Any, name: str | None) -> None:
-        self.policy = policy
-        self.obj = obj
-        self.token = token
-        self.name = name
-        self.owner = threading.get_ident()
-        self.broken = False
-        # Guards _open: release may race between an explicit close and the finalizer.
-        self._lock = threading.Lock()
-        self._open = True
-
-    def check_use(self, what: str) -> None:
-        """A call on the derived object: only while its use lasts, only in its thread."""
-        if not self._open:
-            raise OutlivedUseError(
-                f"{what} was called after its use of the {self.policy.kind} proxy's instance "
-                f"ended (its `with` block exited, or it was closed): the instance is back with "
-                f"the policy and may be another thread's by now; make a new one"
-            )
-        self.check_thread(what)
-
-    def check_thread(self, what: str) -> None:
-        me = threading.get_ident()
-        if me != self.owner and self._open:
-            raise CrossThreadUseError(
-                f"{what} is bound to the {type(self.obj).__name__} instance that thread "
-                f"{self.owner} holds (from {self.name or 'a call'}()), and thread {me} used it: "
-                f"a derived object (cursor, channel, pipeline, generator) belongs to the thread "
-                f"that made it; make a new one in this thread"
-            )
-
-    def noted(self, exc: BaseException) -> None:
-        """An error from the derived object counts for the instance (``discard_on``); closing a
-        generator early (``GeneratorExit``) is no error."""
-        if not isinstance(exc, GeneratorExit) and self.policy.is_broken(exc):
-            self.broken = True
-
-    def release(self) -> None:
-        with self._lock:
-            if not self._open:
-                return
-            self._open = False
-        self.policy.end_hold(self)
-        self.obj = self.token = None
-
-
-def _release(hold: Hold) -> None:
-    """Finalizer of a ``Derived`` proxy that was never closed: give its instance back."""
-    try:
-        hold.release()
-    except RuntimeError:
-        # A lock released by a thread that does not own it: the object was dropped in another
-        # thread than the one that made it. Nothing safe to do but say so.
-        from safeclients._policy import log
-
-        log.warning(
-            "safeclients: a %s derived object was garbage-collected in another thread than "
-            "the one that made it; its %s instance stays held until the process exits. Close "
-            "it (or use `with`) in the thread that made it",
-            hold.policy.kind,
-            type(hold.obj).__name__,
-        )
-
-
-# Generic for the type checker only (see _proxy): older wrapt cannot subscript it at runtime.
-if TYPE_CHECKING:
-    _DerivedBase = wrapt.ObjectProxy[Any]
-else:
-    _DerivedBase = wrapt.ObjectProxy
-
-
-class Derived(_DerivedBase):
-    """A derived object (cursor, channel, ...) that holds its instance until it is done with."""
-
-    def __init__(self, wrapped: Any, hold: Hold) -> None:
-        super().__init__(wrapped)
-        self._self_hold = hold
-        self._self_finalizer = weakref.finalize(self, _release, hold)
-
-    def _self_done(self) -> None:
-        self._self_finalizer.detach()
-        self._self_hold.release()
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_self_"):
-            raise AttributeError(name)
-        hold = self._self_hold
-        hold.check_thread(f"{type(self.__wrapped__).__name__}.{name}")
-        value = getattr(self.__wrapped__, name)
-        if not callable(value) or isinstance(value, type):
-            return value
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            hold.check_use(f"{type(self.__wrapped__).__name__}.{name}()")
-            try:
-                return value(*args, **kwargs)
-            except BaseException as exc:
-                hold.noted(exc)
-                raise
-
-        return call
-
-    def close(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return self.__wrapped__.close(*args, **kwargs)
-        except BaseException as exc:
-            self._self_hold.noted(exc)
-            raise
-        finally:
-            self._self_done()
-
-    def __enter__(self) -> Any:
-        self._self_hold.check_thread(f"{type(self.__wrapped__).__name__} (with)")
-        entered = self.__wrapped__.__enter__()
-        return self if entered is self.__wrapped__ else entered
-
-    def __exit__(self, *exc_info: Any) -> Any:
-        try:
-            return self.__wrapped__.__exit__(*exc_info)
-        except BaseException as exc:
-            self._self_hold.noted(exc)
-            raise
-        finally:
-            if exc_info[1] is not None:
-                self._self_hold.noted(exc_info[1])
-            self._self_done()
-
-    def __iter__(self) -> Any:
-        self._self_hold.check_thread(f"{type(self.__wrapped__).__name__} (iteration)")
-        return iter(self.__wrapped__)
-
-    def __repr__(self) -> str:
-        return f"<safeclients derived {self.__wrapped__!r}>"
-
-
-def _hold_awaitable(
-    policy: Policy[Any], obj: Any, token: Any, result: Awaitable[Any], name: str | None
+def _awaitable(
+    policy: Escaping, obj: Any, token: Any, result: Awaitable[Any], name: str | None
 ) -> Any:
     if not policy.holds_across_await:
         policy.put(obj, token, False)
@@ -293,11 +181,16 @@ def _hold_awaitable(
             f"thread would get in): use safeclients.per_loop (one instance per event loop) "
             f"or safeclients.pooled for an async client"
         )
-    if policy.nothing_to_give_back:
+    if policy.nothing_to_give_back and type(token) is not _uses.Pin:
         # per_thread, per_process, per_loop: the instance stays where it is whatever happens, so
         # there is no use to hold; only an error while awaiting still counts (discard_on).
         return _watched(policy, obj, token, result)
-    hold = policy.derived_hold(obj, token, name, pin=False)
+    # Not the context's pin: an awaitable is often awaited in another task (gather).
+    return held_awaitable(_uses.hold(policy, obj, token, name, register=False), result)
+
+
+def held_awaitable(hold: Hold, result: Awaitable[Any]) -> Any:
+    """A coroutine that awaits ``result`` and then ends ``hold``; errors count for it."""
 
     async def held() -> Any:
         try:
@@ -309,13 +202,13 @@ def _hold_awaitable(
             hold.release()
 
     coroutine = held()
-    # Never awaited: the coroutine's finalizer runs the `finally` only if it started, so
-    # release from a finalizer on the wrapper too.
-    weakref.finalize(coroutine, _release, hold)
+    # Never awaited: the coroutine's `finally` runs only if it started, so release from a
+    # finalizer on the wrapper too (awaitables are not the cursor path: this cost is fine).
+    weakref.finalize(coroutine, hold.release)
     return coroutine
 
 
-async def _watched(policy: Policy[Any], obj: Any, token: Any, result: Awaitable[Any]) -> Any:
+async def _watched(policy: Escaping, obj: Any, token: Any, result: Awaitable[Any]) -> Any:
     """An awaited call on an instance that is never given back: count its errors."""
     try:
         return await result
@@ -325,19 +218,291 @@ async def _watched(policy: Policy[Any], obj: Any, token: Any, result: Awaitable[
         raise
 
 
+def derived_result(derived: Derived, hold: Hold, result: Any, name: str) -> Any:
+    """A derived object's method returned ``result`` (not a plain value): classify it the same
+    way, with the derived object as a second thing it may refer to. A result that keeps the
+    instance joins the hold's pin, so the instance stays until the last of them ends."""
+    wrapped = derived.__wrapped__
+    if result is wrapped:
+        return derived  # fluent: cur.execute() returns the cursor
+    kind = _kind(result)
+    if kind == OTHER:
+        if refers_to(result, (hold.pin.obj, wrapped)):
+            return wrap(result, hold.joined(name))
+    elif kind == AWAITABLE:
+        return held_awaitable(hold.joined(name), result)
+    elif kind == GENERATOR:
+        return _wrap_iterator(hold.joined(name), result)
+    return result
+
+
+def wrap(result: Any, hold: Hold) -> Derived:
+    """``result`` in the ``Derived`` proxy of its type, holding ``hold``."""
+    derived = derived_class(type(result))(result)
+    derived._self_hold = hold
+    return derived
+
+
+def _wrap_iterator(hold: Hold, result: Any) -> Any:
+    if isinstance(result, types.AsyncGeneratorType):
+        return HeldAsyncIterator(result, hold)
+    return HeldIterator(result, hold)
+
+
+# -- the derived proxy ---------------------------------------------------------------------------
+
+# Generic for the type checker only (see _proxy): older wrapt cannot subscript it at runtime.
+if TYPE_CHECKING:
+    _DerivedBase = wrapt.ObjectProxy[Any]
+else:
+    _DerivedBase = wrapt.ObjectProxy
+
+
+class Derived(_DerivedBase):
+    """A derived object (cursor, channel, ...) that holds its instance until it is done with.
+
+    Its class is made per derived type (``derived_class``) with compiled forwarders; the names
+    defined here are the ones that end the use or need more than a forwarder.
+    """
+
+    # As the client proxy (_proxy.Proxy): the generic lookup finds our names without the C
+    # proxy's slower one; names we do not have go to __getattr__.
+    __getattribute__ = object.__getattribute__
+    # wrapt's own __init__ (C) makes it; `wrap` then sets the hold: no Python-level __init__
+    # on the path every cursor takes.
+    __slots__ = ("_self_hold",)
+    _self_hold: Hold
+
+    def __del__(self) -> None:
+        # Collected without being closed: end its use (in whichever thread drops it last).
+        try:
+            hold = self._self_hold
+        except AttributeError:
+            return
+        if hold.open:
+            hold.release()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_self_"):
+            raise AttributeError(name)
+        hold = self._self_hold
+        # Reading an attribute after the use ended is harmless; from another context it is not.
+        if hold.open and hold.ident != _codegen.SHARED["get_ident"]():
+            hold.refuse(f"{type(self.__wrapped__).__name__}.{name}")
+        value = getattr(self.__wrapped__, name)
+        if not callable(value) or isinstance(value, type):
+            return value
+        return _DerivedCall(self, value, name)
+
+    def close(self, *args: Any, **kwargs: Any) -> Any:
+        hold = self._self_hold
+        try:
+            return self.__wrapped__.close(*args, **kwargs)
+        except BaseException as exc:
+            hold.noted(exc)
+            raise
+        finally:
+            hold.release()
+
+    def __enter__(self) -> Any:
+        hold = self._self_hold
+        hold.refuse(f"{type(self.__wrapped__).__name__} (with)")
+        try:
+            entered = self.__wrapped__.__enter__()
+        except BaseException as exc:
+            hold.noted(exc)
+            raise
+        return self if entered is self.__wrapped__ else entered
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        hold = self._self_hold
+        try:
+            return self.__wrapped__.__exit__(*exc_info)
+        except BaseException as exc:
+            hold.noted(exc)
+            raise
+        finally:
+            if exc_info[1] is not None:
+                hold.noted(exc_info[1])
+            hold.release()
+
+    async def __aenter__(self) -> Any:
+        hold = self._self_hold
+        hold.refuse(f"{type(self.__wrapped__).__name__} (async with)")
+        try:
+            entered = await self.__wrapped__.__aenter__()
+        except BaseException as exc:
+            hold.noted(exc)
+            raise
+        return self if entered is self.__wrapped__ else entered
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        hold = self._self_hold
+        try:
+            return await self.__wrapped__.__aexit__(*exc_info)
+        except BaseException as exc:
+            hold.noted(exc)
+            raise
+        finally:
+            if exc_info[1] is not None:
+                hold.noted(exc_info[1])
+            hold.release()
+
+    def __iter__(self) -> Any:
+        hold = self._self_hold
+        hold.refuse(f"{type(self.__wrapped__).__name__} (iteration)")
+        iterator = iter(self.__wrapped__)
+        if iterator is self.__wrapped__:
+            return self  # sqlite3 and DB-API cursors iterate themselves: keep the checks
+        return derived_result(self, hold, iterator, "__iter__")
+
+    def __next__(self) -> Any:
+        hold = self._self_hold
+        if hold.ident != _codegen.SHARED["get_ident"]() or not hold.open:
+            hold.refuse(f"{type(self.__wrapped__).__name__} (next)")
+        try:
+            return next(self.__wrapped__)
+        except StopIteration:
+            raise
+        except BaseException as exc:
+            hold.noted(exc)
+            raise
+
+    def __aiter__(self) -> Any:
+        hold = self._self_hold
+        hold.refuse(f"{type(self.__wrapped__).__name__} (async iteration)")
+        iterator = self.__wrapped__.__aiter__()
+        if iterator is self.__wrapped__:
+            return self
+        return derived_result(self, hold, iterator, "__aiter__")
+
+    async def __anext__(self) -> Any:
+        hold = self._self_hold
+        hold.refuse(f"{type(self.__wrapped__).__name__} (async next)")
+        try:
+            return await self.__wrapped__.__anext__()
+        except StopAsyncIteration:
+            raise
+        except BaseException as exc:
+            hold.noted(exc)
+            raise
+
+    def __repr__(self) -> str:
+        return f"<safeclients derived {self.__wrapped__!r}>"
+
+
+class _DerivedCall:
+    """A derived object's method with no compiled forwarder (an instance attribute, a name
+    looked up with getattr): the same checks, at call time."""
+
+    __slots__ = ("_derived", "_method", "_name")
+
+    def __init__(self, derived: Derived, method: Callable[..., Any], name: str) -> None:
+        self._derived = derived
+        self._method = method
+        self._name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        derived = self._derived
+        hold: Hold = derived._self_hold
+        if hold.ident != _codegen.SHARED["get_ident"]() or not hold.open:
+            hold.refuse(f"{type(derived.__wrapped__).__name__}.{self._name}()")
+        try:
+            result = self._method(*args, **kwargs)
+        except BaseException as exc:
+            hold.noted(exc)
+            raise
+        if type(result) in PLAIN:
+            return result
+        return derived_result(derived, hold, result, self._name)
+
+
+# One forwarder per public method of a derived type: the checks, the call, the classification.
+_FORWARDER = """\
+def _make():
+    def {name}(self, /, {params}):
+        hold = self._self_hold
+        if hold.ident != get_ident() or not hold.open:
+            hold.refuse({what!r})
+        wrapped = self.__wrapped__
+        try:
+            result = wrapped.{name}({args})
+        except BaseException as exc:
+            hold.noted(exc)
+            raise
+        if type(result) in PLAIN:
+            return result
+        if result is wrapped:
+            return self
+        return derived_result(self, hold, result, {name!r})
+    return {name}
+"""
+
+_METHOD_TYPES = (
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodDescriptorType,
+    types.WrapperDescriptorType,
+)
+
+# Derived type -> its Derived subclass (made once per type, in the first thread that needs it).
+_classes: dict[type, type[Derived]] = {}
+_OWN_NAMES = frozenset(name for klass in Derived.__mro__ for name in vars(klass))
+_scope = _codegen.scope({"PLAIN": PLAIN, "derived_result": derived_result})
+
+
+def derived_class(kind: type) -> type[Derived]:
+    """The ``Derived`` subclass for results of type ``kind``, with its forwarders."""
+    found = _classes.get(kind)
+    if found is not None:
+        return found
+    namespace: dict[str, Any] = {"__module__": __name__, "__doc__": Derived.__doc__}
+    if "__dict__" in vars(Derived):
+        namespace["__dict__"] = vars(Derived)["__dict__"]
+    for name in dir(kind):
+        if name.startswith("_") or name in _OWN_NAMES or keyword.iskeyword(name):
+            continue
+        try:
+            attr = inspect.getattr_static(kind, name)
+        except AttributeError:
+            continue
+        if not isinstance(attr, _METHOD_TYPES) or not name.isidentifier():
+            continue
+        source = _FORWARDER.format(
+            name=name,
+            params="*args, **kwargs",
+            args="*args, **kwargs",
+            what=f"{kind.__name__}.{name}()",
+        )
+        forward = _codegen.build(source, f"derived {kind.__name__}.{name}", _scope)()
+        forward.__wrapped__ = attr
+        forward.__doc__ = getattr(attr, "__doc__", None)
+        namespace[name] = forward
+    metaclass: Any = type(Derived)
+    made: type[Derived] = metaclass(f"derived_{kind.__name__}", (Derived,), namespace)
+    return _classes.setdefault(kind, made)
+
+
+# -- iterators -----------------------------------------------------------------------------------
+
+
 class HeldIterator:
     """A generator's use of its instance, from the first item to exhaustion or ``close()``.
 
-    Each step first checks that the use is still open and in its own thread, *before* resuming
+    Each step first checks that the use is still open and in its own context, *before* resuming
     the generator, so a refused step from another thread leaves it intact for its owner.
     """
 
-    __slots__ = ("_inner", "_hold", "_finalizer", "__weakref__")
+    __slots__ = ("_inner", "_hold", "__weakref__")
 
     def __init__(self, inner: Generator[Any, Any, Any], hold: Hold) -> None:
         self._inner = inner
         self._hold = hold
-        self._finalizer = weakref.finalize(self, _release, hold)
+
+    def __del__(self) -> None:
+        hold = self._hold
+        if hold.open:
+            hold.release()
 
     def __iter__(self) -> HeldIterator:
         return self
@@ -348,40 +513,74 @@ class HeldIterator:
     def send(self, value: Any) -> Any:
         if inspect.getgeneratorstate(self._inner) == inspect.GEN_CLOSED:
             raise StopIteration  # exhausted or closed: as a plain generator says
-        self._hold.check_use(f"generator {self._hold.name}")
+        hold = self._hold
+        hold.refuse(f"generator {hold.name}")
         try:
             return self._inner.send(value)
         except StopIteration:
-            self._done()
+            hold.release()
             raise
         except BaseException as exc:
-            self._hold.noted(exc)
-            self._done()
+            hold.noted(exc)
+            hold.release()
             raise
 
     def throw(self, *exc_info: Any) -> Any:
-        self._hold.check_use(f"generator {self._hold.name}")
+        hold = self._hold
+        hold.refuse(f"generator {hold.name}")
         try:
             return self._inner.throw(*exc_info)
         except BaseException as exc:
             if not isinstance(exc, StopIteration):
-                self._hold.noted(exc)
-            self._done()
+                hold.noted(exc)
+            hold.release()
             raise
 
     def close(self) -> None:
         try:
             self._inner.close()
         finally:
-            self._done()
-
-    def _done(self) -> None:
-        self._finalizer.detach()
-        self._hold.release()
+            self._hold.release()
 
 
-def _held_generator(
-    policy: Policy[Any], obj: Any, token: Any, result: Generator[Any, Any, Any]
-) -> HeldIterator:
-    name = getattr(result, "__name__", None)
-    return HeldIterator(result, policy.derived_hold(obj, token, name, pin=False))
+class HeldAsyncIterator:
+    """An async generator's use of its instance, until exhaustion or ``aclose()``."""
+
+    __slots__ = ("_inner", "_hold", "__weakref__")
+
+    def __init__(self, inner: AsyncGenerator[Any, Any], hold: Hold) -> None:
+        self._inner = inner
+        self._hold = hold
+
+    def __del__(self) -> None:
+        hold = self._hold
+        if hold.open:
+            hold.release()
+
+    def __aiter__(self) -> HeldAsyncIterator:
+        return self
+
+    async def __anext__(self) -> Any:
+        return await self.asend(None)
+
+    async def asend(self, value: Any) -> Any:
+        hold = self._hold
+        hold.refuse(f"async generator {hold.name}")
+        try:
+            return await self._inner.asend(value)
+        except StopAsyncIteration:
+            hold.release()
+            raise
+        except BaseException as exc:
+            hold.noted(exc)
+            hold.release()
+            raise
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            self._hold.release()
+
+
+__all__ = ["PLAIN", "escaped", "is_bound", "refers_to", "Derived", "derived_class", "HeldIterator"]

@@ -39,7 +39,7 @@ import sys
 import threading
 from typing import Any, Protocol
 
-from safeclients import _fork
+from safeclients import _codegen, _fork
 
 
 class GreenAware(Protocol):
@@ -86,6 +86,7 @@ def on_patch(event: object) -> None:
 def renew_all() -> None:
     """Reset inherited policies (fork check), then make every policy's locks green."""
     _fork.check()
+    _codegen.rebind_green()
     for policy in _policies():
         policy.green_reset()
     RENEWALS[0] += 1

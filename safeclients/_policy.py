@@ -18,15 +18,19 @@ Override surface (what a policy subclass defines)
 * ``live()``: how many instances it holds; ``existing()``: the calling thread's instance if one
   exists (what ``proxy.__wrapped__`` shows; never creates).
 * optionally ``shutdown()`` (interpreter exit, default ``dispose(True)``), ``aget()`` (a ``get``
-  that must not block an event loop), ``derived_hold``/``end_hold`` (pooled pins an instance to
-  its thread while a derived object is alive), ``holds_across_await`` (locked: False).
+  that must not block an event loop), ``holds_across_await`` (locked: False).
+
+Uses that outlive a call (blocks, derived objects, iterators, awaitables) are ``_uses``'s: a
+policy only provides ``pins`` (the context's pinned instance, which a policy's ``get`` may
+consult: ``pooled`` does, from the start) and ``held`` (open holds per instance: health checks
+never retire an instance under one).
 
 Caller surface (what the proxy, ``control`` and ``_escape`` use)
 ----------------------------------------------------------------
 ``get()``, ``put(obj, token, broken)``, ``call(name, args, kwargs)``, ``apply(func, *args)``,
-``forwarder(name)``, ``async_forwarder(name)``, ``attribute(name)``, ``hold()``/``unhold()``
-(``with proxy:`` blocks), ``peek()``, ``stats()``; and for subclasses ``create()``,
-``close_instance()``, ``count_wait()``, ``rebind()``.
+``forwarder(name)``, ``async_forwarder(name)``, ``attribute(name)``, ``set_attribute(name,
+value)``, ``peek()``, ``stats()``; and for subclasses ``create()``, ``close_instance()``,
+``count_wait()``, ``rebind()``.
 
 Which thread runs what: the compiled paths run in request threads; ``dispose`` in whichever
 thread calls ``safeclients.dispose`` (or the interpreter's exit); ``after_fork`` in the fork
@@ -35,7 +39,6 @@ child's first caller, with no other thread of the child inside the policy yet.
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import inspect
 import logging
@@ -44,9 +47,10 @@ import threading
 import types
 import typing
 from collections.abc import Callable
-from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
+from contextvars import ContextVar
+from typing import Any, ClassVar, Generic, TypeVar
 
-from safeclients import _check, _fork, profiles
+from safeclients import _check, _fork, _uses, profiles
 from safeclients._use import Use, compiled
 
 if typing.TYPE_CHECKING:
@@ -178,14 +182,6 @@ def instance_or_factory(obj_or_factory: Any) -> tuple[Callable[[], Any] | None, 
     return None, obj_or_factory
 
 
-class Held(NamedTuple):
-    """One ``with proxy:`` block's instance: what ``put`` needs, and the fork generation."""
-
-    obj: Any
-    token: Any
-    generation: int
-
-
 class Policy(Generic[T]):
     """Base of the policies; see the module docstring for the two surfaces."""
 
@@ -246,16 +242,12 @@ class Policy(Generic[T]):
             _check.Tracker(self.kind) if checkable and _check.enabled() else None
         )
         self._final = False
-        # Per context (thread, task, greenlet): the `with proxy:` blocks open, innermost last.
-        # A tuple, never mutated: a task's copy of the context must not see another's blocks.
-        self._holds: contextvars.ContextVar[tuple[Held, ...]] = contextvars.ContextVar(
-            f"safeclients.{self.kind}.holds", default=()
+        # Per context (thread, greenlet, task): the instance its open uses hold (``_uses``).
+        self.pins: ContextVar[_uses.Pin | None] = ContextVar(
+            f"safeclients.{self.kind}.pin", default=None
         )
-        # Per context: how many checkout() blocks are open (only read by pooled's timeout
-        # message: "this thread already holds one").
-        self.open_checkouts: contextvars.ContextVar[int] = contextvars.ContextVar(
-            f"safeclients.{self.kind}.checkouts", default=0
-        )
+        # Per context: the `with proxy:` blocks open, innermost last (``_uses.block_stack``).
+        self.blocks = _uses.block_stack(self.kind)
         self._reset_common()
         self._bind_use()
         _fork.register(self)
@@ -271,33 +263,23 @@ class Policy(Generic[T]):
     def _selected_use(self) -> Use:
         health: Health | None = getattr(self, "health", None)
         checked = health is not None and (health.active or self.effective_check is not None)
-        return self.use_for(health=checked, pinning=getattr(self, "pinning", False))
+        return self.use_for(health=checked)
 
-    def use_for(self, *, health: bool, pinning: bool) -> Use:
+    def use_for(self, *, health: bool) -> Use:
         """The ``Use`` to compile for these options (override: pooled composes variants)."""
         if health and self.USE_HEALTH is not None:
             return self.USE_HEALTH
         return self.USE
 
     def rebind(self) -> None:
-        """Options changed (a health check from the profile, pinning): recompile the paths and
-        reinstall the forwarders; calls already running finish on the old ones."""
+        """Options changed (a health check from the profile, learnt from the first instance):
+        recompile the paths and reinstall the forwarders; calls already running finish on the
+        old ones. Never inside a request after the first instance."""
         if self._selected_use() is self._bound_use:
             return
         self._bind_use()
         if self.client_type is not None:
             self.respecialise(self.client_type)
-
-    def derived_hold(self, obj: Any, token: Any, name: str | None, *, pin: bool) -> Any:
-        """A use extended over a result's life (``_escape``); ``pin``: a derived object,
-        whose thread's other calls must reach the same instance (pooled pins it)."""
-        from safeclients._escape import Hold
-
-        return Hold(self, obj, token, name)
-
-    def end_hold(self, hold: Any) -> None:
-        """A derived object is done with: end its use."""
-        self.put(hold.obj, hold.token, hold.broken)
 
     def _bind_use(self) -> None:
         """Bind the paths compiled from the selected ``Use`` to this policy (at creation, and
@@ -337,9 +319,15 @@ class Policy(Generic[T]):
         self._waits = 0
         self._wait_seconds = 0.0
         self._conflicts = 0
+        # id(instance) -> how many pins (any context) hold it now; guarded by _uses._count_lock.
+        self.held: dict[int, int] = {}
         if self.tracker is not None:
             self.tracker.reset()
 
+    #: Whether ``held`` counts the open holds per instance (``_uses``; per_thread's health).
+    track_holds: ClassVar[bool] = False
+    #: Whether ``on_pin`` is called for each new pin (``_uses``; locked).
+    pin_hook: ClassVar[bool] = False
     #: Whether a use may last across an ``await`` (``locked`` says no: see ``_escape``).
     holds_across_await: ClassVar[bool] = True
     #: Whether ``get`` may wait (``pooled``): then an ``async def`` client method gets an
@@ -412,7 +400,9 @@ class Policy(Generic[T]):
         interrupted: BaseException | None = None
         ok = False
         try:
-            if self._close_fn is not None:
+            if _uses.looks_closed(obj):
+                pass  # its own __exit__ (or the server) closed it: a second close may raise
+            elif self._close_fn is not None:
                 self._close_fn(obj)
             elif self.profile is not None and self.profile.close is not None:
                 self.profile.close(obj)
@@ -560,42 +550,17 @@ class Policy(Generic[T]):
             return CallThrough(self, (name,), value)
         return value
 
-    def hold(self) -> Held:
-        """Start a ``with proxy:`` block: the instance stays held until ``unhold``.
+    def on_pin(self, pin: _uses.Pin) -> None:
+        """A use began that outlives its call (``_uses.begin``); ``locked`` notes who holds its
+        lock. Default: nothing."""
 
-        The block's record lives in a context variable, so two coroutines of one thread (or two
-        greenlets) each get back their own instance, whatever order their blocks end in.
-        """
-        obj, token = self.get()
-        held = Held(obj, token, _fork.GENERATION[0])
-        holds = self._holds
-        holds.set((*holds.get(), held))
-        return held
+    def set_attribute(self, name: str, value: Any) -> None:
+        """``proxy.name = value``: on the instance this context would use now."""
+        self.apply(setattr, name, value)
 
-    def current_hold(self) -> Held:
-        """The innermost ``with proxy:`` block open in this context."""
-        return self._holds.get()[-1]
-
-    def unhold(self, held: Held, broken: bool) -> None:
-        """End a ``with proxy:`` block: give its instance back.
-
-        A block that began before a fork gives nothing back in the child: the child's reset
-        already dropped that instance, and the lock or slot it held belongs to the parent.
-        """
-        holds = self._holds.get()
-        if holds and holds[-1] is held:
-            self._holds.set(holds[:-1])
-        else:
-            self._holds.set(tuple(other for other in holds if other is not held))
-        if not _fork.ARMED[0]:
-            _fork.check()
-        if held.generation != _fork.GENERATION[0]:
-            return
-        self.put(held.obj, held.token, broken)
-
-    def held_elsewhere(self) -> bool:
-        """Whether this context already holds an instance in a block (for pooled's message)."""
-        return bool(self._holds.get()) or self.open_checkouts.get() > 0
+    def del_attribute(self, name: str) -> None:
+        """``del proxy.name``: on the instance this context would use now."""
+        self.apply(delattr, name)
 
 
 def _call_path(obj: Any, path: tuple[str, ...], args: Any, kwargs: Any) -> Any:
@@ -649,7 +614,6 @@ class CallThrough:
 
 __all__ = [
     "Policy",
-    "Held",
     "CallThrough",
     "DiscardOn",
     "default_discard",

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import wrapt
 
+from safeclients import _uses
 from safeclients._dunders import call_method, install_special_methods
 from safeclients._policy import Policy
 
@@ -105,13 +106,13 @@ class Proxy(_ProxyBase):
         if name.startswith("_self_"):
             wrapt.BaseObjectProxy.__setattr__(self, name, value)
         else:
-            _policy(self).apply(setattr, name, value)
+            _policy(self).set_attribute(name, value)
 
     def __delattr__(self, name: str) -> None:
         if name.startswith("_self_"):
             wrapt.BaseObjectProxy.__delattr__(self, name)
         else:
-            _policy(self).apply(delattr, name)
+            _policy(self).del_attribute(name)
 
     @property
     def __wrapped__(self) -> Any:
@@ -146,49 +147,51 @@ class Proxy(_ProxyBase):
     def __annotations__(self) -> Any:  # type: ignore[override]
         return _policy(self).apply(operator.attrgetter("__annotations__"))
 
-    # `with proxy:` holds one instance (and, for locked, the lock) from enter to exit; the
-    # block's record is per context (``Policy.hold``), so blocks of two coroutines of one thread
-    # each give back their own instance.
+    # `with proxy:` holds one instance (and, for locked, the lock) from enter to exit: it is the
+    # context's pin (``_uses``), so every call through the proxy inside the block runs on it.
+    # A client whose own __exit__ closes it (PyMySQL) is discarded, never handed out again.
     def __enter__(self) -> Any:
         policy = _policy(self)
-        held = policy.hold()
+        block = _uses.enter_block(policy)
         try:
-            return held.obj.__enter__()
+            entered = block.obj.__enter__()
         except BaseException as exc:
-            policy.unhold(held, policy.is_broken(exc))
+            _uses.exit_block(block, exc)
             raise
+        blocks = policy.blocks
+        blocks.set((*blocks.get(), block))
+        return self if entered is block.obj else entered
 
     def __exit__(self, *exc_info: Any) -> Any:
-        policy = _policy(self)
-        held = policy.current_hold()
+        block = _pop_block(_policy(self))
         try:
-            result = held.obj.__exit__(*exc_info)
+            result = block.obj.__exit__(*exc_info)
         except BaseException as exc:
-            policy.unhold(held, policy.is_broken(exc))
+            _uses.exit_block(block, exc)
             raise
-        error = exc_info[1]
-        policy.unhold(held, error is not None and policy.is_broken(error))
+        _uses.exit_block(block, exc_info[1], exited=True)
         return result
 
     async def __aenter__(self) -> Any:
         policy = _policy(self)
-        held = policy.hold()
+        block = _uses.enter_block(policy)
         try:
-            return await held.obj.__aenter__()
+            entered = await block.obj.__aenter__()
         except BaseException as exc:
-            policy.unhold(held, policy.is_broken(exc))
+            _uses.exit_block(block, exc)
             raise
+        blocks = policy.blocks
+        blocks.set((*blocks.get(), block))
+        return self if entered is block.obj else entered
 
     async def __aexit__(self, *exc_info: Any) -> Any:
-        policy = _policy(self)
-        held = policy.current_hold()
+        block = _pop_block(_policy(self))
         try:
-            result = await held.obj.__aexit__(*exc_info)
+            result = await block.obj.__aexit__(*exc_info)
         except BaseException as exc:
-            policy.unhold(held, policy.is_broken(exc))
+            _uses.exit_block(block, exc)
             raise
-        error = exc_info[1]
-        policy.unhold(held, error is not None and policy.is_broken(error))
+        _uses.exit_block(block, exc_info[1], exited=True)
         return result
 
     # Identity, not the instance's: the instance differs per thread (per_thread) or per call
@@ -223,6 +226,16 @@ class Proxy(_ProxyBase):
 
     def __mro_entries__(self, bases: Any) -> Any:
         raise TypeError("a safeclients proxy cannot be used as a base class")
+
+
+def _pop_block(policy: Policy[Any]) -> _uses.Hold:
+    """The innermost `with proxy:` block of this context, taken off its stack."""
+    blocks = policy.blocks
+    stack = blocks.get()
+    if not stack:
+        raise RuntimeError("`with proxy:` exited in a context that never entered it")
+    blocks.set(stack[:-1])
+    return stack[-1]
 
 
 _NO_COPY = (

@@ -34,17 +34,17 @@ from __future__ import annotations
 
 import inspect
 import keyword
-import linecache
 import textwrap
-import threading
 import time
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from safeclients import _fork
+from safeclients import _codegen, _fork
+from safeclients._escape import PLAIN, escaped
 from safeclients._fork import ARMED
+from safeclients._uses import Pin
 
 
 @dataclass(frozen=True)
@@ -116,36 +116,22 @@ def _indent(code: str, spaces: int) -> str:
     return textwrap.indent(body, " " * spaces)
 
 
-_serial = [0]
-
-
-def _build(source: str, kind: str, what: str, namespace: dict[str, Any]) -> Callable[..., Any]:
-    """Compile ``source``; its lines are registered with linecache so tracebacks show them."""
-    _serial[0] += 1
-    filename = f"<safeclients.{kind} {what} #{_serial[0]}>"
-    code = compile(source, filename, "exec")
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    scope = dict(namespace)
-    exec(code, scope)
-    make: Callable[..., Any] = scope["_make"]
-    return make
-
-
 class Compiled:
     """The makers compiled from one :class:`Use` (cached per policy class and check mode)."""
 
     def __init__(self, use: Use, kind: str, checked: bool) -> None:
-        from safeclients._escape import PLAIN, escaped
-
         self._kind = kind
-        self._scope = {
-            "ARMED": ARMED,
-            "fork_check": _fork.check,
-            "get_ident": threading.get_ident,
-            "monotonic": time.monotonic,
-            "PLAIN": PLAIN,
-            "escaped": escaped,
-        }
+        # One globals dict for every function compiled from this use (see _codegen).
+        self._scope = _codegen.scope(
+            {
+                "ARMED": ARMED,
+                "fork_check": _fork.check,
+                "monotonic": time.monotonic,
+                "PLAIN": PLAIN,
+                "Pin": Pin,
+                "escaped": escaped,
+            }
+        )
         self._fragments = {
             "get": _indent(use.get, 8),
             "put_ok": _indent(use.put_ok, 16),
@@ -174,8 +160,8 @@ class Compiled:
             put_ok=_indent(use.put_ok, 12),
             put_broken=_indent(use.put_broken, 12),
         )
-        self.makers["get"] = _build(get_source, kind, "get", self._scope)
-        self.makers["put"] = _build(put_source, kind, "put", self._scope)
+        self.makers["get"] = _codegen.build(get_source, f"{kind} get", self._scope)
+        self.makers["put"] = _codegen.build(put_source, f"{kind} put", self._scope)
 
     def _path(self, path: str, name: str, params: str = "", args: str = "") -> Callable[..., Any]:
         fname, signature, action, proxy = _PATHS[path]
@@ -186,7 +172,7 @@ class Compiled:
             proxy=proxy,
             **self._fragments,
         )
-        return _build(source, self._kind, f"{path} {name}".strip(), self._scope)
+        return _codegen.build(source, f"{self._kind} {path} {name}".strip(), self._scope)
 
     def forwarder_maker(self, name: str, method: object = None) -> Callable[..., Any]:
         """The maker of the forwarder for method ``name`` (compiled once per name and shape).
@@ -223,6 +209,7 @@ _RESERVED = frozenset(
         "result",
         "exc",
         "pin",
+        "Pin",
         "local",
         "ARMED",
         "fork_check",

@@ -10,7 +10,7 @@ import atexit
 from types import TracebackType
 from typing import Generic, TypeVar
 
-from safeclients import _fork
+from safeclients import _fork, _uses
 from safeclients._policy import Policy
 from safeclients._proxy import Proxy, policy_of
 from safeclients.errors import CheckoutReused
@@ -29,16 +29,15 @@ class _Checkout(Generic[T]):
 
     One object, one block: entering it again (or from a second thread) raises
     ``CheckoutReused`` instead of handing out a second instance that its one exit would
-    mix up with the first.
+    mix up with the first. The block is the context's pin (``_uses``): calls through the proxy
+    inside it run on the same instance, and a cursor closed inside it leaves it held.
     """
 
-    __slots__ = ("_policy", "_obj", "_token", "_generation", "_ticket")
+    __slots__ = ("_policy", "_block", "_ticket")
 
     def __init__(self, policy: Policy[T]) -> None:
         self._policy = policy
-        self._obj: T | None = None
-        self._token: object = None
-        self._generation = -1
+        self._block: _uses.Hold | None = None
         # One entry; list.pop() is atomic, so two threads entering at once cannot both get it.
         self._ticket = [True]
 
@@ -54,13 +53,8 @@ class _Checkout(Generic[T]):
                 "this checkout() object was already entered: call safeclients.checkout(proxy) "
                 "once per `with` block (and per thread)"
             )
-        policy = self._policy
-        obj, self._token = policy.get()
-        self._obj = obj
-        self._generation = _fork.GENERATION[0]
-        counter = policy.open_checkouts
-        counter.set(counter.get() + 1)
-        return obj  # type: ignore[no-any-return]
+        block = self._block = _uses.enter_block(self._policy)
+        return block.obj  # type: ignore[no-any-return]
 
     def __exit__(
         self,
@@ -68,17 +62,9 @@ class _Checkout(Generic[T]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        obj, self._obj = self._obj, None
-        if obj is None:
-            return
-        policy = self._policy
-        counter = policy.open_checkouts
-        counter.set(max(counter.get() - 1, 0))
-        if not _fork.ARMED[0]:
-            _fork.check()
-        if self._generation != _fork.GENERATION[0]:
-            return  # entered before a fork: the child's reset dropped the instance and its lock
-        policy.put(obj, self._token, exc is not None and policy.is_broken(exc))
+        block, self._block = self._block, None
+        if block is not None:
+            _uses.exit_block(block, exc)
 
     # `async with checkout(proxy) as client:`, for policies that hold nothing across an await.
     async def __aenter__(self) -> T:

@@ -98,6 +98,12 @@ class OutlivedUseError(DerivedUseError):
     instance is back with the policy, and may be another thread's now."""
 
 
+class SharedStateError(SafeClientsError, TypeError):
+    """An attribute was set (or deleted) on a proxy whose instances it cannot reach together
+    (``pooled``, outside a block): it would change one instance, chosen at random. Configure
+    the factory, or set it inside ``with safeclients.checkout(proxy) as client:``."""
+
+
 class PoolClosed(SafeClientsError):
     """The proxy was used after ``dispose(proxy, final=True)`` or after interpreter shutdown."""
 
@@ -125,6 +131,7 @@ __all__ = [
     "DerivedUseError",
     "CrossThreadUseError",
     "OutlivedUseError",
+    "SharedStateError",
     "ConcurrentUseError",
     "ForkedUseError",
     "NoRunningLoopError",

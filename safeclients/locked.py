@@ -1,8 +1,18 @@
 """``locked``: one instance per process; every call on it runs under a re-entrant lock.
 
-The lock is held for the whole call (and for a whole ``checkout`` block), so calls from
-different threads are serialized on the one instance. Waiting for the lock is counted in
-``stats()`` (``waits``, ``wait_seconds``).
+The lock is held for the whole call (and for a whole ``checkout`` block, ``with proxy:`` block,
+or a derived object's life: a cursor), so calls from different threads are serialized on the
+one instance. Waiting for the lock is counted in ``stats()`` (``waits``, ``wait_seconds``).
+
+Why not an ``RLock``: a use that outlives a call (a cursor) may end in another thread, when the
+cursor is collected there, and an ``RLock`` refuses a release from a thread that does not own
+it (the lock would then stay held for ever). So the lock is a plain ``Lock`` (any thread may
+release it) with its owner recorded beside it: ``owner`` is the ident of the thread (or
+greenlet) holding it, set right after acquiring and cleared right before releasing, so
+``owner == get_ident()`` is true only in the thread that holds it. That thread's calls are
+nested (a callback through the proxy, a call during a cursor's life) and take nothing. A nested
+call from another asyncio task of that thread, while a block or cursor of the first task holds
+the lock, is refused (``AsyncUseError``): it would run inside the first task's transaction.
 
 Across a fork: ``after_fork`` drops the inherited instance without closing it and replaces the
 lock (it may have been copied in a held state). With a factory, the child creates its own
@@ -23,7 +33,8 @@ from safeclients._limits import DEFAULT_TIMEOUT, validate_timeout
 from safeclients._policy import NOT_GIVEN, DiscardOn, Policy, instance_or_factory, log
 from safeclients._proxy import make_proxy
 from safeclients._use import Use
-from safeclients.errors import FactoryError, ForkedUseError, LockTimeout
+from safeclients._uses import Pin
+from safeclients.errors import AsyncUseError, FactoryError, ForkedUseError, LockTimeout
 
 T = TypeVar("T")
 
@@ -36,22 +47,38 @@ class LockedPolicy(Policy[T]):
     # Its re-entrant lock belongs to the thread: held across an await, every task of that
     # thread would get in. Async clients: per_loop or pooled.
     holds_across_await = False
+    pin_hook = True  # on_pin: which pin holds the lock (nested() refuses another task's use)
 
+    # `token` is the lock (this use took it), a Pin (nested in this context's open block or
+    # cursor: see _uses) or None (nested in a call of this thread: a callback).
     USE = Use(
         get="""
             token = policy.lock
-            if not token.acquire(False):
+            if token.acquire(False):
+                policy.owner = get_ident()
+            elif policy.owner == get_ident():
+                token = policy.nested()
+            else:
                 policy.wait_for_lock(token)
             obj = policy.instance
             if obj is None:
                 obj = policy.create_locked(token)
         """,
-        put_ok="token.release()",
-        put_broken="""
-            try:
-                policy.discard_locked(obj)
-            finally:
+        put_ok="""
+            if token is policy.lock:
+                policy.owner = 0
                 token.release()
+        """,
+        put_broken="""
+            if type(token) is Pin:
+                token.lost = True
+            else:
+                try:
+                    policy.discard_locked(obj)
+                finally:
+                    if token is policy.lock:
+                        policy.owner = 0
+                        token.release()
         """,
     )
 
@@ -66,16 +93,23 @@ class LockedPolicy(Policy[T]):
         self.timeout = validate_timeout("locked", timeout)
         factory, instance = instance_or_factory(obj_or_factory)
         super().__init__(factory, close=close, discard_on=discard_on, instance=instance)
-        # Guards `instance` and every use of it; re-entrant so a client callback that comes
-        # back through the proxy in the same thread does not deadlock.
-        self.lock = threading.RLock()
+        self._reset_lock()
         self.instance: T | None = instance
         # The process whose instances this policy holds (named in the fork child's error).
         self._owner_pid = os.getpid()
         if instance is not None and self.tracker is not None:
             self.tracker.created(instance)
 
-    def wait_for_lock(self, lock: threading.RLock) -> None:
+    def _reset_lock(self) -> None:
+        """(Re)make the lock: at creation, in a fork child, after gevent's patch."""
+        # Guards `instance` and every use of it; `owner` is the ident of the thread holding
+        # it, or 0 (see the module docstring: why not an RLock).
+        self.lock = threading.Lock()
+        self.owner = 0
+        # The pin (a block or cursor) that took the lock, if one did: see nested().
+        self.lock_pin: Pin | None = None
+
+    def wait_for_lock(self, lock: Any) -> None:
         """Slow path: another thread holds the lock; wait up to ``timeout``, count the wait."""
         start = time.monotonic()
         got = lock.acquire(True, -1 if self.timeout is None else self.timeout)
@@ -83,14 +117,34 @@ class LockedPolicy(Policy[T]):
         self.count_wait(waited)
         if not got:
             raise LockTimeout(self.timeout or 0.0, waited)
+        self.owner = threading.get_ident()
 
-    def create_locked(self, lock: threading.RLock) -> T:
-        """Slow path, ``lock`` held: first use in this process, or first after dispose/discard.
-        Releases the lock if creation fails (the use never started)."""
+    def nested(self) -> Pin | None:
+        """This thread holds the lock already: a nested use, inside this context's pin (a block
+        or a cursor) or a callback. Refused from another task of this thread while a pin of
+        the first task holds the lock: it would run inside that task's block."""
+        pin = self.pins.get()
+        if pin is not None and pin.mine():
+            return pin
+        holder = self.lock_pin
+        if holder is not None and holder.obj is not None and holder.task is not None:
+            raise AsyncUseError(
+                f"another asyncio task of this thread holds this locked proxy's "
+                f"{type(holder.obj).__name__} in an open block or cursor: a locked proxy's "
+                f"lock belongs to its thread, so this task would run inside that block; use "
+                f"safeclients.per_loop or pooled for an async client"
+            )
+        return None
+
+    def create_locked(self, token: Any) -> T:
+        """Slow path, lock held: first use in this process, or first after dispose/discard.
+        Releases the lock if creation fails and this use took it (the use never started)."""
         try:
             obj = self.create()
         except BaseException:
-            lock.release()
+            if token is self.lock:
+                self.owner = 0
+                self.lock.release()
             raise
         self.instance = obj
         return obj
@@ -114,13 +168,20 @@ class LockedPolicy(Policy[T]):
 
     def dispose(self, final: bool) -> None:
         """Close the instance once no call is running on it (waits for the lock, up to
-        ``timeout``; ``LockTimeout`` if a call holds it longer)."""
+        ``timeout``; ``LockTimeout`` if a call holds it longer). From the thread holding it
+        (inside a block), at once."""
         lock = self.lock
-        if not lock.acquire(False):
+        if self.owner == threading.get_ident():
+            self._dispose_locked(final)
+            return
+        if lock.acquire(False):
+            self.owner = threading.get_ident()
+        else:
             self.wait_for_lock(lock)
         try:
             self._dispose_locked(final)
         finally:
+            self.owner = 0
             lock.release()
 
     def _dispose_locked(self, final: bool) -> None:
@@ -136,6 +197,9 @@ class LockedPolicy(Policy[T]):
     def shutdown(self) -> None:
         # A daemon thread may be stuck inside a call, holding the lock, as the interpreter exits:
         # wait a little, then give up rather than hang the exit.
+        if self.owner == threading.get_ident():  # the exiting thread holds it (a block)
+            self._dispose_locked(True)
+            return
         if not self.lock.acquire(timeout=SHUTDOWN_WAIT):
             self._final = True
             log.warning(
@@ -150,12 +214,17 @@ class LockedPolicy(Policy[T]):
             self.lock.release()
 
     def green_reset(self) -> None:
-        # gevent just patched threading (see _green): an OS RLock made before would let every
-        # greenlet of the one OS thread in at once; threading.RLock() is greenlet-aware now.
-        self.lock = threading.RLock()
+        # gevent just patched threading (see _green): an OS lock made before would block the
+        # one OS thread every greenlet runs on; threading.Lock() is greenlet-aware now, and
+        # get_ident (rebound in the compiled paths by _codegen) the greenlet's.
+        self._reset_lock()
+
+    def on_pin(self, pin: Pin) -> None:
+        if pin.token is self.lock:
+            self.lock_pin = pin
 
     def after_fork(self) -> None:
-        self.lock = threading.RLock()
+        self._reset_lock()
         orphan = self.instance if not self.replaceable else None
         self.instance = None
         self._reset_common()

@@ -27,7 +27,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
-from safeclients import _green
+from safeclients import _green, _uses
 from safeclients._health import (
     NO_HEALTH,
     Ages,
@@ -73,6 +73,7 @@ _PUT_BROKEN = "policy.discard(obj)"
 
 class PerThreadPolicy(Policy[T]):
     kind = "per_thread"
+    track_holds = True  # vetted_own never retires an instance under an open cursor or block
 
     USE = Use(get=_GET + "token = None\n", put_ok="", put_broken=_PUT_BROKEN)
 
@@ -201,7 +202,11 @@ token = None
         return time.monotonic() + min(steps) if steps else float("inf")
 
     def vetted_own(self, obj: T) -> T:
-        """Health variant: the calling thread's instance is due; replace it if needed."""
+        """Health variant: the calling thread's instance is due; replace it if needed. Never
+        under an open use (a cursor, a block: ``_uses``): the commit would land on a new
+        connection. It is vetted again at the next call after that use ends."""
+        if _uses.held_now(self, obj):
+            return obj
         reason = self.ages.verdict(self.health, self.effective_check, obj)
         if not reason:
             self._local.due = self._next_due()

@@ -40,7 +40,7 @@ from safeclients._limits import DEFAULT_SIZE, DEFAULT_TIMEOUT, validate_size, va
 from safeclients._policy import DiscardOn, Policy
 from safeclients._proxy import make_proxy
 from safeclients._use import Use
-from safeclients.errors import PoolTimeout
+from safeclients.errors import PoolTimeout, SharedStateError
 
 T = TypeVar("T")
 
@@ -51,8 +51,17 @@ def validate_limits(size: object, timeout: object) -> None:
     validate_timeout("pooled", timeout)
 
 
-# The use of a pooled instance (see _use): pop a free one (the free list is the token, so a
-# disposed generation's instances are closed on return), else the slow path; give it back.
+# The use of a pooled instance (see _use). First the context's pin (``_uses``): while a block
+# or a derived object of this context holds an instance, every call of the context runs on it
+# (the token is then the Pin, and nothing is given back). Else pop a free one (the free list is
+# the token, so a disposed generation's instances are closed on return), else the slow path.
+_GET_PINNED = """\
+pin = policy.pins.get()
+if pin is not None and pin.obj is not None and pin.mine():
+    obj = pin.obj
+    token = pin
+else:
+"""
 _GET = """\
 token = policy.free
 try:
@@ -65,61 +74,37 @@ if token is policy.free:
     token.append(obj)
     if policy.waiting:
         policy.wake()
-else:
+elif type(token) is list:
     policy.release_slow(obj, token, False)
 """
-_PUT_BROKEN = "policy.release_slow(obj, token, True)"
-
-
-class Pin:
-    """A thread's instance kept while derived objects of it are alive (a cursor): the thread's
-    other calls through the proxy use it too, so ``db.commit()`` inside a cursor block commits
-    on the cursor's connection. The last derived object to end gives the instance back."""
-
-    __slots__ = ("obj", "token", "count", "broken")
-
-    def __init__(self, obj: Any, token: list[Any]) -> None:
-        self.obj = obj
-        self.token = token
-        self.count = 0
-        self.broken = False
+_PUT_BROKEN = """\
+if type(token) is list:
+    policy.release_slow(obj, token, True)
+else:
+    token.lost = True
+"""
 
 
 @functools.cache
-def pooled_use(*, health: bool, pinning: bool) -> Use:
-    """The pooled ``Use`` for these options, composed from the fragments above."""
-    get, put_ok, put_broken = _GET, _PUT_OK, _PUT_BROKEN
+def pooled_use(*, health: bool) -> Use:
+    """The pooled ``Use``, with or without health checks, composed from the fragments above."""
+    get, put_ok = _GET, _PUT_OK
     if health:
         get += "obj = policy.vetted(obj, token)\n"
-        put_ok = "policy.ages.used(obj)\n" + put_ok
-    if pinning:
-        # The token is the free list, or the thread's Pin (whose instance goes back when the
-        # pin ends: Pin is not a list).
-        get = (
-            "pin = policy.pins.get(get_ident())\nif pin is None:\n"
-            + textwrap.indent(get, "    ")
-            + "else:\n    obj = pin.obj\n    token = pin\n"
-        )
-        put_ok = "if type(token) is list:\n" + textwrap.indent(put_ok, "    ")
-        put_broken = (
-            "if type(token) is list:\n"
-            + textwrap.indent(put_broken, "    ")
-            + "\nelse:\n    token.broken = True\n"
-        )
-    return Use(get=get, put_ok=put_ok, put_broken=put_broken)
+        put_ok = "if type(token) is list:\n    policy.ages.used(obj)\n" + put_ok
+    return Use(
+        get=_GET_PINNED + textwrap.indent(get, "    "), put_ok=put_ok, put_broken=_PUT_BROKEN
+    )
 
 
 class PooledPolicy(Policy[T]):
     kind = "pooled"
     async_gets = True  # a get may wait for a free instance: async methods wait off the loop
 
-    USE = pooled_use(health=False, pinning=False)
+    USE = pooled_use(health=False)
     # With check=/max_lifetime=/max_idle= (or a profile's check): vet what leaves the free
     # list, and note when each instance comes back.
-    USE_HEALTH = pooled_use(health=True, pinning=False)
-
-    def use_for(self, *, health: bool, pinning: bool) -> Use:
-        return pooled_use(health=health, pinning=pinning)
+    USE_HEALTH = pooled_use(health=True)
 
     def __init__(
         self,
@@ -137,7 +122,6 @@ class PooledPolicy(Policy[T]):
         # When each instance was made and last given back (health checks; slow paths only
         # when no health option is set).
         self.ages = Ages()
-        self.pinning = False
         super().__init__(factory, close=close, discard_on=discard_on)
         self._reset()
 
@@ -153,10 +137,6 @@ class PooledPolicy(Policy[T]):
         self.waiting = 0
         # Every instance this process created and has not closed, for live().
         self._live = 0
-        # Thread ident -> its Pin, while derived objects of an instance are alive (a thread
-        # writes only its own key). Until the first derived object, the use is compiled
-        # without pins and pays nothing for them.
-        self.pins: dict[int, Pin] = {}
 
     # -- slow paths ----------------------------------------------------------------------------
 
@@ -198,9 +178,7 @@ class PooledPolicy(Policy[T]):
             waited = time.monotonic() - started
             self.count_wait(waited)
             if timed_out:
-                raise PoolTimeout(
-                    self.size, self.timeout or 0.0, waited, same_context=self.held_elsewhere()
-                )
+                raise PoolTimeout(self.size, self.timeout or 0.0, waited)
         if self._final and obj is None and not reserved:
             raise self.closed_error()
         if not reserved:
@@ -237,32 +215,6 @@ class PooledPolicy(Policy[T]):
             if free is self.free:
                 self._count -= 1
             self._cond.notify()
-
-    def derived_hold(self, obj: Any, token: Any, name: str | None, *, pin: bool) -> Any:
-        from safeclients._escape import Hold
-
-        if type(token) is list:
-            if not pin:  # a generator or an awaitable: held, not pinned
-                return Hold(self, obj, token, name)
-            token = self.pins[threading.get_ident()] = Pin(obj, token)
-            if not self.pinning:
-                self.pinning = True
-                self.rebind()
-        token.count += 1  # a fresh pin, or a use inside this thread's pin: joins it
-        return Hold(self, obj, token, name)
-
-    def end_hold(self, hold: Any) -> None:
-        if type(hold.token) is list:  # a hold without a pin (a generator, an awaitable)
-            self.put(hold.obj, hold.token, hold.broken)
-            return
-        pin: Pin = hold.token
-        pin.broken = pin.broken or hold.broken
-        pin.count -= 1
-        if pin.count > 0:
-            return
-        if self.pins.get(hold.owner) is pin:
-            del self.pins[hold.owner]
-        self.put(pin.obj, pin.token, pin.broken)
 
     def wake(self) -> None:
         """A releaser saw waiters: wake one (it re-checks the free list itself)."""
@@ -323,6 +275,32 @@ class PooledPolicy(Policy[T]):
             obj = old.pop()
             self.ages.forget(obj)
             self.close_instance(obj, discarded=False)
+
+    def set_attribute(self, name: str, value: Any) -> None:
+        """``proxy.name = value``: only inside a block or a derived object's life, on the
+        context's pinned instance. Anywhere else it would change one pooled instance, chosen at
+        random, and not the others: refused with the way to do it."""
+        pin = self.pins.get()
+        if pin is not None and pin.mine():
+            setattr(pin.obj, name, value)
+            return
+        raise SharedStateError(
+            f"setting {name!r} on a pooled proxy would change one of its {self.size} instances, "
+            f"chosen at random, and not the others: configure it in the factory (every "
+            f"instance is made there), or set it on one instance for a block with `with "
+            f"safeclients.checkout(proxy) as client: client.{name} = ...`"
+        )
+
+    def del_attribute(self, name: str) -> None:
+        pin = self.pins.get()
+        if pin is not None and pin.mine():
+            delattr(pin.obj, name)
+            return
+        raise SharedStateError(
+            f"deleting {name!r} on a pooled proxy would change one of its {self.size} "
+            f"instances, chosen at random: do it in the factory, or inside `with "
+            f"safeclients.checkout(proxy) as client:`"
+        )
 
     def green_reset(self) -> None:
         # gevent just patched threading (see _green): a waiter must yield to the hub, not

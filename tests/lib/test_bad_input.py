@@ -4,6 +4,7 @@ poisons the proxy for later calls."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -79,9 +80,19 @@ def test_pool_timeout_refused(timeout: Any) -> None:
 
 def test_pool_timeout_zero_is_allowed_and_fails_fast() -> None:
     proxy = safeclients.pooled(FakeClient, size=1, timeout=0)
-    with safeclients.checkout(proxy):
-        with pytest.raises(safeclients.PoolTimeout):
+    errors: list[BaseException] = []
+
+    def other() -> None:
+        try:
             proxy.ping()
+        except BaseException as exc:
+            errors.append(exc)
+
+    with safeclients.checkout(proxy):
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join(30)
+    assert [type(error) for error in errors] == [safeclients.PoolTimeout]
     assert proxy.ping(1)[1] == 1
 
 

@@ -232,12 +232,23 @@ def test_repr_never_waits() -> None:
         assert "pooled" in repr(proxy)
 
 
-def test_pooled_with_block_holds_one_instance() -> None:
+def test_pooled_with_block_holds_one_instance_for_all_its_calls() -> None:
     proxy = safeclients.pooled(Box, size=1, timeout=0)
+    errors: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            str(proxy)
+        except BaseException as exc:
+            errors.append(exc)
+
     with proxy as box:
         assert box.entered == 1
-        with pytest.raises(safeclients.PoolTimeout):
-            str(proxy)
+        assert str(proxy) == "box1", "a call inside the block runs on the block's instance"
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join(30)
+        assert [type(error) for error in errors] == [safeclients.PoolTimeout]
     assert str(proxy) == "box1"
 
 

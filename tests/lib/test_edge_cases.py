@@ -79,15 +79,23 @@ def test_1_async_with_blocks_of_two_coroutines_give_back_their_own_instance() ->
             seen["second"] = box.id
             second_in.set()
             await first_out.wait()
-            # The first block ended: its instance is free again, ours must still be held.
-            async with proxy as third:
-                seen["third"] = third.id
+            # The first block ended: its instance is free again, ours must still be held. A
+            # block nested in ours runs on ours; a new task's block (a copy of our context)
+            # must not take our pinned instance.
+            async with proxy as nested:
+                seen["nested"] = nested.id
+            await asyncio.create_task(third())
+
+    async def third() -> None:
+        async with proxy as box:
+            seen["third"] = box.id
 
     async def main() -> None:
         await asyncio.wait_for(asyncio.gather(first(), second()), JOIN)
 
     asyncio.run(main())
     assert seen["first"] != seen["second"]
+    assert seen["nested"] == seen["second"], "a nested block left its context's instance"
     assert seen["third"] == seen["first"], "the third block got an instance still in use"
 
 
@@ -416,7 +424,7 @@ def test_20_dispose_of_per_thread_sqlite_from_another_thread() -> None:
 # -- papercuts ---------------------------------------------------------------------------------
 
 
-def test_pool_of_one_used_reentrantly_says_so() -> None:
+def test_pool_of_one_used_reentrantly_runs_on_the_blocks_instance() -> None:
     class Session(FakeClient):
         def __enter__(self) -> Session:
             return self
@@ -425,17 +433,13 @@ def test_pool_of_one_used_reentrantly_says_so() -> None:
             return None
 
     proxy = safeclients.pooled(Session, size=1, timeout=0)
-    with proxy:
-        with pytest.raises(safeclients.PoolTimeout, match="already holds"):
-            proxy.ping()
-    with safeclients.checkout(proxy):
-        with pytest.raises(safeclients.PoolTimeout, match="already holds"):
-            proxy.ping()
-    other = safeclients.pooled(Session, size=1, timeout=0)
-    with safeclients.checkout(other):
-        error = threading_call(lambda: _raised(other.ping))
-    assert isinstance(error, safeclients.PoolTimeout)
-    assert "already holds" not in str(error), "another thread holds it, not this one"
+    with proxy as session:
+        assert proxy.ping()[0] == session.id
+    with safeclients.checkout(proxy) as client:
+        assert proxy.ping()[0] == client.id
+        error = threading_call(lambda: _raised(proxy.ping))
+    assert isinstance(error, safeclients.PoolTimeout), "another thread waits, then times out"
+    assert safeclients.stats(proxy).created == 1
 
 
 def test_every_public_exception_survives_pickle() -> None:

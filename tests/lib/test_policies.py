@@ -202,9 +202,22 @@ def test_pooled_is_lifo_and_bounded() -> None:
     first = proxy.ping()[0]
     assert proxy.ping()[0] == first, "an idle instance is reused (LIFO), not a new one created"
     with safeclients.checkout(proxy) as a, safeclients.checkout(proxy) as b:
-        assert a is not b
+        assert a is b, "a block nested in a block of the same context joins it"
+        taken = threading.Event()
+        release = threading.Event()
+
+        def hold_one() -> None:
+            with safeclients.checkout(proxy):
+                taken.set()
+                release.wait(JOIN)
+
+        holder = threading.Thread(target=hold_one)
+        holder.start()
+        assert taken.wait(JOIN)
         with pytest.raises(safeclients.PoolTimeout) as info:
-            proxy.ping()
+            in_thread(proxy.ping)
+        release.set()
+        holder.join(JOIN)
     message = str(info.value)
     assert "2 instances" in message and "0.05 s" in message
     stats = safeclients.stats(proxy)
@@ -265,7 +278,8 @@ def test_pooled_custom_discard_on() -> None:
 def test_pooled_dispose_closes_idle_now_and_busy_on_return() -> None:
     proxy = safeclients.pooled(FakeClient, size=2, timeout=1.0)
     with safeclients.checkout(proxy) as busy:
-        idle = proxy.whoami()[0]
+        assert proxy.whoami()[0] == busy.id, "the block's calls run on its instance"
+        idle = in_thread(lambda: proxy.whoami()[0])
         safeclients.dispose(proxy)
         assert busy.close_calls == 0
     assert busy.close_calls == 1
@@ -307,8 +321,19 @@ def test_attributes_and_instance_state_are_forwarded(make: Callable[..., Any]) -
     proxy.ping()
     assert proxy.id >= 1
     assert len(proxy.calls) >= 1
-    proxy.label = "set through the proxy"
-    if make is not safeclients.pooled:
+    if make is safeclients.pooled:
+        # One instance of the pool, chosen at random, would change: refused, with the way.
+        with pytest.raises(safeclients.SharedStateError, match="factory"):
+            proxy.label = "set through the proxy"
+        with pytest.raises(safeclients.SharedStateError, match="checkout"):
+            del proxy.label
+        with safeclients.checkout(proxy) as client:
+            proxy.label = "set in a block"
+            assert client.label == "set in a block", "set on the block's instance"
+            del proxy.label
+            assert not hasattr(client, "label")
+    else:
+        proxy.label = "set through the proxy"
         assert proxy.label == "set through the proxy"
     with pytest.raises(AttributeError):
         proxy.no_such_attribute  # noqa: B018
@@ -343,9 +368,10 @@ def test_unknown_names_fall_back_to_getattr_and_stay_safe(call_path: str) -> Non
     installed = "ping" in vars(type(proxy))
     assert installed == (call_path == "forwarder"), f"forwarder installed: {installed}"
     whoami = proxy.whoami
-    with safeclients.checkout(proxy):
+    with safeclients.checkout(proxy) as client:
+        assert whoami()[0] == client.id, "a call-through kept earlier runs on the block's one"
         with pytest.raises(safeclients.PoolTimeout):
-            whoami()
+            in_thread(whoami)
     assert whoami()[0] >= 1
 
 

@@ -1,0 +1,296 @@
+"""Uses that outlive a call: the one home of pins, holds and blocks.
+
+A plain call through a proxy is one use: the policy gets an instance, the call runs, the policy
+gets it back. Some uses last longer:
+
+* a **block**: ``with proxy:`` and ``with safeclients.checkout(proxy) as client:``;
+* a **derived object**: a cursor, channel or pipeline a call returned (``_escape`` wraps it), a
+  generator or iterator, an awaitable not yet awaited.
+
+Each such use is a :class:`Hold`. The holds of one context on one proxy share a :class:`Pin`:
+the instance that context holds, given back to the policy when the last of its holds ends. While
+a pin is open, the context's other calls through the proxy run on the pinned instance (the
+policies' compiled ``get`` looks at it first, ``pooled`` included), so ``db.commit()`` inside a
+cursor's life commits on the cursor's connection, and ``with db: db.execute(); db.commit()``
+runs on one connection. A bound method kept earlier (``commit = db.commit``) is the proxy's
+forwarder: it asks for the pin when it is called, not when it was looked up.
+
+Context, not thread
+-------------------
+A context is a thread, a greenlet (after gevent's patch, ``threading.get_ident`` is the
+greenlet's) or an asyncio task. The pin lives in a ``ContextVar`` of the policy: threads and
+greenlets each have their own context; a task starts with a *copy* of its creator's, so a pin
+also records its owner (ident and task) and a copied pin is never used by another context: two
+tasks of one thread never share a pinned instance.
+
+Ending, from anywhere
+---------------------
+A hold ends exactly once: its block exits, its object is closed or exhausted, or it is
+collected (``Derived.__del__``, in whichever thread drops the last reference). Ending it from
+another thread is safe: the pin's count is changed under ``_count_lock`` and the policy's
+``put`` works from any thread (``locked``'s lock is a plain lock with a recorded owner, not an
+``RLock``). Known limit: a derived object collected in another thread while its own context is
+still inside a call on the pinned instance gives the instance back under that call; only an
+object handed to another thread and dropped there can do that.
+
+Across a fork
+-------------
+A pin records the fork generation it began in (``_fork.GENERATION``). Ended in a child, it gives
+nothing back and counts nothing: the child's reset already dropped the inherited instance, and
+its lock or slot belongs to the parent. The parent's instance is never closed by the child.
+
+Which thread runs what: everything runs in the context that uses the proxy, except a hold's end,
+which may run wherever the derived object is closed or collected.
+"""
+
+from __future__ import annotations
+
+import threading
+from asyncio import current_task
+from asyncio.events import _get_running_loop
+from contextvars import ContextVar
+from typing import Any, Protocol
+
+from safeclients import _fork
+from safeclients.errors import CrossThreadUseError, OutlivedUseError
+
+
+class Holder(Protocol):
+    """What this module needs from a policy (``_policy.Policy`` is one)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    pins: ContextVar[Pin | None]
+    held: dict[int, int]
+    #: Whether ``held`` is kept (per_thread's health checks read it).
+    track_holds: bool
+    #: Whether ``on_pin`` is called for each new pin (locked: who holds its lock).
+    pin_hook: bool
+
+    def get(self) -> tuple[Any, Any]: ...
+
+    def put(self, obj: Any, token: Any, broken: bool) -> None: ...
+
+    def is_broken(self, exc: BaseException) -> bool: ...
+
+    def on_pin(self, pin: Pin) -> None: ...
+
+
+# Guards every Pin.count and the policies' `held` tables: a hold may end in another thread.
+_count_lock = threading.Lock()
+
+
+def _task() -> object:
+    """The running asyncio task of this thread, or None outside one."""
+    if _get_running_loop() is None:
+        return None
+    return current_task()
+
+
+class Hold:
+    """One use that outlives its call, on a pin; ends exactly once.
+
+    ``ident`` is the creating thread's (or greenlet's) ident, the only thing the derived
+    objects' compiled forwarders compare on every call; a hold made inside an asyncio task
+    stores -1 there instead, so every call takes the slow check (``refuse``), which compares
+    tasks too. The first use of a pin is the :class:`Pin` itself (one object, not two, on the
+    path every cursor takes); later uses of it are plain holds.
+    """
+
+    __slots__ = ("pin", "name", "open", "ident", "broken")
+
+    pin: Pin
+
+    def __init__(self, pin: Pin, name: str | None) -> None:
+        self.pin = pin
+        self.name = name
+        self.open = True
+        self.broken = False
+        self.ident = -1 if pin.task is not None else pin.owner
+
+    @property
+    def obj(self) -> Any:
+        return self.pin.obj
+
+    def refuse(self, what: str) -> None:
+        """Slow check of a call on the derived object: raise unless it is open and ours."""
+        pin = self.pin
+        if not self.open:
+            raise OutlivedUseError(
+                f"{what} was used after its use of the {pin.policy.kind} proxy's instance "
+                f"ended (its `with` block exited, it was closed or exhausted): the instance is "
+                f"back with the policy and may be another thread's by now; make a new one"
+            )
+        me = threading.get_ident()
+        task = _task()
+        if pin.owner == me and (pin.task is None or pin.task is task):
+            return
+        where = f"thread {me}" if task is None else f"an asyncio task of thread {me}"
+        raise CrossThreadUseError(
+            f"{what} is bound to the instance that thread {pin.owner} holds (from "
+            f"{self.name or 'a call'}()), and {where} used it: a derived object (cursor, "
+            f"channel, pipeline, generator) belongs to the thread or task that made it; make a "
+            f"new one there"
+        )
+
+    def noted(self, exc: BaseException) -> None:
+        """An error from the derived object counts for its instance (``discard_on``); closing a
+        generator early (``GeneratorExit``) is no error."""
+        if not isinstance(exc, GeneratorExit) and self.pin.policy.is_broken(exc):
+            self.broken = True
+
+    def joined(self, name: str | None) -> Hold:
+        """Another use on the same pin (a derived object's own derived result)."""
+        pin = self.pin
+        with _count_lock:
+            pin.count += 1
+        return Hold(pin, name)
+
+    def release(self) -> None:
+        """End this use (idempotent; any thread); the pin's last use gives the instance back."""
+        pin = self.pin
+        with _count_lock:
+            if not self.open:
+                return
+            self.open = False
+            if self.broken:
+                pin.lost = True
+            pin.count -= 1
+            obj = pin.obj
+            if pin.count > 0 or obj is None:
+                return
+            token = pin.token
+            pin.obj = pin.token = None
+            policy = pin.policy
+            if pin.generation != _fork.GENERATION[0]:
+                return  # begun before a fork: the child's reset dropped it (see module)
+            if policy.track_holds:
+                held = policy.held
+                left = held.get(id(obj), 1) - 1
+                if left > 0:
+                    held[id(obj)] = left
+                else:
+                    held.pop(id(obj), None)
+        policy.put(obj, token, pin.lost)
+
+
+class Pin(Hold):
+    """The instance one context holds for its open uses; given back when the last one ends.
+
+    It is also the first of those uses (see ``Hold``)."""
+
+    __slots__ = ("policy", "obj", "token", "count", "lost", "generation", "owner", "task")
+
+    def __init__(
+        self, policy: Holder, obj: Any, token: Any, registered: bool, name: str | None
+    ) -> None:
+        self.policy = policy
+        self.obj = obj  # None once given back
+        self.token = token  # what the policy's put needs (the free list, the lock, ...)
+        self.count = 1  # open holds; guarded by _count_lock
+        self.lost = False  # one of its uses was broken: discard at the end
+        self.generation = _fork.GENERATION[0]
+        self.owner = threading.get_ident()
+        self.task = _task() if registered else None
+        # As the pin's first use:
+        self.pin = self
+        self.name = name
+        self.open = True
+        self.broken = False
+        self.ident = self.owner if self.task is None else -1
+
+    def mine(self) -> bool:
+        """Whether the calling context owns this open pin (the compiled gets ask)."""
+        return (
+            self.obj is not None
+            and self.owner == threading.get_ident()
+            and (self.task is None or self.task is _task())
+        )
+
+
+def held_now(policy: Holder, obj: object) -> bool:
+    """Whether an open hold (any context) keeps ``obj``: health checks never retire it then
+    (kept only by policies with ``track_holds``)."""
+    return id(obj) in policy.held
+
+
+def hold(policy: Holder, obj: Any, token: Any, name: str | None, *, register: bool = True) -> Hold:
+    """Extend the use that just got ``(obj, token)`` past its call: join the context's pin (the
+    token is one when the call ran on it), or open a pin. ``register=False`` (an awaitable,
+    which may be awaited in another task): the pin is not the context's, so the context's
+    other calls do not run on it."""
+    if type(token) is Pin:
+        with _count_lock:
+            token.count += 1
+        return Hold(token, name)
+    pin = Pin(policy, obj, token, register, name)
+    if policy.track_holds:
+        with _count_lock:
+            held = policy.held
+            held[id(obj)] = held.get(id(obj), 0) + 1
+    if register:
+        policy.pins.set(pin)  # a pin given back stays here, inert (obj None), until replaced
+    if policy.pin_hook:
+        policy.on_pin(pin)
+    return pin
+
+
+# -- blocks: `with proxy:` and checkout() ---------------------------------------------------------
+
+
+def enter_block(policy: Holder) -> Hold:
+    """Start a block: get an instance (the pinned one, if the context has one) and hold it."""
+    obj, token = policy.get()
+    try:
+        return hold(policy, obj, token, None)
+    except BaseException:
+        policy.put(obj, token, False)
+        raise
+
+
+def exit_block(block: Hold, error: BaseException | None, *, exited: bool = False) -> None:
+    """End a block; an error that escaped it counts for the instance (``discard_on``).
+    ``exited``: the client's own ``__exit__`` ran (``with proxy:``); if that closed it
+    (PyMySQL, psycopg 3), the instance is discarded, never handed out again."""
+    if error is not None:
+        block.noted(error)
+    if exited and looks_closed(block.obj):
+        block.broken = True
+    block.release()
+
+
+def looks_closed(obj: object) -> bool:
+    """Whether a client says it is closed, by the usual flags: ``open`` false (PyMySQL,
+    mysqlclient), ``closed`` true (psycopg 2 and 3, sockets' file objects). A client's own
+    ``__exit__`` closes some (PyMySQL, psycopg 3, mysqlclient) and only ends the transaction
+    of others (sqlite3, psycopg2)."""
+    try:
+        opened = getattr(obj, "open", None)
+    except Exception:
+        opened = None
+    if type(opened) in (bool, int) and not opened:
+        return True
+    try:
+        closed = getattr(obj, "closed", False)
+    except Exception:
+        return False
+    return closed is True or (type(closed) is int and closed != 0)
+
+
+# Per policy and context: the `with proxy:` blocks open, innermost last. A tuple, never mutated:
+# a task's copy of the context must not see another task's blocks.
+def block_stack(kind: str) -> ContextVar[tuple[Hold, ...]]:
+    return ContextVar(f"safeclients.{kind}.blocks", default=())
+
+
+__all__ = [
+    "Pin",
+    "Hold",
+    "hold",
+    "held_now",
+    "enter_block",
+    "exit_block",
+    "looks_closed",
+    "block_stack",
+]
