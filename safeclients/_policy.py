@@ -44,7 +44,7 @@ import threading
 import types
 import typing
 from collections.abc import Callable
-from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
+from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
 
 from safeclients import _check, _fork, profiles
 from safeclients._use import Use, compiled
@@ -169,6 +169,25 @@ def is_factory(obj: object) -> bool:
         obj,
         (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType, functools.partial),
     )
+
+
+T_co = TypeVar("T_co", covariant=True)
+
+
+class FunctionFactory(Protocol[T_co]):
+    """For the type checker: a function, method or lambda returning a client, the part of
+    ``is_factory`` that is neither a class nor a ``functools.partial``.
+
+    ``locked``'s and ``guarded``'s overloads take it instead of ``Callable[[], T]``, which an
+    *instance* with a zero-argument ``__call__`` also matches: mypy then typed
+    ``locked(instance)`` as the call's result. A callable instance has no ``__code__``; a
+    function, a method, a lambda or a ``Callable`` value has (mypy's ``builtins.function``).
+    """
+
+    @property
+    def __code__(self) -> types.CodeType: ...
+
+    def __call__(self) -> T_co: ...
 
 
 def instance_or_factory(obj_or_factory: Any) -> tuple[Callable[[], Any] | None, Any]:
