@@ -45,15 +45,18 @@ def measure(number: int, repeats: int) -> dict[str, Any]:
     return {"mode": wrapt_mode(), "number": number, "repeats": repeats, "rows": rows}
 
 
-def run_child(mode: str, *, number: int, repeats: int) -> dict[str, Any]:
-    """Measure the table in a fresh interpreter using wrapt mode ``mode``."""
+def run_child(
+    mode: str, *, number: int, repeats: int, module: str = "benchmarks.micro"
+) -> dict[str, Any]:
+    """Measure the table of ``module`` (a child taking ``--number`` and ``--repeats`` and
+    printing JSON with its ``mode``) in a fresh interpreter using wrapt mode ``mode``."""
     env = {k: v for k, v in os.environ.items() if k != "WRAPT_DISABLE_EXTENSIONS"}
     env.update(MODES[mode])
     proc = subprocess.run(
         [
             sys.executable,
             "-m",
-            "benchmarks.micro",
+            module,
             "--number",
             str(number),
             "--repeats",
@@ -66,7 +69,9 @@ def run_child(mode: str, *, number: int, repeats: int) -> dict[str, Any]:
         check=False,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"micro child ({mode}) exited {proc.returncode}: {proc.stderr[-2000:]}")
+        raise RuntimeError(
+            f"{module} child ({mode}) exited {proc.returncode}: {proc.stderr[-2000:]}"
+        )
     result: dict[str, Any] = json.loads(proc.stdout)
     if result["mode"] != mode:
         raise RuntimeError(f"asked for wrapt mode {mode}, the child ran {result['mode']}")
