@@ -23,15 +23,12 @@ prints JSON); ``python -m benchmarks --only cursor`` runs both modes and prints 
 
 from __future__ import annotations
 
-import argparse
 import functools
-import json
 import sqlite3
-import sys
 from typing import Any
 
-from benchmarks.harness import Case, Namespace, measure_interleaved
-from benchmarks.micro import wrapt_mode
+from benchmarks.harness import Case, Namespace
+from benchmarks.micro import child_main, measure_cases
 from benchmarks.report import table
 
 ROWS = 10
@@ -123,22 +120,11 @@ def cursor_cases() -> list[Case]:
 
 def measure(number: int, repeats: int) -> dict[str, Any]:
     """Every row in this process (its wrapt mode); a JSON-able dict."""
-    results = measure_interleaved(cursor_cases(), number=number, repeats=repeats)
-    rows = []
-    for samples in results.values():
-        case = samples.case
-        row: dict[str, Any] = {
-            "key": case.key,
-            "form": case.key.rsplit("_", 1)[1],  # keys are "<client>_<form>"
-            "client": case.label,
-            "baseline": case.baseline,
-        }
-        if samples.skipped is not None:
-            row["skipped"] = samples.skipped
-        else:
-            row.update(min=samples.min, median=samples.median, samples=samples.ns)
-        rows.append(row)
-    return {"mode": wrapt_mode(), "number": number, "repeats": repeats, "rows": rows}
+    return measure_cases(cursor_cases(), number=number, repeats=repeats)
+
+
+def _form(key: str) -> str:
+    return key.rsplit("_", 1)[1]  # keys are "<client>_<form>"
 
 
 def _cells(row: dict[str, Any], rows: dict[str, dict[str, Any]]) -> list[str]:
@@ -161,14 +147,14 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
     previous = ""
     for first_row in results[modes[0]]["rows"]:
         key = first_row["key"]
-        form = first_row["form"]
-        cells = [LABELS[form] if form != previous else "", first_row["client"]]
+        form = _form(key)
+        cells = [LABELS[form] if form != previous else "", first_row["label"]]
         previous = form
         for mode in modes:
             row = by_mode[mode][key]
             cells += _cells(row, by_mode[mode])
             if "skipped" in row:
-                skipped.append(f"- {LABELS[form]} via {row['client']} ({mode}): {row['skipped']}")
+                skipped.append(f"- {LABELS[form]} via {row['label']} ({mode}): {row['skipped']}")
         lines.append(cells)
     first = results[modes[0]]
     parts = [
@@ -187,11 +173,7 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--number", type=int, default=3_000, help="cycles per sample")
-    parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds")
-    args = parser.parse_args()
-    json.dump(measure(args.number, args.repeats), sys.stdout)
+    child_main(measure, __doc__ or "", number=3_000, repeats=15)
 
 
 if __name__ == "__main__":

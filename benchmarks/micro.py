@@ -15,10 +15,11 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from benchmarks.cases import per_call_cases
-from benchmarks.harness import measure_interleaved
+from benchmarks.harness import Case, measure_interleaved
 
 MODES = {"C": {}, "pure": {"WRAPT_DISABLE_EXTENSIONS": "1"}}
 CHILD_TIMEOUT = 600.0
@@ -32,7 +33,13 @@ def wrapt_mode() -> str:
 
 def measure(number: int, repeats: int) -> dict[str, Any]:
     """Run the per-call table in this process; a JSON-able dict of rows."""
-    results = measure_interleaved(per_call_cases(), number=number, repeats=repeats)
+    return measure_cases(per_call_cases(), number=number, repeats=repeats)
+
+
+def measure_cases(cases: Sequence[Case], *, number: int, repeats: int) -> dict[str, Any]:
+    """Time ``cases`` interleaved in this process: a child's JSON-able result (its rows, in
+    the order of ``cases``, and this process's wrapt mode)."""
+    results = measure_interleaved(cases, number=number, repeats=repeats)
     rows = []
     for samples in results.values():
         case = samples.case
@@ -78,12 +85,19 @@ def run_child(
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--number", type=int, default=20_000, help="calls per sample")
-    parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds")
+def child_main(
+    measure: Callable[[int, int], dict[str, Any]], description: str, *, number: int, repeats: int
+) -> None:
+    """The command line of a child that ``run_child`` starts: print ``measure``'s JSON."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--number", type=int, default=number, help="calls per sample")
+    parser.add_argument("--repeats", type=int, default=repeats, help="interleaved rounds")
     args = parser.parse_args()
     json.dump(measure(args.number, args.repeats), sys.stdout)
+
+
+def main() -> None:
+    child_main(measure, __doc__ or "", number=20_000, repeats=15)
 
 
 if __name__ == "__main__":

@@ -263,16 +263,7 @@ def guarded(
 # overload, typed as itself (see FunctionFactory), as it is used at run time.
 @overload
 def guarded(
-    obj_or_factory: FunctionFactory[T],
-    *,
-    on_conflict: str = ...,
-    close: Callable[[T], object] | None = ...,
-) -> T: ...
-
-
-@overload
-def guarded(
-    obj_or_factory: functools.partial[T],
+    obj_or_factory: FunctionFactory[T] | functools.partial[T],
     *,
     on_conflict: str = ...,
     close: Callable[[T], object] | None = ...,

@@ -201,17 +201,7 @@ def locked(
 # overload, typed as itself (see FunctionFactory), as it is used at run time.
 @overload
 def locked(
-    obj_or_factory: FunctionFactory[T],
-    *,
-    timeout: float | None = ...,
-    close: Callable[[T], object] | None = ...,
-    discard_on: DiscardOn | None = ...,
-) -> T: ...
-
-
-@overload
-def locked(
-    obj_or_factory: functools.partial[T],
+    obj_or_factory: FunctionFactory[T] | functools.partial[T],
     *,
     timeout: float | None = ...,
     close: Callable[[T], object] | None = ...,
