@@ -1,8 +1,8 @@
 """Benchmarks: what safeclients costs next to the hand-written ways of being safe.
 
 Run everything with ``.venv/bin/python -m benchmarks`` from the repository root
-(``--quick`` for a short run, ``--only micro,contended,memory,e2e`` to pick
-sections). It prints markdown tables with ratios and rewrites
+(``--quick`` for a short run, ``--only micro,contended,cursor,memory,e2e`` to
+pick sections). It prints markdown tables with ratios and rewrites
 ``docs/benchmarks.md``, ``docs/micro.png`` and ``docs/e2e.png``.
 
 The machine is shared and noisy, so every table compares variants measured in
@@ -16,6 +16,7 @@ Modules:
   cases      the per-call rows: statement, setup, and the fair baseline of each
   micro      the per-call table (wrapt C mode in-process, pure-Python mode in a child)
   contended  the same calls from 8 threads at once
+  cursor     the DB-API cursor cycle on sqlite3, raw and through each policy
   memory     per_thread after many exited threads (run in a child process)
   e2e        the Gearman example apps on our server and uWSGI under load
   report     tables as markdown, targets as PASS/FAIL

@@ -15,10 +15,11 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from benchmarks.cases import per_call_cases
-from benchmarks.harness import measure_interleaved
+from benchmarks.harness import Case, measure_interleaved
 
 MODES = {"C": {}, "pure": {"WRAPT_DISABLE_EXTENSIONS": "1"}}
 CHILD_TIMEOUT = 600.0
@@ -32,7 +33,13 @@ def wrapt_mode() -> str:
 
 def measure(number: int, repeats: int) -> dict[str, Any]:
     """Run the per-call table in this process; a JSON-able dict of rows."""
-    results = measure_interleaved(per_call_cases(), number=number, repeats=repeats)
+    return measure_cases(per_call_cases(), number=number, repeats=repeats)
+
+
+def measure_cases(cases: Sequence[Case], *, number: int, repeats: int) -> dict[str, Any]:
+    """Time ``cases`` interleaved in this process: a child's JSON-able result (its rows, in
+    the order of ``cases``, and this process's wrapt mode)."""
+    results = measure_interleaved(cases, number=number, repeats=repeats)
     rows = []
     for samples in results.values():
         case = samples.case
@@ -45,15 +52,18 @@ def measure(number: int, repeats: int) -> dict[str, Any]:
     return {"mode": wrapt_mode(), "number": number, "repeats": repeats, "rows": rows}
 
 
-def run_child(mode: str, *, number: int, repeats: int) -> dict[str, Any]:
-    """Measure the table in a fresh interpreter using wrapt mode ``mode``."""
+def run_child(
+    mode: str, *, number: int, repeats: int, module: str = "benchmarks.micro"
+) -> dict[str, Any]:
+    """Measure the table of ``module`` (a child taking ``--number`` and ``--repeats`` and
+    printing JSON with its ``mode``) in a fresh interpreter using wrapt mode ``mode``."""
     env = {k: v for k, v in os.environ.items() if k != "WRAPT_DISABLE_EXTENSIONS"}
     env.update(MODES[mode])
     proc = subprocess.run(
         [
             sys.executable,
             "-m",
-            "benchmarks.micro",
+            module,
             "--number",
             str(number),
             "--repeats",
@@ -66,19 +76,28 @@ def run_child(mode: str, *, number: int, repeats: int) -> dict[str, Any]:
         check=False,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"micro child ({mode}) exited {proc.returncode}: {proc.stderr[-2000:]}")
+        raise RuntimeError(
+            f"{module} child ({mode}) exited {proc.returncode}: {proc.stderr[-2000:]}"
+        )
     result: dict[str, Any] = json.loads(proc.stdout)
     if result["mode"] != mode:
         raise RuntimeError(f"asked for wrapt mode {mode}, the child ran {result['mode']}")
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--number", type=int, default=20_000, help="calls per sample")
-    parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds")
+def child_main(
+    measure: Callable[[int, int], dict[str, Any]], description: str, *, number: int, repeats: int
+) -> None:
+    """The command line of a child that ``run_child`` starts: print ``measure``'s JSON."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--number", type=int, default=number, help="calls per sample")
+    parser.add_argument("--repeats", type=int, default=repeats, help="interleaved rounds")
     args = parser.parse_args()
     json.dump(measure(args.number, args.repeats), sys.stdout)
+
+
+def main() -> None:
+    child_main(measure, __doc__ or "", number=20_000, repeats=15)
 
 
 if __name__ == "__main__":

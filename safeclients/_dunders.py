@@ -155,13 +155,49 @@ def _setitem(policy_of: PolicyOf) -> Callable[[Any, Any, Any], None]:
     return method
 
 
+def _call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return obj(*args, **kwargs)
+
+
 def call_method(policy_of: PolicyOf) -> Callable[..., Any]:
-    """``__call__``, installed per proxy class only when the client type is callable."""
+    """``__call__``, installed per proxy class once the client type is known to be callable."""
 
     def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return policy_of(self).apply(lambda obj: obj(*args, **kwargs))
+        return policy_of(self).apply(_call, args, kwargs)
 
     return method
+
+
+def first_call_method(policy_of: PolicyOf) -> Callable[..., Any]:
+    """``__call__`` of a proxy class whose client type is not known yet (a factory without a
+    return annotation): whether the client is callable is learnt by creating the first one.
+
+    Runs in the calling thread. ``prime()`` creates an instance where the call will find it;
+    that installs ``call_method`` in the proxy class, or removes this method when the type is
+    not callable (``_proxy.install_forwarders``). This call then goes through the policy like
+    any other, or raises a ``TypeError`` naming the client type; the instance is not taken for
+    a client that cannot be called.
+    """
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        policy = policy_of(self)
+        if policy.client_type is None:
+            policy.prime()
+        client_type = policy.client_type
+        # None only when priming created nothing (a disposed pool): apply raises the reason.
+        if client_type is not None and not callable_type(client_type):
+            raise TypeError(
+                f"the client of this {policy.kind} proxy, a {client_type.__module__}."
+                f"{client_type.__qualname__}, is not callable"
+            )
+        return policy.apply(_call, args, kwargs)
+
+    return method
+
+
+def callable_type(client_type: type) -> bool:
+    """Whether instances of ``client_type`` can be called (``object`` defines no ``__call__``)."""
+    return any("__call__" in vars(klass) for klass in client_type.__mro__ if klass is not object)
 
 
 def install_special_methods(klass: type, policy_of: PolicyOf) -> None:

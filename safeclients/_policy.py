@@ -48,7 +48,7 @@ import types
 import typing
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from safeclients import _check, _fork, _uses, profiles
 from safeclients._use import Use, compiled
@@ -173,6 +173,25 @@ def is_factory(obj: object) -> bool:
         obj,
         (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType, functools.partial),
     )
+
+
+T_co = TypeVar("T_co", covariant=True)
+
+
+class FunctionFactory(Protocol[T_co]):
+    """For the type checker: a function, method or lambda returning a client, the part of
+    ``is_factory`` that is neither a class nor a ``functools.partial``.
+
+    ``locked``'s and ``guarded``'s overloads take it instead of ``Callable[[], T]``, which an
+    *instance* with a zero-argument ``__call__`` also matches: mypy then typed
+    ``locked(instance)`` as the call's result. A callable instance has no ``__code__``; a
+    function, a method, a lambda or a ``Callable`` value has (mypy's ``builtins.function``).
+    """
+
+    @property
+    def __code__(self) -> types.CodeType: ...
+
+    def __call__(self) -> T_co: ...
 
 
 def instance_or_factory(obj_or_factory: Any) -> tuple[Callable[[], Any] | None, Any]:

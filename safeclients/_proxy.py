@@ -22,12 +22,21 @@ they are installed only for names the proxy class does not define. ``proxy.metho
 the forwarder, not one instance's bound method: kept and called later, or in another thread, it
 still takes that thread's instance, the lock, or a checkout.
 
+Calling the proxy: ``callable(proxy)`` gives the client type's answer once that type is known
+(a class factory, a return annotation, or the first instance). Before that it is True, and the
+first call creates the first instance to find out (``_dunders.first_call_method``): a callable
+client is then called through the policy like any method; any other gets a ``TypeError`` that
+names its type, and ``callable(proxy)`` becomes False. Introspection never creates a client, so
+``callable()`` cannot ask earlier. Each proxy class is named for its client type once known
+(``pooled_proxy[Connection]``), so Python's own "object is not callable" names it too.
+
 Which thread runs what: everything here runs in the calling thread; forwarders are installed by
 whichever thread first learns the client type (a class attribute store is atomic).
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import operator
 import types
@@ -37,7 +46,12 @@ from typing import TYPE_CHECKING, Any
 import wrapt
 
 from safeclients import _uses
-from safeclients._dunders import call_method, install_special_methods
+from safeclients._dunders import (
+    call_method,
+    callable_type,
+    first_call_method,
+    install_special_methods,
+)
 from safeclients._policy import Policy
 
 _METHOD_TYPES = (
@@ -154,18 +168,18 @@ class Proxy(_ProxyBase):
         policy = _policy(self)
         block = _uses.enter_block(policy)
         try:
-            entered = block.obj.__enter__()
+            entered = block.pin.obj.__enter__()
         except BaseException as exc:
             _uses.exit_block(block, exc)
             raise
         blocks = policy.blocks
         blocks.set((*blocks.get(), block))
-        return self if entered is block.obj else entered
+        return self if entered is block.pin.obj else entered
 
     def __exit__(self, *exc_info: Any) -> Any:
         block = _pop_block(_policy(self))
         try:
-            result = block.obj.__exit__(*exc_info)
+            result = block.pin.obj.__exit__(*exc_info)
         except BaseException as exc:
             _uses.exit_block(block, exc)
             raise
@@ -176,18 +190,18 @@ class Proxy(_ProxyBase):
         policy = _policy(self)
         block = _uses.enter_block(policy)
         try:
-            entered = await block.obj.__aenter__()
+            entered = await block.pin.obj.__aenter__()
         except BaseException as exc:
             _uses.exit_block(block, exc)
             raise
         blocks = policy.blocks
         blocks.set((*blocks.get(), block))
-        return self if entered is block.obj else entered
+        return self if entered is block.pin.obj else entered
 
     async def __aexit__(self, *exc_info: Any) -> Any:
         block = _pop_block(_policy(self))
         try:
-            result = await block.obj.__aexit__(*exc_info)
+            result = await block.pin.obj.__aexit__(*exc_info)
         except BaseException as exc:
             _uses.exit_block(block, exc)
             raise
@@ -260,6 +274,9 @@ def make_proxy(policy: Policy[Any], kind: str) -> Proxy:
         "__doc__": vars(Proxy)["__doc__"],
         "__module__": __name__,
     }
+    if policy.client_type is None:
+        # Callable until the first instance says otherwise (see "Calling the proxy" above).
+        namespace["__call__"] = first_call_method(_policy)
     metaclass: Any = type(Proxy)
     klass: type[Proxy] = metaclass(f"{kind}_proxy", (Proxy,), namespace)
     proxy = klass.__new__(klass)
@@ -275,10 +292,6 @@ def make_proxy(policy: Policy[Any], kind: str) -> Proxy:
     if policy.client_type is None or policy.type_is_provisional:
         policy.on_first_instance = specialise
     return proxy
-
-
-def _defines(client_type: type, name: str) -> bool:
-    return any(name in vars(klass) for klass in client_type.__mro__ if klass is not object)
 
 
 # Proxy class -> the names install_forwarders put there (it may replace those, never others:
@@ -297,8 +310,16 @@ def install_forwarders(klass: type, policy: Policy[Any], client_type: type) -> N
     atomic, so other threads see either the ``__getattr__`` path or the forwarder. Under
     SAFECLIENTS_CHECK the forwarders are the same ones, compiled with the checks in them.
     """
-    if _defines(client_type, "__call__"):
+    # The class is named for the client type: Python's own "'pooled_proxy[Connection]'
+    # object is not callable" then says which client cannot be called.
+    klass.__name__ = klass.__qualname__ = f"{policy.kind}_proxy[{client_type.__qualname__}]"
+    if callable_type(client_type):
         setattr(klass, "__call__", call_method(_policy))  # noqa: B010 (a method to mypy)
+    elif "__call__" in vars(klass):
+        # The first_call_method of a type that was unknown; AttributeError: two threads
+        # created first instances at once, and the other one removed it already.
+        with contextlib.suppress(AttributeError):
+            delattr(klass, "__call__")
     if not FORWARDERS:
         return
     mine = _forwarded.setdefault(klass, set())

@@ -63,10 +63,14 @@ class Holder(Protocol):
 
     pins: ContextVar[Pin | None]
     held: dict[int, int]
-    #: Whether ``held`` is kept (per_thread's health checks read it).
-    track_holds: bool
-    #: Whether ``on_pin`` is called for each new pin (locked: who holds its lock).
-    pin_hook: bool
+
+    @property
+    def track_holds(self) -> bool:
+        """Whether ``held`` is kept (per_thread's health checks read it)."""
+
+    @property
+    def pin_hook(self) -> bool:
+        """Whether ``on_pin`` is called for each new pin (locked: who holds its lock)."""
 
     def get(self) -> tuple[Any, Any]: ...
 
@@ -108,10 +112,6 @@ class Hold:
         self.open = True
         self.broken = False
         self.ident = -1 if pin.task is not None else pin.owner
-
-    @property
-    def obj(self) -> Any:
-        return self.pin.obj
 
     def refuse(self, what: str) -> None:
         """Slow check of a call on the derived object: raise unless it is open and ours."""
@@ -255,7 +255,7 @@ def exit_block(block: Hold, error: BaseException | None, *, exited: bool = False
     (PyMySQL, psycopg 3), the instance is discarded, never handed out again."""
     if error is not None:
         block.noted(error)
-    if exited and looks_closed(block.obj):
+    if exited and looks_closed(block.pin.obj):
         block.broken = True
     block.release()
 

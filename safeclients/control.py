@@ -54,7 +54,7 @@ class _Checkout(Generic[T]):
                 "once per `with` block (and per thread)"
             )
         block = self._block = _uses.enter_block(self._policy)
-        return block.obj  # type: ignore[no-any-return]
+        return block.pin.obj  # type: ignore[no-any-return]
 
     def __exit__(
         self,

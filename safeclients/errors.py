@@ -40,21 +40,21 @@ class PoolTimeout(SafeClientsError):
         self.same_context = same_context
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Picklable (a worker process reports it to its parent): rebuild from the numbers.
-        return _rebuild_pool_timeout, (
-            type(self),
-            self.size,
-            self.timeout,
-            self.waited,
-            self.same_context,
+        # Picklable (a worker process reports it to its parent): rebuild from the numbers, then
+        # restore the instance dict as BaseException's own pickling does: the notes
+        # (add_note() keeps them in __notes__) and any attribute a caller set on the way up.
+        return (
+            _rebuild_pool_timeout,
+            (type(self), self.size, self.timeout, self.waited, self.same_context),
+            dict(vars(self)),
         )
 
 
 def _rebuild_pool_timeout(
     cls: type[PoolTimeout], size: int, timeout: float, waited: float, same_context: bool
 ) -> PoolTimeout:
-    if cls is LockTimeout:
-        return LockTimeout(timeout, waited)
+    if issubclass(cls, LockTimeout):
+        return cls(timeout, waited)
     return cls(size, timeout, waited, same_context=same_context)
 
 

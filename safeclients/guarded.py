@@ -22,6 +22,7 @@ to leave, never under a running call.
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import sys
@@ -31,7 +32,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, TypeVar, overload
 
-from safeclients._policy import NOT_GIVEN, Policy, instance_or_factory, log
+from safeclients._policy import NOT_GIVEN, FunctionFactory, Policy, instance_or_factory, log
 from safeclients._proxy import make_proxy
 from safeclients._use import Use
 from safeclients.errors import ConcurrentUseError, FactoryError, ForkedUseError
@@ -258,9 +259,11 @@ def guarded(
 ) -> T: ...
 
 
+# A function or a partial is a factory; a callable *instance* falls through to the last
+# overload, typed as itself (see FunctionFactory), as it is used at run time.
 @overload
 def guarded(
-    obj_or_factory: Callable[[], T],
+    obj_or_factory: FunctionFactory[T] | functools.partial[T],
     *,
     on_conflict: str = ...,
     close: Callable[[T], object] | None = ...,

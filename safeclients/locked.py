@@ -23,6 +23,7 @@ silently sharing the parent's connection.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -30,7 +31,14 @@ from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
 from safeclients._limits import DEFAULT_TIMEOUT, validate_timeout
-from safeclients._policy import NOT_GIVEN, DiscardOn, Policy, instance_or_factory, log
+from safeclients._policy import (
+    NOT_GIVEN,
+    DiscardOn,
+    FunctionFactory,
+    Policy,
+    instance_or_factory,
+    log,
+)
 from safeclients._proxy import make_proxy
 from safeclients._use import Use
 from safeclients._uses import Pin
@@ -258,9 +266,11 @@ def locked(
 ) -> T: ...
 
 
+# A function or a partial is a factory; a callable *instance* falls through to the last
+# overload, typed as itself (see FunctionFactory), as it is used at run time.
 @overload
 def locked(
-    obj_or_factory: Callable[[], T],
+    obj_or_factory: FunctionFactory[T] | functools.partial[T],
     *,
     timeout: float | None = ...,
     close: Callable[[T], object] | None = ...,

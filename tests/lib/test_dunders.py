@@ -7,6 +7,7 @@ this file with the C extension and with WRAPT_DISABLE_EXTENSIONS=1.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import math
 import os
@@ -330,3 +331,153 @@ def test_every_special_method_of_wrapts_proxy_is_overridden(implementation: str)
     missing = sorted(name for name in needed - _NOT_ROUTED if name not in vars(Proxy))
     # __iter__ comes from ObjectProxy (BaseObjectProxy has none); we define it too.
     assert missing == [], f"special methods read wrapt's single target: {missing}"
+
+
+# -- calling the proxy: a callable client behind a factory with no return annotation ----------
+
+
+class Gate:
+    """Lets a test hold one call inside the client while another thread calls."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+
+class Callee:
+    """A callable client; ``proxy("block")`` stays inside the call until the gate opens."""
+
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+
+    def __call__(self, x: Any) -> tuple[Callee, Any]:
+        if x == "block":
+            self.gate.entered.set()
+            assert self.gate.release.wait(JOIN), "the test never released the call"
+        return self, x
+
+    def close(self) -> None:
+        pass
+
+
+class NotCallable:
+    """A client that cannot be called."""
+
+    def ping(self) -> str:
+        return "pong"
+
+    def close(self) -> None:
+        pass
+
+
+SYNC_POLICIES: dict[str, Any] = {
+    "per_thread": safeclients.per_thread,
+    "locked": lambda factory: safeclients.locked(factory, timeout=0),
+    "pooled": lambda factory: safeclients.pooled(factory, size=1, timeout=0),
+    "per_process": safeclients.per_process,
+    "guarded": safeclients.guarded,
+}
+
+# What a call sees while another thread is inside a call of the client: proof that calling
+# the proxy goes through the policy. None: it runs, on an instance of its own (per_thread) or
+# on the shared one (per_process: a thread-safe client, no lock).
+DURING_A_CALL: dict[str, type[BaseException] | None] = {
+    "per_thread": None,
+    "locked": safeclients.LockTimeout,
+    "pooled": safeclients.PoolTimeout,
+    "per_process": None,
+    "guarded": safeclients.ConcurrentUseError,
+}
+
+
+@pytest.mark.parametrize("name", sorted(SYNC_POLICIES))
+def test_a_callable_client_is_called_through_the_policy_without_an_annotation(
+    name: str, call_path: str
+) -> None:
+    gate = Gate()
+    # A lambda has no return annotation: the client type is unknown until the first instance.
+    proxy = SYNC_POLICIES[name](lambda: Callee(gate))
+    assert callable(proxy), "the client type is unknown, so it may be callable"
+    mine, value = proxy("first")
+    assert value == "first" and type(mine) is Callee
+    assert safeclients.stats(proxy).created == 1 and callable(proxy)
+
+    results: list[Any] = []
+    thread = threading.Thread(target=lambda: results.append(proxy("block")))
+    thread.start()
+    try:
+        assert gate.entered.wait(JOIN), "the other thread's call never reached a client"
+        expected = DURING_A_CALL[name]
+        if expected is None:
+            assert proxy("during") == (mine, "during")
+        else:
+            with pytest.raises(expected):
+                proxy("during")
+    finally:
+        gate.release.set()
+        thread.join(JOIN)
+    assert not thread.is_alive() and len(results) == 1, "the other thread's call failed"
+    theirs = results[0][0]
+    assert (theirs is not mine) == (name == "per_thread"), f"{name}: the wrong instance was called"
+    assert proxy("after") == (mine, "after"), "the instance was not given back after the call"
+
+
+@pytest.mark.parametrize("name", sorted(SYNC_POLICIES))
+def test_calling_a_client_that_is_not_callable_names_its_type(name: str, call_path: str) -> None:
+    proxy = SYNC_POLICIES[name](lambda: NotCallable())
+    assert callable(proxy), "the client type is unknown, so it may be callable"
+    with pytest.raises(TypeError, match=r"tests\.lib\.test_dunders\.NotCallable, is not callable"):
+        proxy()
+    assert not callable(proxy), "once the client type is known, callable() gives its answer"
+    with pytest.raises(TypeError, match=r"NotCallable\]' object is not callable"):
+        proxy()
+    # Nothing was taken and kept: a pool of one and a lock with timeout=0 are free.
+    assert proxy.ping() == "pong"
+    assert safeclients.stats(proxy).created == 1
+
+
+@pytest.mark.parametrize("name", sorted(SYNC_POLICIES))
+def test_callable_tells_the_known_client_type_without_creating_one(name: str) -> None:
+    made: list[object] = []
+
+    def not_callable() -> NotCallable:
+        made.append(NotCallable())
+        return NotCallable()
+
+    def box() -> Box:
+        made.append(Box())
+        return Box()
+
+    assert not callable(SYNC_POLICIES[name](not_callable))
+    assert not callable(SYNC_POLICIES[name](NotCallable))
+    assert callable(SYNC_POLICIES[name](box)) and callable(SYNC_POLICIES[name](Box))
+    assert made == [], "callable() created a client"
+
+
+def test_per_loop_awaits_a_callable_client_without_an_annotation() -> None:
+    class AsyncCallee:
+        async def __call__(self, x: int) -> int:
+            await asyncio.sleep(0)
+            return x + 1
+
+        async def aclose(self) -> None:
+            pass
+
+    proxy = safeclients.per_loop(lambda: AsyncCallee())
+    assert callable(proxy)
+
+    async def main() -> list[int]:
+        return [await proxy(1), await proxy(2)]
+
+    assert asyncio.run(main()) == [2, 3]
+    assert safeclients.stats(proxy).created == 1
+    with pytest.raises(safeclients.NoRunningLoopError):
+        proxy(3)
+
+    plain = safeclients.per_loop(lambda: NotCallable())
+
+    async def call_it() -> None:
+        plain()
+
+    with pytest.raises(TypeError, match="NotCallable, is not callable"):
+        asyncio.run(call_it())

@@ -457,6 +457,39 @@ def test_every_public_exception_survives_pickle() -> None:
         copy = pickle.loads(pickle.dumps(error))
         assert type(copy) is type(error) and str(copy) == str(error)
         assert vars(copy) == vars(error)
+        # What a handler adds on the way up survives too: notes and attributes of its own.
+        _add_note(error, f"while serving request 7 ({type(error).__name__})")
+        error.request_id = 7  # type: ignore[attr-defined]
+        for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+            copy = pickle.loads(pickle.dumps(error, protocol))
+            assert type(copy) is type(error) and str(copy) == str(error)
+            assert copy.__notes__ == [f"while serving request 7 ({type(error).__name__})"], (
+                f"{type(error).__name__} lost its notes through pickle (protocol {protocol})"
+            )
+            assert vars(copy) == vars(error), f"{type(error).__name__} lost attributes"
+
+
+def _add_note(error: BaseException, note: str) -> None:
+    # BaseException.add_note is Python >= 3.11; on 3.10 the attribute is the same list.
+    if sys.version_info >= (3, 11):
+        error.add_note(note)
+    else:
+        error.__notes__ = [*getattr(error, "__notes__", []), note]
+
+
+class AppLockTimeout(safeclients.LockTimeout):
+    """An application's own timeout class (pickled by name: module level)."""
+
+
+class AppPoolTimeout(safeclients.PoolTimeout):
+    """An application's own timeout class (pickled by name: module level)."""
+
+
+def test_a_subclass_of_the_timeouts_survives_pickle() -> None:
+    for error in (AppLockTimeout(2.0, 2.01), AppPoolTimeout(3, 1.0, 1.01)):
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and str(copy) == str(error)
+        assert vars(copy) == vars(error)
 
 
 def test_papercut_doc_and_signature_come_from_the_client() -> None:

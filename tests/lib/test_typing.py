@@ -23,6 +23,13 @@ def pooled_client() -> Client:
 
 locked_client = safeclients.locked(Client())
 
+class Job:
+    def __call__(self) -> int:
+        return 1
+
+reveal_type(safeclients.locked(Job()))
+reveal_type(safeclients.guarded(Job()))
+
 reveal_type(per_thread_client)
 reveal_type(pooled_client)
 reveal_type(locked_client)
@@ -53,6 +60,8 @@ def test_reveal_type_is_the_client_type(tmp_path: Path) -> None:
         if "Revealed type is" in line
     ]
     assert revealed == [
+        '"uses_safeclients.Job"',  # a callable instance is the client, not a factory
+        '"uses_safeclients.Job"',
         '"uses_safeclients.Client"',
         '"uses_safeclients.Client"',
         '"uses_safeclients.Client"',

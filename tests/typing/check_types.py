@@ -6,7 +6,9 @@ factory is not seen as the client type.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
+from collections.abc import Callable
 
 from typing_extensions import assert_type
 
@@ -116,3 +118,51 @@ def use_checkout() -> bytes:
 
 assert_type(safeclients.stats(locked_client), safeclients.Stats)
 assert_type(safeclients.is_proxy(locked_client), bool)
+
+
+# An instance with a zero-argument __call__ is the client (is_factory: only functions, methods,
+# partials and classes are factories): typed as itself, never as what its call returns.
+class Job:
+    def __call__(self) -> int:
+        return 1
+
+    def submit(self, payload: bytes) -> bytes:
+        return payload
+
+
+class Maker:
+    def make(self) -> Client:
+        return Client()
+
+    @classmethod
+    def make_cls(cls) -> Client:
+        return Client()
+
+
+def make_client(host: str = "127.0.0.1") -> Client:
+    return Client()
+
+
+assert_type(safeclients.locked(Job()), Job)
+assert_type(safeclients.guarded(Job()), Job)
+assert_type(safeclients.locked(Job(), timeout=1.0, close=lambda job: None), Job)
+assert_type(safeclients.guarded(Job(), on_conflict="warn"), Job)
+assert_type(safeclients.locked(Job()).submit(b"x"), bytes)
+assert_type(safeclients.locked(Job())(), int)
+assert_type(safeclients.locked(Job), Job)
+assert_type(safeclients.guarded(Job), Job)
+# Every factory is still a factory: functions, lambdas, methods, partials, Callable values.
+assert_type(safeclients.locked(make_client), Client)
+assert_type(safeclients.guarded(make_client), Client)
+assert_type(safeclients.locked(lambda: Job()), Job)
+assert_type(safeclients.guarded(lambda: Job()), Job)
+assert_type(safeclients.locked(Maker().make), Client)
+assert_type(safeclients.guarded(Maker.make_cls), Client)
+assert_type(safeclients.locked(functools.partial(make_client, "10.0.0.1")), Client)
+assert_type(safeclients.guarded(functools.partial(make_client, "10.0.0.1")), Client)
+assert_type(safeclients.guarded(Client()), Client)
+
+
+def from_a_callable_value(factory: Callable[[], Client]) -> None:
+    assert_type(safeclients.locked(factory), Client)
+    assert_type(safeclients.guarded(factory, close=lambda client: client.shutdown()), Client)
