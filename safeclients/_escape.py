@@ -189,12 +189,17 @@ def _awaitable(
     return held_awaitable(_uses.hold(policy, obj, token, name, register=False), result)
 
 
-def held_awaitable(hold: Hold, result: Awaitable[Any]) -> Any:
-    """A coroutine that awaits ``result`` and then ends ``hold``; errors count for it."""
+def held_awaitable(
+    hold: Hold, result: Awaitable[Any], then: Callable[[Any], Any] | None = None
+) -> Any:
+    """A coroutine that awaits ``result`` and then ends ``hold``; errors count for it.
+    ``then`` maps the awaited value (a derived object's: its own cursor back to the wrapped
+    one), before the hold ends."""
 
     async def held() -> Any:
         try:
-            return await result
+            value = await result
+            return value if then is None or type(value) in PLAIN else then(value)
         except BaseException as exc:
             hold.noted(exc)
             raise
@@ -230,7 +235,9 @@ def derived_result(derived: Derived, hold: Hold, result: Any, name: str) -> Any:
         if refers_to(result, (hold.pin.obj, wrapped)):
             return wrap(result, hold.joined(name))
     elif kind == AWAITABLE:
-        return held_awaitable(hold.joined(name), result)
+        return held_awaitable(
+            hold.joined(name), result, lambda value: derived_result(derived, hold, value, name)
+        )
     elif kind == GENERATOR:
         return _wrap_iterator(hold.joined(name), result)
     return result
@@ -296,6 +303,8 @@ class Derived(_DerivedBase):
 
     def close(self, *args: Any, **kwargs: Any) -> Any:
         hold = self._self_hold
+        if hold.open and hold.ident != _codegen.SHARED["get_ident"]():
+            hold.refuse(f"{type(self.__wrapped__).__name__}.close()")
         try:
             return self.__wrapped__.close(*args, **kwargs)
         except BaseException as exc:

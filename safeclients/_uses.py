@@ -85,7 +85,7 @@ class Holder(Protocol):
 _count_lock = threading.Lock()
 
 
-def _task() -> object:
+def running_task() -> object:
     """The running asyncio task of this thread, or None outside one."""
     if _get_running_loop() is None:
         return None
@@ -123,7 +123,7 @@ class Hold:
                 f"back with the policy and may be another thread's by now; make a new one"
             )
         me = threading.get_ident()
-        task = _task()
+        task = running_task()
         if pin.owner == me and (pin.task is None or pin.task is task):
             return
         where = f"thread {me}" if task is None else f"an asyncio task of thread {me}"
@@ -192,7 +192,7 @@ class Pin(Hold):
         self.lost = False  # one of its uses was broken: discard at the end
         self.generation = _fork.GENERATION[0]
         self.owner = threading.get_ident()
-        self.task = _task() if registered else None
+        self.task = running_task() if registered else None
         # As the pin's first use:
         self.pin = self
         self.name = name
@@ -201,11 +201,15 @@ class Pin(Hold):
         self.ident = self.owner if self.task is None else -1
 
     def mine(self) -> bool:
-        """Whether the calling context owns this open pin (the compiled gets ask)."""
+        """Whether the calling context owns this open pin (the compiled gets ask): it is the
+        pin registered in this context (a new thread, even one that reuses a dead thread's
+        ident, has a context of its own), made by this thread and task (a task or a thread
+        that starts with a copy of the context sees the pin, and must not use it)."""
         return (
             self.obj is not None
+            and self.policy.pins.get() is self
             and self.owner == threading.get_ident()
-            and (self.task is None or self.task is _task())
+            and (self.task is None or self.task is running_task())
         )
 
 
@@ -224,6 +228,14 @@ def hold(policy: Holder, obj: Any, token: Any, name: str | None, *, register: bo
         with _count_lock:
             token.count += 1
         return Hold(token, name)
+    current = policy.pins.get()
+    if current is not None and current.obj is obj and current.mine():
+        # The call ran on the context's pinned instance with a token of its own (locked's
+        # lock, taken again; per_thread's None): that use ends, the pin covers the result.
+        with _count_lock:
+            current.count += 1
+        policy.put(obj, token, False)
+        return Hold(current, name)
     pin = Pin(policy, obj, token, register, name)
     if policy.track_holds:
         with _count_lock:
@@ -285,6 +297,7 @@ def block_stack(kind: str) -> ContextVar[tuple[Hold, ...]]:
 
 
 __all__ = [
+    "running_task",
     "Pin",
     "Hold",
     "hold",

@@ -4,15 +4,18 @@ The lock is held for the whole call (and for a whole ``checkout`` block, ``with 
 or a derived object's life: a cursor), so calls from different threads are serialized on the
 one instance. Waiting for the lock is counted in ``stats()`` (``waits``, ``wait_seconds``).
 
-Why not an ``RLock``: a use that outlives a call (a cursor) may end in another thread, when the
-cursor is collected there, and an ``RLock`` refuses a release from a thread that does not own
-it (the lock would then stay held for ever). So the lock is a plain ``Lock`` (any thread may
-release it) with its owner recorded beside it: ``owner`` is the ident of the thread (or
-greenlet) holding it, set right after acquiring and cleared right before releasing, so
-``owner == get_ident()`` is true only in the thread that holds it. That thread's calls are
-nested (a callback through the proxy, a call during a cursor's life) and take nothing. A nested
-call from another asyncio task of that thread, while a block or cursor of the first task holds
-the lock, is refused (``AsyncUseError``): it would run inside the first task's transaction.
+A use that outlives its call (a block, a cursor: a pin, see ``_uses``) does not keep the
+``RLock``: it may end in another thread (a cursor collected there), and an ``RLock`` refuses a
+release from a thread that does not own it, which would leave the proxy locked for ever. So when
+such a use begins (``on_pin``, in the thread that holds the lock), the policy records it as
+``pinned`` and releases the lock; a call from another thread that gets the lock and finds the
+instance pinned gives the lock back and waits until the pin ends (``enter_pinned``, counted as a
+wait, ``LockTimeout`` after ``timeout``); the pin's end, in any thread, clears ``pinned`` and
+wakes the waiters (``_Unpin``). The pinning context's own calls go in (nested). Plain calls pay
+one attribute test for all this, and stay re-entrant (a client callback that calls the proxy
+again in the same thread). A call from another asyncio task of the pinning thread is refused
+(``AsyncUseError``): it would run inside the first task's block, and waiting would block the
+event loop that must finish it.
 
 Across a fork: ``after_fork`` drops the inherited instance without closing it and replaces the
 lock (it may have been copied in a held state). With a factory, the child creates its own
@@ -41,7 +44,7 @@ from safeclients._policy import (
 )
 from safeclients._proxy import make_proxy
 from safeclients._use import Use
-from safeclients._uses import Pin
+from safeclients._uses import Pin, running_task
 from safeclients.errors import AsyncUseError, FactoryError, ForkedUseError, LockTimeout
 
 T = TypeVar("T")
@@ -55,38 +58,27 @@ class LockedPolicy(Policy[T]):
     # Its re-entrant lock belongs to the thread: held across an await, every task of that
     # thread would get in. Async clients: per_loop or pooled.
     holds_across_await = False
-    pin_hook = True  # on_pin: which pin holds the lock (nested() refuses another task's use)
+    pin_hook = True  # on_pin: a pin takes the instance over from the lock
 
-    # `token` is the lock (this use took it), a Pin (nested in this context's open block or
-    # cursor: see _uses) or None (nested in a call of this thread: a callback).
+    # `token` is the RLock, taken by this use (re-entrant: a callback's nested call takes it
+    # again), or an _Unpin when a pin's end gives the instance back (see the module docstring).
     USE = Use(
         get="""
             token = policy.lock
-            if token.acquire(False):
-                policy.owner = get_ident()
-            elif policy.owner == get_ident():
-                token = policy.nested()
-            else:
+            if not token.acquire(False):
                 policy.wait_for_lock(token)
+            if policy.pinned is not None:
+                policy.enter_pinned(token)
             obj = policy.instance
             if obj is None:
                 obj = policy.create_locked(token)
         """,
-        put_ok="""
-            if token is policy.lock:
-                policy.owner = 0
-                token.release()
-        """,
+        put_ok="token.release()",
         put_broken="""
-            if type(token) is Pin:
-                token.lost = True
-            else:
-                try:
-                    policy.discard_locked(obj)
-                finally:
-                    if token is policy.lock:
-                        policy.owner = 0
-                        token.release()
+            try:
+                policy.discard_locked(obj)
+            finally:
+                token.release()
         """,
     )
 
@@ -109,13 +101,16 @@ class LockedPolicy(Policy[T]):
             self.tracker.created(instance)
 
     def _reset_lock(self) -> None:
-        """(Re)make the lock: at creation, in a fork child, after gevent's patch."""
-        # Guards `instance` and every use of it; `owner` is the ident of the thread holding
-        # it, or 0 (see the module docstring: why not an RLock).
-        self.lock = threading.Lock()
-        self.owner = 0
-        # The pin (a block or cursor) that took the lock, if one did: see nested().
-        self.lock_pin: Pin | None = None
+        """(Re)make the lock and the pin state: at creation, in a fork child, after gevent's
+        patch (no call is inside the policy then)."""
+        # Guards `instance` and every use of it; re-entrant so a client callback that comes
+        # back through the proxy in the same thread does not deadlock.
+        self.lock = threading.RLock()
+        # The pin (a block, a cursor) that holds the instance past its call, or None. Set in
+        # on_pin by the thread holding the lock; cleared by the pin's end, in any thread.
+        self.pinned: Pin | None = None
+        # Waiters for the pin's end; its lock guards nothing else.
+        self.unpinned = threading.Condition(threading.Lock())
 
     def wait_for_lock(self, lock: Any) -> None:
         """Slow path: another thread holds the lock; wait up to ``timeout``, count the wait."""
@@ -125,34 +120,63 @@ class LockedPolicy(Policy[T]):
         self.count_wait(waited)
         if not got:
             raise LockTimeout(self.timeout or 0.0, waited)
-        self.owner = threading.get_ident()
 
-    def nested(self) -> Pin | None:
-        """This thread holds the lock already: a nested use, inside this context's pin (a block
-        or a cursor) or a callback. Refused from another task of this thread while a pin of
-        the first task holds the lock: it would run inside that task's block."""
-        pin = self.pins.get()
-        if pin is not None and pin.mine():
-            return pin
-        holder = self.lock_pin
-        if holder is not None and holder.obj is not None and holder.task is not None:
-            raise AsyncUseError(
-                f"another asyncio task of this thread holds this locked proxy's "
-                f"{type(holder.obj).__name__} in an open block or cursor: a locked proxy's "
-                f"lock belongs to its thread, so this task would run inside that block; use "
-                f"safeclients.per_loop or pooled for an async client"
-            )
-        return None
+    def on_pin(self, pin: Pin) -> None:
+        """A use outlives its call (``_uses``), lock held: pin the instance, release the lock
+        (it may be released from another thread when the pin ends: see the module)."""
+        if pin.token is not self.lock:
+            return
+        self.pinned = pin
+        pin.token = _Unpin(self, pin)
+        self.lock.release()
 
-    def create_locked(self, token: Any) -> T:
+    def enter_pinned(self, lock: Any) -> None:
+        """Lock held and the instance pinned: go in if the pin is this context's, else give the
+        lock back and wait for the pin to end (up to ``timeout``). Returns with the lock held."""
+        started: float | None = None
+        while True:
+            pin = self.pinned
+            if pin is None or pin.obj is None or pin.mine():
+                if started is not None:
+                    self.count_wait(time.monotonic() - started)
+                return
+            if pin.task is not None and pin.owner == threading.get_ident() and running_task():
+                lock.release()
+                raise AsyncUseError(
+                    f"another asyncio task of this thread holds this locked proxy's "
+                    f"{type(pin.obj).__name__} in an open block or cursor: its lock belongs to "
+                    f"the thread, so this task would run inside that block (and waiting would "
+                    f"block the loop that must finish it); use safeclients.per_loop or pooled "
+                    f"for an async client"
+                )
+            lock.release()
+            now = time.monotonic()
+            if started is None:
+                started = now
+            with self.unpinned:
+                if self.pinned is pin and pin.obj is not None:
+                    remaining = None if self.timeout is None else started + self.timeout - now
+                    if remaining is not None and remaining <= 0:
+                        self.count_wait(now - started)
+                        raise LockTimeout(self.timeout or 0.0, now - started)
+                    self.unpinned.wait(remaining)
+            if not lock.acquire(False):
+                self.wait_for_lock(lock)
+
+    def unpin(self, pin: Pin) -> None:
+        """The pin ended (any thread): the instance is free again; wake the waiters."""
+        with self.unpinned:
+            if self.pinned is pin:
+                self.pinned = None
+            self.unpinned.notify_all()
+
+    def create_locked(self, lock: Any) -> T:
         """Slow path, lock held: first use in this process, or first after dispose/discard.
-        Releases the lock if creation fails and this use took it (the use never started)."""
+        Releases the lock if creation fails (the use never started)."""
         try:
             obj = self.create()
         except BaseException:
-            if token is self.lock:
-                self.owner = 0
-                self.lock.release()
+            lock.release()
             raise
         self.instance = obj
         return obj
@@ -175,21 +199,16 @@ class LockedPolicy(Policy[T]):
         return 0 if self.instance is None else 1
 
     def dispose(self, final: bool) -> None:
-        """Close the instance once no call is running on it (waits for the lock, up to
-        ``timeout``; ``LockTimeout`` if a call holds it longer). From the thread holding it
-        (inside a block), at once."""
+        """Close the instance once no call or pin of another thread is on it (waits as a call
+        does, up to ``timeout``; ``LockTimeout`` if one holds it longer)."""
         lock = self.lock
-        if self.owner == threading.get_ident():
-            self._dispose_locked(final)
-            return
-        if lock.acquire(False):
-            self.owner = threading.get_ident()
-        else:
+        if not lock.acquire(False):
             self.wait_for_lock(lock)
+        if self.pinned is not None:
+            self.enter_pinned(lock)
         try:
             self._dispose_locked(final)
         finally:
-            self.owner = 0
             lock.release()
 
     def _dispose_locked(self, final: bool) -> None:
@@ -203,33 +222,33 @@ class LockedPolicy(Policy[T]):
         self.close_instance(obj, discarded=False)
 
     def shutdown(self) -> None:
-        # A daemon thread may be stuck inside a call, holding the lock, as the interpreter exits:
-        # wait a little, then give up rather than hang the exit.
-        if self.owner == threading.get_ident():  # the exiting thread holds it (a block)
-            self._dispose_locked(True)
-            return
+        # A daemon thread may be stuck inside a call, holding the lock, as the interpreter exits
+        # (or a cursor of another thread may pin the instance): wait a little, then give up
+        # rather than hang the exit.
         if not self.lock.acquire(timeout=SHUTDOWN_WAIT):
-            self._final = True
-            log.warning(
-                "safeclients: at exit, a locked %s was still in use after %.1f s; left open",
-                self.client_type.__name__ if self.client_type else "client",
-                SHUTDOWN_WAIT,
-            )
+            self._give_up_at_exit()
             return
         try:
+            pin = self.pinned
+            if pin is not None and pin.obj is not None and not pin.mine():
+                self._give_up_at_exit()
+                return
             self._dispose_locked(True)
         finally:
             self.lock.release()
 
-    def green_reset(self) -> None:
-        # gevent just patched threading (see _green): an OS lock made before would block the
-        # one OS thread every greenlet runs on; threading.Lock() is greenlet-aware now, and
-        # get_ident (rebound in the compiled paths by _codegen) the greenlet's.
-        self._reset_lock()
+    def _give_up_at_exit(self) -> None:
+        self._final = True
+        log.warning(
+            "safeclients: at exit, a locked %s was still in use after %.1f s; left open",
+            self.client_type.__name__ if self.client_type else "client",
+            SHUTDOWN_WAIT,
+        )
 
-    def on_pin(self, pin: Pin) -> None:
-        if pin.token is self.lock:
-            self.lock_pin = pin
+    def green_reset(self) -> None:
+        # gevent just patched threading (see _green): an OS RLock made before would let every
+        # greenlet of the one OS thread in at once; threading.RLock() is greenlet-aware now.
+        self._reset_lock()
 
     def after_fork(self) -> None:
         self._reset_lock()
@@ -239,6 +258,19 @@ class LockedPolicy(Policy[T]):
         if orphan is not None:
             self._factory = _orphaned_factory(type(orphan).__name__, self._owner_pid)
         self._owner_pid = os.getpid()
+
+
+class _Unpin:
+    """A pin's token: what the policy's put releases when the pin ends (any thread)."""
+
+    __slots__ = ("_policy", "_pin")
+
+    def __init__(self, policy: LockedPolicy[Any], pin: Pin) -> None:
+        self._policy = policy
+        self._pin = pin
+
+    def release(self) -> None:
+        self._policy.unpin(self._pin)
 
 
 def _orphaned_factory(client: str, owner: int) -> Callable[[], Any]:
