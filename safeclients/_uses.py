@@ -45,7 +45,9 @@ which may run wherever the derived object is closed or collected.
 
 from __future__ import annotations
 
+import inspect
 import threading
+import types
 from asyncio import current_task
 from asyncio.events import _get_running_loop
 from contextvars import ContextVar
@@ -274,20 +276,31 @@ def exit_block(block: Hold, error: BaseException | None, *, exited: bool = False
 
 def looks_closed(obj: object) -> bool:
     """Whether a client says it is closed, by the usual flags: ``open`` false (PyMySQL,
-    mysqlclient), ``closed`` true (psycopg 2 and 3, sockets' file objects). A client's own
-    ``__exit__`` closes some (PyMySQL, psycopg 3, mysqlclient) and only ends the transaction
-    of others (sqlite3, psycopg2)."""
+    mysqlclient), ``closed`` true (psycopg 2 and 3). A client's own ``__exit__`` closes some
+    (PyMySQL, psycopg 3, mysqlclient) and only ends the transaction of others (sqlite3,
+    psycopg2). Only the instance's own state counts: an attribute of its ``__dict__``, or a
+    property or slot of its class; a plain class attribute (a counter of closes) does not."""
+    return _flag(obj, "open") is False or _flag(obj, "closed") is True
+
+
+def _flag(obj: object, name: str) -> bool | None:
+    """``obj.name`` as a boolean if it is the instance's own bool or int state, else None."""
     try:
-        opened = getattr(obj, "open", None)
-    except Exception:
-        opened = None
-    if type(opened) in (bool, int) and not opened:
-        return True
+        own = name in vars(obj)
+    except TypeError:
+        own = False
+    if not own:
+        try:
+            static = inspect.getattr_static(type(obj), name)
+        except AttributeError:
+            return None
+        if not hasattr(static, "__get__") or isinstance(static, (types.FunctionType, type)):
+            return None  # a plain class attribute, or a method: not the instance's state
     try:
-        closed = getattr(obj, "closed", False)
+        value = getattr(obj, name)
     except Exception:
-        return False
-    return closed is True or (type(closed) is int and closed != 0)
+        return None
+    return bool(value) if type(value) in (bool, int) else None
 
 
 # Per policy and context: the `with proxy:` blocks open, innermost last. A tuple, never mutated:
