@@ -20,13 +20,14 @@ instance; ``Ages`` is touched by one thread per instance at a time (the one hold
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from safeclients._policy import log
+log = logging.getLogger("safeclients")
 
 #: Default seconds an instance may go unused before a ``check`` runs again.
 DEFAULT_CHECK_INTERVAL = 1.0

@@ -51,10 +51,8 @@ from contextvars import ContextVar
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from safeclients import _check, _fork, _uses, profiles
+from safeclients._health import Health
 from safeclients._use import Use, compiled
-
-if typing.TYPE_CHECKING:
-    from safeclients._health import Health
 from safeclients.errors import FactoryError, PoolClosed
 from safeclients.stats import Stats
 

@@ -17,7 +17,7 @@ import importlib
 from typing import Any
 
 from safeclients import _probes
-from safeclients.profiles import Profile
+from safeclients._profile import Profile
 
 __all__ = ["SHIPPED"]
 

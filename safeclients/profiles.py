@@ -32,11 +32,10 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable
 
-from safeclients._probes import Probe
+from safeclients._profile import POLICIES, Profile
+from safeclients._profile_table import SHIPPED
 
 __all__ = [
     "Profile",
@@ -50,47 +49,6 @@ __all__ = [
     "registered_as",
     "qualname",
 ]
-
-#: The policy names a profile's ``suggest`` holds (a registration through the older
-#: ``safeclients.audit.register`` may hold free text instead; the audit prints it verbatim).
-POLICIES = frozenset({"pooled", "per_thread", "locked", "per_process"})
-
-
-@dataclass(frozen=True)
-class Profile:
-    """What safeclients knows about one client type (module docstring)."""
-
-    qualname: str  # "pymysql.connections.Connection" (type's module + qualname)
-    reason: str  # why it is unsafe (the audit prints it)
-    suggest: str  # "pooled" | "per_thread" | "locked" | "per_process"
-    sources: tuple[str, ...]  # URLs of the client's docs/source backing each claim
-    probe: Probe | None = None  # audit: describe its open connection, or None; never sends
-    broken: tuple[str, ...] = ()  # qualified names of exception classes meaning "this
-    # connection is dead, discard it" (matched over the MRO)
-    close: Callable[[Any], object] | None = None  # how to close it (None: obj.close())
-    check: Callable[[Any], object] | None = None  # health check (a ping): raises when dead
-    derived: frozenset[str] = field(default=frozenset())  # methods whose result is bound to
-    # the instance (cursor, channel, pipeline, ...)
-    thread_safe: bool = False  # True: safe across threads, unsafe only across forks
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.qualname, str) or "." not in self.qualname.strip("."):
-            raise ValueError(
-                f"Profile qualname {self.qualname!r} is not a qualified class "
-                "name such as 'package.module.Class'."
-            )
-        for name in ("sources", "broken"):
-            if not isinstance(getattr(self, name), tuple):
-                raise TypeError(
-                    f"Profile {self.qualname}: {name} must be a tuple of str, "
-                    f"not {type(getattr(self, name)).__name__}."
-                )
-        if not isinstance(self.derived, frozenset):
-            raise TypeError(
-                f"Profile {self.qualname}: derived must be a frozenset of method "
-                f"names, not {type(self.derived).__name__}."
-            )
-
 
 # Guards _registry: register() may be called from any thread (an app's import-time code).
 _registry_lock = threading.Lock()
@@ -206,12 +164,10 @@ def _lookup_loaded(name: str) -> type | None:
 
 def _ensure_shipped() -> None:
     """Register the shipped table once, before anything else is registered (so a later
-    registration replaces a shipped profile, never the reverse). Imported here, not at the
-    top: the table module imports this one for Profile."""
+    registration replaces a shipped profile, never the reverse)."""
     global _shipped_loaded
     if _shipped_loaded:
         return
-    from safeclients._profile_table import SHIPPED
 
     with _registry_lock:
         if not _shipped_loaded:

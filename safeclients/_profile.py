@@ -1,0 +1,56 @@
+"""The ``Profile`` record: what safeclients knows about one client type.
+
+Its own module so that the shipped table (``_profile_table``) and the registry
+(``profiles``, which loads that table) both import it and neither imports the other back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from safeclients._probes import Probe
+
+#: The policy names a profile's ``suggest`` holds (a registration through the older
+#: ``safeclients.audit.register`` may hold free text instead; the audit prints it verbatim).
+POLICIES = frozenset({"pooled", "per_thread", "locked", "per_process"})
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What safeclients knows about one client type (module docstring)."""
+
+    qualname: str  # "pymysql.connections.Connection" (type's module + qualname)
+    reason: str  # why it is unsafe (the audit prints it)
+    suggest: str  # "pooled" | "per_thread" | "locked" | "per_process"
+    sources: tuple[str, ...]  # URLs of the client's docs/source backing each claim
+    probe: Probe | None = None  # audit: describe its open connection, or None; never sends
+    broken: tuple[str, ...] = ()  # qualified names of exception classes meaning "this
+    # connection is dead, discard it" (matched over the MRO)
+    close: Callable[[Any], object] | None = None  # how to close it (None: obj.close())
+    check: Callable[[Any], object] | None = None  # health check (a ping): raises when dead
+    derived: frozenset[str] = field(default=frozenset())  # methods whose result is bound to
+    # the instance (cursor, channel, pipeline, ...)
+    thread_safe: bool = False  # True: safe across threads, unsafe only across forks
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.qualname, str) or "." not in self.qualname.strip("."):
+            raise ValueError(
+                f"Profile qualname {self.qualname!r} is not a qualified class "
+                "name such as 'package.module.Class'."
+            )
+        for name in ("sources", "broken"):
+            if not isinstance(getattr(self, name), tuple):
+                raise TypeError(
+                    f"Profile {self.qualname}: {name} must be a tuple of str, "
+                    f"not {type(getattr(self, name)).__name__}."
+                )
+        if not isinstance(self.derived, frozenset):
+            raise TypeError(
+                f"Profile {self.qualname}: derived must be a frozenset of method "
+                f"names, not {type(self.derived).__name__}."
+            )
+
+
+__all__ = ["POLICIES", "Profile"]
