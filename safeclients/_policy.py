@@ -43,14 +43,15 @@ import functools
 import inspect
 import logging
 import textwrap
-import threading
-import types
-import typing
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from safeclients import _check, _fork, _uses, profiles
+from safeclients._calls import CallThrough
+from safeclients._counters import Counters
+from safeclients._discard import DiscardOn, default_discard, discard_predicate
+from safeclients._factory import annotated_type, check_factory
 from safeclients._health import Health
 from safeclients._use import Use, compiled
 from safeclients.errors import FactoryError, PoolClosed
@@ -59,144 +60,6 @@ from safeclients.stats import Stats
 T = TypeVar("T")
 
 log = logging.getLogger("safeclients")
-
-DiscardOn = type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
-
-# Exception class names (anywhere in the MRO) that mean "this connection is unusable": the
-# clients we target raise their own classes rather than OSError, e.g. pygearman's
-# gearman.errors.ConnectionError / ServerUnavailable / ProtocolError (a desynchronised stream),
-# redis-py's and pymemcache's ConnectionError-named classes, and PEP 249's InterfaceError and
-# OperationalError, which every DB-API driver raises for a dead or lost connection.
-_BROKEN_NAME_PARTS = (
-    "ConnectionError",
-    "ServerUnavailable",
-    "ProtocolError",
-    "InterfaceError",
-    "OperationalError",
-)
-
-
-def default_discard(exc: BaseException) -> bool:
-    """The default ``discard_on``: OSError (and subclasses) or a connection-error-named class."""
-    if isinstance(exc, OSError):
-        return True
-    return any(part in klass.__name__ for klass in type(exc).__mro__ for part in _BROKEN_NAME_PARTS)
-
-
-def _exception_classes(discard_on: object) -> tuple[type[BaseException], ...] | None:
-    """``discard_on`` as a tuple of exception classes, or None if it is not one or a tuple."""
-    if isinstance(discard_on, type) and issubclass(discard_on, BaseException):
-        return (discard_on,)
-    if isinstance(discard_on, tuple):
-        for klass in discard_on:
-            if not (isinstance(klass, type) and issubclass(klass, BaseException)):
-                raise TypeError(f"discard_on must hold exception classes, got {klass!r}")
-        return discard_on
-    return None
-
-
-def discard_predicate(discard_on: DiscardOn | None) -> Callable[[BaseException], bool]:
-    """Normalise ``discard_on`` into the predicate the compiled paths call on an error.
-
-    ``discard_on`` is an exception class, a tuple of them, a predicate, or None for the default.
-    Whatever it is, an exception that is not an ``Exception`` (``KeyboardInterrupt``,
-    ``SystemExit``, a greenlet kill) always discards: it cut a call off between request and
-    reply, so the instance's stream may hold a reply nobody read. A predicate that raises is
-    logged and counts as "broken": the instance is discarded, never leaked, and the caller gets
-    its original exception.
-    """
-    if discard_on is None:
-        test: Callable[[BaseException], bool] = default_discard
-    else:
-        classes = _exception_classes(discard_on)
-        if classes is not None:
-
-            def test(exc: BaseException) -> bool:
-                return isinstance(exc, classes)
-
-        elif callable(discard_on):
-            test = discard_on  # type: ignore[assignment]  # a class was matched above
-        else:
-            raise TypeError(
-                "discard_on must be an exception class, a tuple of them, or a predicate, got "
-                f"{discard_on!r}"
-            )
-
-    def is_broken(exc: BaseException) -> bool:
-        if not isinstance(exc, Exception):
-            return True
-        try:
-            return bool(test(exc))
-        except Exception:
-            log.warning(
-                "safeclients: the discard_on predicate raised on %s; the instance is discarded",
-                type(exc).__name__,
-                exc_info=True,
-            )
-            return True
-
-    return is_broken
-
-
-def check_factory(kind: str, factory: object) -> None:
-    """Refuse a non-callable factory at proxy creation, with a sentence."""
-    if not callable(factory):
-        raise FactoryError(
-            f"{kind}() needs a zero-argument callable that returns a client, got "
-            f"{factory!r} ({type(factory).__name__})"
-        )
-
-
-def _annotated_type(factory: Callable[[], Any]) -> type | None:
-    """The class a factory's return annotation names, if it names one (else None)."""
-    try:
-        hint = typing.get_type_hints(factory).get("return")
-    except (NameError, TypeError, AttributeError, SyntaxError):
-        return None  # an annotation that cannot be evaluated here (TYPE_CHECKING imports)
-    if hint is Any:  # a class on Python >= 3.11, but not one isinstance() accepts
-        return None
-    if isinstance(hint, type) and hint is not object and not isinstance(None, hint):
-        return hint
-    return None
-
-
-#: The default of ``locked``'s and ``guarded``'s first argument: "used as a decorator with
-#: arguments". An explicit None is refused (it is almost always a client that failed to build).
-NOT_GIVEN: Any = type("NotGiven", (), {"__repr__": lambda self: "NOT_GIVEN"})()
-
-
-def is_factory(obj: object) -> bool:
-    """A function, method, partial or class is a factory; anything else is an instance."""
-    return isinstance(
-        obj,
-        (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType, functools.partial),
-    )
-
-
-T_co = TypeVar("T_co", covariant=True)
-
-
-class FunctionFactory(Protocol[T_co]):
-    """For the type checker: a function, method or lambda returning a client, the part of
-    ``is_factory`` that is neither a class nor a ``functools.partial``.
-
-    ``locked``'s and ``guarded``'s overloads take it instead of ``Callable[[], T]``, which an
-    *instance* with a zero-argument ``__call__`` also matches: mypy then typed
-    ``locked(instance)`` as the call's result. A callable instance has no ``__code__``; a
-    function, a method, a lambda or a ``Callable`` value has (mypy's ``builtins.function``).
-    """
-
-    @property
-    def __code__(self) -> types.CodeType: ...
-
-    def __call__(self) -> T_co: ...
-
-
-def instance_or_factory(obj_or_factory: Any) -> tuple[Callable[[], Any] | None, Any]:
-    """Split ``locked``'s and ``guarded``'s argument into (factory, None) or (None, instance)."""
-    if is_factory(obj_or_factory):
-        return obj_or_factory, None
-    return None, obj_or_factory
 
 
 class Policy(Generic[T]):
@@ -243,7 +106,7 @@ class Policy(Generic[T]):
         # nothing. The first real instance corrects it if it is a subclass.
         self._provisional = False
         if self.client_type is None and factory is not None:
-            self.client_type = _annotated_type(factory)
+            self.client_type = annotated_type(factory)
             self._provisional = self.client_type is not None
         if instance is not None:
             self.client_type = type(instance)
@@ -326,16 +189,8 @@ class Policy(Generic[T]):
         return self._factory is not None
 
     def _reset_common(self) -> None:
-        """(Re)initialise the counters; creation and fork child."""
-        # Guards the counters below (slow paths only; the fast paths never count).
-        self._counters_lock = threading.Lock()
-        self._created = 0
-        self._closed = 0
-        self._discarded = 0
-        self._close_failed = 0
-        self._waits = 0
-        self._wait_seconds = 0.0
-        self._conflicts = 0
+        """(Re)initialise the counters and the hold table; creation and fork child."""
+        self.counters = Counters()
         # id(instance) -> how many pins (any context) hold it now; guarded by _uses._count_lock.
         self.held: dict[int, int] = {}
         if self.tracker is not None:
@@ -386,8 +241,7 @@ class Policy(Generic[T]):
             raise FactoryError(
                 f"the factory {name} passed to {self.kind}() returned None instead of a client"
             )
-        with self._counters_lock:
-            self._created += 1
+        self.counters.created()
         self.noticed(obj)
         if self.tracker is not None:
             self.tracker.created(obj)
@@ -439,44 +293,14 @@ class Policy(Generic[T]):
             )
         except BaseException as exc:
             interrupted = exc
-        self.count_close(ok, discarded=discarded)
+        self.counters.closed(ok, discarded=discarded)
         if interrupted is not None:
             raise interrupted
         return ok
 
-    def count_close(self, ok: bool, *, discarded: bool) -> None:
-        """Count one close: only one that succeeded is counted as closed (or discarded)."""
-        with self._counters_lock:
-            if not ok:
-                self._close_failed += 1
-            elif discarded:
-                self._discarded += 1
-            else:
-                self._closed += 1
-
-    def count_wait(self, seconds: float) -> None:
-        with self._counters_lock:
-            self._waits += 1
-            self._wait_seconds += seconds
-
-    def count_conflict(self) -> None:
-        with self._counters_lock:
-            self._conflicts += 1
-
     def stats(self) -> Stats:
-        live = self.live()  # outside the counters lock: never nest it inside another lock
-        with self._counters_lock:
-            return Stats(
-                policy=self.kind,
-                created=self._created,
-                closed=self._closed,
-                discarded=self._discarded,
-                live=live,
-                waits=self._waits,
-                wait_seconds=self._wait_seconds,
-                conflicts=self._conflicts,
-                close_failed=self._close_failed,
-            )
+        # live() outside the counters' lock: never nest it inside another lock.
+        return self.counters.snapshot(self.kind, self.live())
 
     # -- override surface ----------------------------------------------------------------------
 
@@ -580,62 +404,4 @@ class Policy(Generic[T]):
         self.apply(delattr, name)
 
 
-def _call_path(obj: Any, path: tuple[str, ...], args: Any, kwargs: Any) -> Any:
-    target = obj
-    for name in path:
-        target = getattr(target, name)
-    return target(*args, **kwargs)
-
-
-class CallThrough:
-    """What ``proxy.name`` returns for a callable with no fast forwarder: each call holds an
-    instance (lock, checkout) for its own duration only.
-
-    A callable with attributes of its own keeps them: a callable attribute of it is another
-    call-through, one step further down the path (``xmlrpc.client``'s
-    ``proxy.system.listMethods()`` runs ``obj.system.listMethods()`` on a held instance); any
-    other attribute (``__doc__``, ``__name__``) is read from the callable seen at lookup.
-    """
-
-    __slots__ = ("_policy", "_path", "_seen")
-
-    def __init__(self, policy: Policy[Any], path: tuple[str, ...], seen: object) -> None:
-        self._policy = policy
-        self._path = path
-        self._seen = seen
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if len(self._path) == 1:
-            return self._policy.call(self._path[0], args, kwargs)
-        return self._policy.apply(_call_path, self._path, args, kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        value = getattr(self._seen, name)
-        if callable(value) and not isinstance(value, type) and not name.startswith("__"):
-            return CallThrough(self._policy, (*self._path, name), value)
-        return value
-
-    @property
-    def __doc__(self) -> Any:  # type: ignore[override]
-        return getattr(self._seen, "__doc__", None)
-
-    @property
-    def __wrapped__(self) -> Any:
-        # inspect.signature() follows __wrapped__: the callable's own signature, not ours.
-        return self._seen
-
-    def __repr__(self) -> str:
-        path = ".".join(self._path)
-        return f"<safeclients call-through {path!r} of a {self._policy.kind} proxy>"
-
-
-__all__ = [
-    "Policy",
-    "CallThrough",
-    "DiscardOn",
-    "default_discard",
-    "discard_predicate",
-    "is_factory",
-    "instance_or_factory",
-    "log",
-]
+__all__ = ["Policy", "log"]

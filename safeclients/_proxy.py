@@ -41,7 +41,7 @@ import inspect
 import operator
 import types
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import wrapt
 
@@ -53,6 +53,8 @@ from safeclients._dunders import (
     install_special_methods,
 )
 from safeclients._policy import Policy
+
+T = TypeVar("T")
 
 _METHOD_TYPES = (
     types.FunctionType,
@@ -264,8 +266,10 @@ install_special_methods(Proxy, _policy)
 _OWN_NAMES = frozenset(name for klass in Proxy.__mro__ for name in vars(klass))
 
 
-def make_proxy(policy: Policy[Any], kind: str) -> Proxy:
-    """A proxy over ``policy``, of a fresh subclass that forwarders can be added to."""
+def make_proxy(policy: Policy[T]) -> T:
+    """A proxy over ``policy``, of a fresh subclass that forwarders can be added to; typed as
+    the client, which is what it stands for (and what an IDE should see through it)."""
+    kind = policy.kind
     # An explicit __dict__ keeps wrapt's pure-Python metaclass from installing its own, which
     # would read the single stored target.
     # __doc__ too: a class statement's missing docstring is a None that would hide ours.
@@ -291,7 +295,7 @@ def make_proxy(policy: Policy[Any], kind: str) -> Proxy:
         specialise(policy.client_type)
     if policy.client_type is None or policy.type_is_provisional:
         policy.on_first_instance = specialise
-    return proxy
+    return proxy  # type: ignore[return-value]  # a Proxy stands for the client
 
 
 # Proxy class -> the names install_forwarders put there (it may replace those, never others:

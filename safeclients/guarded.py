@@ -32,7 +32,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, TypeVar, overload
 
-from safeclients._policy import NOT_GIVEN, FunctionFactory, Policy, instance_or_factory, log
+from safeclients._factory import NOT_GIVEN, FunctionFactory, instance_or_factory, proxy_or_decorator
+from safeclients._policy import Policy, log
 from safeclients._proxy import make_proxy
 from safeclients._use import Use
 from safeclients.errors import ConcurrentUseError, FactoryError, ForkedUseError
@@ -153,7 +154,7 @@ class GuardedPolicy(Policy[T]):
         others = [(ident, other) for ident, other in list(self.inside.items()) if ident != me]
         if not others:
             return
-        self.count_conflict()
+        self.counters.conflict()
         if self.on_conflict == "count":
             return
         if self.on_conflict == "raise":
@@ -307,11 +308,8 @@ def guarded(
             "guarded(None): pass a client or a factory, or use @safeclients.guarded "
             "(or @safeclients.guarded(...)) as a decorator"
         )
-    if obj_or_factory is NOT_GIVEN:
 
-        def decorate(factory: Callable[[], Any]) -> Any:
-            return guarded(factory, on_conflict=on_conflict, close=close)
+    def make(obj_or_factory: Any) -> Any:
+        return make_proxy(GuardedPolicy(obj_or_factory, on_conflict=on_conflict, close=close))
 
-        return decorate
-    policy: GuardedPolicy[Any] = GuardedPolicy(obj_or_factory, on_conflict=on_conflict, close=close)
-    return make_proxy(policy, "guarded")
+    return proxy_or_decorator(None if obj_or_factory is NOT_GIVEN else obj_or_factory, make)

@@ -33,15 +33,10 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
+from safeclients._discard import DiscardOn
+from safeclients._factory import NOT_GIVEN, FunctionFactory, instance_or_factory, proxy_or_decorator
 from safeclients._limits import DEFAULT_TIMEOUT, validate_timeout
-from safeclients._policy import (
-    NOT_GIVEN,
-    DiscardOn,
-    FunctionFactory,
-    Policy,
-    instance_or_factory,
-    log,
-)
+from safeclients._policy import Policy, log
 from safeclients._proxy import make_proxy
 from safeclients._use import Use
 from safeclients._uses import Pin, running_task
@@ -117,7 +112,7 @@ class LockedPolicy(Policy[T]):
         start = time.monotonic()
         got = lock.acquire(True, -1 if self.timeout is None else self.timeout)
         waited = time.monotonic() - start
-        self.count_wait(waited)
+        self.counters.waited(waited)
         if not got:
             raise LockTimeout(self.timeout or 0.0, waited)
 
@@ -138,7 +133,7 @@ class LockedPolicy(Policy[T]):
             pin = self.pinned
             if pin is None or pin.obj is None or pin.mine():
                 if started is not None:
-                    self.count_wait(time.monotonic() - started)
+                    self.counters.waited(time.monotonic() - started)
                 return
             if pin.task is not None and pin.owner == threading.get_ident() and running_task():
                 lock.release()
@@ -157,7 +152,7 @@ class LockedPolicy(Policy[T]):
                 if self.pinned is pin and pin.obj is not None:
                     remaining = None if self.timeout is None else started + self.timeout - now
                     if remaining is not None and remaining <= 0:
-                        self.count_wait(now - started)
+                        self.counters.waited(now - started)
                         raise LockTimeout(self.timeout or 0.0, now - started)
                     self.unpinned.wait(remaining)
             if not lock.acquire(False):
@@ -361,14 +356,11 @@ def locked(
             "locked(None): pass a client or a factory, or use @safeclients.locked "
             "(or @safeclients.locked(...)) as a decorator"
         )
-    if obj_or_factory is NOT_GIVEN:
-        validate_timeout("locked", timeout)
+    validate_timeout("locked", timeout)
 
-        def decorate(factory: Callable[[], Any]) -> Any:
-            return locked(factory, timeout=timeout, close=close, discard_on=discard_on)
+    def make(obj_or_factory: Any) -> Any:
+        return make_proxy(
+            LockedPolicy(obj_or_factory, timeout=timeout, close=close, discard_on=discard_on)
+        )
 
-        return decorate
-    policy: LockedPolicy[Any] = LockedPolicy(
-        obj_or_factory, timeout=timeout, close=close, discard_on=discard_on
-    )
-    return make_proxy(policy, "locked")
+    return proxy_or_decorator(None if obj_or_factory is NOT_GIVEN else obj_or_factory, make)

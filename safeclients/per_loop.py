@@ -55,7 +55,9 @@ import weakref
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, Generic, TypeVar, overload
 
-from safeclients._policy import DiscardOn, Policy, log
+from safeclients._discard import DiscardOn
+from safeclients._factory import proxy_or_decorator
+from safeclients._policy import Policy, log
 from safeclients._proxy import make_proxy
 from safeclients._use import Use
 from safeclients.errors import NoRunningLoopError
@@ -232,7 +234,7 @@ class PerLoopPolicy(Policy[T]):
                 type(exc).__name__,
                 exc,
             )
-        self.count_close(ok, discarded=discarded)
+        self.counters.closed(ok, discarded=discarded)
 
     def _retire(
         self, loop: asyncio.AbstractEventLoop, record: _LoopRecord[T], discarded: bool
@@ -363,15 +365,11 @@ def per_loop(
     (awaited if it returns an awaitable), else ``await obj.aclose()``, else ``obj.close()``.
     Used with no running loop: ``NoRunningLoopError``.
     """
-    if factory is None:
 
-        def decorate(factory: Callable[[], T]) -> T:
-            return per_loop(factory, close=close, discard_on=discard_on)
+    def make(factory: Callable[[], T]) -> T:
+        return make_proxy(PerLoopPolicy(factory, close=close, discard_on=discard_on))
 
-        return decorate
-    policy = PerLoopPolicy(factory, close=close, discard_on=discard_on)
-    proxy: T = make_proxy(policy, "per_loop")  # type: ignore[assignment]
-    return proxy
+    return proxy_or_decorator(factory, make)
 
 
 __all__ = ["per_loop", "PerLoopPolicy"]

@@ -18,7 +18,9 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
-from safeclients._policy import DiscardOn, Policy
+from safeclients._discard import DiscardOn
+from safeclients._factory import proxy_or_decorator
+from safeclients._policy import Policy
 from safeclients._proxy import make_proxy
 from safeclients._use import Use
 
@@ -120,13 +122,8 @@ def per_process(
     Usable as a bare decorator, with arguments, or as a call. A call raising one of
     ``discard_on`` replaces the instance.
     """
-    if factory is None:
 
-        def decorate(factory: Callable[[], T]) -> T:
-            made: T = per_process(factory, close=close, discard_on=discard_on)
-            return made
+    def make(factory: Callable[[], T]) -> T:
+        return make_proxy(PerProcessPolicy(factory, close=close, discard_on=discard_on))
 
-        return decorate
-    policy = PerProcessPolicy(factory, close=close, discard_on=discard_on)
-    proxy: T = make_proxy(policy, "per_process")  # type: ignore[assignment]
-    return proxy
+    return proxy_or_decorator(factory, make)

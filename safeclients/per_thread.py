@@ -28,6 +28,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
 from safeclients import _green, _uses
+from safeclients._discard import DiscardOn
+from safeclients._factory import proxy_or_decorator
 from safeclients._health import (
     NO_HEALTH,
     Ages,
@@ -35,7 +37,7 @@ from safeclients._health import (
     health_options,
     retire_note,
 )
-from safeclients._policy import DiscardOn, Policy, log
+from safeclients._policy import Policy, log
 from safeclients._proxy import make_proxy
 from safeclients._use import Use
 
@@ -333,20 +335,10 @@ def per_thread(
         max_lifetime=max_lifetime,
         max_idle=None,
     )
-    if factory is None:
 
-        def decorate(factory: Callable[[], T]) -> T:
-            made: T = per_thread(
-                factory,
-                close=close,
-                discard_on=discard_on,
-                check=check,
-                check_interval=check_interval,
-                max_lifetime=max_lifetime,
-            )
-            return made
+    def make(factory: Callable[[], T]) -> T:
+        return make_proxy(
+            PerThreadPolicy(factory, close=close, discard_on=discard_on, health=health)
+        )
 
-        return decorate
-    policy = PerThreadPolicy(factory, close=close, discard_on=discard_on, health=health)
-    proxy: T = make_proxy(policy, "per_thread")  # type: ignore[assignment]
-    return proxy
+    return proxy_or_decorator(factory, make)

@@ -29,6 +29,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
+from safeclients._discard import DiscardOn
+from safeclients._factory import proxy_or_decorator
 from safeclients._health import (
     NO_HEALTH,
     Ages,
@@ -37,7 +39,7 @@ from safeclients._health import (
     retire_note,
 )
 from safeclients._limits import DEFAULT_SIZE, DEFAULT_TIMEOUT, validate_size, validate_timeout
-from safeclients._policy import DiscardOn, Policy
+from safeclients._policy import Policy
 from safeclients._proxy import make_proxy
 from safeclients._use import Use
 from safeclients.errors import PoolTimeout, SharedStateError
@@ -176,7 +178,7 @@ class PooledPolicy(Policy[T]):
                 self.waiting -= 1
         if started is not None:
             waited = time.monotonic() - started
-            self.count_wait(waited)
+            self.counters.waited(waited)
             if timed_out:
                 raise PoolTimeout(self.size, self.timeout or 0.0, waited)
         if self._final and obj is None and not reserved:
@@ -377,25 +379,17 @@ def pooled(
         max_idle=max_idle,
         explicit_check_interval=0.0,  # check= given: before every reuse, as psycopg_pool
     )
-    if factory is None:
 
-        def decorate(factory: Callable[[], T]) -> T:
-            made: T = pooled(
+    def make(factory: Callable[[], T]) -> T:
+        return make_proxy(
+            PooledPolicy(
                 factory,
                 size=size,
                 timeout=timeout,
                 close=close,
                 discard_on=discard_on,
-                check=check,
-                check_interval=check_interval,
-                max_lifetime=max_lifetime,
-                max_idle=max_idle,
+                health=health,
             )
-            return made
+        )
 
-        return decorate
-    policy = PooledPolicy(
-        factory, size=size, timeout=timeout, close=close, discard_on=discard_on, health=health
-    )
-    proxy: T = make_proxy(policy, "pooled")  # type: ignore[assignment]
-    return proxy
+    return proxy_or_decorator(factory, make)
