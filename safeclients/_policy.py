@@ -13,8 +13,9 @@ Override surface (what a policy subclass defines)
 * ``prime()``: create an instance where the next ``get`` finds it, without a use, so a first
   call can learn the client type, install the forwarders and run with a single acquisition.
 * ``dispose(final)``: close the instances, without closing one under a running call.
-* ``after_fork()``: in a fork child, drop inherited instances *without closing them* and replace
-  every lock (see ``_fork`` for how a fork is detected).
+* ``renew(drop)``: the one reset hook, for creation, a fork child (``after_fork``: drop the
+  inherited instances *without closing them*; see ``_fork`` for how a fork is detected) and
+  gevent's patch (``green_reset``: keep them); it makes every lock and thread-local again.
 * ``live()``: how many instances it holds; ``existing()``: the calling thread's instance if one
   exists (what ``proxy.__wrapped__`` shows; never creates).
 * optionally ``shutdown()`` (interpreter exit, default ``dispose(True)``), ``aget()`` (a ``get``
@@ -129,6 +130,7 @@ class Policy(Generic[T]):
         # Per context: the `with proxy:` blocks open, innermost last (``_uses.block_stack``).
         self.blocks = _uses.block_stack(self.kind)
         self._reset_common()
+        self.renew(drop=True)
         self._bind_use()
         _fork.register(self)
 
@@ -310,12 +312,16 @@ class Policy(Generic[T]):
     def dispose(self, final: bool) -> None:
         raise NotImplementedError
 
-    def _reset(self) -> None:
-        """(Re)make the policy's own locks and tables: at creation and in a fork child."""
+    def renew(self, *, drop: bool) -> None:
+        """The one reset hook: make the policy's locks, conditions and thread-locals again, and
+        with ``drop`` forget its instances too, without closing them. Runs at creation (``drop``:
+        nothing to forget yet; a subclass sets its options before ``Policy.__init__``), in a fork
+        child (``drop``: the instances are the parent's; see ``after_fork``), and after gevent
+        patched ``threading`` (keep them: they are this process's; see ``green_reset``)."""
 
     def after_fork(self) -> None:
         """Fork child: drop inherited instances without closing them, replace every lock."""
-        self._reset()
+        self.renew(drop=True)
         self._reset_common()
 
     def shutdown(self) -> None:
@@ -324,7 +330,8 @@ class Policy(Generic[T]):
 
     def green_reset(self) -> None:
         """gevent just patched ``threading`` (see ``_green``): make locks and thread-locals
-        again, greenlet-aware. Runs where ``patch_all()`` runs, before requests; default: none."""
+        again, greenlet-aware. Runs where ``patch_all()`` runs, before requests."""
+        self.renew(drop=False)
 
     def live(self) -> int:
         raise NotImplementedError

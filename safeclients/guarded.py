@@ -33,10 +33,11 @@ from types import FrameType
 from typing import Any, TypeVar, overload
 
 from safeclients._factory import NOT_GIVEN, FunctionFactory, instance_or_factory, proxy_or_decorator
-from safeclients._policy import Policy, log
+from safeclients._policy import log
 from safeclients._proxy import make_proxy
+from safeclients._single import SingleInstancePolicy
 from safeclients._use import Use
-from safeclients.errors import ConcurrentUseError, FactoryError, ForkedUseError
+from safeclients.errors import ConcurrentUseError, FactoryError
 
 T = TypeVar("T")
 
@@ -96,7 +97,7 @@ _LEAVE = """
 """
 
 
-class GuardedPolicy(Policy[T]):
+class GuardedPolicy(SingleInstancePolicy[T]):
     kind = "guarded"
 
     # `name` is the method of the use (None for special methods and blocks). `token` is the
@@ -105,7 +106,7 @@ class GuardedPolicy(Policy[T]):
         get="""
             obj = policy.instance
             if obj is None:
-                obj = policy.create_guarded()
+                obj = policy.create_instance()
             token = get_ident()
             inside = policy.inside
             if token in inside:
@@ -128,24 +129,19 @@ class GuardedPolicy(Policy[T]):
     ) -> None:
         if on_conflict not in ON_CONFLICT:
             raise ValueError(f"on_conflict must be one of {ON_CONFLICT}, got {on_conflict!r}")
+        self.on_conflict = on_conflict
         factory, instance = instance_or_factory(obj_or_factory)
         # The detector is its own check: SAFECLIENTS_CHECK's tracker would report its conflicts.
-        super().__init__(factory, close=close, discard_on=(), instance=instance, checkable=False)
-        self.on_conflict = on_conflict
-        self.instance: T | None = instance
-        self._reset()
+        super().__init__(factory, instance=instance, close=close, discard_on=(), checkable=False)
 
-    def _reset(self) -> None:
-        # Guards the creation of `instance` and `retiring`; calls themselves are never
-        # serialized.
-        self._create_lock = threading.Lock()
-        # Thread ident -> name of the (outermost) method that thread is inside right now.
-        self.inside: dict[int, str | None] = {}
-        # Instances disposed while a thread was inside a call: closed by the last one out.
-        self.retiring: list[T] = []
-        # Pid of a parent whose instance (given without a factory) was inherited: unusable here.
-        self._foreign_pid: int | None = None
-        self._creator_pid = os.getpid()
+    def renew(self, *, drop: bool) -> None:
+        # _create_lock (the base's) also guards `retiring`; calls are never serialized.
+        super().renew(drop=drop)
+        if drop:
+            # Thread ident -> name of the (outermost) method that thread is inside right now.
+            self.inside: dict[int, str | None] = {}
+            # Instances disposed while a thread was inside a call: closed by the last one out.
+            self.retiring: list[T] = []
 
     # -- detection -----------------------------------------------------------------------------
 
@@ -182,32 +178,6 @@ class GuardedPolicy(Policy[T]):
             return
         raise ConcurrentUseError(message)
 
-    def create_guarded(self) -> T:
-        """Slow path: first use in this process (or after dispose or a fork)."""
-        with self._create_lock:
-            obj = self.instance
-            if obj is not None:
-                return obj
-            if self._foreign_pid is not None:
-                raise ForkedUseError(
-                    f"this {self.client_type.__name__ if self.client_type else 'client'} was "
-                    f"created in process {self._foreign_pid} and is used in process "
-                    f"{os.getpid()}, a fork of it: both processes now share its connection, "
-                    f"and guarded() was given the instance itself, so it cannot make a new "
-                    f"one. Give guarded() a factory (a function or class that returns the "
-                    f"client): it then creates a fresh instance in each process"
-                )
-            obj = self.create()
-            self._creator_pid = os.getpid()
-            self.instance = obj
-            return obj
-
-    def green_reset(self) -> None:
-        # gevent just patched threading (see _green): an OS lock made before, held by one
-        # greenlet while its factory yields (a connect), would block every other greenlet of
-        # the worker's one OS thread for good. threading.Lock() is greenlet-aware now.
-        self._create_lock = threading.Lock()
-
     def finish_retire(self) -> None:
         """The last thread left a call on an instance disposed meanwhile: close it now."""
         with self._create_lock:
@@ -219,39 +189,19 @@ class GuardedPolicy(Policy[T]):
 
     # -- override surface ----------------------------------------------------------------------
 
-    def prime(self) -> None:
-        if self.instance is None:
-            self.create_guarded()
-
-    def existing(self) -> T | None:
-        return self.instance
-
     def live(self) -> int:
-        return (0 if self.instance is None else 1) + len(self.retiring)
+        return super().live() + len(self.retiring)
 
     def dispose(self, final: bool) -> None:
         """Close the instance; if a thread is inside a call on it, the last one out closes it."""
+        obj = self.take_instance(final)
+        if obj is None:
+            return
         with self._create_lock:
-            if final:
-                self._final = True
-            self._foreign_pid = None
-            obj = self.instance
-            if obj is None or (not self.replaceable and not final):
-                return  # nothing could recreate an instance given without a factory: keep it
-            self.instance = None
             if self.inside:
                 self.retiring.append(obj)
                 return
         self.close_instance(obj, discarded=False)
-
-    def after_fork(self) -> None:
-        orphan = self.instance is not None and not self.replaceable
-        creator = self._creator_pid
-        self.instance = None
-        self._reset()
-        self._reset_common()
-        if orphan:
-            self._foreign_pid = creator
 
 
 @overload

@@ -27,7 +27,6 @@ silently sharing the parent's connection.
 from __future__ import annotations
 
 import functools
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -36,11 +35,12 @@ from typing import Any, TypeVar, overload
 from safeclients._discard import DiscardOn
 from safeclients._factory import NOT_GIVEN, FunctionFactory, instance_or_factory, proxy_or_decorator
 from safeclients._limits import DEFAULT_TIMEOUT, validate_timeout
-from safeclients._policy import Policy, log
+from safeclients._policy import log
 from safeclients._proxy import make_proxy
+from safeclients._single import SingleInstancePolicy
 from safeclients._use import Use
 from safeclients._uses import Pin, running_task
-from safeclients.errors import AsyncUseError, FactoryError, ForkedUseError, LockTimeout
+from safeclients.errors import AsyncUseError, FactoryError, LockTimeout
 
 T = TypeVar("T")
 
@@ -48,7 +48,7 @@ T = TypeVar("T")
 SHUTDOWN_WAIT = 1.0
 
 
-class LockedPolicy(Policy[T]):
+class LockedPolicy(SingleInstancePolicy[T]):
     kind = "locked"
     # Its re-entrant lock belongs to the thread: held across an await, every task of that
     # thread would get in. Async clients: per_loop or pooled.
@@ -71,7 +71,7 @@ class LockedPolicy(Policy[T]):
         put_ok="token.release()",
         put_broken="""
             try:
-                policy.discard_locked(obj)
+                policy.discard_instance(obj)
             finally:
                 token.release()
         """,
@@ -87,17 +87,10 @@ class LockedPolicy(Policy[T]):
     ) -> None:
         self.timeout = validate_timeout("locked", timeout)
         factory, instance = instance_or_factory(obj_or_factory)
-        super().__init__(factory, close=close, discard_on=discard_on, instance=instance)
-        self._reset_lock()
-        self.instance: T | None = instance
-        # The process whose instances this policy holds (named in the fork child's error).
-        self._owner_pid = os.getpid()
-        if instance is not None and self.tracker is not None:
-            self.tracker.created(instance)
+        super().__init__(factory, instance=instance, close=close, discard_on=discard_on)
 
-    def _reset_lock(self) -> None:
-        """(Re)make the lock and the pin state: at creation, in a fork child, after gevent's
-        patch (no call is inside the policy then)."""
+    def renew(self, *, drop: bool) -> None:
+        super().renew(drop=drop)
         # Guards `instance` and every use of it; re-entrant so a client callback that comes
         # back through the proxy in the same thread does not deadlock.
         self.lock = threading.RLock()
@@ -166,32 +159,13 @@ class LockedPolicy(Policy[T]):
             self.unpinned.notify_all()
 
     def create_locked(self, lock: Any) -> T:
-        """Slow path, lock held: first use in this process, or first after dispose/discard.
-        Releases the lock if creation fails (the use never started)."""
+        """Slow path, lock held: the first use in this process, or the first after dispose or
+        discard. Releases the lock if creation fails (the use never started)."""
         try:
-            obj = self.create()
+            return self.create_instance()
         except BaseException:
             lock.release()
             raise
-        self.instance = obj
-        return obj
-
-    def discard_locked(self, obj: T) -> None:
-        """Lock held: the call raised one of discard_on; close the instance if replaceable."""
-        if not self.replaceable or self.instance is not obj:
-            return
-        self.instance = None
-        self.close_instance(obj, discarded=True)
-
-    def prime(self) -> None:
-        obj, token = self.get()
-        self.put(obj, token, False)
-
-    def existing(self) -> T | None:
-        return self.instance
-
-    def live(self) -> int:
-        return 0 if self.instance is None else 1
 
     def dispose(self, final: bool) -> None:
         """Close the instance once no call or pin of another thread is on it (waits as a call
@@ -207,14 +181,9 @@ class LockedPolicy(Policy[T]):
             lock.release()
 
     def _dispose_locked(self, final: bool) -> None:
-        if final:
-            self._final = True
-        obj = self.instance
-        if obj is None or (not self.replaceable and not final):
-            # Nothing could recreate an instance given without a factory: keep it.
-            return
-        self.instance = None
-        self.close_instance(obj, discarded=False)
+        obj = self.take_instance(final)
+        if obj is not None:
+            self.close_instance(obj, discarded=False)
 
     def shutdown(self) -> None:
         # A daemon thread may be stuck inside a call, holding the lock, as the interpreter exits
@@ -240,20 +209,6 @@ class LockedPolicy(Policy[T]):
             SHUTDOWN_WAIT,
         )
 
-    def green_reset(self) -> None:
-        # gevent just patched threading (see _green): an OS RLock made before would let every
-        # greenlet of the one OS thread in at once; threading.RLock() is greenlet-aware now.
-        self._reset_lock()
-
-    def after_fork(self) -> None:
-        self._reset_lock()
-        orphan = self.instance if not self.replaceable else None
-        self.instance = None
-        self._reset_common()
-        if orphan is not None:
-            self._factory = _orphaned_factory(type(orphan).__name__, self._owner_pid)
-        self._owner_pid = os.getpid()
-
 
 class _Unpin:
     """A pin's token: what the policy's put releases when the pin ends (any thread)."""
@@ -266,21 +221,6 @@ class _Unpin:
 
     def release(self) -> None:
         self._policy.unpin(self._pin)
-
-
-def _orphaned_factory(client: str, owner: int) -> Callable[[], Any]:
-    """What a fork child gets in place of an instance it inherited and cannot recreate."""
-
-    def refuse() -> Any:
-        raise ForkedUseError(
-            f"this locked proxy wraps a {client} instance created in process {owner}, and "
-            f"process {os.getpid()} is a fork of it: the instance cannot be shared across "
-            f"processes and there is no factory to recreate it. Pass a factory: "
-            f"safeclients.locked(make_client) or @safeclients.locked on a function that "
-            f"returns the client"
-        )
-
-    return refuse
 
 
 @overload

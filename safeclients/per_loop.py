@@ -132,11 +132,12 @@ class PerLoopPolicy(Policy[T]):
         self.running_loop = asyncio._get_running_loop
         self.ref = weakref.ref
         super().__init__(factory, close=close, discard_on=discard_on)
-        self._reset()
 
-    def _reset(self) -> None:
+    def renew(self, *, drop: bool) -> None:
         # Guards changes to `records` (never held across an await, nor while a client runs).
         self._records_lock = threading.Lock()
+        if not drop:
+            return
         # Loop -> its record; weak on the loop (see the module docstring for closed loops).
         self.records: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopRecord[T]] = (
             weakref.WeakKeyDictionary()

@@ -14,31 +14,30 @@ it holds under uWSGI's C fork too.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
 from safeclients._discard import DiscardOn
 from safeclients._factory import proxy_or_decorator
-from safeclients._policy import Policy
 from safeclients._proxy import make_proxy
+from safeclients._single import SingleInstancePolicy
 from safeclients._use import Use
 
 T = TypeVar("T")
 
 
-class PerProcessPolicy(Policy[T]):
+class PerProcessPolicy(SingleInstancePolicy[T]):
     kind = "per_process"
 
     USE = Use(
         get="""
             obj = policy.instance
             if obj is None:
-                obj = policy.create_once()
+                obj = policy.create_instance()
             token = None
         """,
         put_ok="",
-        put_broken="policy.discard(obj)",
+        put_broken="policy.discard_instance(obj)",
     )
 
     def __init__(
@@ -49,45 +48,11 @@ class PerProcessPolicy(Policy[T]):
         discard_on: DiscardOn | None = None,
     ) -> None:
         super().__init__(factory, close=close, discard_on=discard_on)
-        self._reset()
-
-    def _reset(self) -> None:
-        # Guards the creation and replacement of `instance`; calls never take it.
-        self._create_lock = threading.Lock()
-        self.instance: T | None = None
-
-    def create_once(self) -> T:
-        """Slow path: the first use in this process (or after dispose or discard)."""
-        with self._create_lock:
-            obj = self.instance
-            if obj is None:
-                obj = self.instance = self.create()
-            return obj
-
-    def discard(self, obj: T) -> None:
-        """A call raised one of discard_on: replace the instance (other threads may still be
-        inside a call on it: it is closed anyway, as a broken connection cannot serve them)."""
-        with self._create_lock:
-            if self.instance is not obj:
-                return
-            self.instance = None
-        self.close_instance(obj, discarded=True)
-
-    def prime(self) -> None:
-        if self.instance is None:
-            self.create_once()
-
-    def existing(self) -> T | None:
-        return self.instance
-
-    def live(self) -> int:
-        return 0 if self.instance is None else 1
 
     def dispose(self, final: bool) -> None:
-        with self._create_lock:
-            if final:
-                self._final = True
-            obj, self.instance = self.instance, None
+        # Other threads may be inside a call on it (no lock serializes them): a thread-safe
+        # client's close is expected to cope, as it would without safeclients.
+        obj = self.take_instance(final)
         if obj is not None:
             self.close_instance(obj, discarded=False)
 

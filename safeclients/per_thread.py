@@ -104,9 +104,11 @@ token = None
         self.health = health
         self.ages = Ages()
         super().__init__(factory, close=close, discard_on=discard_on)
-        self._reset()
 
-    def _reset(self) -> None:
+    def renew(self, *, drop: bool) -> None:
+        if not drop:
+            self._green_renew()
+            return
         self.ages.clear()
         # Order matters in a fork child: dropping the old local (last) fires the callbacks of its
         # slots, which must find the new lock and the new (empty) table.
@@ -231,7 +233,7 @@ token = None
             f"@safeclients.pooled(size=N) on {getattr(factory, '__qualname__', 'the factory')}",
         )
 
-    def green_reset(self) -> None:
+    def _green_renew(self) -> None:
         # gevent just patched threading (see _green): an OS threading.local made before would
         # be shared by every greenlet. Under gevent "per thread" means per greenlet. Runs where
         # patch_all() runs, before requests: the calling thread's instance is closed now.

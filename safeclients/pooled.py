@@ -125,12 +125,15 @@ class PooledPolicy(Policy[T]):
         # when no health option is set).
         self.ages = Ages()
         super().__init__(factory, close=close, discard_on=discard_on)
-        self._reset()
 
-    def _reset(self) -> None:
-        self.ages.clear()
+    def renew(self, *, drop: bool) -> None:
         # Guards _count, waiting and _live; waiters wait on it for a free instance or slot.
+        # After gevent's patch, a waiter must yield to the hub, not block the OS thread every
+        # greenlet runs on (no call is in flight at patch time).
         self._cond = threading.Condition(threading.Lock())
+        if not drop:
+            return
+        self.ages.clear()
         # Idle instances of the current generation, most recently returned last (LIFO).
         self.free: list[T] = []
         # Instances of the current generation that exist (idle, in use, or being created).
@@ -303,11 +306,6 @@ class PooledPolicy(Policy[T]):
             f"instances, chosen at random: do it in the factory, or inside `with "
             f"safeclients.checkout(proxy) as client:`"
         )
-
-    def green_reset(self) -> None:
-        # gevent just patched threading (see _green): a waiter must yield to the hub, not
-        # block the OS thread every greenlet runs on. No call is in flight at patch time.
-        self._cond = threading.Condition(threading.Lock())
 
 
 @overload
