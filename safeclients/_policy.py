@@ -31,7 +31,24 @@ Caller surface (what the proxy, ``control`` and ``_escape`` use)
 ``get()``, ``put(obj, token, broken)``, ``call(name, args, kwargs)``, ``apply(func, *args)``,
 ``forwarder(name)``, ``async_forwarder(name)``, ``attribute(name)``, ``set_attribute(name,
 value)``, ``peek()``, ``stats()``; and for subclasses ``create()``, ``close_instance()``,
-``count_wait()``, ``rebind()``.
+``counters`` (``_counters``), ``rebind()``.
+
+Vocabulary (one name per concept, in every policy)
+--------------------------------------------------
+* **instance**: one client object the factory made; a proxy stands for its policy's instances.
+* **create**: call the factory (``create()``, counted); ``create_<where>()`` is a policy's slow
+  path that creates one where its ``get`` will find it (``create_instance`` in ``_single``,
+  ``create_for_thread``, ``create_for_loop``, pooled's ``_create_in_slot``).
+* **use**: what ``get`` starts and ``put`` ends; a use that outlives its call is a *hold* on the
+  context's *pin* (``_uses``).
+* **broken**: an error that ``is_broken`` (``discard_on``, ``_discard``) accepts.
+* **discard**: close a broken instance and forget it (``stats().discarded``); the next use
+  creates another.
+* **retire**: replace an instance a health check found too old, idle or dead (``_health``).
+* **dispose**: close the instances on request (``safeclients.dispose``); ``final`` forbids new
+  ones.
+* **drop**: forget an instance *without* closing it (a fork child's inherited ones).
+* **renew**: make the locks and thread-locals again (creation, fork, gevent's patch).
 
 Which thread runs what: the compiled paths run in request threads; ``dispose`` in whichever
 thread calls ``safeclients.dispose`` (or the interpreter's exit); ``after_fork`` in the fork
