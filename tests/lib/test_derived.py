@@ -10,15 +10,14 @@ import asyncio
 import gc
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import safeclients
 from tests.lib.fakes import BrokenConnectionError, FakeClient
-
-JOIN = 30.0
+from tests.lib.threads import JOIN, in_thread
 
 pytestmark = pytest.mark.usefixtures("call_path")
 
@@ -85,24 +84,6 @@ class Connection(FakeClient):
         await asyncio.sleep(0)
         self.active -= 1
         return self.id, value
-
-
-def in_thread(func: Callable[[], Any]) -> Any:
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["result"] = func()
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(JOIN)
-    assert not thread.is_alive()
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
 
 
 def test_pooled_cursor_keeps_its_connection_until_the_block_ends() -> None:

@@ -24,6 +24,7 @@ import safeclients
 from safeclients._proxy import policy_of
 from tests.lib.fakes import BrokenConnectionError, FakeClient
 from tests.lib.forking import FORKS, run_in_child
+from tests.lib.threads import in_thread
 
 JOIN = 30.0
 
@@ -173,16 +174,7 @@ def test_6_reentering_one_checkout_object_is_refused(name: str) -> None:
         with block:
             pass
     # Nothing leaked: the lock or the slot is free for another thread.
-    assert threading_call(lambda: proxy.ping()[0]) >= 1
-
-
-def threading_call(func: Callable[[], Any]) -> Any:
-    box: list[Any] = []
-    thread = threading.Thread(target=lambda: box.append(func()))
-    thread.start()
-    thread.join(JOIN)
-    assert box, "the other thread did not get through"
-    return box[0]
+    assert in_thread(lambda: proxy.ping()[0]) >= 1
 
 
 # -- 7: hash and equality do not change with the thread ---------------------------------------
@@ -195,7 +187,7 @@ def test_7_a_dict_keyed_by_a_per_thread_proxy_finds_it_from_another_thread() -> 
 
     proxy = safeclients.per_thread(Hashable)
     table = {proxy: "found"}
-    assert threading_call(lambda: table.get(proxy)) == "found"
+    assert in_thread(lambda: table.get(proxy)) == "found"
 
 
 # -- 8: the detector's frame snapshot runs with no garbage collection on CPython < 3.12 --------
@@ -235,7 +227,7 @@ def test_9_raising_predicate_neither_leaks_nor_hides_the_error(name: str) -> Non
         with pytest.raises(BrokenConnectionError):
             with safeclients.checkout(proxy) as client:
                 client.fail(BrokenConnectionError("original"))
-    assert threading_call(lambda: proxy.ping()[0]) >= 1, "the lock or slot leaked"
+    assert in_thread(lambda: proxy.ping()[0]) >= 1, "the lock or slot leaked"
 
 
 # -- 10: locked has a timeout ------------------------------------------------------------------
@@ -244,7 +236,7 @@ def test_9_raising_predicate_neither_leaks_nor_hides_the_error(name: str) -> Non
 def test_10_locked_waiter_times_out_with_a_named_error() -> None:
     proxy = safeclients.locked(FakeClient, timeout=0.05)
     with safeclients.checkout(proxy):
-        error = threading_call(lambda: _raised(proxy.ping))
+        error = in_thread(lambda: _raised(proxy.ping))
     assert isinstance(error, safeclients.LockTimeout)
     assert isinstance(error, safeclients.PoolTimeout) and "0.05 s" in str(error)
 
@@ -378,7 +370,7 @@ def test_18_close_callback_using_the_proxy_creates_nothing() -> None:
 
     proxy = holder["proxy"] = safeclients.per_thread(FakeClient, close=close)
     for _ in range(20):
-        threading_call(lambda: proxy.ping()[0])
+        in_thread(lambda: proxy.ping()[0])
     stats = safeclients.stats(proxy)
     assert (stats.created, stats.closed, stats.live) == (20, 20, 0)
 
@@ -437,7 +429,7 @@ def test_pool_of_one_used_reentrantly_runs_on_the_blocks_instance() -> None:
         assert proxy.ping()[0] == session.id
     with safeclients.checkout(proxy) as client:
         assert proxy.ping()[0] == client.id
-        error = threading_call(lambda: _raised(proxy.ping))
+        error = in_thread(lambda: _raised(proxy.ping))
     assert isinstance(error, safeclients.PoolTimeout), "another thread waits, then times out"
     assert safeclients.stats(proxy).created == 1
 

@@ -19,9 +19,8 @@ import pytest
 import safeclients
 from tests.lib.fakes import BrokenConnectionError, FakeClient
 from tests.lib.forking import FORKS, run_in_child
-from tests.lib.test_derived import Connection, Cursor, in_thread
-
-JOIN = 30.0
+from tests.lib.test_derived import Connection, Cursor
+from tests.lib.threads import JOIN, in_thread
 
 pytestmark = pytest.mark.usefixtures("call_path")
 
