@@ -365,17 +365,7 @@ class Derived(_DerivedBase):
             return self  # sqlite3 and DB-API cursors iterate themselves: keep the checks
         return derived_result(self, hold, iterator, "__iter__")
 
-    def __next__(self) -> Any:
-        hold = self._self_hold
-        if hold.ident != _codegen.SHARED["get_ident"]() or not hold.open:
-            hold.refuse(f"{type(self.__wrapped__).__name__} (next)")
-        try:
-            return next(self.__wrapped__)
-        except StopIteration:
-            raise
-        except BaseException as exc:
-            hold.noted(exc)
-            raise
+    # __next__: compiled per derived class (_NEXT), as the forwarders are: it runs per row.
 
     def __aiter__(self) -> Any:
         hold = self._self_hold
@@ -447,6 +437,23 @@ def _make():
     return {name}
 """
 
+# Each step of a derived iterator (``for row in cur``): the same checks, per row.
+_NEXT = """\
+def _make():
+    def __next__(self):
+        hold = self._self_hold
+        if hold.ident != get_ident() or not hold.open:
+            hold.refuse({what!r})
+        try:
+            return next(self.__wrapped__)
+        except StopIteration:
+            raise
+        except BaseException as exc:
+            hold.noted(exc)
+            raise
+    return __next__
+"""
+
 _METHOD_TYPES = (
     types.FunctionType,
     types.BuiltinFunctionType,
@@ -487,6 +494,9 @@ def derived_class(kind: type) -> type[Derived]:
         forward.__wrapped__ = attr
         forward.__doc__ = getattr(attr, "__doc__", None)
         namespace[name] = forward
+    namespace["__next__"] = _codegen.build(
+        _NEXT.format(what=f"{kind.__name__} (next)"), f"derived {kind.__name__}.__next__", _scope
+    )()
     metaclass: Any = type(Derived)
     made: type[Derived] = metaclass(f"derived_{kind.__name__}", (Derived,), namespace)
     return _classes.setdefault(kind, made)
