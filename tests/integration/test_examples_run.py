@@ -2,7 +2,8 @@
 
 Every example is started as ``python -m examples....`` in a child process with the repository as
 its working directory (a clone after ``scripts/bootstrap.sh``), with small, bounded arguments,
-and must exit 0 with its report printed. A static check makes sure no example or benchmark
+and must exit 0 with its report printed. The README's quick start must be
+``examples/quickstart.py`` verbatim, and run against a real gearmand and worker. A static check makes sure no example or benchmark
 imports the test suite, and a child process checks that ``examples.support`` loads without pytest.
 
 Entry points not run here, and where they are covered: ``examples.gearman.worker`` (a daemon: the
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -96,6 +98,42 @@ def test_demo_runs() -> None:
         "examples.demo", "--requests", "40", "--concurrency", "4", "--variants", "pooled"
     )
     assert "pooled" in out and "variant" in out, out
+
+
+def _readme_quickstart() -> str:
+    """The Python block of the README's quick-start section."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("<!-- --8<-- [start:quickstart] -->")
+    section = readme[start : readme.index("<!-- --8<-- [end:quickstart] -->", start)]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 1, f"the quick start should show one Python block, not {len(blocks)}"
+    return blocks[0]
+
+
+def test_quickstart_is_the_readme_block_and_runs(
+    gearmand: Gearmand, gearman_workers: Workers
+) -> None:
+    # The README shows examples/quickstart.py as it is; it runs as written once gearmand and a
+    # reverse worker are up, the one change being the address of this session's gearmand.
+    source = (REPO_ROOT / "examples" / "quickstart.py").read_text(encoding="utf-8")
+    assert _readme_quickstart() == source, "README's quick start and examples/quickstart.py differ"
+    assert source.count('"127.0.0.1:4730"') == 1, "the quick start names its gearmand once"
+    gearmand.start()
+    gearman_workers.ensure()
+    proc = subprocess.run(
+        [sys.executable, "-c", source.replace("127.0.0.1:4730", gearmand.address)],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"the quick start exited {proc.returncode}:\n{out[-4000:]}"
+    assert re.fullmatch(
+        r"100 jobs, all answered right, through [1-8] clients \(one per thread\)\n", proc.stdout
+    ), out
 
 
 def test_detect_runs() -> None:
