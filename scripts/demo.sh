@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's first command: the Gearman demo, the shared-client trap under our prefork-threaded
+# The README's demo: the Gearman demo, the shared-client trap under our prefork-threaded
 # server and each fix, on real gearmand (python -m examples.demo; about a minute).
 #
 # It installs only what it needs, and says so before it does: Debian's gearman-job-server
