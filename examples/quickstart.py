@@ -1,15 +1,18 @@
 # The README's quick start: 100 Gearman jobs from 8 threads through one module-global client.
-# Needs gearmand on 127.0.0.1:4730 and a worker for b"reverse" (python -m examples.gearman.worker).
+# Needs gearmand and a worker for b"reverse" (python -m examples.gearman.worker).
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import gearman  # pip install '.[gearman]': pygearman
 
 import safeclients
 
+SERVERS = os.environ.get("GEARMAN_SERVERS", "127.0.0.1:4730").split(",")
+
 
 @safeclients.per_thread(close=lambda c: c.shutdown())
 def gearman_client() -> gearman.GearmanClient:
-    return gearman.GearmanClient(["127.0.0.1:4730"])
+    return gearman.GearmanClient(SERVERS)
 
 
 def reverse(text: str) -> str:
