@@ -153,16 +153,33 @@ def _worker(host: str, port: int, path: str, timeout: float, run_id: str, tally:
             conn.close()
 
 
-def _progress(tally: _Tally, total: int, finished: threading.Event) -> None:
+STALL_NOTE_AFTER = 1.0  # seconds without an answer before the bar says what it is waiting for
+
+
+def _progress(tally: _Tally, total: int, timeout: float, finished: threading.Event) -> None:
+    """Draw the bar on stderr (its own thread). When no answer came for a while, it says how many
+    requests are still out and how long they may take, so a stall reads as what it is (requests
+    hanging in the app until their timeout) rather than as a hung driver."""
     width = 30
+    last_done, last_change = -1, time.monotonic()
+    shown = 0
     while True:
         stop = finished.wait(0.2)  # a UI refresh tick, not synchronisation
         with tally.lock:
             done, bad = tally.done, tally.done - tally.counts["ok"]
+            out = total - tally.remaining - tally.done  # claimed, not yet answered
+        now = time.monotonic()
+        if done != last_done:
+            last_done, last_change = done, now
         filled = width * done // max(total, 1)
-        sys.stderr.write(
-            f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} failures {bad} "
-        )
+        line = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} failures {bad}"
+        if not stop and out and now - last_change >= STALL_NOTE_AFTER:
+            line += (
+                f"; waiting {now - last_change:.0f} s on {out} slow request"
+                f"{'s' if out != 1 else ''} (each gives up after {timeout:g} s)"
+            )
+        sys.stderr.write(f"\r{line:<{shown}}")  # pad over a longer previous line
+        shown = len(line)
         sys.stderr.flush()
         if stop:
             sys.stderr.write("\n")
@@ -193,7 +210,7 @@ def run_load(
     ]
     finished = threading.Event()
     bar = (
-        threading.Thread(target=_progress, args=(tally, total, finished), daemon=True)
+        threading.Thread(target=_progress, args=(tally, total, timeout, finished), daemon=True)
         if progress
         else None
     )

@@ -81,6 +81,14 @@ def _policy(proxy: Proxy) -> Policy[Any]:
 # subscript it at runtime: subscript for the type checker alone, so those still import.
 if TYPE_CHECKING:
     _ProxyBase = wrapt.BaseObjectProxy[Any]
+elif not hasattr(wrapt, "BaseObjectProxy"):
+    # wrapt 1.x, installed despite our `wrapt>=2.0.0` (pip --no-deps, or pinned after us): say
+    # so at import, rather than an AttributeError from inside the package.
+    raise ImportError(
+        f"safeclients needs wrapt >= 2.0.0 (its proxy subclasses wrapt.BaseObjectProxy, new in "
+        f"2.0.0), but this environment has wrapt {getattr(wrapt, '__version__', '?')}: "
+        f"pip install 'wrapt>=2.0.0'"
+    )
 else:
     _ProxyBase = wrapt.BaseObjectProxy
 

@@ -8,10 +8,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 out=${1:-}
+keep=1
 if [ -z "$out" ]; then
+    keep=0
     out=$(mktemp -d "${TMPDIR:-/tmp}/safeclients-site.XXXXXX")
     trap 'rm -rf "$out"' EXIT
 fi
 # NO_MKDOCS_2_WARNING: Material prints a banner about MkDocs 2 on every build.
 NO_MKDOCS_2_WARNING=1 "$PY" -m mkdocs build --strict --quiet --site-dir "$out"
-echo "docs: built $(find "$out" -name '*.html' | wc -l) pages (strict) into $out"
+pages=$(find "$out" -name '*.html' | wc -l)
+if [ "$keep" = 1 ]; then
+    echo "docs: built $pages pages (strict) into $out"
+else
+    echo "docs: built $pages pages (strict); a check only, nothing kept (scripts/docs.sh site/ keeps the site)"
+fi

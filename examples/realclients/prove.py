@@ -100,6 +100,9 @@ def promised_connections(policy: str, workers: int = WORKERS, threads: int = THR
     return workers * per_worker + 1
 
 
+POLICY_WIDTH = max(map(len, POLICIES))  # pooled_check, the longest, lines up too
+
+
 @dataclass
 class CaseResult:
     client: str
@@ -118,7 +121,7 @@ class CaseResult:
 
     def row(self) -> str:
         return (
-            f"{self.client:<9} {self.policy:<10} {self.server:<16} {self.before.ok:>5} "
+            f"{self.client:<9} {self.policy:<{POLICY_WIDTH}} {self.server:<16} {self.before.ok:>5} "
             f"{self.before.wrong:>6} {self.before.errors:>6} {self.after.failures:>7} "
             f"{self.settled.failures:>8} {self.held:>5}/{promised_connections(self.policy):<3}"
             f" {self.after_stop:>6} {self.seconds:>5.1f}"
@@ -126,9 +129,9 @@ class CaseResult:
 
 
 HEADER = (
-    f"{'client':<9} {'policy':<10} {'server':<16} {'ok':>5} {'wrong':>6} {'errors':>6} "
+    f"{'client':<9} {'policy':<{POLICY_WIDTH}} {'server':<16} {'ok':>5} {'wrong':>6} {'errors':>6} "
     f"{'killed:':>7} {'settled:':>8} {'conns':>9} {'stop':>6} {'s':>5}\n"
-    f"{'':<9} {'':<10} {'':<16} {'(before the kill)':>19} {'fails':>7} {'fails':>8} "
+    f"{'':<9} {'':<{POLICY_WIDTH}} {'':<16} {'(before the kill)':>19} {'fails':>7} {'fails':>8} "
     f"{'held/max':>9} {'left':>6}"
 )
 

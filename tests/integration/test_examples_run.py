@@ -2,8 +2,10 @@
 
 Every example is started as ``python -m examples....`` in a child process with the repository as
 its working directory (a clone after ``scripts/bootstrap.sh``), with small, bounded arguments,
-and must exit 0 with its report printed. A static check makes sure no example or benchmark
-imports the test suite, and a child process checks that ``examples.support`` loads without pytest.
+and must exit 0 with its report printed. The README's quick start must be
+``examples/quickstart.py`` verbatim, and run against a real gearmand and worker. A static check
+makes sure no example or benchmark imports the test suite, and a child process checks that
+``examples.support`` loads without pytest.
 
 Entry points not run here, and where they are covered: ``examples.gearman.worker`` (a daemon: the
 session's ``gearman_workers`` fixture runs it) and the WSGI apps (served in ``tests/integration``;
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -31,11 +34,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT = 120.0  # seconds for one small example run on a loaded 2-core machine
 
 
-def run_example(*argv: str) -> str:
-    """``python -m argv...`` from the repository root; return its output, fail on a non-0 exit."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
+def run_python(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python args...`` from the repository root; fail, with its output, on a non-0 exit."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.run(
-        [sys.executable, "-m", *argv],
+        [sys.executable, *args],
         cwd=REPO_ROOT,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -44,8 +47,14 @@ def run_example(*argv: str) -> str:
         timeout=RUN_TIMEOUT,
     )
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"{' '.join(argv)} exited {proc.returncode}:\n{out[-4000:]}"
-    return out
+    assert proc.returncode == 0, f"{' '.join(args)[:200]} exited {proc.returncode}:\n{out[-4000:]}"
+    return proc
+
+
+def run_example(*argv: str) -> str:
+    """``python -m argv...`` from the repository root; return its output, fail on a non-0 exit."""
+    proc = run_python("-m", *argv)
+    return proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +105,32 @@ def test_demo_runs() -> None:
         "examples.demo", "--requests", "40", "--concurrency", "4", "--variants", "pooled"
     )
     assert "pooled" in out and "variant" in out, out
+
+
+def _readme_quickstart() -> str:
+    """The Python block of the README's quick-start section."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("<!-- --8<-- [start:quickstart] -->")
+    section = readme[start : readme.index("<!-- --8<-- [end:quickstart] -->", start)]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 1, f"the quick start should show one Python block, not {len(blocks)}"
+    return blocks[0]
+
+
+def test_quickstart_is_the_readme_block_and_runs(
+    gearmand: Gearmand, gearman_workers: Workers
+) -> None:
+    # The README shows examples/quickstart.py as it is, and runs it as `python -m
+    # examples.quickstart` once gearmand and a reverse worker are up (this session's gearmand,
+    # named by GEARMAN_SERVERS, the one setting it reads).
+    source = (REPO_ROOT / "examples" / "quickstart.py").read_text(encoding="utf-8")
+    assert _readme_quickstart() == source, "README's quick start and examples/quickstart.py differ"
+    gearmand.start()
+    gearman_workers.ensure()
+    proc = run_python("-m", "examples.quickstart", env={"GEARMAN_SERVERS": gearmand.address})
+    assert re.fullmatch(
+        r"100 jobs, all answered right, through [1-8] clients \(one per thread\)\n", proc.stdout
+    ), proc.stdout + proc.stderr
 
 
 def test_detect_runs() -> None:
@@ -171,7 +206,7 @@ def test_realclients_prove_runs() -> None:
         "--after",
         "10",
     )
-    assert "redis     pooled     ours" in out, out
+    assert re.search(r"^redis +pooled +ours ", out, re.M), out  # its row
 
 
 def test_two_job_servers_runs() -> None:
