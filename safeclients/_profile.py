@@ -53,4 +53,7 @@ class Profile:
             )
 
 
+# Its public name, where users import and pickle it from (safeclients.profiles re-exports it).
+Profile.__module__ = "safeclients.profiles"
+
 __all__ = ["POLICIES", "Profile"]
