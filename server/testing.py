@@ -43,12 +43,13 @@ class ServerProcess:
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
         ready_timeout: float = 30.0,
+        module: str = __package__ or "server",
     ) -> None:
         self.app = app
         self.command = [
             sys.executable,
             "-m",
-            "server",
+            module,  # this package (``server``, or ``safeclients.server`` in the wheel) or a host
             app,
             "--bind",
             "127.0.0.1:0",

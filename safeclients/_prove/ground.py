@@ -1,0 +1,122 @@
+"""``ProvingGround``: one app under the proving ground, from start to verdict.
+
+``ProvingGround("myapp:app", workers=2, threads=4)`` starts ``python -m
+safeclients._prove.host`` in a child process (its own session: the master and its workers are
+one process group, killed whole on stop), in the current directory, with a fresh temporary
+directory for the detectors' events. ``start()`` returns once every worker is ready, or raises
+``ProvingGroundNotStarted`` with the reason (the import's exception, the server's refusal) and
+the log's tail; ``url``, ``worker_pids()`` and ``log_text()`` are the running server's;
+``verdict()`` reads what the detectors saw so far; ``stop()`` (idempotent; also the context
+manager's exit) stops the server (SIGTERM, then SIGKILL of the group after ``stop_timeout``)
+and removes the directory once its verdict has been read.
+
+Runs in the caller's process and thread (the CLI's main thread, a test). Not fork-safe: stop it
+in the process that started it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+
+from safeclients._prove import host, verdict
+from safeclients._prove._server import errors, testing
+from safeclients._prove.errors import ProveError, ProvingGroundNotStarted
+
+__all__ = ["ProvingGround"]
+
+
+class ProvingGround:
+    """An app running under the proving ground (module docstring)."""
+
+    def __init__(
+        self,
+        app: str,
+        *,
+        workers: int = 2,
+        threads: int = 4,
+        packages: Iterable[str] = (),
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        start_timeout: float = 60.0,
+        stop_timeout: float = 30.0,
+        server_args: Iterable[str] = (),
+    ) -> None:
+        self.app = app
+        self.workers = workers
+        self.threads = threads
+        self.stop_timeout = stop_timeout
+        self.directory = Path(tempfile.mkdtemp(prefix="safeclients-prove-"))
+        self._final: verdict.Verdict | None = None
+        self._server = testing.ServerProcess(
+            app,
+            workers=workers,
+            threads=threads,
+            args=list(server_args),
+            env={
+                **(env or {}),
+                host.DIR_ENV: str(self.directory),
+                host.PACKAGES_ENV: ",".join(packages),
+            },
+            cwd=cwd if cwd is not None else os.getcwd(),
+            ready_timeout=start_timeout,
+            module=host.__name__,
+        )
+
+    def start(self) -> ProvingGround:
+        try:
+            self._server.start()
+        except errors.ServerStartError as exc:
+            failed = self.directory / host.FAILED_FILE
+            why = failed.read_text() if failed.exists() else "the server did not start"
+            self.stop()
+            raise ProvingGroundNotStarted(f"{self.app}: {why}\n{exc}") from None
+        return self
+
+    def stop(self) -> int | None:
+        """Stop the server and its workers; returns the master's exit status. Idempotent."""
+        status = self._server.stop(self.stop_timeout)
+        if self._final is None and self.directory.exists():
+            try:
+                self._final = verdict.read(self.directory)
+            except ProveError:
+                pass  # it never watched anything (did not start): verdict() says so
+        shutil.rmtree(self.directory, ignore_errors=True)
+        return status
+
+    def verdict(self) -> verdict.Verdict:
+        """What the detectors saw: so far while running, everything once stopped."""
+        if self._final is not None:
+            return self._final
+        return verdict.read(self.directory)
+
+    @property
+    def url(self) -> str:
+        return self._server.url
+
+    @property
+    def pid(self) -> int:
+        """The master's pid."""
+        return self._server.pid
+
+    def worker_pids(self) -> list[int]:
+        return self._server.worker_pids()
+
+    def log_text(self) -> str:
+        """Everything the server and the app wrote (stdout and stderr), one string."""
+        return self._server.log_text()
+
+    def __enter__(self) -> ProvingGround:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
