@@ -133,7 +133,11 @@ def _children(where: str, value: object, packages: set[str]) -> tuple[list[Place
             items.append((f"{where}<{kind.__name__} item>", item, None))
     elif issubclass(kind, threading.local) or kind.__module__.partition(".")[0] in packages:
         try:
-            attributes = object.__getattribute__(value, "__dict__")
+            if issubclass(kind, threading.local):
+                # The local's own lookup: the calling thread's dict (the generic one has none).
+                attributes = threading.local.__getattribute__(value, "__dict__")  # type: ignore[arg-type]
+            else:
+                attributes = object.__getattribute__(value, "__dict__")
         except AttributeError:
             return [], [], 0  # __slots__ only
         for name, item in list(attributes.items())[:CONTAINER_ITEMS]:
