@@ -34,6 +34,13 @@ EXIT_UNSAFE = 1
 EXIT_USAGE = 2
 EXIT_NOT_RUN = 3
 
+# Lines of the server's log shown when the app could not be run.
+LOG_TAIL = 30
+
+# Seconds a request still running at the end gets before its worker is killed (the load has
+# ended by then, unless the run was interrupted).
+GRACEFUL = 5.0
+
 # The run's bound in time, beyond the per-request timeout: no new request after this.
 DEADLINE = 300.0
 
@@ -95,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         packages=args.packages,
         start_timeout=args.start_timeout,
+        stop_timeout=GRACEFUL + 5.0,
+        server_args=["--graceful-timeout", f"{GRACEFUL:g}"],
     )
     with _sigterm_exits():
         try:
@@ -108,7 +117,12 @@ def run(args: argparse.Namespace) -> int:
                 deadline=DEADLINE,
             )
         except ProvingGroundNotStarted as exc:
-            print(f"safeclients prove: could not run {exc}", file=sys.stderr)
+            tail = "".join(exc.log.splitlines(keepends=True)[-LOG_TAIL:])
+            print(
+                f"safeclients prove: could not run {exc}\n"
+                f"--- the end of what the server and the app wrote ---\n{tail}",
+                file=sys.stderr,
+            )
             return EXIT_NOT_RUN
         finally:
             ground.stop()

@@ -23,7 +23,15 @@ class ProveError(SafeClientsError):
 
 class ProvingGroundNotStarted(ProveError):
     """The app could not be run: its import raised or exited, the server could not bind, or its
-    workers died before they were ready. The message carries the server's own words."""
+    workers died before they were ready. The message says why; ``log`` is everything the server
+    and the app wrote (a traceback, the server's refusal)."""
+
+    def __init__(self, message: str, log: str = "") -> None:
+        super().__init__(message)
+        self.log = log
+
+    def __reduce__(self) -> tuple[type[ProvingGroundNotStarted], tuple[str, str]]:
+        return (type(self), (str(self), self.log))
 
 
 class UnsafeUseFound(ProveError, AssertionError):

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 
-from safeclients._prove import host, verdict
+from safeclients._prove import host, slots, verdict
 from safeclients._prove._server import errors, testing
 from safeclients._prove.errors import ProveError, ProvingGroundNotStarted
 
@@ -70,17 +70,21 @@ class ProvingGround:
     def start(self) -> ProvingGround:
         try:
             self._server.start()
-        except errors.ServerStartError as exc:
+        except errors.ServerStartError:
             failed = self.directory / host.FAILED_FILE
-            why = failed.read_text() if failed.exists() else "the server did not start"
-            self.stop()
-            raise ProvingGroundNotStarted(f"{self.app}: {why}\n{exc}") from None
+            log = self._server.log_text()
+            status = self.stop()
+            if failed.exists():
+                why = failed.read_text()
+            else:
+                why = f"the server did not start (its master exited with status {status})"
+            raise ProvingGroundNotStarted(f"{self.app}: {why}", log) from None
         return self
 
     def stop(self) -> int | None:
         """Stop the server and its workers; returns the master's exit status. Idempotent."""
         status = self._server.stop(self.stop_timeout)
-        if self._final is None and self.directory.exists():
+        if self._final is None and (self.directory / slots.CLIENTS_FILE).exists():
             try:
                 self._final = verdict.read(self.directory)
             except ProveError:

@@ -54,6 +54,7 @@ class Unsafe:
 
     where: str
     type_name: str
+    aliases: tuple[str, ...]  # other places that hold the same instance
     kind: str
     count: int  # overlaps seen, or processes that used the instance
     at_least: bool  # the count was capped (detector.OVERLAP_EVENTS per process)
@@ -91,6 +92,8 @@ class Verdict:
                 lines.append(f"UNSAFE  {name}: used by two threads at once, {count} times")
             else:
                 lines.append(f"UNSAFE  {name}: one instance used in {count} processes")
+            if u.aliases:
+                lines.append(f"  also at {', '.join(u.aliases)}")
             lines.append(f"  first   {u.first}")
             lines.append(f"  second  {u.second}")
             if u.detail:
@@ -143,6 +146,7 @@ def read(directory: str | os.PathLike[str]) -> Verdict:
                 Unsafe(
                     where=client.where,
                     type_name=client.type_name,
+                    aliases=client.aliases,
                     kind=THREADS,
                     count=len(seen),
                     at_least=capped[client.index] > 0,
@@ -183,6 +187,7 @@ def read(directory: str | os.PathLike[str]) -> Verdict:
             Unsafe(
                 where=client.where,
                 type_name=client.type_name,
+                aliases=client.aliases,
                 kind=PROCESSES,
                 count=len(uses),
                 at_least=False,
