@@ -8,7 +8,8 @@ raises: the app runs exactly as it would in production, races included. What it 
 events in a :class:`Sink`:
 
 * ``use``: the first call of the client by a thread of a process (so the verdict can say which
-  processes used one instance, and from where);
+  processes used one instance, and from where; threads are told apart by ident, which a new
+  thread may reuse once another has ended);
 * ``overlap``: a thread called the client while another thread of the same process was still
   inside a call on it (both threads, both methods, both call sites).
 
