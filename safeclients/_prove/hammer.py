@@ -92,9 +92,7 @@ def hammer(
         and type(owner) is not Watched
         and profiles.profile_for(type(owner)) is not None
     ):
-        places.append(
-            slots.Place(f"{profiles.qualname(type(owner))} of {name}()", owner, bound.append)
-        )
+        places.append(slots.Place(f"{_name(target)}.__self__", owner, bound.append))
     watching = slots.watch(places, sink)
     call: Callable[..., object] = getattr(bound[0], name) if bound else target
     try:
