@@ -72,11 +72,10 @@ class ProvingGround:
             self._server.start()
         except errors.ServerStartError:
             failed = self.directory / host.FAILED_FILE
-            log = self._server.log_text()
+            why = failed.read_text() if failed.exists() else ""
             status = self.stop()
-            if failed.exists():
-                why = failed.read_text()
-            else:
+            log = self._server.log_text()
+            if not why:
                 why = f"the server did not start (its master exited with status {status})"
             raise ProvingGroundNotStarted(f"{self.app}: {why}", log) from None
         return self

@@ -69,7 +69,7 @@ class Client:
     type_name: str
     suggest: str
     thread_safe: bool
-    #: Whether it held an open connection when the workers were forked (None: no probe).
+    #: Whether it held an open connection at the fork (None: no probe).
     connected_at_fork: bool | None
     connection: str
 

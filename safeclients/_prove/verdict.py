@@ -170,13 +170,13 @@ def read(directory: str | os.PathLike[str]) -> Verdict:
         if client.connected_at_fork is False:
             notes.append(
                 f"{client.where} was used in {len(uses)} processes, but held no connection "
-                "when they were forked: each process connected its own copy"
+                "at the fork: each process connected its own copy"
             )
             continue
         if client.connected_at_fork:
             detail = (
-                f"it held an open connection when the workers were forked "
-                f"({client.connection}): they all talk over that one connection"
+                f"it held an open connection at the fork ({client.connection}): the "
+                "processes talk over that one connection, and read each other's replies"
             )
         else:
             detail = (

@@ -82,7 +82,7 @@ def test_an_instance_connected_before_the_fork_used_by_two_workers_exits_1() -> 
     assert "one instance used in 2 processes" in out, (
         "both workers should have served some of 40 requests on 8 connections:\n" + out
     )
-    assert "held an open connection when the workers were forked" in out, out
+    assert "held an open connection at the fork" in out, out
     assert "thread 'MainThread'" in out, out
 
 

@@ -50,7 +50,7 @@ def test_a_client_connected_before_the_fork_fails_across_it() -> None:
             hammer(db.execute, "select 1", threads=2, calls=1)  # a client's method: it is watched
         message = str(raised.value)
         assert "UNSAFE  Connection.execute.__self__ (sqlite3.Connection)" in message, message
-        assert "held an open connection when the workers were forked" in message, message
+        assert "held an open connection at the fork" in message, message
     finally:
         db.close()
 
