@@ -28,18 +28,33 @@ the pid changes), and so is the Sink's file.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
 import threading
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import wrapt
 
-__all__ = ["Sink", "Track", "Watched", "EVENTS_GLOB", "OVERLAP_EVENTS", "site_of"]
+__all__ = [
+    "Sink",
+    "Track",
+    "Watched",
+    "Site",
+    "EVENTS_GLOB",
+    "OVERLAP_EVENTS",
+    "site_of",
+    "format_site",
+]
+
+#: Where a call came from: the caller's code object and line.
+Site = tuple[types.CodeType, int]
+
+# Paths in call sites are shown relative to this (the proving ground's cwd: the app's root).
+_CWD = os.getcwd() + os.sep
 
 #: The event files of one run, one per process: ``events-<pid>.jsonl``.
 EVENTS_GLOB = "events-*.jsonl"
@@ -84,14 +99,15 @@ class Track:
         self.sink = sink
         self.derived = derived
         # Thread ident -> (thread name, method, call site) of the outermost call it is inside.
-        self.inside: dict[int, tuple[str, str, str]] = {}
+        self.inside: dict[int, tuple[str, str, Site]] = {}
         # (pid, thread idents that used the client in that process); rebound whole on a fork.
         self.seen: tuple[int, set[int]] = (0, set())
         self.overlaps = 0  # overlap events written in this process (bounded by OVERLAP_EVENTS)
 
-    def enter(self, method: str, site: str) -> int | None:
-        """Note the calling thread inside ``method``; returns the token for :meth:`leave`, or
-        None for a nested call (a callback re-entering the client on the same thread)."""
+    def enter(self, method: str, site: Site) -> int | None:
+        """Note the calling thread inside ``method``, called from ``site``; returns the token
+        for :meth:`leave`, or None for a nested call (a callback re-entering the client on the
+        same thread)."""
         ident = threading.get_ident()
         inside = self.inside
         if ident in inside:
@@ -108,7 +124,13 @@ class Track:
         if ident not in seen:
             seen.add(ident)
             self.sink.write(
-                {"e": "use", "c": self.index, "thread": name, "method": method, "site": site}
+                {
+                    "e": "use",
+                    "c": self.index,
+                    "thread": name,
+                    "method": method,
+                    "site": format_site(site),
+                }
             )
         if len(inside) > 1:
             self._overlap(ident, (name, method, site))
@@ -118,7 +140,7 @@ class Track:
         if token is not None:
             self.inside.pop(token, None)
 
-    def _overlap(self, me: int, mine: tuple[str, str, str]) -> None:
+    def _overlap(self, me: int, mine: tuple[str, str, Site]) -> None:
         for ident, (thread, method, site) in list(self.inside.items()):
             if ident == me or self.overlaps >= OVERLAP_EVENTS:
                 continue
@@ -129,24 +151,29 @@ class Track:
                     "c": self.index,
                     "thread": mine[0],
                     "method": mine[1],
-                    "site": mine[2],
+                    "site": format_site(mine[2]),
                     "other_thread": thread,
                     "other_method": method,
-                    "other_site": site,
+                    "other_site": format_site(site),
                 }
             )
 
 
-def site_of(depth: int) -> str:
-    """``file:line in function`` of the frame ``depth`` levels above the caller; a path under
-    the current directory is given relative to it."""
+def site_of(depth: int) -> Site:
+    """The call site ``depth`` frames above the caller, unformatted (cheap: formatted only
+    when an event is written)."""
     frame = sys._getframe(depth + 1)
-    code = frame.f_code
+    return frame.f_code, frame.f_lineno
+
+
+def format_site(site: Site) -> str:
+    """``file:line in function``; a path under the directory the process started in is given
+    relative to it."""
+    code, line = site
     filename = code.co_filename
-    cwd = os.getcwd() + os.sep
-    if filename.startswith(cwd):
-        filename = filename[len(cwd) :]
-    return f"{filename}:{frame.f_lineno} in {code.co_name}"
+    if filename.startswith(_CWD):
+        filename = filename[len(_CWD) :]
+    return f"{filename}:{line} in {code.co_name}"
 
 
 # Subscripted for the type checker alone, as safeclients._proxy does (older wrapt cannot).
@@ -183,7 +210,6 @@ class Watched(_WatchedBase):
 def _watched_call(track: Track, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
     derived = name in track.derived
 
-    @functools.wraps(method)
     def call(*args: Any, **kwargs: Any) -> Any:
         token = track.enter(name, site_of(1))
         try:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from safeclients._prove.detector import OVERLAP_EVENTS, Sink, Track, Watched
+from safeclients._prove.detector import OVERLAP_EVENTS, Sink, Track, Watched, site_of
 
 BOUND = 10.0
 
@@ -154,12 +154,13 @@ def test_a_derived_cursor_counts_as_a_use_of_its_client(
 
 def test_overlap_events_are_bounded_per_process(events_dir: Path) -> None:
     track = Track(0, Sink(events_dir))
-    outside = track.enter("wait", "here:1")
+    here = site_of(0)
+    outside = track.enter("wait", here)
     # Another thread's record, as if it were inside: every call from here overlaps with it.
-    track.inside[-1] = ("other", "wait", "there:2")
+    track.inside[-1] = ("other", "wait", here)
     track.leave(outside)
     for _ in range(OVERLAP_EVENTS + 50):
-        track.leave(track.enter("plus", "here:3"))
+        track.leave(track.enter("plus", here))
     overlaps = [e for e in events(events_dir) if e["e"] == "overlap"]
     assert len(overlaps) == OVERLAP_EVENTS
 
@@ -170,7 +171,7 @@ def test_each_process_writes_its_own_file_and_forgets_threads_inside_at_the_fork
     proxy, _ = watched
     proxy.plus(1)
     track: Track = proxy._self_track
-    track.inside[-1] = ("left behind", "wait", "there:1")  # a thread inside at the fork
+    track.inside[-1] = ("left behind", "wait", site_of(0))  # a thread inside at the fork
     pid = os.fork()
     if pid == 0:
         try:
