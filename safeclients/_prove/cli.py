@@ -9,7 +9,8 @@ threads at once or in two processes, and the response status counts.
 Exit statuses: ``EXIT_CLEAN`` (0) nothing unsafe seen, ``EXIT_UNSAFE`` (1) unsafe use seen,
 ``EXIT_USAGE`` (2) a bad command line (argparse's own status), ``EXIT_NOT_RUN`` (3) the app
 could not be run (its import raised or exited, the server did not start, its workers died);
-a sentence on stderr says why.
+a sentence on stderr says why. Interrupted by Ctrl-C: 130; by SIGTERM: 143 (the server stopped
+first, as on every path).
 
 Runs in the CLI's process, main thread; SIGTERM is turned into ``SystemExit`` while it runs, so
 the server is stopped on that path too (as on Ctrl-C and on any exception).
@@ -33,6 +34,7 @@ EXIT_CLEAN = 0
 EXIT_UNSAFE = 1
 EXIT_USAGE = 2
 EXIT_NOT_RUN = 3
+EXIT_INTERRUPTED = 128 + signal.SIGINT  # Ctrl-C (SIGTERM: 128 + SIGTERM, through SystemExit)
 
 # Lines of the server's log shown when the app could not be run.
 LOG_TAIL = 30
@@ -82,6 +84,13 @@ def add_arguments(prove: argparse.ArgumentParser) -> None:
         help="also watch the clients of this package's modules (repeatable; the app's own "
         "top-level package always is)",
     )
+    prove.add_argument(
+        "--profiles",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first, for the client profiles it registers (repeatable)",
+    )
     prove.add_argument("--json", action="store_true", help="print the verdict as JSON")
 
 
@@ -101,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         threads=args.threads,
         packages=args.packages,
+        profiles=args.profiles,
         start_timeout=args.start_timeout,
         stop_timeout=GRACEFUL + 5.0,
         server_args=["--graceful-timeout", f"{GRACEFUL:g}"],
@@ -116,6 +126,9 @@ def run(args: argparse.Namespace) -> int:
                 timeout=args.timeout,
                 deadline=DEADLINE,
             )
+        except KeyboardInterrupt:
+            print("safeclients prove: interrupted; the server was stopped", file=sys.stderr)
+            return EXIT_INTERRUPTED
         except ProvingGroundNotStarted as exc:
             tail = "".join(exc.log.splitlines(keepends=True)[-LOG_TAIL:])
             print(

@@ -1,6 +1,8 @@
 """``ProvingGround``: one app under the proving ground, from start to verdict.
 
-``ProvingGround("myapp:app", workers=2, threads=4)`` starts ``python -m
+``ProvingGround("myapp:app", workers=2, threads=4)`` (``packages``: more top-level packages
+whose modules' clients are watched; ``profiles``: modules to import first, for the client
+profiles they register; ``server_args``: more ``python -m server`` options) starts ``python -m
 safeclients._prove.host`` in a child process (its own session: the master and its workers are
 one process group, killed whole on stop), in the current directory, with a fresh temporary
 directory for the detectors' events. ``start()`` returns once every worker is ready, or raises
@@ -40,6 +42,7 @@ class ProvingGround:
         workers: int = 2,
         threads: int = 4,
         packages: Iterable[str] = (),
+        profiles: Iterable[str] = (),
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
         start_timeout: float = 60.0,
@@ -61,6 +64,7 @@ class ProvingGround:
                 **(env or {}),
                 host.DIR_ENV: str(self.directory),
                 host.PACKAGES_ENV: ",".join(packages),
+                host.PROFILES_ENV: ",".join(profiles),
             },
             cwd=cwd if cwd is not None else os.getcwd(),
             ready_timeout=start_timeout,

@@ -6,6 +6,8 @@ client the app holds (``slots.find`` over the app's package and ``SAFECLIENTS_PR
 is replaced with a reporting detector writing to ``SAFECLIENTS_PROVE_DIR``, and the clients
 are described there (``clients.json``, with their connection state at that moment, just before
 the fork). The workers inherit the detectors with the app, as they would inherit the clients.
+Client profiles come from ``safeclients.profiles``, its entry points, and the modules named in
+``SAFECLIENTS_PROVE_PROFILES`` (``--profiles``), imported before the app.
 
 Runs as its own process, started by :class:`~safeclients._prove.ground.ProvingGround` (the
 CLI, the pytest fixture), on its only thread until the server's master takes over. Exit
@@ -16,18 +18,21 @@ to stderr.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from safeclients import profiles
 from safeclients._prove import slots
 from safeclients._prove._server import app_loader, config, errors, logs, master
 from safeclients._prove.detector import Sink
 
 DIR_ENV = "SAFECLIENTS_PROVE_DIR"
 PACKAGES_ENV = "SAFECLIENTS_PROVE_PACKAGES"
+PROFILES_ENV = "SAFECLIENTS_PROVE_PROFILES"
 FAILED_FILE = "failed.txt"
 
 
@@ -41,26 +46,17 @@ def main(argv: Sequence[str]) -> int:
     except errors.ConfigError as exc:
         return _failed(directory, f"the server refused its settings: {exc}", master.EXIT_CONFIG)
     logs.setup(settings.access_log)
+    profile_modules = [m for m in os.environ.get(PROFILES_ENV, "").split(",") if m]
+    why = _load_profiles(profile_modules)
+    if why is not None:
+        return _failed(directory, why, master.EXIT_APP_LOAD)
     module_name = settings.app.partition(":")[0]
     try:
         app_loader.load(settings.app)
     except errors.AppLoadError as exc:
         return _failed(directory, str(exc), master.EXIT_APP_LOAD)
-    except SystemExit as exc:
-        return _failed(
-            directory,
-            f"importing {module_name} called sys.exit({exc.code!r}): an app that exits at "
-            "import cannot be run",
-            master.EXIT_APP_LOAD,
-        )
     except BaseException as exc:
-        traceback.print_exc()
-        return _failed(
-            directory,
-            f"importing {module_name} raised {type(exc).__name__}"
-            + (f": {exc}" if str(exc) else ""),
-            master.EXIT_APP_LOAD,
-        )
+        return _failed(directory, _import_failed(module_name, exc), master.EXIT_APP_LOAD)
     root = sys.modules[module_name]
     packages = [p for p in os.environ.get(PACKAGES_ENV, "").split(",") if p]
     places, unwatched, proxies = slots.find(slots.modules_of(root, packages))
@@ -75,6 +71,37 @@ def main(argv: Sequence[str]) -> int:
     return master.Master(settings).run()
 
 
+def _load_profiles(modules: list[str]) -> str | None:
+    """Register the client profiles of the entry points and of each ``--profiles`` module;
+    None when all went well, else why the app cannot be run."""
+    try:
+        profiles.load_entry_points()
+    except Exception as exc:
+        traceback.print_exc()
+        return (
+            "loading the entry points of group safeclients.profiles raised "
+            f"{type(exc).__name__}: {exc}"
+        )
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except BaseException as exc:
+            return "the --profiles module: " + _import_failed(name, exc)
+    return None
+
+
+def _import_failed(name: str, exc: BaseException) -> str:
+    """Why importing ``name`` ended early, as the end of a sentence (the traceback goes to
+    stderr, into the server's log)."""
+    if isinstance(exc, SystemExit):
+        return (
+            f"importing {name} called sys.exit({exc.code!r}): an app that exits at import "
+            "cannot be run"
+        )
+    traceback.print_exception(exc)
+    return f"importing {name} raised {type(exc).__name__}" + (f": {exc}" if str(exc) else "")
+
+
 def _failed(directory: str, why: str, status: int) -> int:
     print(f"safeclients prove: could not run the app: {why}", file=sys.stderr)
     (Path(directory) / FAILED_FILE).write_text(why)
@@ -82,4 +109,9 @@ def _failed(directory: str, why: str, status: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    status = main(sys.argv[1:])
+    # Leave without joining threads the app started at import (the server's workers are gone by
+    # now): an app's non-daemon thread must not keep the master alive until it is killed.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

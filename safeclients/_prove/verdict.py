@@ -165,6 +165,11 @@ def read(directory: str | os.PathLike[str]) -> Verdict:
                 )
             )
         uses = list(first_uses.get(client.index, {}).values())
+        if not uses:
+            notes.append(
+                f"{client.where} was never called: the run did not reach it (another path "
+                "might), or the app called it through a reference taken before it was watched"
+            )
         if len(uses) < 2:
             continue
         if client.connected_at_fork is False:
@@ -196,5 +201,11 @@ def read(directory: str | os.PathLike[str]) -> Verdict:
                 suggest=client.suggest,
                 detail=detail,
             )
+        )
+    if not clients and not described["proxies"]:
+        notes.append(
+            "no client of a known type was found in the app's modules: prove watches the "
+            "types that have a client profile (safeclients.profiles); register yours with "
+            "--profiles MODULE, or watch more packages with --package NAME"
         )
     return Verdict(clients, unsafe, notes, described["proxies"])

@@ -18,7 +18,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from safeclients._prove.cli import EXIT_CLEAN, EXIT_NOT_RUN, EXIT_UNSAFE, EXIT_USAGE
+from safeclients._prove.cli import (
+    EXIT_CLEAN,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_RUN,
+    EXIT_UNSAFE,
+    EXIT_USAGE,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 APPS = "tests.prove.apps"
@@ -164,7 +170,32 @@ def test_an_import_that_never_ends_exits_3_after_the_start_timeout() -> None:
     assert "the server did not start" in done.stderr, done.stderr
 
 
-def test_sigterm_mid_run_stops_the_master_and_its_workers(tmp_path: Path) -> None:
+def test_a_client_type_without_a_profile_is_not_watched_until_one_is_registered() -> None:
+    args = ["--workers", "1", "--threads", "4", "--concurrency", "4", "--requests", "8"]
+    unseen = prove(f"{APPS}.unknown:app", *args)
+    assert unseen.returncode == EXIT_CLEAN, unseen.stdout + unseen.stderr
+    assert "watched 0 clients" in unseen.stdout, unseen.stdout
+    assert "note: no client of a known type was found" in unseen.stdout, unseen.stdout
+    seen = prove(f"{APPS}.unknown:app", *args, "--profiles", f"{APPS}.unknown_profiles")
+    assert seen.returncode == EXIT_UNSAFE, seen.stdout + seen.stderr
+    assert f"UNSAFE  {APPS}.unknown.client ({APPS}._fake.UnknownClient)" in seen.stdout
+    assert "use     safeclients.pooled(factory)" in seen.stdout, seen.stdout
+
+
+def test_a_profiles_module_that_fails_exits_3() -> None:
+    done = prove(f"{APPS}.shared:app", "--profiles", f"{APPS}.broken")
+    assert done.returncode == EXIT_NOT_RUN, done.stdout + done.stderr
+    assert "the --profiles module: importing tests.prove.apps.broken raised" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("sig", "status"),
+    [(signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGINT, EXIT_INTERRUPTED)],
+    ids=["SIGTERM", "SIGINT"],
+)
+def test_a_signal_mid_run_stops_the_master_and_its_workers(
+    tmp_path: Path, sig: signal.Signals, status: int
+) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     cli = subprocess.Popen(
@@ -193,13 +224,13 @@ def test_sigterm_mid_run_stops_the_master_and_its_workers(tmp_path: Path) -> Non
         # Opening the FIFO waits for the app to open it: its request is running now.
         with open(fifo) as reading:
             worker, master = (int(pid) for pid in reading.readline().split())
-        cli.send_signal(signal.SIGTERM)
+        cli.send_signal(sig)
         _, err = cli.communicate(timeout=BOUND)
     finally:
         if cli.poll() is None:
             cli.kill()
             cli.wait(BOUND)
-    assert cli.returncode == 128 + signal.SIGTERM, err
+    assert cli.returncode == status, err
     for pid in (worker, master):
         assert not _running(pid), f"pid {pid} outlived the CLI that started it"
 

@@ -82,7 +82,8 @@ CASES = [
         "app.db was used in 2 processes, but held no connection",
     ),
     ("both", [client()], [use(10), OVERLAP, use(11)], [THREADS, PROCESSES], None),
-    ("never used", [client()], [], [], None),
+    ("never used", [client()], [], [], "app.db was never called"),
+    ("nothing watched", [], [], [], "no client of a known type was found"),
 ]
 
 

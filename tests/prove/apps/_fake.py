@@ -15,19 +15,25 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from typing import TypeVar
 
 from safeclients import profiles
 
 MEET_TIMEOUT = 2.0
 
+M = TypeVar("M", bound="Meeting")
 
-class MeetingClient:
+
+class Meeting:
+    """The behaviour; ``MeetingClient`` is the registered client type, ``UnknownClient`` one no
+    profile names (until ``tests.prove.apps.unknown_profiles`` registers it)."""
+
     def __init__(self) -> None:
         self.meeting = threading.Barrier(2)
         self.connected_by: int | None = None
         self.calls = 0
 
-    def connect(self) -> MeetingClient:
+    def connect(self: M) -> M:
         self.connected_by = os.getpid()
         return self
 
@@ -43,7 +49,15 @@ class MeetingClient:
         self.connected_by = None
 
 
-def _probe(client: MeetingClient) -> str | None:
+class MeetingClient(Meeting):
+    pass
+
+
+class UnknownClient(Meeting):
+    pass
+
+
+def _probe(client: Meeting) -> str | None:
     return f"pretend connection of pid {client.connected_by}" if client.connected_by else None
 
 
@@ -59,7 +73,7 @@ profiles.register(
 
 
 def app_calling(
-    get_client: Callable[[], MeetingClient],
+    get_client: Callable[[], Meeting],
 ) -> Callable[[dict[str, object], Callable[..., object]], list[bytes]]:
     """A WSGI app that calls ``get_client().call()`` on every request and answers its pid."""
 
