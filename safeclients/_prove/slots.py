@@ -33,7 +33,7 @@ from typing import Any
 
 from safeclients import profiles
 from safeclients._prove.detector import Sink, Track, Watched
-from safeclients.audit import CONTAINER_ITEMS, suggestion
+from safeclients.audit import CONTAINER_ITEMS, connection_state, suggestion
 from safeclients.control import is_proxy
 from safeclients.profiles import Profile, qualname
 
@@ -193,13 +193,8 @@ class Watching:
             profile = _profile(original)
             connected: bool | None = None
             connection = ""
-            if profile is not None and profile.probe is not None:
-                try:
-                    found = profile.probe(original)
-                except Exception as exc:  # a probe must not raise; if one does, say so
-                    connection = f"probe failed: {type(exc).__name__}: {exc}"
-                else:
-                    connected, connection = found is not None, found or ""
+            if profile is not None:
+                connected, connection = connection_state(original, profile)
             described.append(replace(client, connected_at_fork=connected, connection=connection))
         return described
 
