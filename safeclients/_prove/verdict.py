@@ -143,25 +143,20 @@ def read(directory: str | os.PathLike[str]) -> Verdict:
         if seen and not client.thread_safe:
             first = seen[0]
             unsafe.append(
-                Unsafe(
-                    where=client.where,
-                    type_name=client.type_name,
-                    aliases=client.aliases,
-                    kind=THREADS,
-                    count=len(seen),
-                    at_least=capped[client.index] > 0,
-                    first=Use(first["pid"], first["thread"], first["method"], first["site"]),
-                    second=Use(
+                _finding(
+                    client,
+                    THREADS,
+                    len(seen),
+                    Use(first["pid"], first["thread"], first["method"], first["site"]),
+                    Use(
                         first["pid"],
                         first["other_thread"],
                         first["other_method"],
                         first["other_site"],
                     ),
-                    suggest=client.suggest,
-                    detail=(
-                        "its calls are not thread-safe: the second thread called it while the "
-                        "first was still inside a call"
-                    ),
+                    "its calls are not thread-safe: the second thread called it while the first "
+                    "was still inside a call",
+                    at_least=capped[client.index] > 0,
                 )
             )
         uses = list(first_uses.get(client.index, {}).values())
@@ -170,38 +165,13 @@ def read(directory: str | os.PathLike[str]) -> Verdict:
                 f"{client.where} was never called: the run did not reach it (another path "
                 "might), or the app called it through a reference taken before it was watched"
             )
-        if len(uses) < 2:
-            continue
-        if client.connected_at_fork is False:
+        elif len(uses) > 1 and client.connected_at_fork is False:
             notes.append(
                 f"{client.where} was used in {len(uses)} processes, but held no connection "
                 "at the fork: each process connected its own copy"
             )
-            continue
-        if client.connected_at_fork:
-            detail = (
-                f"it held an open connection at the fork ({client.connection}): the "
-                "processes talk over that one connection, and read each other's replies"
-            )
-        else:
-            detail = (
-                "it was created before the fork, and its profile has no probe to tell whether "
-                "it held a connection then: assume the processes share it"
-            )
-        unsafe.append(
-            Unsafe(
-                where=client.where,
-                type_name=client.type_name,
-                aliases=client.aliases,
-                kind=PROCESSES,
-                count=len(uses),
-                at_least=False,
-                first=uses[0],
-                second=uses[1],
-                suggest=client.suggest,
-                detail=detail,
-            )
-        )
+        elif len(uses) > 1:
+            unsafe.append(_finding(client, PROCESSES, len(uses), uses[0], uses[1], _shared(client)))
     if not clients and not described["proxies"]:
         notes.append(
             "no client of a known type was found in the app's modules: prove watches the "
@@ -209,3 +179,44 @@ def read(directory: str | os.PathLike[str]) -> Verdict:
             "--profiles MODULE, or watch more packages with --package NAME"
         )
     return Verdict(clients, unsafe, notes, described["proxies"])
+
+
+def _finding(
+    client: Client,
+    kind: str,
+    count: int,
+    first: Use,
+    second: Use,
+    detail: str,
+    at_least: bool = False,
+) -> Unsafe:
+    return Unsafe(
+        where=client.where,
+        type_name=client.type_name,
+        aliases=client.aliases,
+        kind=kind,
+        count=count,
+        at_least=at_least,
+        first=first,
+        second=second,
+        suggest=client.suggest,
+        detail=detail,
+    )
+
+
+def _shared(client: Client) -> str:
+    """Why one instance used in two processes is unsafe, from its state at the fork."""
+    if client.connected_at_fork:
+        return (
+            f"it held an open connection at the fork ({client.connection}): the processes "
+            "talk over that one connection, and read each other's replies"
+        )
+    if client.connection:  # the probe raised: its description says so
+        return (
+            f"it was created before the fork, and its probe could not tell whether it held a "
+            f"connection then ({client.connection}): assume the processes share it"
+        )
+    return (
+        "it was created before the fork, and its profile has no probe to tell whether it held "
+        "a connection then: assume the processes share it"
+    )
