@@ -39,6 +39,7 @@ import traceback
 import types
 import warnings
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -96,13 +97,14 @@ def hammer(
     watching = slots.watch(places, sink)
     call: Callable[..., object] = getattr(bound[0], name) if bound else target
     try:
-        if not _run(call, args, threads, calls, timeout, sink):
+        rounds = _Calls(call, args, threads, calls, timeout, sink)
+        if not rounds.run():
             raise HammerTimeout(
                 f"hammer({_name(target)}): a thread was still calling after {timeout:g} s"
             )
         watching.write(directory, unwatched, proxies)  # the connection state at the fork
         if fork:
-            _across_fork(call, args, threads, calls, timeout, sink, _name(target))
+            rounds.across_fork(_name(target))
         found = verdict.read(directory)
         errors = _errors(directory)
     finally:
@@ -128,79 +130,78 @@ def _name(target: Callable[..., object]) -> str:
     return getattr(target, "__qualname__", None) or repr(target)
 
 
-def _run(
-    call: Callable[..., object],
-    args: tuple[object, ...],
-    threads: int,
-    calls: int,
-    timeout: float,
-    sink: Sink,
-) -> bool:
-    """``threads`` threads, released together, ``calls`` calls each; errors go to ``sink``.
-    True when every thread finished within ``timeout``."""
-    barrier = threading.Barrier(threads)
+@dataclass(frozen=True)
+class _Calls:
+    """One round of calls: ``threads`` threads released together, ``calls`` calls each; errors
+    go to ``sink``."""
 
-    def body() -> None:
-        try:
-            barrier.wait(timeout)
-        except threading.BrokenBarrierError:
-            return  # another thread never came: the join below reports the timeout
-        kept = failed = 0
-        for _ in range(calls):
+    call: Callable[..., object]
+    args: tuple[object, ...]
+    threads: int
+    calls: int
+    timeout: float
+    sink: Sink
+
+    def run(self) -> bool:
+        """Make the calls; True when every thread finished within ``timeout``."""
+        barrier = threading.Barrier(self.threads)
+
+        def body() -> None:
             try:
-                call(*args)
-            except Exception:
-                failed += 1
-                if kept < _ERRORS_PER_THREAD:
-                    kept += 1
-                    sink.write({"e": "error", "c": -1, "trace": traceback.format_exc(limit=12)})
-        if failed > kept:
-            sink.write({"e": "error", "c": -1, "trace": "", "count": failed - kept})
+                barrier.wait(self.timeout)
+            except threading.BrokenBarrierError:
+                return  # another thread never came: the join below reports the timeout
+            kept = failed = 0
+            for _ in range(self.calls):
+                try:
+                    self.call(*self.args)
+                except Exception:
+                    failed += 1
+                    if kept < _ERRORS_PER_THREAD:
+                        kept += 1
+                        trace = traceback.format_exc(limit=12)
+                        self.sink.write({"e": "error", "c": -1, "trace": trace})
+            if failed > kept:
+                self.sink.write({"e": "error", "c": -1, "trace": "", "count": failed - kept})
 
-    started = [
-        threading.Thread(target=body, name=f"hammer-{i}", daemon=True) for i in range(threads)
-    ]
-    for thread in started:
-        thread.start()
-    deadline = time.monotonic() + timeout
-    for thread in started:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    return not any(thread.is_alive() for thread in started)
+        started = [
+            threading.Thread(target=body, name=f"hammer-{i}", daemon=True)
+            for i in range(self.threads)
+        ]
+        for thread in started:
+            thread.start()
+        deadline = time.monotonic() + self.timeout
+        for thread in started:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in started)
 
-
-def _across_fork(
-    call: Callable[..., object],
-    args: tuple[object, ...],
-    threads: int,
-    calls: int,
-    timeout: float,
-    sink: Sink,
-    label: str,
-) -> None:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    with warnings.catch_warnings():
-        # Python 3.12 warns when a process with threads forks: ours are all joined by now.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:
-        status = _CHILD_FAILED
-        try:
-            if _run(call, args, threads, calls, timeout, sink):
-                status = 0
-        finally:
-            os._exit(status)
-    finished = _run(call, args, threads, calls, timeout, sink)
-    exit_status = _wait_child(pid, timeout)
-    if exit_status is None:
-        raise HammerTimeout(
-            f"hammer({label}): the forked child was still running after {timeout:g} s; killed"
-        )
-    if not finished or exit_status != 0:
-        where = "the parent" if not finished else f"the forked child (exit status {exit_status})"
-        raise HammerTimeout(
-            f"hammer({label}): a thread of {where} was still calling after {timeout:g} s"
-        )
+    def across_fork(self, label: str) -> None:
+        """Fork; run the round in the child and here at once; wait for the child (bounded)."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        with warnings.catch_warnings():
+            # Python 3.12 warns when a process with threads forks: ours are all joined by now.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:
+            status = _CHILD_FAILED
+            try:
+                if self.run():
+                    status = 0
+            finally:
+                os._exit(status)
+        finished = self.run()
+        exit_status = _wait_child(pid, self.timeout)
+        if exit_status is None:
+            raise HammerTimeout(
+                f"hammer({label}): the forked child was still running after "
+                f"{self.timeout:g} s; killed"
+            )
+        if not finished or exit_status != 0:
+            where = "the parent" if not finished else f"the forked child (exit {exit_status})"
+            raise HammerTimeout(
+                f"hammer({label}): a thread of {where} was still calling after {self.timeout:g} s"
+            )
 
 
 def _wait_child(pid: int, timeout: float) -> int | None:
