@@ -1,9 +1,10 @@
 """Where an app keeps its clients, and how to put a detector in each place.
 
 :func:`find` looks at the globals of the given modules and one level down: a dict's items, a
-list's items, the attributes of an instance of a class from the same packages (``service.db``)
-and the value a ``threading.local`` holds *in the calling thread* (the master's main thread:
-the value every worker's core 0 inherits). Each client is recognized by its type's profile
+list's items, the attributes of an instance of a class from the same packages (``service.db``),
+the attributes of a class defined in the module (``class Service: db = connect()``), and the
+value a ``threading.local`` holds *in the calling thread* (the master's main thread: the value
+every worker's core 0 inherits). Each client is recognized by its type's profile
 (``safeclients.profiles.profile_for``), as the audit does; safeclients proxies are counted, never
 looked into (asking one for its client would create it). A client held in a tuple or a set
 cannot be replaced in place: it is listed as not watched.
@@ -105,9 +106,14 @@ def find(modules: Iterable[types.ModuleType]) -> tuple[list[Place], list[str], i
                 proxies += 1
                 continue
             kind = type(value)
+            where = f"{module.__name__}.{name}"
+            if issubclass(kind, type) and getattr(value, "__module__", None) == module.__name__:
+                found, cannot, held = _children(where, value, packages)  # class attributes
+                places += found
+                proxies += held
+                continue
             if issubclass(kind, _CODE) or kind is Watched:
                 continue
-            where = f"{module.__name__}.{name}"
             if _profile(value) is not None:
                 places.append(Place(where, value, _setter(vars(module), name)))
                 continue
@@ -131,6 +137,10 @@ def _children(where: str, value: object, packages: set[str]) -> tuple[list[Place
     elif kind in (tuple, set, frozenset) and isinstance(value, (tuple, set, frozenset)):
         for item in list(value)[:CONTAINER_ITEMS]:
             items.append((f"{where}<{kind.__name__} item>", item, None))
+    elif issubclass(kind, type) and isinstance(value, type):
+        for name, item in list(vars(value).items())[:CONTAINER_ITEMS]:
+            if not (name.startswith("__") and name.endswith("__")):
+                items.append((f"{where}.{name}", item, _attribute_setter(value, name)))
     elif issubclass(kind, threading.local) or kind.__module__.partition(".")[0] in packages:
         try:
             if issubclass(kind, threading.local):
@@ -167,6 +177,15 @@ def _setter(container: Any, key: object) -> Callable[[object], None]:
 
     def put(value: object) -> None:
         container[key] = value
+
+    return put
+
+
+def _attribute_setter(cls: type, name: str) -> Callable[[object], None]:
+    """Sets a class attribute (a class's ``__dict__`` is read-only)."""
+
+    def put(value: object) -> None:
+        setattr(cls, name, value)
 
     return put
 

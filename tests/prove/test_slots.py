@@ -33,6 +33,7 @@ def app() -> Iterator[types.ModuleType]:
     local.client = MeetingClient().connect()
     service = Service()
     service.client = MeetingClient()  # type: ignore[attr-defined]
+    Holder = type("Holder", (), {"client": MeetingClient(), "__module__": NAME})
     vars(module).update(
         client=shared,
         alias=shared,
@@ -43,6 +44,7 @@ def app() -> Iterator[types.ModuleType]:
         service=service,
         fixed=safeclients.per_thread(MeetingClient),
         db=sqlite3.connect(":memory:", check_same_thread=False),
+        Holder=Holder,
         helper=len,
         sys=sys,
     )
@@ -65,6 +67,7 @@ def test_find_reaches_globals_and_one_level_down(app: types.ModuleType) -> None:
         f"{NAME}.local.client",
         f"{NAME}.service.client",
         f"{NAME}.db",
+        f"{NAME}.Holder.client",
     }
     assert unwatched == [
         f"{NAME}.frozen<tuple item> (tests.prove.apps._fake.MeetingClient) is held in a tuple, "
@@ -80,11 +83,12 @@ def test_watch_puts_one_detector_per_instance_in_every_place_and_restore_undoes_
     local_client = app.local.client
     places, unwatched, proxies = slots.find([app])
     watching = slots.watch(places, Sink(tmp_path))
-    assert watching.count == 6
+    assert watching.count == 7
+    holder_client = vars(app.Holder)["client"]
     assert type(app.client) is Watched and app.client is app.alias
     assert type(app.CLIENTS["main"]) is Watched and app.CLIENTS["other"] == 3
     assert type(app.pool[0]) is Watched and type(app.service.client) is Watched
-    assert type(app.local.client) is Watched
+    assert type(app.local.client) is Watched and type(app.Holder().client) is Watched
     assert app.local.client.__wrapped__ is local_client
     seen_in_a_thread: list[object] = []
     thread = threading.Thread(target=lambda: seen_in_a_thread.append(vars(app.local)))
@@ -101,6 +105,8 @@ def test_watch_puts_one_detector_per_instance_in_every_place_and_restore_undoes_
 
     watching.restore()
     watching.restore()  # idempotent
+    assert type(app.Holder.client) is MeetingClient
+    assert app.Holder.client is not holder_client  # the original is back, not the detector
     for name in ("client", "alias", "CLIENTS", "pool", "service", "db"):
         assert vars(app)[name] is originals[name]
     assert type(app.CLIENTS["main"]) is MeetingClient and app.local.client is local_client
