@@ -31,7 +31,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class ServerProcess:
-    """A running ``python -m server`` child; a context manager that stops it on exit."""
+    """A running ``python -m server`` child; a context manager that stops it on exit.
+
+    ``module`` is what runs with ``-m``: this package by default, or a host that takes the same
+    arguments (``safeclients._prove.host``, the proving ground's master)."""
 
     def __init__(
         self,
