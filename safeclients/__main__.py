@@ -249,8 +249,8 @@ def _parser() -> argparse.ArgumentParser:
         help="run a WSGI app under the proving ground; exit 1 when a client is used unsafely",
         description="Run MODULE:APP as uWSGI would (imported once in a master, forked into "
         "--workers processes of --threads threads, core 0 on each worker's main thread), with "
-        "every client it holds watched by a reporting detector; send --requests GETs to each "
-        "--path; report each client used by two threads at once or in two processes. Exit "
+        "every client it holds watched by a reporting detector; send --requests GETs over the "
+        "--paths; report each client used by two threads at once or in two processes. Exit "
         "status: 0 nothing unsafe seen, 1 unsafe use seen, 2 usage error, 3 could not run "
         "(import error, server did not start).",
     )

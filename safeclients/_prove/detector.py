@@ -77,16 +77,28 @@ class Sink:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
         self._opened: tuple[int, int] = (0, -1)  # (pid, fd); rebound whole, never mutated
+        self._failed = 0  # the pid that already said a write failed
 
     def write(self, event: dict[str, Any]) -> None:
+        """Append ``event``; never raises into the app: a write that fails (the directory
+        removed, the disk full) is said once per process on stderr, and the event is lost."""
         pid, fd = self._opened
-        if pid != os.getpid():
-            pid = os.getpid()
-            path = self.directory / f"events-{pid}.jsonl"
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            self._opened = (pid, fd)
-        event["pid"] = pid
-        os.write(fd, (json.dumps(event) + "\n").encode())
+        try:
+            if pid != os.getpid():
+                pid = os.getpid()
+                path = self.directory / f"events-{pid}.jsonl"
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                self._opened = (pid, fd)
+            event["pid"] = pid
+            os.write(fd, (json.dumps(event) + "\n").encode())
+        except OSError as exc:
+            if self._failed != pid:
+                self._failed = pid
+                print(
+                    f"safeclients prove: pid {pid} could not record a use of a client "
+                    f"({exc}): the verdict may miss some",
+                    file=sys.stderr,
+                )
 
 
 class Track:

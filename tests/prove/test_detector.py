@@ -185,3 +185,17 @@ def test_each_process_writes_its_own_file_and_forgets_threads_inside_at_the_fork
     ]
     assert [e["e"] for e in child] == ["use"], child  # no overlap with the thread left behind
     assert child[0]["pid"] == pid
+
+
+def test_a_lost_event_never_reaches_the_app(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proxy = Watched(Client(), Track(0, Sink(tmp_path / "removed")))
+    assert proxy.plus(1) == 42  # its "use" event cannot be written
+    results: list[int] = []
+    other = threading.Thread(target=lambda: results.append(proxy.plus(2)))
+    other.start()
+    other.join(BOUND)
+    assert results == [43]  # a second thread's "use" event: lost too, said once
+    err = capsys.readouterr().err
+    assert err.count("could not record a use of a client") == 1, err
