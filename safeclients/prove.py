@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from safeclients._prove.errors import (
     HammerCallsFailed,
     HammerTimeout,
+    NothingWatched,
     ProveError,
     ProvingGroundNotStarted,
     UnsafeUseFound,
@@ -46,6 +47,7 @@ __all__ = [
     "UnsafeUseFound",
     "HammerCallsFailed",
     "HammerTimeout",
+    "NothingWatched",
 ]
 
 

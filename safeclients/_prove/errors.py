@@ -14,6 +14,7 @@ __all__ = [
     "UnsafeUseFound",
     "HammerCallsFailed",
     "HammerTimeout",
+    "NothingWatched",
 ]
 
 
@@ -44,3 +45,7 @@ class HammerCallsFailed(ProveError, AssertionError):
 
 class HammerTimeout(ProveError, AssertionError):
     """A thread or the forked child of ``hammer`` did not finish within its timeout."""
+
+
+class NothingWatched(ProveError, ValueError):
+    """``hammer`` found no client to watch (and no safeclients proxy): it could never fail."""

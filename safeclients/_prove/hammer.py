@@ -14,7 +14,9 @@ the same time. The clients are described (connection state) right before the for
 (``verdict.read``) decides; ``UnsafeUseFound`` carries it as text. Calls that raised, with
 nothing unsafe seen, raise ``HammerCallsFailed`` (the first traceback in the message): a test
 of calls that never worked proves nothing. A thread or child still running after ``timeout``
-seconds: ``HammerTimeout`` (the child is killed).
+seconds: ``HammerTimeout`` (the child is killed). Nothing to watch (no client in the modules, no
+client's method, no safeclients proxy either): ``NothingWatched`` before any call, as such a
+hammer could never fail.
 
 Process and thread: runs in the caller's thread (a test); the threads it starts are joined
 (bounded) before it forks, so the fork copies no thread of ours. The child never returns into
@@ -46,7 +48,12 @@ from typing import Any
 from safeclients import profiles
 from safeclients._prove import slots, verdict
 from safeclients._prove.detector import EVENTS_GLOB, Sink, Watched
-from safeclients._prove.errors import HammerCallsFailed, HammerTimeout, UnsafeUseFound
+from safeclients._prove.errors import (
+    HammerCallsFailed,
+    HammerTimeout,
+    NothingWatched,
+    UnsafeUseFound,
+)
 from safeclients.control import is_proxy
 
 __all__ = ["hammer"]
@@ -79,21 +86,29 @@ def hammer(
     if not modules and isinstance(target, types.FunctionType):
         home = sys.modules.get(target.__module__)
         modules = [home] if home is not None else []
-    directory = Path(tempfile.mkdtemp(prefix="safeclients-hammer-"))
-    sink = Sink(directory)
     places, unwatched, proxies = slots.find(modules)
     bound: list[object] = []
     owner = getattr(target, "__self__", None)
     name = getattr(target, "__name__", "")
-    if (
+    if is_proxy(owner):
+        proxies += 1  # a safeclients proxy's method: the fix, nothing to watch
+    elif (
         owner is not None
         and name
         and not isinstance(owner, types.ModuleType)
-        and not is_proxy(owner)
         and type(owner) is not Watched
         and profiles.profile_for(type(owner)) is not None
     ):
         places.append(slots.Place(f"{_name(target)}.__self__", owner, bound.append))
+    if not places and not proxies:
+        where = ", ".join(m.__name__ for m in modules) or "no module"
+        raise NothingWatched(
+            f"hammer({_name(target)}) has nothing to watch: no client of a known type in "
+            f"{where}, and the target is not a client's method, so no call could fail; pass "
+            "watch=[the modules that hold the clients], or a client's method as the target"
+        )
+    directory = Path(tempfile.mkdtemp(prefix="safeclients-hammer-"))
+    sink = Sink(directory)
     watching = slots.watch(places, sink)
     call: Callable[..., object] = getattr(bound[0], name) if bound else target
     try:

@@ -17,6 +17,7 @@ import pytest
 from safeclients.prove import (
     HammerCallsFailed,
     HammerTimeout,
+    NothingWatched,
     UnsafeUseFound,
     hammer,
 )
@@ -69,7 +70,7 @@ def test_the_calls_run_in_this_process_then_in_a_fork_too(tmp_path: Path, fork: 
         with open(calls, "a") as out:
             out.write(f"{os.getpid()}\n")
 
-    hammer(note_pid, threads=2, calls=3, fork=fork)
+    hammer(note_pid, threads=2, calls=3, fork=fork, watch=["tests.prove.apps.hammered"])
     pids = calls.read_text().split()
     # 2 threads x 3 calls here; with the fork, again here and in the child at the same time.
     assert (len(set(pids)), len(pids)) == ((2, 18) if fork else (1, 6)), pids
@@ -93,7 +94,7 @@ def test_calls_that_raise_fail_with_the_first_traceback() -> None:
         raise ConnectionRefusedError("no backend at 127.0.0.1:1")
 
     with pytest.raises(HammerCallsFailed) as raised:
-        hammer(broken, threads=2, calls=3)
+        hammer(broken, threads=2, calls=3, watch=["tests.prove.apps.hammered"])
     message = str(raised.value)
     assert "18 calls raised" in message, message  # 2 x 3 here, then 2 x 3 each side of the fork
     assert "ConnectionRefusedError: no backend at 127.0.0.1:1" in message, message
@@ -108,7 +109,25 @@ def released() -> Iterator[threading.Event]:
 
 def test_a_call_that_never_returns_is_cut_off_at_the_timeout(released: threading.Event) -> None:
     with pytest.raises(HammerTimeout, match="still calling after 1 s"):
-        hammer(released.wait, threads=2, calls=1, fork=False, timeout=1)
+        hammer(
+            released.wait,
+            threads=2,
+            calls=1,
+            fork=False,
+            timeout=1,
+            watch=["tests.prove.apps.hammered"],
+        )
+
+
+def test_a_hammer_with_nothing_to_watch_is_refused_before_any_call() -> None:
+    made: list[int] = []
+
+    def no_client() -> None:
+        made.append(1)
+
+    with pytest.raises(NothingWatched, match=r"has nothing to watch: no client .* in tests.prove"):
+        hammer(no_client, threads=2, calls=1)
+    assert made == []
 
 
 @pytest.mark.parametrize(
