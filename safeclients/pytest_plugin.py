@@ -20,8 +20,10 @@ Fixtures:
     def test_cache_is_safe(hammer):
         hammer(myapp.cache.get, "key")
 
-Runs in the pytest process. Loading the plugin imports nothing of the server: the server extra
-(httptools) is needed only by a test that asks for ``proving_ground``.
+Runs in the pytest process. Every pytest run of an environment with safeclients installed loads
+the plugin, which imports what ``import safeclients`` does and nothing more: the proving ground
+is imported by the first test that asks for a fixture, and the server extra (httptools) is
+needed only by ``proving_ground``.
 """
 
 from __future__ import annotations
@@ -30,8 +32,6 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
-
-from safeclients.prove import hammer as _hammer
 
 if TYPE_CHECKING:
     from safeclients.prove import ProvingGround
@@ -61,4 +61,6 @@ def proving_ground() -> Iterator[Callable[..., ProvingGround]]:
 @pytest.fixture
 def hammer() -> Callable[..., object]:
     """:func:`safeclients.prove.hammer`: fails the test on unsafe use of a client."""
-    return _hammer
+    from safeclients.prove import hammer
+
+    return hammer
