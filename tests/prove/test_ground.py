@@ -44,7 +44,7 @@ def test_a_running_ground_shows_its_url_workers_log_and_verdict() -> None:
         master = ground.pid
     assert ground.stop() == 0  # stopped already by the block: the same status again
     assert ground.verdict().unsafe, "the verdict must survive the stop"
-    assert not ground.directory.exists()
+    assert ground.directory is not None and not ground.directory.exists()
     for pid in (master, *workers):
         assert not running(pid), f"pid {pid} outlived stop()"
 
@@ -55,6 +55,15 @@ def test_an_app_that_cannot_start_raises_with_the_reason_and_the_log() -> None:
         ground.start()
     assert "raised RuntimeError: the database URL is not set" in str(raised.value)
     assert 'tests/prove/apps/broken.py", line 3' in raised.value.log
-    assert not ground.directory.exists()
+    assert ground.directory is not None and not ground.directory.exists()
     with pytest.raises(ProveError, match="the app was not run under it"):
         ground.verdict()
+
+
+def test_a_ground_not_started_says_so_and_stops_as_a_no_op() -> None:
+    ground = ProvingGround(f"{APPS}.shared:app", cwd=REPO)
+    with pytest.raises(ProveError, match="was not started: call start"):
+        _ = ground.url
+    with pytest.raises(ProveError, match="no verdict: the app was not run under it"):
+        ground.verdict()
+    assert ground.stop() is None and ground.directory is None
