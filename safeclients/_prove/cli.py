@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
                 deadline=DEADLINE,
             )
         except KeyboardInterrupt:
-            print("safeclients prove: interrupted; the server was stopped", file=sys.stderr)
+            print("safeclients prove: interrupted; stopping the server", file=sys.stderr)
             return EXIT_INTERRUPTED
         except ProvingGroundNotStarted as exc:
             tail = "".join(exc.log.splitlines(keepends=True)[-LOG_TAIL:])

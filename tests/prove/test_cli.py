@@ -164,6 +164,18 @@ def test_an_app_that_cannot_be_imported_exits_3_saying_why(app: str, says: str) 
     assert done.stdout == ""
 
 
+def test_without_the_server_extra_it_exits_3_saying_what_to_install(tmp_path: Path) -> None:
+    # httptools made unimportable, as in an environment with the library alone.
+    fake = tmp_path / "httptools"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'httptools'\", name='httptools')\n"
+    )
+    done = prove(f"{APPS}.shared:app", env={"PYTHONPATH": str(tmp_path)})
+    assert done.returncode == EXIT_NOT_RUN, done.stdout + done.stderr
+    assert "pip install 'safeclients[server]'" in done.stderr, done.stderr
+
+
 def test_an_import_that_never_ends_exits_3_after_the_start_timeout() -> None:
     done = prove(f"{APPS}.slow_import:app", "--start-timeout", "3")
     assert done.returncode == EXIT_NOT_RUN, done.stdout + done.stderr
