@@ -3,7 +3,9 @@ on a client used by two threads at once or in two processes.
 
 What is watched, for the duration of the call only (then put back):
 
-* when ``target`` is a method of a client (``hammer(cache.get, "k")``): that client;
+* when ``target`` is a method of a client (``hammer(cache.get, "k")``): that client; a global's
+  method can be named as a string, ``hammer("myapp.db:conn.execute", "select 1")``, and the
+  global itself is then replaced for the run (every code path that reads it sees the detector);
 * the clients held by the modules in ``watch`` (names or modules), found as the proving ground
   finds them (``slots``: globals and one level down); by default, when ``target`` is a plain
   function, its own module's.
@@ -63,7 +65,7 @@ _ERRORS_PER_THREAD = 1  # tracebacks kept per thread (the rest are counted)
 
 
 def hammer(
-    target: Callable[..., object],
+    target: Callable[..., object] | str,
     *args: object,
     threads: int = 8,
     calls: int = 20,
@@ -74,8 +76,6 @@ def hammer(
     """Run ``target(*args)`` from ``threads`` threads, ``calls`` times each, then again in a
     forked child and the parent at once; raise ``UnsafeUseFound`` on unsafe use (module
     docstring). Returns the verdict when nothing unsafe was seen."""
-    if not callable(target):
-        raise TypeError(f"hammer() needs a callable, not a {type(target).__name__}")
     if not isinstance(threads, int) or threads < 2:
         raise ValueError(f"threads must be an int >= 2 (two threads can overlap), got {threads!r}")
     if not isinstance(calls, int) or calls < 1:
@@ -83,9 +83,14 @@ def hammer(
     if not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0:
         raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
     modules = [importlib.import_module(m) if isinstance(m, str) else m for m in watch]
+    if isinstance(target, str):
+        target, home = _resolve(target)
+        modules = modules or [home]
+    if not callable(target):
+        raise TypeError(f"hammer() needs a callable, not a {type(target).__name__}")
     if not modules and isinstance(target, types.FunctionType):
-        home = sys.modules.get(target.__module__)
-        modules = [home] if home is not None else []
+        defined_in = sys.modules.get(target.__module__)
+        modules = [defined_in] if defined_in is not None else []
     places, unwatched, proxies = slots.find(modules)
     bound: list[object] = []
     owner = getattr(target, "__self__", None)
@@ -99,7 +104,7 @@ def hammer(
         and type(owner) is not Watched
         and profiles.profile_for(type(owner)) is not None
     ):
-        places.append(slots.Place(f"{_name(target)}.__self__", owner, bound.append))
+        places.append(slots.Place(f"{_name(target)}.__self__", owner, bound.append, named=False))
     if not places and not proxies:
         where = ", ".join(m.__name__ for m in modules) or "no module"
         raise NothingWatched(
@@ -139,6 +144,26 @@ def hammer(
             f"{errors[0]['pid']}:\n{errors[0]['trace']}"
         )
     return found
+
+
+def _resolve(spec: str) -> tuple[Callable[..., object], types.ModuleType]:
+    """``"module:name.method"`` -> the method of the global, and its module (watched)."""
+    module_name, colon, path = spec.partition(":")
+    if not colon or not module_name or not path:
+        raise ValueError(
+            f"hammer({spec!r}): a string target is 'module:global.method' "
+            "(myapp.db:conn.execute), naming a global's method"
+        )
+    module = importlib.import_module(module_name)
+    found: object = module
+    for part in path.split("."):
+        try:
+            found = getattr(found, part)
+        except AttributeError:
+            raise ValueError(f"hammer({spec!r}): {module_name} has no {path}") from None
+    if not callable(found):
+        raise TypeError(f"hammer({spec!r}) names a {type(found).__name__}, not a callable")
+    return found, module
 
 
 def _name(target: Callable[..., object]) -> str:

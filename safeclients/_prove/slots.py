@@ -58,6 +58,9 @@ class Place:
     where: str
     value: object
     put: Callable[[object], None]
+    #: False for a place that only hands the detector over (hammer's target method, placed
+    #: last): never listed among the names of a client found elsewhere too.
+    named: bool = True
 
 
 @dataclass(frozen=True)
@@ -263,7 +266,7 @@ def watch(places: list[Place], sink: Sink) -> Watching:
                 ),
                 place.value,
             )
-        else:
+        elif place.named:
             client, original = described[key]
             described[key] = (replace(client, aliases=(*client.aliases, place.where)), original)
         place.put(proxy)

@@ -44,6 +44,33 @@ def test_a_function_over_a_shared_global_fails_naming_the_global() -> None:
     assert hammered.shared is original, "the global was not put back"
 
 
+def test_a_global_named_as_a_string_is_watched_where_it_lives() -> None:
+    original = hammered.shared
+    with pytest.raises(UnsafeUseFound) as raised:
+        hammer("tests.prove.apps.hammered:shared.call", threads=2, calls=2, fork=False)
+    message = str(raised.value)
+    assert "UNSAFE  tests.prove.apps.hammered.shared (tests.prove.apps._fake.MeetingClient)" in (
+        message
+    )
+    assert "also at" not in message, message  # the hand-over to hammer is not a name
+    assert hammered.shared is original
+
+
+@pytest.mark.parametrize(
+    ("spec", "error", "says"),
+    [
+        ("tests.prove.apps.hammered", ValueError, "a string target is 'module:global.method'"),
+        ("tests.prove.apps.hammered:nope.call", ValueError, "has no nope.call"),
+        ("tests.prove.apps.hammered:shared.calls", TypeError, "names a int, not a callable"),
+    ],
+)
+def test_a_bad_string_target_is_refused_with_a_sentence(
+    spec: str, error: type[Exception], says: str
+) -> None:
+    with pytest.raises(error, match=says):
+        hammer(spec)
+
+
 def test_a_client_connected_before_the_fork_fails_across_it() -> None:
     db = sqlite3.connect(":memory:", check_same_thread=False)
     try:
