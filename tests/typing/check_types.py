@@ -116,13 +116,3 @@ def use_checkout() -> bytes:
 
 assert_type(safeclients.stats(locked_client), safeclients.Stats)
 assert_type(safeclients.is_proxy(locked_client), bool)
-
-
-def use_prove() -> None:
-    from safeclients.prove import ProvingGround, Verdict, hammer
-
-    assert_type(hammer(per_thread_client.submit, b"x", threads=2), Verdict)
-    with ProvingGround("app:application", workers=1) as ground:
-        assert_type(ground.url, str)
-        assert_type(ground.worker_pids(), list[int])
-        assert_type(ground.verdict(), Verdict)
