@@ -1,4 +1,6 @@
-"""Command line: ``python -m safeclients audit MODULE [MODULE ...] [--json] [--profiles MODULE]``.
+"""Command line: ``python -m safeclients audit MODULE [MODULE ...] [--json] [--profiles MODULE]``
+and ``python -m safeclients prove MODULE:APP [--path /x ...]`` (``safeclients._prove.cli``, which
+documents its own exit statuses: 0 nothing unsafe seen, 1 unsafe use seen, 2 usage, 3 not run).
 
 Imports the modules (from the current directory, as ``python -m`` puts it on ``sys.path``),
 lists the unsafe client globals found by ``safeclients.audit.find_unsafe`` and exits with
@@ -37,6 +39,7 @@ import types
 from collections.abc import Iterator, Sequence
 
 from safeclients import profiles
+from safeclients._prove import cli as prove_cli
 from safeclients.audit import Finding, find_unsafe
 
 EXIT_CLEAN = 0
@@ -62,6 +65,8 @@ class _ImportTimedOut(BaseException):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "prove":
+        return prove_cli.run(args)
     modules: list[types.ModuleType] = []
     why = _load_profiles(args.profiles, args.import_timeout)
     for name in args.modules:
@@ -207,8 +212,9 @@ def exit_now(status: int) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m safeclients",
-        description="Tools for safeclients. 'audit' lists module globals that are clients "
-        "unsafe under threaded, pre-forking servers.",
+        description="Tools for safeclients. 'prove' runs a WSGI app under a prefork-threaded "
+        "server and reports clients used unsafely; 'audit' lists module globals that are "
+        "clients unsafe under threaded, pre-forking servers.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     audit = commands.add_parser(
@@ -238,6 +244,17 @@ def _parser() -> argparse.ArgumentParser:
         help=f"give up on a module whose import takes longer (exit 3); 0: wait "
         f"without limit (default {IMPORT_TIMEOUT:g})",
     )
+    prove = commands.add_parser(
+        "prove",
+        help="run a WSGI app under the proving ground; exit 1 when a client is used unsafely",
+        description="Run MODULE:APP as uWSGI would (imported once in a master, forked into "
+        "--workers processes of --threads threads, core 0 on each worker's main thread), with "
+        "every client it holds watched by a reporting detector; send --requests GETs over the "
+        "--paths; report each client used by two threads at once or in two processes. Exit "
+        "status: 0 nothing unsafe seen, 1 unsafe use seen, 2 usage error, 3 could not run "
+        "(import error, server did not start).",
+    )
+    prove_cli.add_arguments(prove)
     return parser
 
 

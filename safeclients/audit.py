@@ -38,6 +38,8 @@ from safeclients.profiles import Profile, qualname
 __all__ = [
     "Finding",
     "find_unsafe",
+    "connection_state",
+    "suggestion",
     "register",
     "unregister",
     "Probe",
@@ -122,6 +124,21 @@ def suggestion(profile: Profile) -> str:
     return profile.suggest
 
 
+def connection_state(obj: object, profile: Profile) -> tuple[bool | None, str]:
+    """Whether ``obj`` holds an open connection now, by its profile's probe (which sends
+    nothing), and the probe's description of it: ``(True, "127.0.0.1:4730")``, ``(False,
+    "")``, or ``(None, "")`` when the profile has no probe (``None`` also when the probe
+    raised; the description then says so). The audit's ``Finding.connected`` and the proving
+    ground's "connection at the fork" both come from here."""
+    if profile.probe is None:
+        return None, ""
+    try:
+        found = profile.probe(obj)
+    except Exception as exc:  # a probe must not raise; if one does, say so
+        return None, f"probe failed: {type(exc).__name__}: {exc}"
+    return found is not None, found or ""
+
+
 def _name(type_or_qualname: type | str) -> str:
     return qualname(type_or_qualname) if isinstance(type_or_qualname, type) else type_or_qualname
 
@@ -133,15 +150,7 @@ def _inspect(where: str, obj: object, known: dict[str, Profile]) -> Finding | No
         profile = known.get(qualname(cls))
         if profile is None:
             continue
-        connected: bool | None = None
-        description = ""
-        if profile.probe is not None:
-            try:
-                found = profile.probe(obj)
-            except Exception as exc:  # a probe must not raise; if one does, say so
-                description = f"probe failed: {type(exc).__name__}: {exc}"
-            else:
-                connected, description = found is not None, found or ""
+        connected, description = connection_state(obj, profile)
         return Finding(
             where=where,
             type_name=qualname(type(obj)),

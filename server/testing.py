@@ -31,7 +31,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class ServerProcess:
-    """A running ``python -m server`` child; a context manager that stops it on exit."""
+    """A running ``python -m server`` child; a context manager that stops it on exit.
+
+    ``module`` is what runs with ``-m``: this package by default, or a host that takes the same
+    arguments (``safeclients._prove.host``, the proving ground's master)."""
 
     def __init__(
         self,
@@ -43,12 +46,13 @@ class ServerProcess:
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
         ready_timeout: float = 30.0,
+        module: str = __package__ or "server",
     ) -> None:
         self.app = app
         self.command = [
             sys.executable,
             "-m",
-            "server",
+            module,  # this package (``server``, or ``safeclients.server`` in the wheel) or a host
             app,
             "--bind",
             "127.0.0.1:0",

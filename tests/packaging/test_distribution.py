@@ -15,6 +15,7 @@ with a timeout).
 from __future__ import annotations
 
 import email.parser
+import importlib
 import importlib.metadata
 import re
 import shutil
@@ -127,6 +128,10 @@ def test_wheel_holds_the_library_and_nothing_else(built: Built) -> None:
     }
     missing = sorted(library - names)
     assert missing == [], f"library files missing from the wheel: {missing}"
+    # The proving ground: the repository's server/ inside the safeclients namespace.
+    server = {f"safeclients/server/{path.name}" for path in (ROOT / "server").glob("*.py")}
+    missing = sorted(server - names)
+    assert missing == [], f"server/ files missing from the wheel as safeclients.server: {missing}"
     assert "safeclients/py.typed" in names
     assert f"safeclients-{version}.dist-info/licenses/LICENSE" in names
 
@@ -140,6 +145,18 @@ def test_wheel_metadata_matches_pyproject(built: Built) -> None:
     assert meta["Requires-Python"] == PYPROJECT["requires-python"]
     runtime = [req for req in meta.get_all("Requires-Dist") or [] if "extra ==" not in req]
     assert runtime == PYPROJECT["dependencies"], f"Requires-Dist without extras: {runtime}"
+    # pip install 'safeclients[server]' brings what the proving ground needs.
+    server = [req for req in meta.get_all("Requires-Dist") or [] if 'extra == "server"' in req]
+    assert [req.split(";")[0].strip() for req in server] == PYPROJECT["optional-dependencies"][
+        "server"
+    ], server
+
+
+def test_wheel_registers_the_pytest_plugin(built: Built) -> None:
+    with zipfile.ZipFile(built.wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/entry_points.txt"))
+        text = archive.read(name).decode()
+    assert "[pytest11]\nsafeclients = safeclients.pytest_plugin" in text, text
 
 
 def test_sdist_holds_the_library_license_and_readme(built: Built) -> None:
@@ -163,9 +180,9 @@ def test_twine_check_passes(built: Built) -> None:
     assert done.stdout.count("PASSED") == 2, done.stdout
 
 
-def test_installed_wheel_imports_and_runs_in_a_clean_venv(built: Built, tmp_path: Path) -> None:
-    import wrapt
-
+def _clean_venv(built: Built, tmp_path: Path, packages: tuple[str, ...] = ("wrapt",)) -> Path:
+    """A venv without pip or our site-packages, with ``packages`` copied from this interpreter
+    (same Python: no network) and the wheel installed; returns its python."""
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=tmp_path)
     python = venv / "bin" / "python"
@@ -175,20 +192,27 @@ def test_installed_wheel_imports_and_runs_in_a_clean_venv(built: Built, tmp_path
             cwd=tmp_path,
         ).stdout.strip()
     )
-    # wrapt, copied from this interpreter (same Python): the install needs no network.
-    wrapt_dir = Path(wrapt.__file__).parent
-    shutil.copytree(wrapt_dir, site / "wrapt")
-    version = importlib.metadata.version("wrapt")
-    infos = list(wrapt_dir.parent.glob(f"wrapt-{version}.dist-info"))
-    assert len(infos) == 1, f"wrapt {version}'s dist-info not found beside {wrapt_dir}"
-    shutil.copytree(infos[0], site / infos[0].name)
+    for package in packages:
+        module = importlib.import_module(package)
+        assert module.__file__ is not None
+        package_dir = Path(module.__file__).parent
+        shutil.copytree(package_dir, site / package)
+        version = importlib.metadata.version(package)
+        infos = list(package_dir.parent.glob(f"{package}-{version}.dist-info"))
+        assert len(infos) == 1, f"{package} {version}'s dist-info not found beside {package_dir}"
+        shutil.copytree(infos[0], site / infos[0].name)
     pip = [sys.executable, "-m", "pip", "--python", str(python)]
     _run(
         [*pip, "install", "--no-deps", "--no-index", "--no-cache-dir", str(built.wheel)],
         cwd=tmp_path,
     )
-    _run([*pip, "check"], cwd=tmp_path)  # the wheel's Requires-Dist is met by the copied wrapt
+    _run([*pip, "check"], cwd=tmp_path)  # the wheel's Requires-Dist is met by the copies
+    return python
 
+
+def test_installed_wheel_imports_and_runs_in_a_clean_venv(built: Built, tmp_path: Path) -> None:
+    python = _clean_venv(built, tmp_path)
+    site = python.parent.parent
     (tmp_path / "app.py").write_text(
         textwrap.dedent("""\
         import sqlite3
@@ -225,6 +249,58 @@ def test_installed_wheel_imports_and_runs_in_a_clean_venv(built: Built, tmp_path
     )
     assert audit.returncode == 1, f"audit exited {audit.returncode}:\n{audit.stdout}{audit.stderr}"
     assert "app.shared" in audit.stdout and "app.fixed" in audit.stdout, audit.stdout
+
+
+def test_installed_wheel_proves_an_app_outside_the_repository(built: Built, tmp_path: Path) -> None:
+    # What `pip install 'safeclients[server]'` gives: the wheel and httptools.
+    python = _clean_venv(built, tmp_path, ("wrapt", "httptools"))
+    (tmp_path / "shop.py").write_text(
+        textwrap.dedent("""\
+        import sqlite3
+
+        db = sqlite3.connect(":memory:", check_same_thread=False)
+
+        def app(environ, start_response):
+            db.execute("select 1").fetchall()
+            start_response("200 OK", [("Content-Length", "2")])
+            return [b"ok"]
+    """)
+    )
+    (tmp_path / "shop_fixed.py").write_text(
+        textwrap.dedent("""\
+        import sqlite3
+        import safeclients
+
+        @safeclients.per_thread
+        def db() -> sqlite3.Connection:
+            return sqlite3.connect(":memory:")
+
+        def app(environ, start_response):
+            db.execute("select 1").fetchall()
+            start_response("200 OK", [("Content-Length", "2")])
+            return [b"ok"]
+    """)
+    )
+
+    def prove(app: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(python), "-E", "-s", "-m", "safeclients", "prove", app, "--requests", "40"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+
+    unsafe = prove("shop:app")
+    assert unsafe.returncode == 1, (
+        f"prove exited {unsafe.returncode}:\n{unsafe.stdout}{unsafe.stderr}"
+    )
+    assert "UNSAFE  shop.db (sqlite3.Connection)" in unsafe.stdout, unsafe.stdout
+    assert "responses: 200: 40" in unsafe.stdout, unsafe.stdout
+    fixed = prove("shop_fixed:app")
+    assert fixed.returncode == 0, f"prove exited {fixed.returncode}:\n{fixed.stdout}{fixed.stderr}"
+    assert "0 unsafe uses seen" in fixed.stdout, fixed.stdout
 
 
 def test_changelog_starts_with_this_release() -> None:
