@@ -50,8 +50,8 @@ step "mypy --strict safeclients tests/typing" $PY -m mypy safeclients tests/typi
 step "ruff check" $PY -m ruff check .
 step "ruff format --check" $PY -m ruff format --check .
 step "pytest (wrapt C extension)" $PY -m pytest -m "$marker" "$@"
-step "pytest tests/lib (WRAPT_DISABLE_EXTENSIONS=1, pure-Python proxies)" \
-    env WRAPT_DISABLE_EXTENSIONS=1 $PY -m pytest tests/lib -m "$marker"
+step "pytest tests/lib and the detector (WRAPT_DISABLE_EXTENSIONS=1, pure-Python proxies)" \
+    env WRAPT_DISABLE_EXTENSIONS=1 $PY -m pytest tests/lib tests/prove/test_detector.py -m "$marker"
 step "minimum versions (scripts/min_versions.sh)" bash scripts/min_versions.sh
 step "docs (scripts/docs.sh: mkdocs build --strict)" bash scripts/docs.sh
 
