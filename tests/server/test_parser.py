@@ -25,6 +25,7 @@ def parse_all(data: bytes, *, split: int | None = None, **limits: int) -> list[R
 
 VALID = [
     # (id, raw request, method, target, version, keep_alive, body)
+    ("any-token-method", b"FOO / HTTP/1.1\r\nHost: t\r\n\r\n", "FOO", b"/", "1.1", True, b""),
     ("get", b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n", "GET", b"/a?b=1", "1.1", True, b""),
     ("http10", b"GET / HTTP/1.0\r\n\r\n", "GET", b"/", "1.0", False, b""),
     (
@@ -123,7 +124,8 @@ INVALID = [
     ("no-version", b"GET /\r\n\r\n", errors.VersionNotSupported),
     ("bad-version", b"GET / HTTP/2.7\r\n\r\n", errors.VersionNotSupported),
     ("space-in-target", b"GET /a b HTTP/1.1\r\nHost: t\r\n\r\n", errors.BadRequest),
-    ("unknown-method", b"FOO / HTTP/1.1\r\nHost: t\r\n\r\n", errors.NotImplementedByServer),
+    ("not-a-token-method", b"F(O / HTTP/1.1\r\nHost: t\r\n\r\n", errors.BadRequest),
+    ("cr-before-method", b"\rGET / HTTP/1.1\r\nHost: t\r\n\r\n", errors.BadRequest),
     ("lf-only", b"GET / HTTP/1.1\nHost: x\n\n", errors.BadRequest),
     ("header-no-colon", b"GET / HTTP/1.1\r\nHost x\r\n\r\n", errors.BadRequest),
     ("space-in-name", b"GET / HTTP/1.1\r\nHost: t\r\nX Y: a\r\n\r\n", errors.BadRequest),
@@ -173,7 +175,7 @@ INVALID = [
     (
         "huge-chunk-size",
         b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n",
-        errors.BadRequest,
+        errors.PayloadTooLarge,
     ),
     (
         "chunk-too-long",
@@ -277,16 +279,58 @@ def test_in_head_tracks_a_partial_request() -> None:
     assert parser.next_request() is not None
 
 
-def test_upgrade_request_is_served_then_the_rest_ignored() -> None:
+@pytest.mark.parametrize("split", [None, 1000])
+def test_content_length_with_5000_leading_zeros(split: int | None) -> None:
+    """Past Python's 4300-digit int limit: still its number (RFC 9110 §8.6), or 413 if large."""
+    zeros = b"0" * 5000
+    raw = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: " + zeros + b"2\r\n\r\nok"
+    (request,) = parse_all(raw, split=split, max_header_bytes=8192)
+    assert bytes(request.body) == b"ok"
+    with pytest.raises(errors.PayloadTooLarge):
+        parse_all(raw.replace(zeros, zeros + b"1" * 10), split=split, max_header_bytes=8192)
+
+
+def test_upgrade_is_ignored_and_its_body_kept() -> None:
+    """RFC 9110 §7.8: Upgrade ignored; the body is read, the next request parsed (llhttp alone
+    would skip the body and stop)."""
+    for split in (None, 1, 5):
+        (first, second) = parse_all(
+            b"POST /u HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: websocket\r\n"
+            b"Content-Length: 5\r\n\r\nhello"
+            b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n",
+            split=split,
+        )
+        assert bytes(first.body) == b"hello" and not first.upgrade and first.keep_alive
+        assert second.target == b"/next"
+
+
+def test_connect_is_served_then_the_rest_ignored() -> None:
     parser = RequestParser(**LIMITS)
-    parser.feed(
-        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
-        b"\x81\x05hello"
-    )
+    parser.feed(b"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n\x16\x03\x01")
     request = parser.next_request()
-    assert request is not None and request.upgrade
-    parser.feed(b"more non-HTTP bytes")
+    assert request is not None and request.upgrade and parser.closed
+    parser.feed(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
     assert parser.next_request() is None
+
+
+def test_bytes_after_a_closing_request_are_not_read() -> None:
+    parser = RequestParser(**LIMITS)
+    parser.feed(b"GET /1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\nGET /2 HTTP/1.1\r\n\r\n")
+    request = parser.next_request()
+    assert request is not None and not request.keep_alive
+    assert parser.next_request() is None and parser.closed
+
+
+def test_state_follows_the_request() -> None:
+    """between_requests, in_head, in_body: what the connection's deadlines are chosen by."""
+    parser = RequestParser(**LIMITS)
+    assert parser.between_requests and not parser.in_head and not parser.in_body
+    parser.feed(b"\r\n")  # an empty line starts the head's clock: it is not idleness
+    assert parser.in_head and not parser.between_requests
+    parser.feed(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nab")
+    assert parser.in_body and not parser.in_head
+    parser.feed(b"cd")
+    assert parser.between_requests and parser.next_request() is not None
 
 
 def test_requests_before_garbage_in_one_feed_are_served_first() -> None:
