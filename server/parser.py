@@ -108,6 +108,7 @@ class RequestParser:
         self._line_ok = False  # the current request-line is complete and checked
         self._checked = 0  # line endings are checked up to here (see _check_line_endings)
         self._llhttp: httptools.HttpRequestParser | None = None  # while it reads a head
+        self._leftover = False  # bytes came after a request that closes the connection
 
     # -- the surface the connection loop uses ------------------------------------------------
 
@@ -121,6 +122,7 @@ class RequestParser:
         if self._error is not None:
             raise self._error
         if self._state is _State.CLOSED or not data:
+            self._leftover = self._leftover or bool(data)
             return  # bytes after a request that closes the connection are not read.
         buf = self._buf
         if self._pos == len(buf):
@@ -162,6 +164,17 @@ class RequestParser:
     def in_body(self) -> bool:
         """True while a request's head is in and its body (or trailer section) is not."""
         return self._state not in (_State.START, _State.HEAD, _State.CLOSED)
+
+    @property
+    def has_request(self) -> bool:
+        """True when a complete request is waiting for :meth:`next_request`."""
+        return bool(self._ready)
+
+    @property
+    def has_leftover(self) -> bool:
+        """True when bytes arrived after the request that closes the connection (they were
+        not read): closing at once could reset the connection under our response."""
+        return self._leftover or (self._state is _State.CLOSED and self._pos < len(self._buf))
 
     @property
     def closed(self) -> bool:
