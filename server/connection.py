@@ -41,13 +41,14 @@ import logging
 import os
 import select
 import socket
+import struct
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal, Protocol
 
 from . import logs, response
-from .config import LINGER_BYTES, LINGER_SECONDS, TICK, WRITE_BUFFER, Config
+from .config import LINGER_BYTES, LINGER_SECONDS, WRITE_BUFFER, Config
 from .errors import HTTPError, RequestTimeout, ResponseError
 from .parser import Request, RequestParser
 from .scoreboard import Scoreboard
@@ -56,6 +57,7 @@ from .wsgi import FileWrapper, ResponseStart, WSGIApp, build_environ
 
 RECV_SIZE = 65536
 READ_BURST = 4 * RECV_SIZE  # bytes one on_readable() takes before it lets other connections go
+WRITE_ROUNDS = 16  # WRITE_BUFFERs one on_writable() sends before it lets other connections go
 
 log = logs.get()
 access_log = logging.getLogger(logs.ACCESS_LOGGER_NAME)
@@ -69,6 +71,7 @@ WRITE: Step = "write"
 CLOSED: Step = "closed"
 
 _Mode = Literal["read", "write", "linger"]
+_LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets the connection
 
 
 class WorkerView(Protocol):
@@ -126,11 +129,13 @@ class Connection:
         self.idle_since = now  # when it last finished a response (for the oldest-idle choice)
         self._out = bytearray()  # response bytes not sent yet
         self._close_after_out = False
+        self._refused = False  # its last response is a refusal: linger before closing
         self._linger_bytes = 0
         self._body_started = 0.0  # a request body (or a response) is moving: its clock
         self._moved = 0
         self._last_progress = now
-        self._poll: select.poll | None = None  # for a core's bounded waits (made when needed)
+        self._pending: _Exchange | None = None  # a response body the dispatcher continues
+        self._file_left: tuple[int, int, int] | None = None  # (fd, offset, count) to sendfile
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -160,6 +165,9 @@ class Connection:
         """Close the socket (idempotent; also drops it from every epoll set)."""
         on_close, self._on_close = self._on_close, None
         self.sock.close()
+        exchange, self._pending = self._pending, None
+        if exchange is not None:
+            _close_result(exchange)  # a body cut off: the application still gets its close()
         if on_close is not None:
             on_close(self)
 
@@ -208,11 +216,26 @@ class Connection:
             return self.expire()
         return READ
 
-    def on_writable(self, now: float) -> Step:
-        """Send what fits of the pending output; then read again, close, or linger."""
-        step = self._flush()
-        if step is not READ:
-            return step
+    def on_writable(self, now: float, slot: int = 0) -> Step:
+        """Send what fits of the pending output (and continue a pending body, in core
+        ``slot``); then read again, close, or linger."""
+        for _ in range(WRITE_ROUNDS):
+            step = self._flush() if self._out else READ
+            if step is not READ:
+                return step
+            if self._pending is None:
+                break
+            try:
+                done = self._continue_body(slot)
+            except ClientGone:
+                self.close()
+                return CLOSED
+            if done:
+                self._finish_pending()
+            elif not self._out and self._file_left is not None:
+                return WRITE  # sendfile would block
+        else:
+            return WRITE  # a fast reader of a long body: back in line after a few rounds
         if self.mode == "write":
             return self._output_done(now)
         return self.on_readable(now)
@@ -226,6 +249,13 @@ class Connection:
             return self.refuse(
                 RequestTimeout(f"The request {slow} did not arrive before its deadline.")
             )
+        if self.mode == "write":
+            # too slow a reader: reset, so the kernel drops what it still holds for it too
+            log.info("cut off a slow reader at %s after %d bytes", self.remote[0], self._moved)
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+            except OSError:
+                pass  # already reset by the client
         self.close()
         return CLOSED
 
@@ -233,7 +263,7 @@ class Connection:
         """Answer a refusal with its status and ``Connection: close``; then linger."""
         log.info("refused %s from %s: %s", exc.status, self.remote[0], logs.printable(str(exc)))
         self._out += response.for_http_error(exc)
-        self._close_after_out = True
+        self._close_after_out = self._refused = True
         self.mode = "write"
         now = time.monotonic()
         self._start_transfer(now)
@@ -262,7 +292,10 @@ class Connection:
     def _output_done(self, now: float) -> Step:
         """The last response is out: close (lingering after a refusal), or wait for the next."""
         if self._close_after_out:
-            return self._begin_linger(now)
+            if self._refused or self.parser.has_leftover:
+                return self._begin_linger(now)  # the client may still be sending
+            self.close()  # all read, all sent: close at once.
+            return CLOSED
         self.mode = "read"
         self.idle_since = now
         return self._wait_next(now)
@@ -319,15 +352,20 @@ class Connection:
         """
         self.slot = slot
         parser = self.parser
-        request: Request | None = None
+        closing = False
         try:
             while True:
                 try:
                     request = parser.next_request()
                 except HTTPError as exc:  # garbage after pipelined requests
                     return self.refuse(exc)
-                if request is None or not self._handle(request):
+                if request is None:
                     break
+                if not self._handle(request):
+                    closing = True  # the response said close
+                    break
+                if self._pending is not None:
+                    break  # the rest of this body first; later requests wait their turn
         except ClientGone:
             self.close()
             return CLOSED
@@ -335,22 +373,21 @@ class Connection:
             self.close()
             raise
         now = time.monotonic()
-        if request is not None:  # its response said close
+        if closing:
             self._close_after_out = True
-            if not self._out:
-                if parser.has_leftover:
-                    return self._begin_linger(now)  # unread bytes: a reset could eat our answer
-                self.close()  # all read, all sent: close at once.
-                return CLOSED
-        if self._out:
-            self.mode = "write"
+        if self._pending is not None or self._out:
+            self.mode = "write"  # the dispatcher sends the rest, on the response's clock
+            self.deadline = transfer_deadline(
+                self._body_started, self._moved, self._last_progress, self.config
+            )
             return WRITE
         return self._output_done(now)
 
-    # -- the application -------------------------------------------------------------------------
+    # -- the application (a core; the dispatcher continues a long body) --------------------
 
     def _handle(self, request: Request) -> bool:
-        """Run the application for ``request``; True if the connection stays open."""
+        """Run the application for ``request``; True if the connection stays open (or the
+        body is left to the dispatcher: ``_pending``)."""
         worker = self.worker
         environ = build_environ(request, worker.base_environ, self.remote)
         start = ResponseStart()
@@ -365,14 +402,100 @@ class Connection:
         start.sink = writer
         worker.request_started()  # first, so the last request before a recycle says "close"
         worker.scoreboard.begin(self.slot, request.method, environ["PATH_INFO"])
-        started = time.monotonic()
-        self._start_transfer(started)
+        exchange = _Exchange(request, environ, writer, time.monotonic())
+        self._start_transfer(exchange.started)
         try:
-            self._run_app(environ, start, writer)
+            self._run_app(exchange, start)
         finally:
             worker.scoreboard.end(self.slot)
             self.served += 1
+        if self._pending is not None:
+            return True
+        self._log_access(exchange)
+        return writer.keep_alive
+
+    def _run_app(self, exchange: _Exchange, start: ResponseStart) -> None:
+        environ, writer = exchange.environ, exchange.writer
+        try:
+            result = exchange.result = self.worker.app(environ, start)
+            if type(result) is list:
+                writer.declare_length(sum(map(len, result)))
+            if isinstance(result, FileWrapper) and writer.send_file(result):
+                writer.finish()  # a Content-Length body: nothing more is framed after the file
+                if self._file_left is not None:
+                    self._pending = exchange  # the dispatcher sends the rest of the file
+                return
+            exchange.iterator = iter(result)
+            if not self._pump(exchange):
+                self._pending = exchange  # the dispatcher continues the body (module docstring)
+        except ClientGone:
+            raise
+        except Exception as exc:  # the application's error: contained to this request.
+            self._app_failed(exchange, exc)
+            self._send(response.error_response(response.INTERNAL_ERROR))
+        finally:
+            if self._pending is None:
+                _close_result(exchange)
+
+    def _pump(self, exchange: _Exchange) -> bool:
+        """Hand the body's blocks to the writer until it ends (True: finished) or more than
+        WRITE_BUFFER is unsent (False: the rest waits for the client)."""
+        writer, out = exchange.writer, self._out
+        assert exchange.iterator is not None
+        for data in exchange.iterator:
+            writer.write(data)
+            if len(out) > WRITE_BUFFER:
+                return False
+        writer.finish()
+        return True
+
+    def _app_failed(self, exchange: _Exchange, exc: Exception) -> None:
+        """Log the application's error; a 500 may still be sent unless the head went out
+        (then ClientGone: closing mid-body is the only honest signal)."""
+        environ, writer = exchange.environ, exchange.writer
+        path = logs.printable(environ.get("PATH_INFO", ""))
+        if isinstance(exc, ResponseError):
+            log.error("application broke a WSGI rule on %s: %s", path, logs.printable(str(exc)))
+        else:
+            log.exception("application error on %s %s", environ["REQUEST_METHOD"], path)
+        if writer.headers_sent:
+            raise ClientGone() from None
+        writer.failed = True
+        writer.status_code = "500"
+
+    def _continue_body(self, slot: int) -> bool:
+        """The dispatcher, after a flush: send more of the pending file, or run the body's
+        iterator for more blocks (counted in core ``slot``'s scoreboard slot, so harakiri
+        watches it). True when the response is complete; ClientGone if it cannot be."""
+        exchange = self._pending
+        assert exchange is not None
+        if self._file_left is not None:
+            self._sendfile_some()
+            return self._file_left is None and not self._out
+        scoreboard = self.worker.scoreboard
+        scoreboard.begin(slot, exchange.writer.request.method, exchange.environ["PATH_INFO"])
+        try:
+            done = self._pump(exchange)
+        except ClientGone:
+            raise
+        except Exception as exc:
+            self._app_failed(exchange, exc)
+            raise ClientGone() from None  # the head is out: closing is the only signal
+        finally:
+            scoreboard.end(slot)
+        return done
+
+    def _finish_pending(self) -> None:
+        exchange, self._pending = self._pending, None
+        if exchange is not None:
+            _close_result(exchange)
+            self._log_access(exchange)
+            if not exchange.writer.keep_alive:
+                self._close_after_out = True
+
+    def _log_access(self, exchange: _Exchange) -> None:
         if access_log.isEnabledFor(logging.INFO):  # False when --access-log is off
+            request, writer = exchange.writer.request, exchange.writer
             access_log.info(
                 '%s - "%s %s HTTP/%s" %s %d %.1fms',
                 self.remote[0],
@@ -381,48 +504,14 @@ class Connection:
                 request.version,
                 writer.status_code,
                 writer.body_bytes,
-                (time.monotonic() - started) * 1000,
+                (time.monotonic() - exchange.started) * 1000,
             )
-        return writer.keep_alive
 
-    def _run_app(
-        self, environ: dict[str, Any], start: ResponseStart, writer: ResponseWriter
-    ) -> None:
-        result: Iterable[bytes] | None = None
-        try:
-            result = self.worker.app(environ, start)
-            if type(result) is list:
-                writer.declare_length(sum(map(len, result)))
-            if not (isinstance(result, FileWrapper) and writer.send_file(result)):
-                for data in result:
-                    writer.write(data)
-            writer.finish()
-        except ClientGone:
-            raise
-        except Exception as exc:  # the application's error: contained to this request.
-            path = logs.printable(environ.get("PATH_INFO", ""))
-            if isinstance(exc, ResponseError):
-                log.error("application broke a WSGI rule on %s: %s", path, logs.printable(str(exc)))
-            else:
-                log.exception("application error on %s %s", environ["REQUEST_METHOD"], path)
-            if writer.headers_sent:
-                raise ClientGone() from None  # mid-body: the only honest signal is to close.
-            writer.failed = True
-            writer.status_code = "500"
-            self._send(response.error_response(response.INTERNAL_ERROR))
-        finally:
-            close: Callable[[], Any] | None = getattr(result, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except Exception:
-                    log.exception("application iterable close() failed")
-
-    # -- writing (a core) -------------------------------------------------------------------------
+    # -- writing: never blocks --------------------------------------------------------------------
 
     def _send(self, data: bytes) -> None:
-        """Send ``data`` without blocking, keeping what does not fit; wait for the client only
-        when more than WRITE_BUFFER is unsent (bounded by the write deadline)."""
+        """Send ``data`` without blocking; what does not fit waits in ``_out`` for the
+        dispatcher (the pump stops producing past WRITE_BUFFER)."""
         out = self._out
         if not out:
             try:
@@ -437,36 +526,23 @@ class Connection:
                 return
             data = data[sent:]
         out += data
-        if len(out) > WRITE_BUFFER:
-            self._drain_out(WRITE_BUFFER // 2)
-
-    def _drain_out(self, keep: int) -> None:
-        """Wait (a core) until at most ``keep`` bytes are unsent; ClientGone past the write
-        deadline (``--min-rate`` and ``--socket-timeout``, see transfer_deadline)."""
-        out = self._out
-        while len(out) > keep:
-            try:
-                sent = self.sock.send(out)
-            except BlockingIOError:
-                self._wait(select.POLLOUT)
-                continue
-            except OSError:
-                raise ClientGone() from None
-            del out[:sent]
-            self._moved += sent
-            self._last_progress = time.monotonic()
 
     def _send_file(self, fd: int, offset: int, count: int) -> None:
-        """``os.sendfile`` ``count`` bytes of ``fd`` from ``offset`` (a core; the same write
-        deadline as _drain_out)."""
-        self._drain_out(0)  # in order: what is buffered goes first
+        """``os.sendfile`` ``count`` bytes of ``fd`` from ``offset``, after what is buffered;
+        what does not go now is left to the dispatcher (``_file_left``)."""
+        self._file_left = (fd, offset, count)
+        if not self._out:
+            self._sendfile_some()
+
+    def _sendfile_some(self) -> None:
+        assert self._file_left is not None
+        fd, offset, count = self._file_left
         out = self.sock.fileno()
         while count > 0:
             try:
                 sent = os.sendfile(out, fd, offset, count)
             except BlockingIOError:
-                self._wait(select.POLLOUT)
-                continue
+                break
             except OSError:
                 raise ClientGone() from None
             if not sent:
@@ -475,19 +551,32 @@ class Connection:
             count -= sent
             self._moved += sent
             self._last_progress = time.monotonic()
+        self._file_left = (fd, offset, count) if count else None
 
-    def _wait(self, events: int) -> None:
-        """Wait until the socket is ready for ``events``, a TICK at most; ClientGone past the
-        write deadline."""
-        now = time.monotonic()
-        deadline = transfer_deadline(
-            self._body_started, self._moved, self._last_progress, self.config
-        )
-        if now >= deadline:
-            raise ClientGone()
-        if self._poll is None:
-            self._poll = select.poll()
-            self._poll.register(self.sock.fileno(), events)
-        else:
-            self._poll.modify(self.sock.fileno(), events)
-        self._poll.poll(min(deadline - now, TICK) * 1000)
+
+class _Exchange:
+    """One request and its response while the response is produced: what the dispatcher
+    needs to continue a body a slow reader has not taken yet."""
+
+    __slots__ = ("request", "environ", "writer", "started", "result", "iterator")
+
+    def __init__(
+        self, request: Request, environ: dict[str, Any], writer: ResponseWriter, started: float
+    ) -> None:
+        self.request = request
+        self.environ = environ
+        self.writer = writer
+        self.started = started
+        self.result: Iterable[bytes] | None = None
+        self.iterator: Iterator[bytes] | None = None
+
+
+def _close_result(exchange: _Exchange) -> None:
+    """PEP 3333: the iterable's ``close()`` is called once the response ends, however."""
+    close: Callable[[], Any] | None = getattr(exchange.result, "close", None)
+    exchange.result = exchange.iterator = None
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            log.exception("application iterable close() failed")

@@ -26,7 +26,8 @@ a quiet close for an idle one).
 
 **Connection cap** (``--max-connections`` per worker): at the cap, a new connection makes the
 oldest idle kept-alive connection close; if none is idle, the listener is left unarmed until
-a connection closes (new clients wait in the kernel's backlog, or go to another worker).
+a connection closes or becomes idle (new clients wait in the kernel's backlog, or go to
+another worker).
 ``accept()`` errors the worker cannot fix (EMFILE, ENFILE, ENOBUFS, ENOMEM) close the oldest
 idle connection if there is one, else pause accepting for a ``TICK``; they are logged at most
 every ``ACCEPT_ERROR_LOG_INTERVAL`` seconds, with a count. No retry loop.
@@ -85,9 +86,10 @@ class Dispatcher:
 
     # -- what a free core calls ------------------------------------------------------------------
 
-    def next(self, timeout: float = TICK) -> Work:
-        """Block (``timeout`` at most) until there is work for the calling core: a connection
-        with a whole request, ``WAKE``, or None (timeout, or an event that needed no core)."""
+    def next(self, timeout: float = TICK, slot: int = 0) -> Work:
+        """Block (``timeout`` at most) until there is work for the calling core (``slot``): a
+        connection with a whole request, ``WAKE``, or None (timeout, or an event that needed
+        no core). A response body continued here runs in ``slot``'s scoreboard slot."""
         events = self._epoll.poll(timeout, 1)
         if not events:
             return None
@@ -102,7 +104,7 @@ class Dispatcher:
             return None  # swept or evicted just before
         now = time.monotonic()
         if mask & select.EPOLLOUT:
-            step = conn.on_writable(now)
+            step = conn.on_writable(now, slot)
         else:
             step = conn.on_readable(now)
         return self._after(conn, step)
@@ -112,12 +114,15 @@ class Dispatcher:
         fd = conn.fileno()
         with self._lock:
             self._parked[fd] = conn
+            unarmed = not self._listener_armed
         events = conn.events | select.EPOLLONESHOT
         if conn.polled:
             self._epoll.modify(fd, events)
         else:
             conn.polled = True
             self._epoll.register(fd, events)
+        if unarmed and conn.idle:
+            self._maybe_arm_listener()  # at the cap, an idle connection can make room
 
     def settle(self, conn: Connection, step: Step) -> None:
         """After a core served ``conn`` (and every request it had in): park it, unless it
@@ -218,8 +223,11 @@ class Dispatcher:
             if (
                 self._listener_armed
                 or not self._accepting
-                or self._open >= self.max_connections
                 or time.monotonic() < self._resume_at
+                or (
+                    self._open >= self.max_connections
+                    and not any(conn.idle for conn in self._parked.values())
+                )
             ):
                 return
             self._listener_armed = True

@@ -204,7 +204,7 @@ class Worker:
         """One core's request loop: take the next piece of work, serve it, until stopping."""
         dispatcher, stopping = self._dispatcher, self.stopping
         while not stopping.is_set():
-            work = dispatcher.next()
+            work = dispatcher.next(TICK, core)
             if isinstance(work, Connection):
                 self._serve(work, core)
             elif work is not None:  # WAKE
