@@ -15,6 +15,8 @@ if [ "${1:-}" = "--soak" ]; then marker=""; shift; fi
 
 echo "== mypy --strict safeclients"
 $PY -m mypy safeclients tests/typing
+echo "== mypy --strict server"
+$PY -m mypy --strict server
 echo "== ruff check (pyproject.toml [tool.ruff])"
 $PY -m ruff check .
 echo "== ruff format --check"

@@ -227,6 +227,19 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
     ),
 )
 
+README_BEGIN = "<!-- rules: rendered from server/http11.py RULES (python -m server.http11) -->"
+README_END = "<!-- end of rules -->"
+
+
+def render_rules() -> str:
+    """The :data:`RULES` table as Markdown, for server/README.md (its one source: a test
+    checks the README holds exactly this, between README_BEGIN and README_END)."""
+    lines = ["| rule | section | outcome | test |", "|---|---|---|---|"]
+    for rule, section, outcome, test in RULES:
+        lines.append(f"| {rule} | {section} | {outcome} | `{test}` |")
+    return "\n".join(lines) + "\n"
+
+
 # Fields refused in a trailer section (RFC 9110 §6.5.1 forbids many more to the sender; a
 # recipient only has to not use them, RFC 9110 §6.5.2): message framing and connection
 # handling, where an intermediary that merged them would frame or route differently than we do.
@@ -401,3 +414,9 @@ def version_served(major: int, minor: int) -> str:
     if major != 1:
         raise errors.VersionNotSupported(f"HTTP/{major}.{minor} is not supported (RFC 9110 §6.2).")
     return "1.0" if minor == 0 else "1.1"
+
+
+if __name__ == "__main__":  # python -m server.http11: print the table for the README
+    print(README_BEGIN)
+    print(render_rules(), end="")
+    print(README_END)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -655,6 +656,15 @@ def test_bare_lf() -> None:
             parser.feed(start)
 
 
+def test_readme_table_is_rendered_from_rules() -> None:
+    """server/README.md holds the RULES table exactly as ``python -m server.http11`` renders
+    it (one source: edit RULES, then paste the rendering)."""
+    readme = (Path(__file__).resolve().parents[2] / "server" / "README.md").read_text()
+    begin, end = readme.index(http11.README_BEGIN), readme.index(http11.README_END)
+    shown = readme[begin + len(http11.README_BEGIN) : end].strip("\n") + "\n"
+    assert shown == http11.render_rules(), "server/README.md: re-render: python -m server.http11"
+
+
 def test_every_rule_has_its_test() -> None:
     """The RULES table and this module agree both ways: each rule names a test here, and each
     rule test here is named by a rule (the few extra checks below are listed)."""
@@ -667,6 +677,7 @@ def test_every_rule_has_its_test() -> None:
         "test_request_line_refused_before_it_ends",
         "test_request_line_strict_in_a_pipeline",
         "test_every_rule_has_its_test",
+        "test_readme_table_is_rendered_from_rules",
         "test_refusals_live_close_and_keep_the_core",
     }
     unlisted = sorted(n for n in here if n.startswith("test_") and n not in named | extra_checks)
