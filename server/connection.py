@@ -192,14 +192,13 @@ class Connection:
                 self.close()  # closed by the client, possibly mid-request: nothing to answer.
                 return CLOSED
             taken += len(data)
-            was_idle = parser.between_requests
-            in_head = parser.in_head
+            was_idle, in_head = parser.between_requests, parser.in_head
             try:
                 parser.feed(data)
             except HTTPError as exc:
                 return self.refuse(exc)
             if parser.has_request:
-                return READY
+                return READY  # the usual case: a whole request in one recv
             if was_idle and self.served:
                 self.deadline = now + self.config.header_timeout  # a head began now
             if parser.in_body:

@@ -166,7 +166,7 @@ class Dispatcher:
             return None
         with self._lock:
             self._open += 1
-        self._maybe_arm_listener()
+        self._maybe_arm_listener()  # at once: the next connection wakes the next free core
         try:
             conn = Connection(sock, remote[:2], self._worker, self._closed)
         except OSError:
@@ -216,7 +216,9 @@ class Dispatcher:
         """A connection closed (any thread): one slot free, the listener may accept again."""
         with self._lock:
             self._open -= 1
-        self._maybe_arm_listener()
+            armed = self._listener_armed
+        if not armed:
+            self._maybe_arm_listener()
 
     def _maybe_arm_listener(self) -> None:
         with self._lock:

@@ -226,6 +226,19 @@ class RequestParser:
                 raise errors.BadRequest(f"Over {limit} bytes of empty lines before a request.")
         start = self._pos
         end = buf.find(b"\r\n\r\n", max(start, self._scan))
+        if end >= 0:  # the usual case: the whole head is here
+            head_end = end + 4
+            line_end = buf.find(b"\r\n", start, head_end)
+            if line_end - start > limit:
+                raise errors.URITooLong(f"The request line is over the {limit} byte limit.")
+            if head_end - start > limit + 2:
+                raise errors.HeadersTooLarge(
+                    f"The request line and headers are over the {limit} byte limit."
+                )
+            head = bytes(buf[start:head_end])
+            self._pos = head_end
+            self._begin_body(self._parse_head(head, line_end - start))
+            return True
         if not self._line_ok:
             line_end = buf.find(b"\r\n", start, start + limit + 2)
             if line_end < 0:
@@ -236,27 +249,16 @@ class RequestParser:
             else:
                 _check_request_line(bytes(buf[start:line_end]))
                 self._line_ok = True
-        if end < 0:
-            if len(buf) - start > limit:
-                raise errors.HeadersTooLarge(
-                    f"The request line and headers are over the {limit} byte limit."
-                )
-            self._checked = _check_line_endings(buf, max(start, self._checked))
-            self._scan = max(start, len(buf) - 3)
-            return False
-        head_end = end + 4
-        if head_end - start > limit + 2:
+        if len(buf) - start > limit:
             raise errors.HeadersTooLarge(
                 f"The request line and headers are over the {limit} byte limit."
             )
-        head = bytes(buf[start:head_end])
-        self._pos = head_end
-        self._begin_body(self._parse_head(head))
-        return True
+        self._checked = _check_line_endings(buf, max(start, self._checked))
+        self._scan = max(start, len(buf) - 3)
+        return False
 
-    def _parse_head(self, head: bytes) -> Request:
+    def _parse_head(self, head: bytes, line_end: int) -> Request:
         """llhttp checks the head's syntax; http11 the request rules; returns the request."""
-        line_end = head.index(b"\r\n")
         method, target = _check_request_line(head[:line_end])
         request = self._current = Request(method=method.decode("ascii"), target=target)
         parser = self._llhttp = httptools.HttpRequestParser(self)
@@ -452,8 +454,12 @@ class RequestParser:
         # read here: llhttp clears its flags when the message completes
         request, parser = self._current, self._llhttp
         assert request is not None and parser is not None
-        major, _, minor = parser.get_http_version().partition(".")
-        request.version = http11.version_served(int(major), int(minor))
+        version = parser.get_http_version()
+        served = _SERVED_VERSIONS.get(version)
+        if served is None:
+            major, _, minor = version.partition(".")
+            served = http11.version_served(int(major), int(minor))
+        request.version = served
         request.keep_alive = parser.should_keep_alive()
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -474,6 +480,9 @@ _LLHTTP_METHODS = frozenset(
     b"SEARCH UNLOCK BIND REBIND UNBIND ACL REPORT MKACTIVITY CHECKOUT MERGE M-SEARCH NOTIFY "
     b"SUBSCRIBE UNSUBSCRIBE PATCH PURGE MKCALENDAR LINK UNLINK SOURCE QUERY".split()
 )
+
+
+_SERVED_VERSIONS = {"1.1": "1.1", "1.0": "1.0"}  # the usual ones, without parsing
 
 
 def _check_request_line(line: bytes) -> tuple[bytes, bytes]:

@@ -208,6 +208,26 @@ def _limit_open_files() -> None:
 _limit_open_files()
 
 
+def _heavy(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    """A page's worth of Python work (benchmarks): build and serialise 200 records, ~20 kB."""
+    records = [
+        {"id": i, "name": f"item-{i}", "tags": ["a", "b", str(i % 7)], "price": i * 1.25}
+        for i in range(200)
+    ]
+    body = json.dumps({"path": environ["PATH_INFO"], "records": records}).encode()
+    start_response(
+        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
+    return [body]
+
+
+def bench_raw(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    """The benchmark's app (benchmarks/server_bench.py): /heavy, anything else hello."""
+    if environ["PATH_INFO"] == "/heavy":
+        return _heavy(environ, start_response)
+    return _hello(environ, start_response)
+
+
 ROUTES: dict[str, Callable[[Environ, StartResponse], Iterable[bytes]]] = {
     "/big": _big,
     "/hog": _hog,
