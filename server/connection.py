@@ -57,6 +57,7 @@ from .wsgi import FileWrapper, ResponseStart, WSGIApp, build_environ
 
 RECV_SIZE = 65536
 READ_BURST = 4 * RECV_SIZE  # bytes one on_readable() takes before it lets other connections go
+TURN_REQUESTS = 16  # pipelined requests answered in a row before the others get a core
 WRITE_ROUNDS = 16  # WRITE_BUFFERs one on_writable() sends before it lets other connections go
 
 log = logs.get()
@@ -155,8 +156,8 @@ class Connection:
     @property
     def events(self) -> int:
         """The epoll events it waits for in its current mode."""
-        if self.mode == "write":
-            return select.EPOLLOUT
+        if self.mode == "write" or self.parser.has_request:
+            return select.EPOLLOUT  # writable at once: a pipelined request waits its turn
         if self._out:
             return select.EPOLLIN | select.EPOLLOUT
         return select.EPOLLIN
@@ -177,6 +178,8 @@ class Connection:
         """Read what is there (a bounded burst) and feed it to the parser."""
         if self._out and self._flush() is CLOSED:
             return CLOSED
+        if self.parser.has_request:
+            return READY  # read before (pipelined), its turn came
         if self.mode == "linger":
             return self._linger_read(now)
         parser, taken = self.parser, 0
@@ -345,7 +348,8 @@ class Connection:
     # -- a core's side: answer the requests that are in ------------------------------------
 
     def serve(self, slot: int) -> Step:
-        """Answer every complete request (pipelined ones too); then what to wait for.
+        """Answer the complete requests (pipelined ones too, TURN_REQUESTS at most); then
+        what to wait for.
 
         Never raises for anything the client did; closes the socket itself before ``CLOSED``.
         """
@@ -353,7 +357,7 @@ class Connection:
         parser = self.parser
         closing = False
         try:
-            while True:
+            for _ in range(TURN_REQUESTS):
                 try:
                     request = parser.next_request()
                 except HTTPError as exc:  # garbage after pipelined requests
@@ -365,6 +369,7 @@ class Connection:
                     break
                 if self._pending is not None:
                     break  # the rest of this body first; later requests wait their turn
+            # (more pipelined requests than a turn: back in line, found READY at once)
         except ClientGone:
             self.close()
             return CLOSED

@@ -197,3 +197,18 @@ def test_open_file_limit_reached_pauses_accept_without_a_busy_loop() -> None:
         finally:
             for client in opened:
                 client.close()
+
+
+def test_a_long_pipeline_is_answered_in_order_beside_another_client() -> None:
+    """100 pipelined requests in one write, on one core: all answered, in order, while the
+    core also answers another client (the pipeline is served 16 requests per turn)."""
+    with server(threads=1) as srv:
+        with Client(srv.host, srv.port) as c:
+            c.send(b"".join(b"GET /echo/%d HTTP/1.1\r\nHost: t\r\n\r\n" % i for i in range(100)))
+            assert get(srv.host, srv.port, "/hello", timeout=5).status == 200
+            paths = []
+            for _ in range(100):
+                response = c.read_response()
+                assert response is not None and response.status == 200
+                paths.append(response.body.split(b'"PATH_INFO": "')[1].split(b'"')[0])
+        assert paths == [b"/echo/%d" % i for i in range(100)]
