@@ -150,12 +150,11 @@ class Dispatcher:
     # -- accepting ---------------------------------------------------------------------------------
 
     def _accept(self) -> Work:
+        """Accept one connection (the listener's event is ours: it is re-armed here). Over
+        the cap, the oldest idle connection makes room: one out for one in, decided after
+        the accept, so two cores woken together never close two for one."""
         with self._lock:
             self._listener_armed = False
-            full = self._open >= self.max_connections
-        if full and not self._evict_oldest_idle():
-            self._maybe_arm_listener()  # stays unarmed until a connection closes
-            return None
         try:
             sock, remote = self._listener.accept()
         except BlockingIOError:
@@ -166,6 +165,9 @@ class Dispatcher:
             return None
         with self._lock:
             self._open += 1
+            over = self._open > self.max_connections
+        if over:
+            self._evict_oldest_idle()  # none idle: over by one until a connection closes
         self._maybe_arm_listener()  # at once: the next connection wakes the next free core
         try:
             conn = Connection(sock, remote[:2], self._worker, self._closed)
