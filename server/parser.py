@@ -333,6 +333,12 @@ class RequestParser:
         self._continue_due = request.expect_continue
 
     def _length_body(self) -> None:
+        if self._take_body():
+            self._complete()
+
+    def _take_body(self) -> bool:
+        """Move what is there of the ``_remaining`` body bytes (a Content-Length body or the
+        current chunk's data) into the request; True when none remain."""
         request = self._current
         assert request is not None
         buf, pos = self._buf, self._pos
@@ -340,8 +346,7 @@ class RequestParser:
         request.body += buf[pos : pos + take]
         self._pos += take
         self._remaining -= take
-        if not self._remaining:
-            self._complete()
+        return not self._remaining
 
     def _chunk_size(self) -> bool:
         """chunk-size [ chunk-ext ] CRLF (RFC 9112 §7.1, §7.1.1)."""
@@ -379,14 +384,7 @@ class RequestParser:
         return True
 
     def _chunk_data(self) -> None:
-        request = self._current
-        assert request is not None
-        buf, pos = self._buf, self._pos
-        take = min(self._remaining, len(buf) - pos)
-        request.body += buf[pos : pos + take]
-        self._pos += take
-        self._remaining -= take
-        if not self._remaining:
+        if self._take_body():
             self._state = _State.CHUNK_END
 
     def _chunk_end(self) -> bool:

@@ -64,26 +64,26 @@ def server(*args: str, threads: int = 2, env: dict[str, str] | None = None) -> S
     )
 
 
-def test_slowloris_clients_do_not_hold_cores() -> None:
-    """300 clients with a half-sent head, trickling a header byte each round: fresh requests
-    are answered (before, 8 such clients left fresh requests unanswered)."""
-    with server("--header-timeout", "30") as srv, connections(srv, SLOW) as socks:
-        send_each(socks, b"GET /hello HTTP/1.1\r\nHost: t\r\nX-Slow: ")
-        for _ in range(3):
-            send_each(socks, b"a")
-            statuses = fresh_requests_served(srv, 4)
-            assert statuses == [200] * 4, f"fresh requests beside {SLOW} slowloris: {statuses}"
-
-
-def test_slow_bodies_do_not_hold_cores() -> None:
-    """300 clients sending a body one byte at a time: fresh requests are answered (before, 16
-    such clients held every core for as long as they kept sending)."""
-    with server("--socket-timeout", "30") as srv, connections(srv, SLOW) as socks:
-        send_each(socks, b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n")
-        for _ in range(3):
-            send_each(socks, b"b")
-            statuses = fresh_requests_served(srv, 4)
-            assert statuses == [200] * 4, f"fresh requests beside {SLOW} slow bodies: {statuses}"
+@pytest.mark.parametrize(
+    "start,trickle",
+    [
+        # a half-sent head (before: 8 such clients left fresh requests unanswered)
+        (b"GET /hello HTTP/1.1\r\nHost: t\r\nX-Slow: ", b"a"),
+        # a body one byte at a time (before: 16 such clients held every core)
+        (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n", b"b"),
+    ],
+    ids=["slowloris", "slow-body"],
+)
+def test_slow_senders_do_not_hold_cores(start: bytes, trickle: bytes) -> None:
+    """300 clients sending a head or a body a byte at a time, beside fresh requests: every
+    fresh request is answered, round after round."""
+    with server("--header-timeout", "30", "--socket-timeout", "30") as srv:
+        with connections(srv, SLOW) as socks:
+            send_each(socks, start)
+            for _ in range(3):
+                send_each(socks, trickle)
+                statuses = fresh_requests_served(srv, 4)
+                assert statuses == [200] * 4, f"fresh requests beside {SLOW} slow: {statuses}"
 
 
 def test_slow_readers_do_not_hold_cores() -> None:
