@@ -11,10 +11,11 @@ time, in one of two roles:
   slow client never holds a core: a core is handed the connection only when a whole request
   (head and body) is in (``READY``).
 * **A core's** (:meth:`Connection.serve`): it runs the application for the requests that are
-  in and writes the responses. A response is sent without blocking as long as the unsent part
-  fits in :data:`~server.config.WRITE_BUFFER`; what is left when the application is done goes
-  back to the dispatcher (``WRITE``). Only a response larger than that buffer makes the core
-  wait for the client, bounded by the write deadline below.
+  in and writes the responses (each an :class:`~server.exchange.Exchange`). A response is
+  sent without blocking; when more than :data:`~server.config.WRITE_BUFFER` waits for the
+  client, the application's iterator (or the file to ``sendfile``) stays with the connection
+  and the dispatcher continues the body as the client reads (``WRITE``). A core never waits
+  on a client.
 
 Deadlines (``deadline``, read by the dispatcher's sweep; a passing byte never resets them):
 
@@ -44,16 +45,17 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 from . import logs, response
-from .config import LINGER_BYTES, LINGER_SECONDS, WRITE_BUFFER, Config
-from .errors import HTTPError, RequestTimeout, ResponseError
+from .config import LINGER_BYTES, LINGER_SECONDS, Config
+from .errors import ClientGone, HTTPError, RequestTimeout
+from .exchange import Exchange
 from .parser import Request, RequestParser
 from .scoreboard import Scoreboard
 from .writer import ResponseWriter
-from .wsgi import FileWrapper, ResponseStart, WSGIApp, build_environ
+from .wsgi import ResponseStart, WSGIApp, build_environ
 
 RECV_SIZE = 65536
 READ_BURST = 4 * RECV_SIZE  # bytes one on_readable() takes before it lets other connections go
@@ -85,10 +87,6 @@ class WorkerView(Protocol):
     stopping: threading.Event
 
     def request_started(self) -> None: ...
-
-
-class ClientGone(Exception):
-    """The client closed or reset the connection, or fell behind a write deadline."""
 
 
 def transfer_deadline(started: float, moved: int, last_progress: float, config: Config) -> float:
@@ -135,7 +133,7 @@ class Connection:
         self._body_started = 0.0  # a request body (or a response) is moving: its clock
         self._moved = 0
         self._last_progress = now
-        self._pending: _Exchange | None = None  # a response body the dispatcher continues
+        self._pending: Exchange | None = None  # a response body the dispatcher continues
         self._file_left: tuple[int, int, int] | None = None  # (fd, offset, count) to sendfile
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -168,7 +166,7 @@ class Connection:
         self.sock.close()
         exchange, self._pending = self._pending, None
         if exchange is not None:
-            _close_result(exchange)  # a body cut off: the application still gets its close()
+            exchange.close()  # a body cut off: the application still gets its close()
         if on_close is not None:
             on_close(self)
 
@@ -406,66 +404,21 @@ class Connection:
         start.sink = writer
         worker.request_started()  # first, so the last request before a recycle says "close"
         worker.scoreboard.begin(self.slot, request.method, environ["PATH_INFO"])
-        exchange = _Exchange(request, environ, writer, time.monotonic())
+        exchange = Exchange(request, environ, writer, self.remote)
         self._start_transfer(exchange.started)
+        done = False
         try:
-            self._run_app(exchange, start)
+            done = exchange.run(worker.app, start, self._out) and self._file_left is None
         finally:
             worker.scoreboard.end(self.slot)
             self.served += 1
-        if self._pending is not None:
+            if not done:
+                self._pending = exchange  # the dispatcher continues it (module docstring)
+        if not done:
             return True
-        self._log_access(exchange)
+        exchange.close()
+        exchange.log_access()
         return writer.keep_alive
-
-    def _run_app(self, exchange: _Exchange, start: ResponseStart) -> None:
-        environ, writer = exchange.environ, exchange.writer
-        try:
-            result = exchange.result = self.worker.app(environ, start)
-            if type(result) is list:
-                writer.declare_length(sum(map(len, result)))
-            if isinstance(result, FileWrapper) and writer.send_file(result):
-                writer.finish()  # a Content-Length body: nothing more is framed after the file
-                if self._file_left is not None:
-                    self._pending = exchange  # the dispatcher sends the rest of the file
-                return
-            exchange.iterator = iter(result)
-            if not self._pump(exchange):
-                self._pending = exchange  # the dispatcher continues the body (module docstring)
-        except ClientGone:
-            raise
-        except Exception as exc:  # the application's error: contained to this request.
-            self._app_failed(exchange, exc)
-            self._send(response.error_response(response.INTERNAL_ERROR))
-        finally:
-            if self._pending is None:
-                _close_result(exchange)
-
-    def _pump(self, exchange: _Exchange) -> bool:
-        """Hand the body's blocks to the writer until it ends (True: finished) or more than
-        WRITE_BUFFER is unsent (False: the rest waits for the client)."""
-        writer, out = exchange.writer, self._out
-        assert exchange.iterator is not None
-        for data in exchange.iterator:
-            writer.write(data)
-            if len(out) > WRITE_BUFFER:
-                return False
-        writer.finish()
-        return True
-
-    def _app_failed(self, exchange: _Exchange, exc: Exception) -> None:
-        """Log the application's error; a 500 may still be sent unless the head went out
-        (then ClientGone: closing mid-body is the only honest signal)."""
-        environ, writer = exchange.environ, exchange.writer
-        path = logs.printable(environ.get("PATH_INFO", ""))
-        if isinstance(exc, ResponseError):
-            log.error("application broke a WSGI rule on %s: %s", path, logs.printable(str(exc)))
-        else:
-            log.exception("application error on %s %s", environ["REQUEST_METHOD"], path)
-        if writer.headers_sent:
-            raise ClientGone() from None
-        writer.failed = True
-        writer.status_code = "500"
 
     def _continue_body(self, slot: int) -> bool:
         """The dispatcher, after a flush: send more of the pending file, or run the body's
@@ -477,39 +430,19 @@ class Connection:
             self._sendfile_some()
             return self._file_left is None and not self._out
         scoreboard = self.worker.scoreboard
-        scoreboard.begin(slot, exchange.writer.request.method, exchange.environ["PATH_INFO"])
+        scoreboard.begin(slot, exchange.request.method, exchange.environ["PATH_INFO"])
         try:
-            done = self._pump(exchange)
-        except ClientGone:
-            raise
-        except Exception as exc:
-            self._app_failed(exchange, exc)
-            raise ClientGone() from None  # the head is out: closing is the only signal
+            return exchange.pump_more(self._out)
         finally:
             scoreboard.end(slot)
-        return done
 
     def _finish_pending(self) -> None:
         exchange, self._pending = self._pending, None
         if exchange is not None:
-            _close_result(exchange)
-            self._log_access(exchange)
+            exchange.close()
+            exchange.log_access()
             if not exchange.writer.keep_alive:
                 self._close_after_out = True
-
-    def _log_access(self, exchange: _Exchange) -> None:
-        if access_log.isEnabledFor(logging.INFO):  # False when --access-log is off
-            request, writer = exchange.writer.request, exchange.writer
-            access_log.info(
-                '%s - "%s %s HTTP/%s" %s %d %.1fms',
-                self.remote[0],
-                request.method,
-                logs.printable(request.target),
-                request.version,
-                writer.status_code,
-                writer.body_bytes,
-                (time.monotonic() - exchange.started) * 1000,
-            )
 
     # -- writing: never blocks --------------------------------------------------------------------
 
@@ -556,31 +489,3 @@ class Connection:
             self._moved += sent
             self._last_progress = time.monotonic()
         self._file_left = (fd, offset, count) if count else None
-
-
-class _Exchange:
-    """One request and its response while the response is produced: what the dispatcher
-    needs to continue a body a slow reader has not taken yet."""
-
-    __slots__ = ("request", "environ", "writer", "started", "result", "iterator")
-
-    def __init__(
-        self, request: Request, environ: dict[str, Any], writer: ResponseWriter, started: float
-    ) -> None:
-        self.request = request
-        self.environ = environ
-        self.writer = writer
-        self.started = started
-        self.result: Iterable[bytes] | None = None
-        self.iterator: Iterator[bytes] | None = None
-
-
-def _close_result(exchange: _Exchange) -> None:
-    """PEP 3333: the iterable's ``close()`` is called once the response ends, however."""
-    close: Callable[[], Any] | None = getattr(exchange.result, "close", None)
-    exchange.result = exchange.iterator = None
-    if close is not None:
-        try:
-            close()
-        except Exception:
-            log.exception("application iterable close() failed")

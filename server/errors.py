@@ -70,6 +70,11 @@ class NotImplementedByServer(HTTPError):
     reason = "Not Implemented"
 
 
+class ClientGone(ServerError):
+    """The client closed or reset the connection, or fell behind a write deadline: nothing
+    more can be sent to it (internal: the connection closes, nothing is answered)."""
+
+
 class ResponseError(ServerError):
     """The application broke a WSGI rule (bad status, header, hop-by-hop header, CR/LF...).
 

@@ -45,7 +45,7 @@ import dataclasses
 import re
 from enum import Enum
 
-from . import errors
+from . import errors, lines
 
 
 class TargetForm(Enum):
@@ -260,32 +260,6 @@ _SCHEMES = (b"http", b"https")
 # uri-host [":" port] (RFC 3986 §3.2.2): reg-name / IPv4 / [IPv6]; no userinfo, no path.
 _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?\Z")
 _AUTHORITY_FORM = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+):[0-9]{1,5}\Z")
-_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-# method SP request-target SP HTTP-version (RFC 9112 §3), the method any token (RFC 9110 §9.1),
-# the target printable ASCII (RFC 9112 §3.2: no CTL, space or raw non-ASCII), one SP each; only
-# empty lines (CRLF) may come before it (RFC 9112 §2.2), which the parser skips.
-REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/[0-9]\.[0-9]")
-SIMPLE_REQUEST_LINE = re.compile(_TOKEN + rb" [\x21-\x7e]+")  # HTTP/0.9's: 505
-# what the start of a request line may look like before it ends (anything else is 400 at once)
-REQUEST_LINE_PREFIX = re.compile(
-    rb"(?:" + _TOKEN + rb"(?: (?:[\x21-\x7e]+(?: (?:H(?:T(?:T(?:P(?:/[0-9.]*)?)?)?)?)?)?)?)?)?"
-)
-# chunk-size [ chunk-ext ] (RFC 9112 §7.1, §7.1.1): BWS around ";" and "=", a token name, a
-# token or quoted-string value. A name is required ("3;" and "3;=x" are refused).
-_QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
-CHUNK_LINE = (
-    rb"([0-9A-Fa-f]+)(?:[ \t]*;[ \t]*"
-    + _TOKEN
-    + rb"(?:[ \t]*=[ \t]*(?:"
-    + _TOKEN
-    + rb"|"
-    + _QUOTED
-    + rb"))?)*"
-)
-# what an unfinished chunk-size line may hold (the full grammar is checked once it ends)
-CHUNK_LINE_PREFIX = rb"(?:[0-9A-Fa-f]+[\t \x21-\x7e\x80-\xff]*)?"
-# a trailer field line: field-name ":" OWS field-value OWS (RFC 9110 §5.1, §5.5); no obs-fold
-_FIELD_LINE = re.compile(rb"(" + _TOKEN + rb"):[\t\x20-\x7e\x80-\xff]*")
 
 
 def split_target(method: str, target: bytes) -> Target:
@@ -397,7 +371,7 @@ def check_trailer_line(line: bytes) -> None:
     and not a framing or connection field (RFC 9110 §6.5.1), which only a request meant to
     smuggle would put there. Any other field is accepted, then dropped (RFC 9110 §6.5.2: WSGI
     has no place for it, and it is never merged into the headers)."""
-    match = _FIELD_LINE.fullmatch(line)
+    match = lines.FIELD_LINE.fullmatch(line)
     if match is None:
         raise errors.BadRequest(
             f"Malformed trailer field line {line[:80]!r} (RFC 9110 §5, RFC 9112 §5.2)."

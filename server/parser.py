@@ -37,12 +37,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import re
 from enum import Enum
 
 import httptools
 
-from . import errors, http11
+from . import errors, http11, lines
 from .http11 import Target, TargetForm
 
 CHUNK_LINE_MAX = 4096  # bytes of one chunk-size line, extensions included (RFC 9112 §7.1)
@@ -106,7 +105,7 @@ class RequestParser:
         self._chunked = False  # the current request's body is chunked
         self._blank = 0  # bytes of empty lines skipped before the current request-line
         self._line_ok = False  # the current request-line is complete and checked
-        self._checked = 0  # line endings are checked up to here (see _check_line_endings)
+        self._checked = 0  # line endings are checked up to here (see lines.check_line_endings)
         self._llhttp: httptools.HttpRequestParser | None = None  # while it reads a head
         self._leftover = False  # bytes came after a request that closes the connection
 
@@ -245,28 +244,28 @@ class RequestParser:
                 if len(buf) - start > limit:
                     # RFC 9112 §3: a request-target longer than the server parses MUST get 414.
                     raise errors.URITooLong(f"The request line is over the {limit} byte limit.")
-                _check_line_start(buf, start)
+                lines.check_line_start(buf, start)
             else:
-                _check_request_line(bytes(buf[start:line_end]))
+                lines.check_request_line(bytes(buf[start:line_end]))
                 self._line_ok = True
         if len(buf) - start > limit:
             raise errors.HeadersTooLarge(
                 f"The request line and headers are over the {limit} byte limit."
             )
-        self._checked = _check_line_endings(buf, max(start, self._checked))
+        self._checked = lines.check_line_endings(buf, max(start, self._checked))
         self._scan = max(start, len(buf) - 3)
         return False
 
     def _parse_head(self, head: bytes, line_end: int) -> Request:
         """llhttp checks the head's syntax; http11 the request rules; returns the request."""
-        method, target = _check_request_line(head[:line_end])
+        method, target = lines.check_request_line(head[:line_end])
         request = self._current = Request(method=method.decode("ascii"), target=target)
         parser = self._llhttp = httptools.HttpRequestParser(self)
         # HTTP/1.x with x > 1 is 1.1 to us, and another major a 505 (RFC 9110 §2.5, §6.2), not
         # llhttp's 400: so llhttp lets any digit.digit version through and http11 decides.
         parser.set_dangerous_leniencies(lenient_version=True)
         fed = head
-        if method not in _LLHTTP_METHODS:  # any token is a method (RFC 9110 §9.1)
+        if method not in lines.LLHTTP_METHODS:  # any token is a method (RFC 9110 §9.1)
             fed = b"GET" + head[len(method) :]
         try:
             parser.feed_data(fed)
@@ -355,10 +354,10 @@ class RequestParser:
         if end < 0:
             if len(buf) - pos > CHUNK_LINE_MAX:
                 raise errors.BadRequest(f"A chunk-size line is over {CHUNK_LINE_MAX} bytes.")
-            _check_chunk_line(bytes(buf[pos:]), complete=False)
+            lines.check_chunk_line(bytes(buf[pos:]), complete=False)
             return False
         line = bytes(buf[pos:end])
-        size_text = _check_chunk_line(line, complete=True)
+        size_text = lines.check_chunk_line(line, complete=True)
         self._extension_bytes += len(line) - len(size_text)
         if self._extension_bytes > self.max_header_bytes:
             raise errors.BadRequest(
@@ -415,7 +414,7 @@ class RequestParser:
                 raise errors.HeadersTooLarge(
                     f"The trailer section is over the {self.max_header_bytes} byte limit."
                 )
-            self._checked = _check_line_endings(buf, max(pos, self._checked))
+            self._checked = lines.check_line_endings(buf, max(pos, self._checked))
             self._scan = max(pos, len(buf) - 3)
             return False
         if end + 4 - pos > self.max_header_bytes + 2:
@@ -424,12 +423,12 @@ class RequestParser:
             )
         request = self._current
         assert request is not None
-        lines = bytes(buf[pos:end]).split(b"\r\n")
-        if len(lines) + len(request.headers) > self.max_headers:
+        fields = bytes(buf[pos:end]).split(b"\r\n")
+        if len(fields) + len(request.headers) > self.max_headers:
             raise errors.HeadersTooLarge(
                 f"The request has more than {self.max_headers} header and trailer fields."
             )
-        for line in lines:
+        for line in fields:
             http11.check_trailer_line(line)
         self._pos = end + 4
         self._complete()
@@ -453,7 +452,7 @@ class RequestParser:
         request, parser = self._current, self._llhttp
         assert request is not None and parser is not None
         version = parser.get_http_version()
-        served = _SERVED_VERSIONS.get(version)
+        served = lines.SERVED_VERSIONS.get(version)
         if served is None:
             major, _, minor = version.partition(".")
             served = http11.version_served(int(major), int(minor))
@@ -469,66 +468,3 @@ class RequestParser:
             raise errors.HeadersTooLarge(
                 f"The request has more than {self.max_headers} header fields."
             )
-
-
-# The methods llhttp parses in HTTP mode; another token is shown to it as GET (see the module
-# docstring). Case-sensitive, as methods are (RFC 9110 §9.1).
-_LLHTTP_METHODS = frozenset(
-    b"DELETE GET HEAD POST PUT CONNECT OPTIONS TRACE COPY LOCK MKCOL MOVE PROPFIND PROPPATCH "
-    b"SEARCH UNLOCK BIND REBIND UNBIND ACL REPORT MKACTIVITY CHECKOUT MERGE M-SEARCH NOTIFY "
-    b"SUBSCRIBE UNSUBSCRIBE PATCH PURGE MKCALENDAR LINK UNLINK SOURCE QUERY".split()
-)
-
-
-_SERVED_VERSIONS = {"1.1": "1.1", "1.0": "1.0"}  # the usual ones, without parsing
-
-
-def _check_request_line(line: bytes) -> tuple[bytes, bytes]:
-    """(method, target) of a complete request-line, or the refusal (RFC 9112 §3)."""
-    match = http11.REQUEST_LINE.fullmatch(line)
-    if match is None:
-        if http11.SIMPLE_REQUEST_LINE.fullmatch(line):
-            raise errors.VersionNotSupported(
-                "A request line without an HTTP version (HTTP/0.9) is not supported."
-            )
-        raise errors.BadRequest(f"Malformed request line {line[:80]!r} (RFC 9112 §3).")
-    return match.group(1), match.group(2)
-
-
-def _check_line_start(buf: bytearray, start: int) -> None:
-    """Refuse at once a request line that can no longer become valid (a CR or LF before the
-    method, not a token, ...). Its first 512 bytes say enough; the rest waits for its end."""
-    end = min(len(buf), start + 512)
-    if end > start and buf[end - 1] == 13:
-        end -= 1  # its LF may follow
-    if not http11.REQUEST_LINE_PREFIX.fullmatch(buf, start, end):
-        raise errors.BadRequest(f"Malformed request line {bytes(buf[start:end])[:80]!r}.")
-
-
-def _check_line_endings(buf: bytearray, start: int) -> int:
-    """Lines end in CRLF (RFC 9112 §2.2): a bare LF or CR is refused as soon as it arrives,
-    not when the section is complete (it never would be). Checks ``buf[start:]`` (``start``
-    where the last call stopped) and returns where the next call starts: a final CR waits."""
-    pairs = buf.count(b"\r\n", start)
-    if buf.count(b"\n", start) != pairs or buf.count(b"\r", start, len(buf) - 1) != pairs:
-        raise errors.BadRequest("A bare CR or LF in a head or trailer section (RFC 9112 §2.2).")
-    return len(buf) - 1 if buf.endswith(b"\r") else len(buf)
-
-
-_CHUNK_LINE = re.compile(http11.CHUNK_LINE)
-_CHUNK_LINE_PREFIX = re.compile(http11.CHUNK_LINE_PREFIX)
-
-
-def _check_chunk_line(line: bytes, *, complete: bool) -> bytes:
-    """The chunk-size of a chunk-size line, or the refusal (strict RFC 9112 §7.1.1 grammar);
-    for an incomplete line, refuse at once what can no longer become valid."""
-    if complete:
-        match = _CHUNK_LINE.fullmatch(line)
-        if match is None:
-            raise errors.BadRequest(
-                f"Malformed chunk-size line {line[:80]!r} (RFC 9112 §7.1, §7.1.1)."
-            )
-        return match.group(1)
-    if not _CHUNK_LINE_PREFIX.fullmatch(line.rstrip(b"\r")):
-        raise errors.BadRequest(f"Malformed chunk-size line {line[:80]!r} (RFC 9112 §7.1).")
-    return b""
