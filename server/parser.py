@@ -278,10 +278,7 @@ class RequestParser:
         except httptools.HttpParserError as exc:
             raise errors.BadRequest(f"Malformed request: {exc}.") from None
         self._llhttp = None
-        self._check_head(request)
-        return request
-
-    def _check_head(self, request: Request) -> None:
+        # the request rules (http11) and the framing, in one pass over the fields
         request.parts = http11.split_target(request.method, request.target)
         content_length: int | None = None
         hosts: list[bytes] = []
@@ -302,14 +299,20 @@ class RequestParser:
                     raise errors.ExpectationFailed(f"Expect {value[:80]!r} is not supported.")
                 request.expect_continue = request.version == "1.1"
         http11.check_host(hosts, request.version, request.parts)
-        http11.check_singletons(content_types)
-        chunked = http11.transfer_chunked(codings, request.version, content_length is not None)
+        if content_types > 1:
+            http11.check_singletons(content_types)
+        chunked = (
+            http11.transfer_chunked(codings, request.version, content_length is not None)
+            if codings
+            else False
+        )
         if request.method == "CONNECT":
             request.upgrade = True  # RFC 9110 §9.3.6: no content; the connection ends after it
             content_length = None
             chunked = False
         self._remaining = content_length or 0
         self._chunked = chunked
+        return request
 
     def _content_length(self, value: bytes) -> int:
         """Content-Length = 1*DIGIT (llhttp checked the syntax); any number of leading zeros."""
