@@ -176,8 +176,6 @@ class Connection:
         """Read what is there (a bounded burst) and feed it to the parser."""
         if self._out and self._flush() is CLOSED:
             return CLOSED
-        if self.parser.has_request:
-            return READY  # read before (pipelined), its turn came
         if self.mode == "linger":
             return self._linger_read(now)
         parser, taken = self.parser, 0
@@ -238,6 +236,8 @@ class Connection:
             return WRITE  # a fast reader of a long body: back in line after a few rounds
         if self.mode == "write":
             return self._output_done(now)
+        if self.parser.has_request:
+            return READY  # read before (pipelined): parked writable, its turn came
         return self.on_readable(now)
 
     def expire(self) -> Step:
@@ -405,7 +405,8 @@ class Connection:
         worker.request_started()  # first, so the last request before a recycle says "close"
         worker.scoreboard.begin(self.slot, request.method, environ["PATH_INFO"])
         exchange = Exchange(request, environ, writer, self.remote)
-        self._start_transfer(exchange.started)
+        self._body_started = self._last_progress = exchange.started  # the response's clock
+        self._moved = 0
         done = False
         try:
             done = exchange.run(worker.app, start, self._out) and self._file_left is None
@@ -416,8 +417,7 @@ class Connection:
                 self._pending = exchange  # the dispatcher continues it (module docstring)
         if not done:
             return True
-        exchange.close()
-        exchange.log_access()
+        exchange.finish()
         return writer.keep_alive
 
     def _continue_body(self, slot: int) -> bool:
@@ -439,8 +439,7 @@ class Connection:
     def _finish_pending(self) -> None:
         exchange, self._pending = self._pending, None
         if exchange is not None:
-            exchange.close()
-            exchange.log_access()
+            exchange.finish()
             if not exchange.writer.keep_alive:
                 self._close_after_out = True
 

@@ -107,7 +107,11 @@ class Dispatcher:
             step = conn.on_writable(now, slot)
         else:
             step = conn.on_readable(now)
-        return self._after(conn, step)
+        if step == READY:
+            return conn
+        if step != CLOSED:
+            self.park(conn)
+        return None
 
     def park(self, conn: Connection) -> None:
         """Watch a connection not held by a core until it can move or its deadline passes."""

@@ -114,6 +114,13 @@ class Exchange:
         writer.failed = True
         writer.status_code = "500"
 
+    def finish(self) -> None:
+        """The response is complete: the iterable's close(), then the access log line."""
+        if self.result is not None:
+            self.close()
+        if access_log.isEnabledFor(logging.INFO):  # False when --access-log is off
+            self.log_access()
+
     def close(self) -> None:
         """PEP 3333: the iterable's ``close()``, once, however the response ended."""
         close: Callable[[], Any] | None = getattr(self.result, "close", None)
@@ -125,15 +132,14 @@ class Exchange:
                 log.exception("application iterable close() failed")
 
     def log_access(self) -> None:
-        if access_log.isEnabledFor(logging.INFO):  # False when --access-log is off
-            request, writer = self.request, self.writer
-            access_log.info(
-                '%s - "%s %s HTTP/%s" %s %d %.1fms',
-                self.remote[0],
-                request.method,
-                logs.printable(request.target),
-                request.version,
-                writer.status_code,
-                writer.body_bytes,
-                (time.monotonic() - self.started) * 1000,
-            )
+        request, writer = self.request, self.writer
+        access_log.info(
+            '%s - "%s %s HTTP/%s" %s %d %.1fms',
+            self.remote[0],
+            request.method,
+            logs.printable(request.target),
+            request.version,
+            writer.status_code,
+            writer.body_bytes,
+            (time.monotonic() - self.started) * 1000,
+        )
