@@ -136,7 +136,8 @@ def test_slow_reader_of_a_large_response_is_cut_off() -> None:
 def test_connection_cap_closes_the_oldest_idle_first() -> None:
     """--max-connections 16: a 17th client is served, and the connection idle the longest is
     the one closed to make room; the next oldest is still usable."""
-    with server("--max-connections", "16", "--keepalive-timeout", "30") as srv:
+    # one core, so each response's idle clock starts before the next client's request is read
+    with server("--max-connections", "16", "--keepalive-timeout", "30", threads=1) as srv:
         clients = [Client(srv.host, srv.port) for _ in range(16)]
         try:
             for client in clients:  # in order: clients[0] is idle the longest
