@@ -174,6 +174,8 @@ class Connection:
 
     def on_readable(self, now: float) -> Step:
         """Read what is there (a bounded burst) and feed it to the parser."""
+        if self.mode == "write":
+            return WRITE  # a response is going out: the next request waits (in the kernel)
         if self._out and self._flush() is CLOSED:
             return CLOSED
         if self.mode == "linger":

@@ -103,7 +103,9 @@ class Dispatcher:
         if conn is None:
             return None  # swept or evicted just before
         now = time.monotonic()
-        if mask & select.EPOLLOUT:
+        if mask & select.EPOLLOUT or conn.mode == "write":
+            # (an error or hang-up on a connection sending a response: never read it then,
+            # or a next request could overtake the response still going out)
             step = conn.on_writable(now, slot)
         else:
             step = conn.on_readable(now)

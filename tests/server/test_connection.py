@@ -8,17 +8,23 @@ in time; servers in child processes, stopped by PID.
 
 from __future__ import annotations
 
+import select
 import socket
+import threading
 import time
+from typing import Any
 
 import pytest
 
+from server import config
+from server.connection import CLOSED, READ, READY, TURN_REQUESTS, WRITE, Connection
+from server.scoreboard import Scoreboard
 from server.testing import ServerProcess
+from server.wsgi import base_environ
 from tests.server.client import Client, get
 
-pytestmark = pytest.mark.integration
 
-
+@pytest.mark.integration
 def test_refusal_is_delivered_while_the_client_still_sends() -> None:
     """413 for a declared body over --max-body, while the client goes on sending 2 MB of it:
     the client reads the 413 every time (no reset eats it), and the server closes."""
@@ -43,6 +49,7 @@ def test_refusal_is_delivered_while_the_client_still_sends() -> None:
         assert get(srv.host, srv.port, "/hello").status == 200
 
 
+@pytest.mark.integration
 def test_empty_lines_do_not_keep_an_idle_connection() -> None:
     """After a response, an empty line every 0.25 s starts the next head's deadline and never
     resets it (before, each CRLF reset the keep-alive timer: the connection stayed for ever)."""
@@ -70,6 +77,7 @@ def test_empty_lines_do_not_keep_an_idle_connection() -> None:
             assert time.monotonic() - started < 5
 
 
+@pytest.mark.integration
 def test_a_trickled_body_gets_408() -> None:
     """A body at 5 bytes/s, under --min-rate 1000 and --socket-timeout 1: 408 within a few
     seconds (before, each byte reset the stall timer and the core was held for ever)."""
@@ -93,6 +101,7 @@ def test_a_trickled_body_gets_408() -> None:
             assert time.monotonic() - started < 6
 
 
+@pytest.mark.integration
 def test_a_fresh_silent_connection_is_closed_after_the_header_timeout() -> None:
     """The first head's deadline runs from accept(): a connection that sends nothing is closed
     (quietly) after --header-timeout, not after a core looked at it."""
@@ -105,3 +114,99 @@ def test_a_fresh_silent_connection_is_closed_after_the_header_timeout() -> None:
             assert 0.9 <= time.monotonic() - started < 4
         finally:
             sock.close()
+
+
+# -- the connection's state machine over a socketpair (no server, no sleeps) -----------------
+
+
+class FakeWorker:
+    """What a Connection needs from its worker (server.connection.WorkerView)."""
+
+    def __init__(self, app: Any) -> None:
+        self.config = config.parse(["m:app", "--max-body", "100000"])
+        self.app = app
+        self.base_environ = base_environ("127.0.0.1", 80)
+        self.scoreboard = Scoreboard(1)
+        self.stopping = threading.Event()
+
+    def request_started(self) -> None:
+        pass
+
+
+def big_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    body = b"x" * 4_000_000
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
+
+
+def no_content_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("204 No Content", [])
+    return []
+
+
+def paired(app: Any) -> tuple[Connection, socket.socket, list[Connection]]:
+    """A Connection on one end of a loopback TCP pair (port 0), the client on the other."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname(), timeout=5)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        server_end, _ = listener.accept()
+    closed: list[Connection] = []
+    return Connection(server_end, ("127.0.0.1", 1), FakeWorker(app), closed.append), client, closed
+
+
+def test_a_response_going_out_is_not_overtaken_by_the_next_request() -> None:
+    """A 4 MB response the client has not read is left to the dispatcher (WRITE); the next
+    pipelined request is not read until it is out, and then answered after it."""
+    conn, client, _ = paired(big_app)
+    try:
+        client.sendall(b"GET /1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert conn.on_readable(time.monotonic()) == READY
+        assert conn.serve(0) == WRITE and conn.mode == "write"
+        client.sendall(b"GET /2 HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert conn.on_readable(time.monotonic()) == WRITE  # EPOLLIN while writing: no read
+        assert not conn.parser.has_request and conn.parser.between_requests
+        received = 0
+        while conn.mode == "write":  # the client reads; the dispatcher sends on each turn
+            received += len(client.recv(1 << 20))
+            conn.on_writable(time.monotonic())
+        assert received < 4_000_000 + 200  # the second response has not started before
+        assert conn.on_readable(time.monotonic()) == READY  # now the next request is read
+    finally:
+        client.close()
+        conn.close()
+
+
+def test_a_long_pipeline_goes_back_in_line_after_its_turn() -> None:
+    """20 pipelined requests read at once: a core answers TURN_REQUESTS of them, then the
+    connection waits to be writable (at once) and the next core answers the rest."""
+    conn, client, _ = paired(no_content_app)
+    try:
+        client.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n" * 20)
+        assert conn.on_readable(time.monotonic()) == READY
+        assert conn.serve(0) == READY and conn.served == TURN_REQUESTS
+        assert conn.events == select.EPOLLOUT
+        assert conn.on_writable(time.monotonic()) == READY
+        assert conn.serve(0) == READ and conn.served == 20
+    finally:
+        client.close()
+        conn.close()
+
+
+def test_expired_head_gets_408_and_the_connection_lingers_then_closes() -> None:
+    """The sweep's verdict on a head past its deadline: 408 with Connection: close, then a
+    half-close (the client reads EOF after the response), then close."""
+    conn, client, closed = paired(big_app)
+    try:
+        client.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n")
+        assert conn.on_readable(time.monotonic()) == READ
+        conn.deadline = 0.0  # what the sweep sees once --header-timeout has passed
+        assert conn.expire() == READ and conn.mode == "linger"
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 408 ") and b"Connection: close" in answer
+        client.shutdown(socket.SHUT_WR)
+        assert conn.on_readable(time.monotonic()) == CLOSED and closed == [conn]
+    finally:
+        client.close()
+        conn.close()
