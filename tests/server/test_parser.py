@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -342,3 +345,42 @@ def test_requests_before_garbage_in_one_feed_are_served_first() -> None:
         parser.next_request()
     with pytest.raises(errors.BadRequest):
         parser.feed(b"GET /2 HTTP/1.1\r\nHost: t\r\n\r\n")
+
+
+GUNICORN_CORPUS = os.environ.get("SERVER_GUNICORN_CORPUS", "")
+
+
+def load_corpus_file(path: Path) -> bytes:
+    """gunicorn's tests/treq.py encoding: lines joined, ``\\r\\n``, ``\\0``, ``\\n``, ``\\t``
+    and ``\\xNN`` escapes."""
+    data = path.read_bytes().replace(b"\n", b"").replace(b"\\r\\n", b"\r\n")
+    data = data.replace(b"\\0", b"\0").replace(b"\\n", b"\n").replace(b"\\t", b"\t")
+    return re.sub(rb"\\x([0-9A-Fa-f]{2})", lambda m: bytes([int(m.group(1), 16)]), data)
+
+
+def corpus_outcome(data: bytes, split: int) -> tuple[list[tuple[str, bytes, bytes]], int | None]:
+    parser = RequestParser(max_header_bytes=65536, max_headers=200, max_body=10 * 1024 * 1024)
+    got: list[tuple[str, bytes, bytes]] = []
+    try:
+        for start in range(0, len(data), split):
+            parser.feed(data[start : start + split])
+            while (request := parser.next_request()) is not None:
+                got.append((request.method, request.target, bytes(request.body)))
+    except errors.HTTPError as exc:
+        return got, exc.status
+    return got, None
+
+
+@pytest.mark.skipif(not GUNICORN_CORPUS, reason="SERVER_GUNICORN_CORPUS=<gunicorn>/tests/requests")
+def test_gunicorn_request_corpus_whole_and_bytewise_agree() -> None:
+    """gunicorn's request corpus (valid and invalid files; read from a checkout, never copied
+    here): every file ends in requests or an HTTP refusal, never another exception, and the
+    same way whether it arrives whole or byte by byte."""
+    files = sorted(Path(GUNICORN_CORPUS).glob("*/*.http"))
+    assert files, f"no .http files under {GUNICORN_CORPUS}"
+    differ = []
+    for path in files:
+        data = load_corpus_file(path)
+        if corpus_outcome(data, len(data) or 1) != corpus_outcome(data, 1):
+            differ.append(path.name)
+    assert not differ, f"whole and byte-by-byte differ for {differ}"
