@@ -72,8 +72,9 @@ class Dispatcher:
         self._epoll = select.epoll()
         self._epoll.register(self._listen_fd, _ONESHOT)
         self._epoll.register(wake_fd, select.EPOLLIN)
-        # Guards _parked (fd -> connection), _open, _listener_armed, _accepting, _next_sweep,
-        # _resume_at and the accept-error counters.
+        # Guards _parked (fd -> connection) together with each parked connection's epoll
+        # registration, _open, _listener_armed, _accepting, _next_sweep, _resume_at and the
+        # accept-error counters.
         self._lock = threading.Lock()
         self._parked: dict[int, Connection] = {}
         self._open = 0  # connections accepted and not closed (parked or held by a core)
@@ -118,15 +119,17 @@ class Dispatcher:
     def park(self, conn: Connection) -> None:
         """Watch a connection not held by a core until it can move or its deadline passes."""
         fd = conn.fileno()
+        events = conn.events | select.EPOLLONESHOT
+        # Under the lock with the registration: no other core may pop (and close) it before
+        # epoll watches it, and its event cannot be taken before it is in _parked.
         with self._lock:
             self._parked[fd] = conn
             unarmed = not self._listener_armed
-        events = conn.events | select.EPOLLONESHOT
-        if conn.polled:
-            self._epoll.modify(fd, events)
-        else:
-            conn.polled = True
-            self._epoll.register(fd, events)
+            if conn.polled:
+                self._epoll.modify(fd, events)
+            else:
+                conn.polled = True
+                self._epoll.register(fd, events)
         if unarmed and conn.idle:
             self._maybe_arm_listener()  # at the cap, an idle connection can make room
 

@@ -204,7 +204,11 @@ class Worker:
         """One core's request loop: take the next piece of work, serve it, until stopping."""
         dispatcher, stopping = self._dispatcher, self.stopping
         while not stopping.is_set():
-            work = dispatcher.next(TICK, core)
+            try:
+                work = dispatcher.next(TICK, core)
+            except Exception:  # a bug of ours on one event must not take the core down.
+                log.exception("internal error in the dispatcher (core %d)", core)
+                continue
             if isinstance(work, Connection):
                 self._serve(work, core)
             elif work is not None:  # WAKE
@@ -218,14 +222,13 @@ class Worker:
         an idle kept-alive connection is closed instead when the worker is stopping."""
         try:
             step = conn.serve(core)
+            if self.stopping.is_set() and conn.idle:
+                conn.close()  # idle kept-alive while stopping: done with it
+            else:
+                self._dispatcher.settle(conn, step)
         except Exception:  # a bug of ours on one connection must not take the core down.
             log.exception("internal error while serving %s", conn.remote[0])
             conn.close()
-            return
-        if self.stopping.is_set() and conn.idle:
-            conn.close()  # idle kept-alive while stopping: done with it
-        else:
-            self._dispatcher.settle(conn, step)
 
     def _check_master(self) -> None:
         if not self.stopping.is_set() and os.getppid() != self.master_pid:
