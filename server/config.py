@@ -119,6 +119,13 @@ SETTINGS: tuple[tuple[str, Callable[[str], Any], Any, str], ...] = (
         "(0: the open-file limit minus 64)",
     ),
     ("max_body", _non_negative_int, 10 * MiB, "largest request body in bytes (413 above)"),
+    (
+        "max_body_buffer",
+        _non_negative_int,
+        0,
+        "request-body bytes a worker holds at once while bodies arrive, over all its "
+        "connections (503 above; 0: 4 x --max-body, at least 64 MiB)",
+    ),
     ("max_header_bytes", _positive_int, 32 * 1024, "largest request line + headers in bytes (431)"),
     ("max_headers", _positive_int, 100, "most header fields in a request (431 above)"),
     ("access_log", _flag, False, "log one line per request"),
@@ -145,6 +152,7 @@ class Config:
     min_rate: int
     max_connections: int
     max_body: int
+    max_body_buffer: int
     max_header_bytes: int
     max_headers: int
     access_log: bool
@@ -220,6 +228,8 @@ def parse(argv: Sequence[str]) -> Config:
             f"({files}) minus {FD_RESERVE} kept for the worker itself; raise the limit "
             "(ulimit -n) or lower the cap."
         )
+    if values["max_body_buffer"] == 0:
+        values["max_body_buffer"] = max(4 * values["max_body"], 64 * MiB)
     if values["max_connections"] == 0:
         values["max_connections"] = max(16, files - FD_RESERVE)
     if values["harakiri"] and values["harakiri"] < 1:

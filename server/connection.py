@@ -49,8 +49,9 @@ from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 from . import logs, response
+from .budget import BodyBudget
 from .config import LINGER_BYTES, LINGER_SECONDS, Config
-from .errors import ClientGone, HTTPError, RequestTimeout
+from .errors import ClientGone, HTTPError, RequestTimeout, ServiceUnavailable
 from .exchange import Exchange
 from .parser import Request, RequestParser
 from .scoreboard import Scoreboard
@@ -108,12 +109,15 @@ class Connection:
         remote: tuple[str, int],
         worker: WorkerView,
         on_close: Callable[[Connection], None],
+        budget: BodyBudget,
     ) -> None:
         self.sock = sock
         self.remote = remote
         self.worker = worker
         self.config = config = worker.config
         self._on_close: Callable[[Connection], None] | None = on_close
+        self._budget = budget
+        self._counted = 0  # bytes of the current request's body counted in the worker's budget
         self.slot = 0  # the core serving it now (its scoreboard slot)
         self.parser = RequestParser(
             max_header_bytes=config.max_header_bytes,
@@ -164,6 +168,7 @@ class Connection:
         """Close the socket (idempotent; also drops it from every epoll set)."""
         on_close, self._on_close = self._on_close, None
         self.sock.close()
+        self._release_body()
         exchange, self._pending = self._pending, None
         if exchange is not None:
             exchange.close()  # a body cut off: the application still gets its close()
@@ -199,10 +204,22 @@ class Connection:
             except HTTPError as exc:
                 return self.refuse(exc)
             if parser.has_request:
+                if self._counted:
+                    self._release_body()  # whole now: a core holds it
                 return READY  # the usual case: a whole request in one recv
             if was_idle and self.served:
                 self.deadline = now + self.config.header_timeout  # a head began now
             if parser.in_body:
+                size = parser.body_size
+                if size > self._counted:
+                    if not self._budget.take(size - self._counted):
+                        return self.refuse(
+                            ServiceUnavailable(
+                                f"The worker already holds {self._budget.used} of its "
+                                f"{self._budget.limit} bytes for request bodies being received."
+                            )
+                        )
+                    self._counted = size
                 if was_idle or in_head:
                     self._start_transfer(now)  # the head is in: the body's clock starts
                 self._moved += len(data)
@@ -264,6 +281,7 @@ class Connection:
     def refuse(self, exc: HTTPError) -> Step:
         """Answer a refusal with its status and ``Connection: close``; then linger."""
         log.info("refused %s from %s: %s", exc.status, self.remote[0], logs.printable(str(exc)))
+        self._release_body()
         self._out += response.for_http_error(exc)
         self._close_after_out = self._refused = True
         self.mode = "write"
@@ -340,6 +358,11 @@ class Connection:
             if not data or self._linger_bytes > LINGER_BYTES:
                 self.close()
                 return CLOSED
+
+    def _release_body(self) -> None:
+        counted, self._counted = self._counted, 0
+        if counted:
+            self._budget.give_back(counted)
 
     def _start_transfer(self, now: float) -> None:
         self._body_started = self._last_progress = now

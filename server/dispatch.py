@@ -47,6 +47,7 @@ import time
 from typing import Literal
 
 from . import logs
+from .budget import BodyBudget
 from .config import ACCEPT_ERROR_LOG_INTERVAL, TICK
 from .connection import CLOSED, READY, Connection, Step, WorkerView
 
@@ -69,6 +70,7 @@ class Dispatcher:
         self._wake_fd = wake_fd
         self._worker = worker
         self.max_connections = max_connections
+        self.budget = BodyBudget(worker.config.max_body_buffer)  # (server.budget)
         self._epoll = select.epoll()
         self._epoll.register(self._listen_fd, _ONESHOT)
         self._epoll.register(wake_fd, select.EPOLLIN)
@@ -179,7 +181,7 @@ class Dispatcher:
             self._evict_oldest_idle()  # none idle: over by one until a connection closes
         self._maybe_arm_listener()  # at once: the next connection wakes the next free core
         try:
-            conn = Connection(sock, remote[:2], self._worker, self._closed)
+            conn = Connection(sock, remote[:2], self._worker, self._closed, self.budget)
         except OSError:
             sock.close()  # reset before we could set it up
             self._closed(None)

@@ -75,6 +75,11 @@ class ClientGone(ServerError):
     more can be sent to it (internal: the connection closes, nothing is answered)."""
 
 
+class ServiceUnavailable(HTTPError):
+    status = 503
+    reason = "Service Unavailable"
+
+
 class ResponseError(ServerError):
     """The application broke a WSGI rule (bad status, header, hop-by-hop header, CR/LF...).
 

@@ -160,6 +160,12 @@ class RequestParser:
         return self._state is _State.HEAD
 
     @property
+    def body_size(self) -> int:
+        """Bytes of the current request's body buffered so far (0 between requests)."""
+        request = self._current
+        return len(request.body) if request is not None else 0
+
+    @property
     def in_body(self) -> bool:
         """True while a request's head is in and its body (or trailer section) is not."""
         return self._state not in (_State.START, _State.HEAD, _State.CLOSED)

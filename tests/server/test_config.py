@@ -33,6 +33,13 @@ def test_max_connections_defaults_to_the_open_file_limit() -> None:
     assert config.parse(["m:app", "--max-connections", "16"]).max_connections == 16
 
 
+def test_max_body_buffer_defaults_to_four_bodies_at_least_64_mib() -> None:
+    assert config.parse(["m:app"]).max_body_buffer == 64 * config.MiB
+    assert config.parse(["m:app", "--max-body", str(100 * config.MiB)]).max_body_buffer == (
+        400 * config.MiB
+    )
+
+
 def test_jitter_defaults_to_a_tenth() -> None:
     assert config.parse(["m:app", "--max-requests", "5000"]).max_requests_jitter == 500
 

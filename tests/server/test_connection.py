@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from server import config
+from server.budget import BodyBudget
 from server.connection import CLOSED, READ, READY, TURN_REQUESTS, WRITE, Connection
 from server.scoreboard import Scoreboard
 from server.testing import ServerProcess
@@ -151,7 +152,9 @@ def paired(app: Any) -> tuple[Connection, socket.socket, list[Connection]]:
         client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         server_end, _ = listener.accept()
     closed: list[Connection] = []
-    return Connection(server_end, ("127.0.0.1", 1), FakeWorker(app), closed.append), client, closed
+    worker = FakeWorker(app)
+    budget = BodyBudget(worker.config.max_body_buffer)
+    return Connection(server_end, ("127.0.0.1", 1), worker, closed.append, budget), client, closed
 
 
 def test_a_response_going_out_is_not_overtaken_by_the_next_request() -> None:

@@ -213,3 +213,29 @@ def test_a_long_pipeline_is_answered_in_order_beside_another_client() -> None:
                 assert response is not None and response.status == 200
                 paths.append(response.body.split(b'"PATH_INFO": "')[1].split(b'"')[0])
         assert paths == [b"/echo/%d" % i for i in range(100)]
+
+
+def test_bodies_being_received_are_bounded_per_worker() -> None:
+    """--max-body-buffer 250000: three clients each send 90 kB of a 100 kB body; the one whose
+    bytes would pass the bound gets 503 (memory stays bounded however many send at once), the
+    other two complete with 200, and the budget is free again afterwards."""
+    args = ("--max-body", "100000", "--max-body-buffer", "250000")
+    head = b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n"
+    with server(*args) as srv:
+        for _ in range(2):  # twice: the first round's bytes were given back
+            with connections(srv, 3) as socks:
+                mark = srv.log_position()
+                for sock in socks:
+                    sock.sendall(head + b"x" * 90000)
+                srv.wait_for_log(r"refused 503 .* request bodies being received", after=mark)
+                statuses = []
+                for sock in socks:
+                    try:
+                        sock.sendall(b"x" * 10000)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass  # refused: the server stopped reading it after its linger
+                    client = Client.__new__(Client)  # read the response on this socket
+                    client.sock, client.buffer = sock, b""
+                    response = client.read_response()
+                    statuses.append(response.status if response else None)
+                assert sorted(statuses, key=str) == [200, 200, 503], statuses
