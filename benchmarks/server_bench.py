@@ -1,18 +1,21 @@
-"""Hello-world throughput and keep-alive fairness: our server vs gunicorn (gthread) vs uWSGI.
+"""Throughput, tail latency and keep-alive fairness: our server vs gunicorn (gthread) vs uWSGI.
 
-Not a test. One run starts all three servers (same app, same workers x threads, all on
-127.0.0.1 port 0), then:
+Not a test. One run starts every server (same app, same workers x threads, all on 127.0.0.1
+port 0; with ``--before DIR`` also the server package found in DIR, e.g. an export of main's
+``server/``, as ``before``), then:
 
 * **fairness**: opens 64 keep-alive connections to each server, sends one request on each (all
   at once), and counts the responses that arrive within 3 s and the slowest one; the connections
   stay open (idle, kept alive) until the end, as a browser's or a pool's would;
-* **throughput**: drives them in interleaved rounds (ours, gunicorn, uwsgi, ours, ...) with
-  ``wrk`` at each concurrency (32 and 64), with keep-alive and with ``Connection: close``, and
-  prints the median requests/s with p50 and p99 latency, and the ratio to gunicorn. The machine
-  may be shared: look at the spread.
+* **scenarios** (issue 23): ``hello-ka`` (hello world, keep-alive), ``hello-close`` (a new
+  connection per request), ``heavy-ka`` (a page of Python work, ~20 kB of JSON, keep-alive);
+  each driven by ``wrk --latency`` at each concurrency, in interleaved rounds (ours, gunicorn,
+  uwsgi, ours, ...); it prints the median requests/s with p50 and p99 latency, and the ratios
+  to gunicorn and uWSGI. The machine may be shared: look at the spread.
 
-    .venv/bin/python benchmarks/server_bench.py                # 2 x 4, -t2 -c32,64 -d5s, 3 rounds
-    .venv/bin/python benchmarks/server_bench.py --duration 10 --rounds 5 --connections 32
+    .venv/bin/python benchmarks/server_bench.py              # 2 x 8, -t2 -c32 -d5s, 3 rounds
+    git archive main server | tar -x -C /tmp/before           # main's server, as "before"
+    .venv/bin/python benchmarks/server_bench.py --before /tmp/before
 
 uWSGI runs with ``--http11-socket`` (its ``--http-socket`` with HTTP/1.1 keep-alive): plain
 ``--http-socket`` answers HTTP/1.0-style and closes every connection without saying so, which
@@ -36,7 +39,12 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-APP = "tests.server.apps:hello_raw"
+APP = "tests.server.apps:bench_raw"
+SCENARIOS = {  # name: (path, keep-alive)
+    "hello-ka": ("/", True),
+    "hello-close": ("/", False),
+    "heavy-ka": ("/heavy", True),
+}
 BIN = Path(sys.executable).parent
 
 
@@ -45,12 +53,20 @@ class Launched:
     the expected number of times. Stopped by PID (TERM, then KILL)."""
 
     def __init__(
-        self, name: str, command: list[str], port_re: str, ready_re: str, ready_count: int
+        self,
+        name: str,
+        command: list[str],
+        port_re: str,
+        ready_re: str,
+        ready_count: int,
+        cwd: Path = REPO,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.name = name
         self.proc = subprocess.Popen(
             command,
-            cwd=REPO,
+            cwd=cwd,
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -110,27 +126,27 @@ class Launched:
         return f"http://127.0.0.1:{self.port}/"
 
 
-def launch_all(workers: int, threads: int) -> list[Launched]:
+def ours(name: str, workers: int, threads: int, cwd: Path = REPO) -> Launched:
+    """``python -m server`` from ``cwd`` (its ``server`` package), the app from this checkout."""
+    command = [sys.executable, "-m", "server", APP, "--bind", "127.0.0.1:0"]
+    command += ["--workers", str(workers), "--threads", str(threads)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return Launched(
+        name,
+        command,
+        r"listening on http://127\.0\.0\.1:(\d+)",
+        r"ready: \d+ workers",
+        1,
+        cwd=cwd,
+        env=env,
+    )
+
+
+def launch_all(workers: int, threads: int, before: Path | None) -> list[Launched]:
     w, t = str(workers), str(threads)
     return [
-        Launched(
-            "ours",
-            [
-                sys.executable,
-                "-m",
-                "server",
-                APP,
-                "--bind",
-                "127.0.0.1:0",
-                "--workers",
-                w,
-                "--threads",
-                t,
-            ],
-            r"listening on http://127\.0\.0\.1:(\d+)",
-            r"ready: \d+ workers",
-            1,
-        ),
+        ours("ours", workers, threads),
+        *([ours("before", workers, threads, before)] if before is not None else []),
         Launched(
             "gunicorn",
             [
@@ -243,19 +259,27 @@ def wrk(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--connections", default="32,64", help="wrk concurrencies, comma-separated")
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--connections", default="32", help="wrk concurrencies, comma-separated")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated")
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--fair-connections", type=int, default=64)
+    parser.add_argument("--before", type=Path, help="a directory holding an older server/")
     args = parser.parse_args()
     concurrencies = [int(c) for c in args.connections.split(",") if c]
+    scenarios = [name for name in args.scenarios.split(",") if name]
+    unknown = sorted(set(scenarios) - set(SCENARIOS))
+    if unknown:
+        parser.error(f"unknown scenarios {unknown}; known: {', '.join(SCENARIOS)}")
+    if args.before is not None and not (args.before / "server" / "__main__.py").is_file():
+        parser.error(f"--before {args.before}: no server/ package there")
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 1
-    servers = launch_all(args.workers, args.threads)
-    results: dict[tuple[str, int, bool], list[tuple[float, float, float, int]]] = {}
+    servers = launch_all(args.workers, args.threads, args.before)
+    results: dict[tuple[str, str, int], list[tuple[float, float, float, int]]] = {}
     fair: dict[str, tuple[int, float]] = {}
     try:
         for server in servers:
@@ -265,25 +289,24 @@ def main() -> int:
             fair[server.name] = fairness(server.port, args.fair_connections)
             print(
                 f"fairness {server.name:9} {fair[server.name][0]}/{args.fair_connections} "
-                "within 3 s, "
-                f"slowest {fair[server.name][1]:.0f} ms",
+                f"within 3 s, slowest {fair[server.name][1]:.0f} ms",
                 flush=True,
             )
         for round_no in range(args.rounds):
             for connections in concurrencies:
-                for keepalive in (True, False):
+                for scenario in scenarios:
+                    path, keepalive = SCENARIOS[scenario]
                     for server in servers:
                         run = wrk(
-                            server.url,
+                            server.url.rstrip("/") + path,
                             keepalive=keepalive,
                             threads=args.wrk_threads,
                             connections=connections,
                             duration=args.duration,
                         )
-                        results.setdefault((server.name, connections, keepalive), []).append(run)
+                        results.setdefault((server.name, scenario, connections), []).append(run)
                         print(
-                            f"round {round_no + 1} {server.name:9} c{connections} "
-                            f"keepalive={keepalive!s:5} "
+                            f"round {round_no + 1} {server.name:9} c{connections} {scenario:12}"
                             f"{run[0]:9.0f} req/s  p50 {run[1]:7.2f} ms  "
                             f"p99 {run[2]:7.2f} ms  errors {run[3]}",
                             flush=True,
@@ -293,32 +316,35 @@ def main() -> int:
             server.stop()
     print(
         f"\n{args.workers} workers x {args.threads} threads; "
-        f"fairness: {args.fair_connections} keep-alive "
-        f"connections, one request each, at once"
+        f"fairness: {args.fair_connections} keep-alive connections, one request each, at once"
     )
     print(f"{'server':9} {'answered in 3 s':>15} {'slowest ms':>10}")
     for server in servers:
         answered, slowest = fair[server.name]
         print(f"{server.name:9} {f'{answered}/{args.fair_connections}':>15} {slowest:10.0f}")
     print(
-        f"\nwrk -t{args.wrk_threads} -d{args.duration:g}s, "
+        f"\nwrk -t{args.wrk_threads} -d{args.duration:g}s --latency, "
         f"median of {args.rounds} interleaved rounds"
     )
     print(
-        f"{'server':9} {'conns':>5} {'keep-alive':10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'vs gunicorn':>11} {'errors':>7}"
+        f"{'scenario':12} {'conns':>5} {'server':9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'vs gunicorn':>11} {'vs uwsgi':>9} {'errors':>7}"
     )
     for connections in concurrencies:
-        for keepalive in (True, False):
-            base = statistics.median(r[0] for r in results[("gunicorn", connections, keepalive)])
+        for scenario in scenarios:
+            medians = {
+                name: [statistics.median(r[i] for r in runs) for i in range(3)]
+                for (name, sc, conns), runs in results.items()
+                if sc == scenario and conns == connections
+            }
+            gunicorn, uwsgi = medians["gunicorn"][0], medians["uwsgi"][0]
             for server in servers:
-                runs = results[(server.name, connections, keepalive)]
-                rps = statistics.median(r[0] for r in runs)
-                p50 = statistics.median(r[1] for r in runs)
-                p99 = statistics.median(r[2] for r in runs)
+                runs = results[(server.name, scenario, connections)]
+                rps, p50, p99 = medians[server.name]
                 print(
-                    f"{server.name:9} {connections:5} {'yes' if keepalive else 'no':10} {rps:9.0f} "
-                    f"{p50:8.2f} {p99:8.2f} {rps / base:10.2f}x {sum(r[3] for r in runs):7d}"
+                    f"{scenario:12} {connections:5} {server.name:9} {rps:9.0f} "
+                    f"{p50:8.2f} {p99:8.2f} "
+                    f"{rps / gunicorn:10.2f}x {rps / uwsgi:8.2f}x {sum(r[3] for r in runs):7d}"
                 )
     return 0
 

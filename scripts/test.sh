@@ -47,6 +47,7 @@ if [ ${#failed[@]} -gt 0 ]; then
     exit 1
 fi
 step "mypy --strict safeclients tests/typing" $PY -m mypy safeclients tests/typing
+step "mypy --strict server" $PY -m mypy --strict server
 step "ruff check" $PY -m ruff check .
 step "ruff format --check" $PY -m ruff format --check .
 step "pytest (wrapt C extension)" $PY -m pytest -m "$marker" "$@"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import resource
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,10 +23,26 @@ TICK = (
     1.0  # longest single socket or accept() wait; each loop re-checks deadlines and the stop flag
 )
 MASTER_TICK = 0.5  # the master's supervision loop: reaping, harakiri deadlines, respawn back-off
-# Requests a kept-alive connection gets in a row before it goes back in line behind the others
-# (server.dispatch); requests already buffered (pipelined) are served first. 1: round-robin.
-TURN_REQUESTS = 1
+# Unsent response bytes a core may leave to the dispatcher (server.connection): a response to a
+# slow reader that fits is finished by the dispatcher, never by a waiting core. Per connection.
+WRITE_BUFFER = 256 * 1024
+# After a refusal, how long and how much of what the client still sends is read and dropped
+# before closing, so the response is not lost to a TCP reset (RFC 9112 §9.6).
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 4 * MiB
+# File descriptors a worker keeps for itself (epoll, pipes, logs, the application's own clients
+# and files) when --max-connections is derived from the open-file limit.
+FD_RESERVE = 64
+# How often an accept() error that the worker cannot fix (EMFILE, ENFILE, ENOBUFS, ENOMEM) is
+# logged at most; accepting pauses for a TICK each time instead of retrying in a loop.
+ACCEPT_ERROR_LOG_INTERVAL = 10.0
 WORKER_EXTRA_DRAIN = 2.0  # a worker's drain waits --graceful-timeout plus this before giving up
+
+
+def fd_limit() -> int:
+    """The soft open-file limit of this process (inherited by the workers)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
 
 def _positive_int(text: str) -> int:
@@ -87,7 +104,28 @@ SETTINGS: tuple[tuple[str, Callable[[str], Any], Any, str], ...] = (
     ("header_timeout", _seconds, 10.0, "seconds a client gets to send a request's headers"),
     ("keepalive_timeout", _seconds, 5.0, "seconds an idle keep-alive connection is kept (0: off)"),
     ("socket_timeout", _seconds, 30.0, "seconds a body read or response write may stall"),
+    (
+        "min_rate",
+        _positive_int,
+        1024,
+        "bytes per second a request body or a response must average after the first "
+        "--socket-timeout (slower clients are cut off)",
+    ),
+    (
+        "max_connections",
+        _non_negative_int,
+        0,
+        "open connections per worker; at the cap the oldest idle one is closed for a new one "
+        "(0: the open-file limit minus 64)",
+    ),
     ("max_body", _non_negative_int, 10 * MiB, "largest request body in bytes (413 above)"),
+    (
+        "max_body_buffer",
+        _non_negative_int,
+        0,
+        "request-body bytes a worker holds at once while bodies arrive, over all its "
+        "connections (503 above; 0: 4 x --max-body, at least 64 MiB)",
+    ),
     ("max_header_bytes", _positive_int, 32 * 1024, "largest request line + headers in bytes (431)"),
     ("max_headers", _positive_int, 100, "most header fields in a request (431 above)"),
     ("access_log", _flag, False, "log one line per request"),
@@ -111,7 +149,10 @@ class Config:
     header_timeout: float
     keepalive_timeout: float
     socket_timeout: float
+    min_rate: int
+    max_connections: int
     max_body: int
+    max_body_buffer: int
     max_header_bytes: int
     max_headers: int
     access_log: bool
@@ -180,6 +221,17 @@ def parse(argv: Sequence[str]) -> Config:
         raise ConfigError(
             "--socket-timeout must be above 0, or a stalled client holds a thread forever."
         )
+    files = fd_limit()
+    if values["max_connections"] > files - FD_RESERVE:
+        raise ConfigError(
+            f"--max-connections {values['max_connections']} is above the open-file limit "
+            f"({files}) minus {FD_RESERVE} kept for the worker itself; raise the limit "
+            "(ulimit -n) or lower the cap."
+        )
+    if values["max_body_buffer"] == 0:
+        values["max_body_buffer"] = max(4 * values["max_body"], 64 * MiB)
+    if values["max_connections"] == 0:
+        values["max_connections"] = max(16, files - FD_RESERVE)
     if values["harakiri"] and values["harakiri"] < 1:
         raise ConfigError(
             f"--harakiri {values['harakiri']} is under 1 second; it must be 0 (off) or at least 1, "

@@ -1,34 +1,45 @@
-"""The worker's dispatcher: one epoll set that hands each free core its next piece of work.
+"""The worker's dispatcher: one epoll set that moves every connection's bytes until a request
+is whole, then hands it to a free core.
 
-One :class:`Dispatcher` per worker, created in the child after the fork. Every core (request
-thread, and core 0 on the main thread) calls :meth:`Dispatcher.next` when it is free and gets
-one of:
+One :class:`Dispatcher` per worker, created in the child after the fork. There is no
+dispatcher thread: every free core (request thread, and core 0 on the main thread) calls
+:meth:`Dispatcher.next`, waits in the epoll set for one event and handles it without blocking
+(:meth:`~server.connection.Connection.on_readable`, ``on_writable``). It returns to its core
+only with a connection whose request is complete (head and body), with ``WAKE`` or with None;
+so a core runs an application or waits in epoll, and never waits on a client while others are
+queued. The set holds:
 
-* a new connection: the listening socket is in the set with ``EPOLLONESHOT``, so exactly one
-  free core of this worker is woken per incoming connection; it ``accept()``s (the other worker
-  may have taken it first: ``BlockingIOError``, nothing to do) and re-arms the listener at once,
-  so the next connection wakes the next free core while this one serves. Cores still accept on
-  the shared socket, as uWSGI's do; the kernel picks which worker.
-* a parked connection that became readable: a kept-alive connection between requests is
-  *parked* here (``EPOLLONESHOT`` too, so one core takes it) instead of holding a thread while
-  it is idle. Whoever pops it from ``_parked`` owns it; a parked connection is owned by the
-  dispatcher, a served one by exactly one core.
-* ``WAKE``: the wakeup pipe is readable (a signal's number from ``signal.set_wakeup_fd``, or a
-  byte written by :meth:`wake`). It stays in the set level-triggered, so every free core sees
-  it; the worker reads it and sets its stop flag.
-* None: the wait timed out (``TICK``); the core looks at its stop flag and the master.
+* the listening socket, with ``EPOLLONESHOT``: exactly one free core of this worker is woken
+  per incoming connection; it ``accept()``s (the other worker may have taken it first:
+  ``BlockingIOError``, nothing to do), re-arms the listener at once, and reads the new
+  connection right away (the request is usually there already). Cores still accept on the
+  shared socket, as uWSGI's do; the kernel picks which worker.
+* every connection not held by a core (*parked*): reading a request, idle between requests,
+  finishing a response to a slow reader, or lingering after a refusal; each with
+  ``EPOLLONESHOT`` so one core takes it. Whoever pops it from ``_parked`` owns it.
+* the wakeup pipe, level-triggered, so every free core sees it (``WAKE``): a signal's number
+  from ``signal.set_wakeup_fd``, or a byte written by the worker to stop.
 
-Idle deadlines are swept by whichever core passes :meth:`sweep` first after a ``TICK``: a parked
-connection past its idle limit (keep-alive timeout, or header timeout before the first request)
-is closed quietly.
+**Deadlines**: whichever core passes :meth:`sweep` first after a ``TICK`` expires the parked
+connections past their deadline (:meth:`Connection.expire`: 408 for a head or body too slow,
+a quiet close for an idle one).
+
+**Connection cap** (``--max-connections`` per worker): at the cap, a new connection makes the
+oldest idle kept-alive connection close; if none is idle, the listener is left unarmed until
+a connection closes or becomes idle (new clients wait in the kernel's backlog, or go to
+another worker).
+``accept()`` errors the worker cannot fix (EMFILE, ENFILE, ENOBUFS, ENOMEM) close the oldest
+idle connection if there is one, else pause accepting for a ``TICK``; they are logged at most
+every ``ACCEPT_ERROR_LOG_INTERVAL`` seconds, with a count. No retry loop.
 
 When the worker stops, the main thread (after the other cores left) takes the listener and the
-wakeup pipe out of the set, closes the idle kept-alive connections, and still serves the fresh
-ones, whose first request may be on its way (a client that connected is owed an answer).
+wakeup pipe out of the set, closes the idle kept-alive connections, and still serves the
+fresh ones, whose first request may be on its way (a client that connected is owed an answer).
 """
 
 from __future__ import annotations
 
+import errno
 import select
 import socket
 import threading
@@ -36,80 +47,224 @@ import time
 from typing import Literal
 
 from . import logs
-from .config import TICK
-from .connection import Connection
+from .budget import BodyBudget
+from .config import ACCEPT_ERROR_LOG_INTERVAL, TICK
+from .connection import CLOSED, READY, Connection, Step, WorkerView
 
 log = logs.get()
 
 WAKE: Literal["wake"] = "wake"
+Work = Connection | Literal["wake"] | None
 _ONESHOT = select.EPOLLIN | select.EPOLLONESHOT
+_ACCEPT_RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class Dispatcher:
     """Per worker; every method may be called from any core of the worker."""
 
-    def __init__(self, listener: socket.socket, wake_fd: int) -> None:
+    def __init__(
+        self, listener: socket.socket, wake_fd: int, worker: WorkerView, max_connections: int
+    ) -> None:
         self._listener = listener
         self._listen_fd = listener.fileno()
         self._wake_fd = wake_fd
+        self._worker = worker
+        self.max_connections = max_connections
+        self.budget = BodyBudget(worker.config.max_body_buffer)  # (server.budget)
         self._epoll = select.epoll()
         self._epoll.register(self._listen_fd, _ONESHOT)
         self._epoll.register(wake_fd, select.EPOLLIN)
-        # Guards _parked (fd -> (connection, idle deadline)) and _next_sweep.
-        self._parked_lock = threading.Lock()
-        self._parked: dict[int, tuple[Connection, float]] = {}
+        # Guards _parked (fd -> connection) together with each parked connection's epoll
+        # registration, _open, _listener_armed, _accepting, _next_sweep, _resume_at and the
+        # accept-error counters.
+        self._lock = threading.Lock()
+        self._parked: dict[int, Connection] = {}
+        self._open = 0  # connections accepted and not closed (parked or held by a core)
+        self._listener_armed = True  # in the set, waiting for a connection
+        self._accepting = True  # False once the worker stops
+        self._resume_at = 0.0  # accepting paused after an accept() error until then
         self._next_sweep = time.monotonic() + TICK
+        self._accept_errors = 0
+        self._accept_error_logged = 0.0
 
-    def next(
-        self, timeout: float = TICK
-    ) -> tuple[socket.socket, tuple[str, int]] | Connection | Literal["wake"] | None:
-        """Block (``timeout`` at most) until there is work for the calling core."""
+    # -- what a free core calls ------------------------------------------------------------------
+
+    def next(self, timeout: float = TICK, slot: int = 0) -> Work:
+        """Block (``timeout`` at most) until there is work for the calling core (``slot``): a
+        connection with a whole request, ``WAKE``, or None (timeout, or an event that needed
+        no core). A response body continued here runs in ``slot``'s scoreboard slot."""
         events = self._epoll.poll(timeout, 1)
         if not events:
             return None
-        fd = events[0][0]
+        fd, mask = events[0]
         if fd == self._listen_fd:
-            try:
-                sock, remote = self._listener.accept()
-            except BlockingIOError:
-                return None  # another worker accepted it first.
-            finally:
-                self._epoll.modify(self._listen_fd, _ONESHOT)
-            return sock, remote[:2]
+            return self._accept()
         if fd == self._wake_fd:
             return WAKE
-        with self._parked_lock:
-            parked = self._parked.pop(fd, None)
-        return parked[0] if parked is not None else None  # None: swept just before
+        with self._lock:
+            conn = self._parked.pop(fd, None)
+        if conn is None:
+            return None  # swept or evicted just before
+        now = time.monotonic()
+        if mask & select.EPOLLOUT or conn.mode == "write":
+            # (an error or hang-up on a connection sending a response: never read it then,
+            # or a next request could overtake the response still going out)
+            step = conn.on_writable(now, slot)
+        else:
+            step = conn.on_readable(now)
+        if step == READY:
+            return conn
+        if step != CLOSED:
+            self.park(conn)
+        return None
 
     def park(self, conn: Connection) -> None:
-        """Watch an idle connection until it is readable or its idle limit passes."""
+        """Watch a connection not held by a core until it can move or its deadline passes."""
         fd = conn.fileno()
-        with self._parked_lock:
-            self._parked[fd] = (conn, time.monotonic() + conn.idle_limit)
-        if conn.polled:
-            self._epoll.modify(fd, _ONESHOT)
-        else:
-            conn.polled = True
-            self._epoll.register(fd, _ONESHOT)
+        events = conn.events | select.EPOLLONESHOT
+        # Under the lock with the registration: no other core may pop (and close) it before
+        # epoll watches it, and its event cannot be taken before it is in _parked.
+        with self._lock:
+            self._parked[fd] = conn
+            unarmed = not self._listener_armed
+            if conn.polled:
+                self._epoll.modify(fd, events)
+            else:
+                conn.polled = True
+                self._epoll.register(fd, events)
+        if unarmed and conn.idle:
+            self._maybe_arm_listener()  # at the cap, an idle connection can make room
+
+    def settle(self, conn: Connection, step: Step) -> None:
+        """After a core served ``conn`` (and every request it had in): park it, unless it
+        closed. Back in line behind the connections already waiting: fairness."""
+        if step != CLOSED:
+            self.park(conn)
 
     def sweep(self) -> None:
-        """Close parked connections past their idle limit (at most once per TICK, any core)."""
+        """Expire parked connections past their deadline (at most once per TICK, any core);
+        re-arm the listener after an accept() pause."""
         now = time.monotonic()
         if now < self._next_sweep:
             return
-        with self._parked_lock:
+        with self._lock:
             if now < self._next_sweep:
                 return
             self._next_sweep = now + TICK
-            expired = [fd for fd, (_, deadline) in self._parked.items() if deadline <= now]
-            closing = [self._parked.pop(fd)[0] for fd in expired]
-        for conn in closing:
-            conn.close()
+            expired = [fd for fd, conn in self._parked.items() if conn.deadline <= now]
+            expiring = [self._parked.pop(fd) for fd in expired]
+        for conn in expiring:
+            if conn.expire() != CLOSED:
+                self.park(conn)  # a 408 still going out, or lingering after it
+        self._maybe_arm_listener()
+
+    # -- accepting ---------------------------------------------------------------------------------
+
+    def _accept(self) -> Work:
+        """Accept one connection (the listener's event is ours: it is re-armed here). Over
+        the cap, the oldest idle connection makes room: one out for one in, decided after
+        the accept, so two cores woken together never close two for one."""
+        with self._lock:
+            self._listener_armed = False
+        try:
+            sock, remote = self._listener.accept()
+        except BlockingIOError:
+            self._maybe_arm_listener()
+            return None  # another worker accepted it first.
+        except OSError as exc:
+            self._accept_failed(exc)
+            return None
+        with self._lock:
+            self._open += 1
+            over = self._open > self.max_connections
+        if over:
+            self._evict_oldest_idle()  # none idle: over by one until a connection closes
+        self._maybe_arm_listener()  # at once: the next connection wakes the next free core
+        try:
+            conn = Connection(sock, remote[:2], self._worker, self._closed, self.budget)
+        except OSError:
+            sock.close()  # reset before we could set it up
+            self._closed(None)
+            return None
+        return self._after(conn, conn.on_readable(time.monotonic()))
+
+    def _accept_failed(self, exc: OSError) -> None:
+        if exc.errno not in _ACCEPT_RESOURCE_ERRORS:
+            self._maybe_arm_listener()  # ECONNABORTED and the like: that client is gone
+            return
+        if self._evict_oldest_idle():
+            self._maybe_arm_listener()
+            return
+        now = time.monotonic()
+        with self._lock:
+            self._resume_at = now + TICK  # sweep re-arms the listener after it
+            self._accept_errors += 1
+            due = now - self._accept_error_logged >= ACCEPT_ERROR_LOG_INTERVAL
+            if due:
+                count, self._accept_errors = self._accept_errors, 0
+                self._accept_error_logged = now
+        if due:
+            log.warning(
+                "accept() failed: %s (%d time(s) in the last %.0f s); not accepting for %.0f s "
+                "at a time (%d connections open in this worker)",
+                exc.strerror or exc,
+                count,
+                ACCEPT_ERROR_LOG_INTERVAL,
+                TICK,
+                self._open,
+            )
+
+    def _evict_oldest_idle(self) -> bool:
+        """Close the parked idle kept-alive connection that has been idle longest, if any."""
+        with self._lock:
+            idle = [conn for conn in self._parked.values() if conn.idle]
+            if not idle:
+                return False
+            oldest = min(idle, key=lambda conn: conn.idle_since)
+            del self._parked[oldest.fileno()]
+        oldest.close()
+        return True
+
+    def _closed(self, conn: Connection | None) -> None:
+        """A connection closed (any thread): one slot free, the listener may accept again."""
+        with self._lock:
+            self._open -= 1
+            armed = self._listener_armed
+        if not armed:
+            self._maybe_arm_listener()
+
+    def _maybe_arm_listener(self) -> None:
+        with self._lock:
+            if (
+                self._listener_armed
+                or not self._accepting
+                or time.monotonic() < self._resume_at
+                or (
+                    self._open >= self.max_connections
+                    and not any(conn.idle for conn in self._parked.values())
+                )
+            ):
+                return
+            self._listener_armed = True
+        try:
+            self._epoll.modify(self._listen_fd, _ONESHOT)
+        except (FileNotFoundError, OSError):
+            pass  # out of the set: the worker is stopping
+
+    def _after(self, conn: Connection, step: Step) -> Work:
+        if step == READY:
+            return conn
+        if step != CLOSED:
+            self.park(conn)
+        return None
+
+    # -- stopping (main thread) --------------------------------------------------------------
 
     def stop_accepting(self) -> None:
         """Take the listener and the wakeup pipe out of the set (main thread, draining): from
         here on :meth:`next` only hands out parked connections."""
+        with self._lock:
+            self._accepting = False
         for fd in (self._listen_fd, self._wake_fd):
             try:
                 self._epoll.unregister(fd)
@@ -117,24 +272,28 @@ class Dispatcher:
                 pass  # already out of the set
 
     def close_kept_alive(self) -> int:
-        """Close the parked connections that made a request (idle keep-alive: the worker is
-        stopping); keep those whose first request has not arrived yet. How many remain."""
-        with self._parked_lock:
-            closing = [fd for fd, (conn, _) in self._parked.items() if conn.served]
-            closed = [self._parked.pop(fd)[0] for fd in closing]
+        """Close the parked idle kept-alive connections (the worker is stopping); keep those
+        still owed an answer (a request on its way, a response going out). How many remain."""
+        with self._lock:
+            closing = [fd for fd, conn in self._parked.items() if conn.idle]
+            closed = [self._parked.pop(fd) for fd in closing]
             remaining = len(self._parked)
         for conn in closed:
             conn.close()
         return remaining
 
     def parked_count(self) -> int:
-        with self._parked_lock:
+        with self._lock:
             return len(self._parked)
+
+    def open_count(self) -> int:
+        with self._lock:
+            return self._open
 
     def close_parked(self) -> int:
         """Close every parked connection (the worker is stopping); how many there were."""
-        with self._parked_lock:
-            closing = [conn for conn, _ in self._parked.values()]
+        with self._lock:
+            closing = list(self._parked.values())
             self._parked.clear()
         for conn in closing:
             conn.close()

@@ -70,6 +70,16 @@ class NotImplementedByServer(HTTPError):
     reason = "Not Implemented"
 
 
+class ClientGone(ServerError):
+    """The client closed or reset the connection, or fell behind a write deadline: nothing
+    more can be sent to it (internal: the connection closes, nothing is answered)."""
+
+
+class ServiceUnavailable(HTTPError):
+    status = 503
+    reason = "Service Unavailable"
+
+
 class ResponseError(ServerError):
     """The application broke a WSGI rule (bad status, header, hop-by-hop header, CR/LF...).
 

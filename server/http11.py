@@ -1,7 +1,7 @@
 """The HTTP/1.1 request rules we enforce on top of llhttp (RFC 9112, RFC 9110): pure functions.
 
-Sans-IO and stateless; called by :class:`server.parser.RequestParser` (in the request thread
-that owns the connection) once a head or a trailer field is complete. Each refusal is an
+Sans-IO and stateless; called by :class:`server.parser.RequestParser` (in the thread that holds
+the connection) once a request line, a head or a trailer field line is complete. Each refusal is an
 :class:`~server.errors.HTTPError` whose message names the RFC section. :data:`RULES` lists every
 rule with its section, what we do, and the unit test that pins it (``tests/server/test_http11.py``);
 llhttp's own strict checks (``lenient`` flags all off) are listed too, marked ``llhttp``.
@@ -15,14 +15,26 @@ Choices where the RFCs leave room, checked against h11, llhttp and waitress:
   clients send it; alone it is a list whose final coding is not ``chunked``: 400 (RFC 9112 §6.3).
 * A transfer coding we cannot decode before a final ``chunked`` (``gzip, chunked``) is 501
   (RFC 9112 §6.1, as h11 and waitress answer).
-* An unknown method with a well-formed request line is 501 (RFC 9110 §9.1), not 400.
+* Any token is a method (RFC 9110 §9.1): one the server has never heard of goes to the
+  application, which decides (405, 501, or serves it), as gunicorn and waitress do.
+* The request line is strict: only CRLF pairs before it (a lone CR or LF is 400), one SP
+  between its parts (RFC 9112 §3 allows a server to accept more whitespace; we do not, as h11).
+* Chunk extensions follow the RFC 9112 §7.1.1 grammar (BWS, token names, token or quoted
+  values) and are ignored; a line over ``CHUNK_LINE_MAX`` or a request's extensions over
+  ``--max-header-bytes`` is 400 (llhttp refuses BWS, and bounds nothing).
+* Trailer fields are accepted and dropped, except framing and connection fields (400); the
+  trailer section counts against the header limits (431).
+* ``Upgrade`` is ignored (RFC 9110 §7.8 lets a server ignore it): the request, body included,
+  is served like any other and the connection stays HTTP (llhttp drops the body of an
+  upgrade request; HTTP/1.0 must ignore Upgrade anyway).
+* ``Content-Length`` with any number of leading zeros is its number (RFC 9110 §8.6).
 * ``HTTP/1.x`` with x > 1 is served as HTTP/1.1 (RFC 9110 §2.5, §6.2); another major version
   is 505.
 * Duplicate ``Content-Length`` is refused even with equal values (RFC 9110 §8.6 allows either;
   llhttp refuses, and a smuggling front end is the reason to).
-* A valid ``CONNECT`` (authority-form, port 1-65535) goes to the application, with an empty
-  ``PATH_INFO``, which decides (as waitress does); the connection closes after the response
-  (llhttp treats what follows as tunnel data).
+* A valid ``CONNECT`` (authority-form, port 1-65535) goes to the application, which decides
+  (as waitress does), with the authority ``host:port`` as ``PATH_INFO`` (as hypercorn's path);
+  the connection closes after the response (what follows would be tunnel data).
 * A second ``Content-Type`` is refused like a second ``Host`` (waitress refuses both; a singleton
   field with two values cannot be read one way, RFC 9110 §5.3).
 """
@@ -33,7 +45,7 @@ import dataclasses
 import re
 from enum import Enum
 
-from . import errors
+from . import errors, lines
 
 
 class TargetForm(Enum):
@@ -83,7 +95,7 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
     (
         "CONNECT needs authority-form host:port; valid CONNECT",
         "RFC 9112 §3.2.3, RFC 9110 §9.3.6",
-        "400; valid: to the application, PATH_INFO empty",
+        "400; valid: to the application, PATH_INFO is host:port, then close",
         "test_connect",
     ),
     ("asterisk-form only with OPTIONS", "RFC 9112 §3.2.4", "400 otherwise", "test_asterisk_form"),
@@ -106,7 +118,18 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
         "test_duplicate_singleton_fields",
     ),
     ("HTTP/1.1 needs exactly one valid Host", "RFC 9112 §3.2", "400", "test_host_rules"),
-    ("unknown method, well-formed line", "RFC 9110 §9.1", "501", "test_unknown_method"),
+    (
+        "any token is a method",
+        "RFC 9110 §9.1",
+        "to the application (it decides: 405, 501...); not a token: 400",
+        "test_any_token_method",
+    ),
+    (
+        "strict request line: only CRLF before it, one SP between parts",
+        "RFC 9112 §2.2, §3",
+        "400 (a lone CR or LF, extra spaces)",
+        "test_request_line_strict",
+    ),
     (
         "HTTP/1.x minor > 1 served as 1.1; other major",
         "RFC 9110 §2.5, §6.2",
@@ -114,7 +137,18 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
         "test_versions",
     ),
     ("empty lines before the request-line", "RFC 9112 §2.2", "ignored", "test_leading_empty_lines"),
-    ("chunk extensions", "RFC 9112 §7.1.1", "accepted and ignored", "test_chunk_extensions"),
+    (
+        "chunk extensions (BWS, token names, token or quoted values)",
+        "RFC 9112 §7.1.1",
+        "accepted and ignored; no name or bad syntax: 400",
+        "test_chunk_extensions",
+    ),
+    (
+        "chunk-size line and chunk extensions bounded",
+        "RFC 9112 §7.1.1",
+        "400 over 4096 bytes a line or --max-header-bytes a request",
+        "test_chunk_extensions_bounded",
+    ),
     (
         "Transfer-Encoding final coding chunked",
         "RFC 9112 §6.3 (4)",
@@ -142,7 +176,12 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
         "400 (llhttp)",
         "test_content_length_duplicates",
     ),
-    ("Content-Length not 1*DIGIT", "RFC 9110 §8.6", "400 (llhttp)", "test_content_length_syntax"),
+    (
+        "Content-Length not 1*DIGIT; leading zeros",
+        "RFC 9110 §8.6",
+        "400 (llhttp); any number of leading zeros accepted",
+        "test_content_length_syntax",
+    ),
     (
         "field name is a token, no whitespace before colon",
         "RFC 9110 §5.1, RFC 9112 §5.1",
@@ -156,18 +195,54 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
         "test_field_values",
     ),
     ("obs-fold", "RFC 9112 §5.2", "400 (llhttp)", "test_obs_fold"),
-    ("forbidden trailer fields", "RFC 9110 §6.5.1", "400", "test_forbidden_trailer_fields"),
     (
-        "allowed trailer fields",
-        "RFC 9110 §6.5",
-        "accepted, dropped (WSGI has no place)",
+        "framing and connection fields in trailers",
+        "RFC 9110 §6.5.1",
+        "400",
+        "test_forbidden_trailer_fields",
+    ),
+    (
+        "other trailer fields",
+        "RFC 9112 §7.1.2, RFC 9110 §6.5.2",
+        "accepted, dropped (never merged; WSGI has no place)",
         "test_allowed_trailer_fields",
     ),
-    ("bare LF line endings", "RFC 9112 §2.2 (MAY accept)", "400 (llhttp strict)", "test_bare_lf"),
+    (
+        "trailer section bounded",
+        "RFC 9112 §7.1.2",
+        "431 over --max-header-bytes or --max-headers (with the headers)",
+        "test_trailer_section_bounded",
+    ),
+    (
+        "Upgrade ignored",
+        "RFC 9110 §7.8",
+        "served as a plain request, body kept, connection stays HTTP",
+        "test_upgrade_ignored",
+    ),
+    (
+        "bare LF or CR line endings",
+        "RFC 9112 §2.2 (MAY accept)",
+        "400 as soon as it arrives",
+        "test_bare_lf",
+    ),
 )
 
-# Fields that must not be sent in a trailer section (RFC 9110 §6.5.1): framing, routing,
-# request modifiers (controls, conditionals), authentication, content and connection handling.
+README_BEGIN = "<!-- rules: rendered from server/http11.py RULES (python -m server.http11) -->"
+README_END = "<!-- end of rules -->"
+
+
+def render_rules() -> str:
+    """The :data:`RULES` table as Markdown, for server/README.md (its one source: a test
+    checks the README holds exactly this, between README_BEGIN and README_END)."""
+    lines = ["| rule | section | outcome | test |", "|---|---|---|---|"]
+    for rule, section, outcome, test in RULES:
+        lines.append(f"| {rule} | {section} | {outcome} | `{test}` |")
+    return "\n".join(lines) + "\n"
+
+
+# Fields refused in a trailer section (RFC 9110 §6.5.1 forbids many more to the sender; a
+# recipient only has to not use them, RFC 9110 §6.5.2): message framing and connection
+# handling, where an intermediary that merged them would frame or route differently than we do.
 FORBIDDEN_TRAILERS = frozenset(
     {
         b"transfer-encoding",
@@ -178,33 +253,6 @@ FORBIDDEN_TRAILERS = frozenset(
         b"keep-alive",
         b"upgrade",
         b"te",
-        b"expect",
-        b"max-forwards",
-        b"cache-control",
-        b"pragma",
-        b"range",
-        b"if-match",
-        b"if-none-match",
-        b"if-modified-since",
-        b"if-unmodified-since",
-        b"if-range",
-        b"authorization",
-        b"proxy-authorization",
-        b"cookie",
-        b"set-cookie",
-        b"content-type",
-        b"content-encoding",
-        b"content-range",
-        b"content-location",
-        b"age",
-        b"expires",
-        b"date",
-        b"location",
-        b"retry-after",
-        b"vary",
-        b"warning",
-        b"www-authenticate",
-        b"proxy-authenticate",
     }
 )
 
@@ -212,14 +260,6 @@ _SCHEMES = (b"http", b"https")
 # uri-host [":" port] (RFC 3986 §3.2.2): reg-name / IPv4 / [IPv6]; no userinfo, no path.
 _HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?\Z")
 _AUTHORITY_FORM = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+):[0-9]{1,5}\Z")
-# method SP request-target SP HTTP-version CRLF, the method any token (RFC 9112 §3, RFC 9110 §9.1)
-REQUEST_LINE = re.compile(
-    rb"(?:\r\n)*[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [\x21-\x7e]+ HTTP/[0-9]\.[0-9]\r?\n"
-)
-# what the start of such a line may look like before it ends (anything else is junk: 400 now)
-REQUEST_LINE_PREFIX = re.compile(
-    rb"(?:\r\n)*[!#$%&'*+\-.^_`|~0-9A-Za-z]*(?: [\x21-\x7e]*(?: [HTP/0-9.]*)?)?"
-)
 
 
 def split_target(method: str, target: bytes) -> Target:
@@ -238,7 +278,7 @@ def split_target(method: str, target: bytes) -> Target:
         port = target.rpartition(b":")[2]
         if not _AUTHORITY_FORM.match(target) or not 0 < int(port or b"0") <= 65535:
             raise errors.BadRequest("CONNECT needs the authority-form host:port (RFC 9112 §3.2.3).")
-        return Target(TargetForm.AUTHORITY, b"", b"")
+        return Target(TargetForm.AUTHORITY, target, b"")  # PATH_INFO: host:port
     scheme, sep, rest = target.partition(b"://")
     if not sep or scheme.lower() not in _SCHEMES:
         raise errors.BadRequest(
@@ -326,11 +366,20 @@ def transfer_chunked(values: list[bytes], version: str, has_content_length: bool
     return True
 
 
-def check_trailer_field(name: bytes) -> None:
-    """RFC 9110 §6.5.1: refuse a trailer field that must not be sent in trailers."""
-    if name.lower() in FORBIDDEN_TRAILERS:
+def check_trailer_line(line: bytes) -> None:
+    """One trailer field line: well formed (RFC 9110 §5.1, §5.5, RFC 9112 §5.2: no obs-fold),
+    and not a framing or connection field (RFC 9110 §6.5.1), which only a request meant to
+    smuggle would put there. Any other field is accepted, then dropped (RFC 9110 §6.5.2: WSGI
+    has no place for it, and it is never merged into the headers)."""
+    match = lines.FIELD_LINE.fullmatch(line)
+    if match is None:
         raise errors.BadRequest(
-            f"The field {name[:80]!r} is not allowed in a trailer section (RFC 9110 §6.5.1)."
+            f"Malformed trailer field line {line[:80]!r} (RFC 9110 §5, RFC 9112 §5.2)."
+        )
+    if match.group(1).lower() in FORBIDDEN_TRAILERS:
+        raise errors.BadRequest(
+            f"The field {match.group(1)[:80]!r} is not allowed in a trailer section "
+            "(RFC 9110 §6.5.1)."
         )
 
 
@@ -339,3 +388,9 @@ def version_served(major: int, minor: int) -> str:
     if major != 1:
         raise errors.VersionNotSupported(f"HTTP/{major}.{minor} is not supported (RFC 9110 §6.2).")
     return "1.0" if minor == 0 else "1.1"
+
+
+if __name__ == "__main__":  # python -m server.http11: print the table for the README
+    print(README_BEGIN)
+    print(render_rules(), end="")
+    print(README_END)

@@ -1,33 +1,63 @@
-"""Sans-IO request parsing on top of httptools (llhttp): bytes in, complete requests out.
+"""Sans-IO request parsing: bytes in, complete requests out; llhttp (httptools) reads each head.
 
 One :class:`RequestParser` per connection; it knows nothing of sockets, so it is tested with
-tables of bytes. It runs in the request thread that owns the connection.
+tables of bytes. It runs in whichever thread holds the connection at the moment (the worker's
+dispatcher while a request arrives, a core while it is answered): one at a time.
 
-llhttp, strict (every leniency off but the version's), already refuses much of what RFC 9112
-says to refuse (Content-Length with Transfer-Encoding, duplicate Content-Length, obs-fold, bare
-CR, NUL, bad chunk sizes, invalid tokens). On top of it :mod:`server.http11` applies the rest
-of RFC 9112 / RFC 9110 (request-target forms, Host, Transfer-Encoding lists, HTTP/1.0 framing,
-trailer fields, versions; its ``RULES`` table names each rule's section), and we enforce our
-limits (header bytes and count, trailers included: 431; body size: 413) and refuse unknown
-expectations (417). Every refusal is an :class:`~server.errors.HTTPError` carrying the status to
-answer.
+The message **framing** is ours, the **head** is llhttp's:
+
+* We split the byte stream into messages ourselves: the strict request-line grammar (only CRLF
+  pairs before it, ``method SP request-target SP HTTP-version CRLF``, any token as the
+  method), the head's end (the first empty line), then the body by its ``Content-Length`` or
+  our chunked decoder (chunk-size with strict extensions, data, trailer section). So we know
+  where every message starts and ends, whatever arrives in one piece or byte by byte.
+* Each complete head goes to a fresh llhttp parser (strict: every leniency off but the
+  version's), which checks the field syntax and refuses what RFC 9112 says to refuse
+  (Content-Length with Transfer-Encoding, duplicate Content-Length, obs-fold, bare CR, NUL,
+  invalid tokens). A method llhttp does not know (any valid token, RFC 9110 §9.1) is shown to
+  it as ``GET``; the request keeps its own. :mod:`server.http11` applies the rest of RFC 9112 /
+  RFC 9110 (request-target forms, Host, Transfer-Encoding lists, versions, trailer fields).
+
+Our limits: head (request line, headers) over ``max_header_bytes``: 431 (414 when the
+request line alone is over it); more than ``max_headers`` fields (trailers included): 431; a
+body over ``max_body``: 413 (at once when declared); a chunk-size line over
+:data:`CHUNK_LINE_MAX` or the request's chunk extensions over ``max_header_bytes``: 400; the
+trailer section over ``max_header_bytes``: 431. Nothing grows without bound. Every refusal is
+an :class:`~server.errors.HTTPError` carrying the status to answer.
+
+``Upgrade`` is ignored (RFC 9110 §7.8: a server MAY): the request and its body are read like
+any other, and the connection stays HTTP. ``CONNECT`` goes to the application and the
+connection closes after its response (what follows would be tunnel data).
 
 Bodies are buffered whole (up to ``max_body``) before the application runs, as waitress does:
-the application never waits on a slow client while holding a request thread's client, and
-``wsgi.input`` is a plain in-memory stream with exact ``read``/``readline`` semantics.
+the application never waits on a slow client, and ``wsgi.input`` is a plain in-memory stream.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+from enum import Enum
 
 import httptools
 
-from . import errors, http11
+from . import errors, http11, lines
 from .http11 import Target, TargetForm
 
-_LINE_BUF_MAX = 512  # bytes of a request's start kept to tell an unknown method (501) from junk
+CHUNK_LINE_MAX = 4096  # bytes of one chunk-size line, extensions included (RFC 9112 §7.1)
+_CHUNK_SIZE_DIGITS_MAX = 16  # hex digits of a chunk size once leading zeros are dropped
+_CONTENT_LENGTH_DIGITS_MAX = 19  # decimal digits of a Content-Length, leading zeros dropped
+
+
+class _State(Enum):
+    START = "start"  # between requests, nothing of the next one received
+    HEAD = "head"  # the next request began (a CRLF before it counts): its head is incomplete
+    LENGTH = "length"  # reading a Content-Length body
+    CHUNK_SIZE = "chunk-size"  # a chunk-size line
+    CHUNK_DATA = "chunk-data"
+    CHUNK_END = "chunk-end"  # the CRLF after a chunk's data
+    TRAILERS = "trailers"  # the trailer section after the last chunk
+    CLOSED = "closed"  # after a request that ends the connection: the rest is ignored
 
 
 @dataclasses.dataclass(slots=True)
@@ -36,7 +66,8 @@ class Request:
 
     ``target`` is the request-target as sent; ``parts`` is it taken apart (path and query
     without the fragment, the absolute-form's authority). ``version`` is what we answer in
-    ("1.0" or "1.1"; HTTP/1.x with x > 1 is served as 1.1).
+    ("1.0" or "1.1"; HTTP/1.x with x > 1 is served as 1.1). ``upgrade`` is True for CONNECT:
+    the connection closes after its response.
     """
 
     method: str = ""
@@ -61,24 +92,22 @@ class RequestParser:
         self.max_header_bytes = max_header_bytes
         self.max_headers = max_headers
         self.max_body = max_body
-        self._parser = httptools.HttpRequestParser(self)
-        # HTTP/1.x with x > 1 is 1.1 to us, and another major a 505 (RFC 9110 §2.5, §6.2), not
-        # llhttp's 400: so llhttp lets any digit.digit version through and http11 decides.
-        self._parser.set_dangerous_leniencies(lenient_version=True)
-        self._line_buf = b""  # the start of a request not yet begun (see _feed)
-        self._method_unknown = False  # llhttp refused the method; the line decides 501 or 400
-        self._completed = 0  # requests completed on this connection
-        self._trailer_count = 0
+        self._buf = bytearray()
+        self._pos = 0  # the first byte of _buf not consumed yet
+        self._scan = 0  # where the search for the end of a head or trailer section resumes
+        self._state = _State.START
         self._ready: collections.deque[Request] = collections.deque()
         self._current: Request | None = None
-        self._in_head = False
-        self._began_this_feed = False
-        self._head_bytes = 0
-        self._url_parts: list[bytes] = []
-        self._url_bytes = 0
+        self._remaining = 0  # body bytes still due (LENGTH) or of the current chunk
+        self._extension_bytes = 0  # chunk-extension bytes of the current request
         self._continue_due = False
         self._error: errors.HTTPError | None = None
-        self.upgraded = False
+        self._chunked = False  # the current request's body is chunked
+        self._blank = 0  # bytes of empty lines skipped before the current request-line
+        self._line_ok = False  # the current request-line is complete and checked
+        self._checked = 0  # line endings are checked up to here (see lines.check_line_endings)
+        self._llhttp: httptools.HttpRequestParser | None = None  # while it reads a head
+        self._leftover = False  # bytes came after a request that closes the connection
 
     # -- the surface the connection loop uses ------------------------------------------------
 
@@ -91,72 +120,26 @@ class RequestParser:
         """
         if self._error is not None:
             raise self._error
-        if self.upgraded:
-            return  # bytes after an Upgrade/CONNECT request are not HTTP; we close after it.
-        self._began_this_feed = False
-        was_in_head = self._in_head
-        if not self._completed and len(self._line_buf) < _LINE_BUF_MAX:
-            # the first request's start, to judge an unknown method (see _judge_unknown_method);
-            # later requests may start mid-feed, where we cannot find their first byte.
-            self._line_buf = (self._line_buf + data)[:_LINE_BUF_MAX]
+        if self._state is _State.CLOSED or not data:
+            self._leftover = self._leftover or bool(data)
+            return  # bytes after a request that closes the connection are not read.
+        buf = self._buf
+        if self._pos == len(buf):
+            buf.clear()
+            self._pos = self._scan = self._checked = 0
+        elif self._pos > 65536 and self._pos * 2 > len(buf):
+            del buf[: self._pos]  # compact: consumed bytes never pile up
+            self._scan = max(0, self._scan - self._pos)
+            self._checked = max(0, self._checked - self._pos)
+            self._pos = 0
+        buf += data
         try:
-            if self._method_unknown:  # llhttp stopped at the method: wait for the line's end
-                self._judge_unknown_method()
-                return
-            counted = self._head_bytes
-            self._feed(data)
-            if (
-                self._in_head
-                and was_in_head
-                and not self._began_this_feed
-                and self._head_bytes == counted
-                and self._url_parts  # the method before it is llhttp's, bounded by its list
-            ):
-                # Every byte of this feed belongs to an unfinished head and no callback counted
-                # it: bound what httptools buffers for a header that never ends (the callbacks
-                # only see finished fields; the request-target is counted by on_url).
-                self._head_bytes += len(data)
-                self._check_head_size()
+            self._run()
         except errors.HTTPError as exc:
             self._error = exc
+            self._state = _State.CLOSED
             if not self._ready:
                 raise
-
-    def _feed(self, data: bytes) -> None:
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserCallbackError as exc:
-            if isinstance(exc.__context__, errors.HTTPError):
-                raise exc.__context__ from None
-            raise
-        except httptools.HttpParserUpgrade:
-            self.upgraded = True
-        except httptools.HttpParserInvalidMethodError:
-            # Only when this request's bytes start the buffer (not after a pipelined request in
-            # the same feed) can we read its line; then wait for the line's end and judge it.
-            if self._completed or not self._line_buf:
-                raise errors.BadRequest("Malformed request: invalid method.") from None
-            self._method_unknown = True
-            self._judge_unknown_method()
-        except httptools.HttpParserError as exc:
-            raise errors.BadRequest(f"Malformed request: {exc}.") from None
-
-    def _judge_unknown_method(self) -> None:
-        """A method llhttp does not know: 501 if the request line is well formed (RFC 9110
-        §9.1), else 400; nothing yet while the line may still become well formed. Judged for
-        the first request of a connection only (a later one is 400): whole and byte-by-byte
-        feeds then always agree."""
-        buf = self._line_buf
-        if b"\n" not in buf.lstrip(b"\r\n") and len(buf) < _LINE_BUF_MAX:
-            if http11.REQUEST_LINE_PREFIX.fullmatch(buf.rstrip(b"\r")):
-                return  # could still become a well-formed line: wait for its end
-            raise errors.BadRequest("Malformed request: invalid method.")
-        if http11.REQUEST_LINE.match(buf):
-            method = buf.lstrip(b"\r\n").partition(b" ")[0][:40]
-            raise errors.NotImplementedByServer(
-                f"The method {method!r} is not implemented (RFC 9110 §9.1)."
-            )
-        raise errors.BadRequest("Malformed request: invalid method.")
 
     def next_request(self) -> Request | None:
         """The oldest complete request not yet taken, or None; raises a pending refusal."""
@@ -168,77 +151,142 @@ class RequestParser:
 
     @property
     def between_requests(self) -> bool:
-        """True when no request has begun since the last complete one (nothing half-read)."""
-        return self._current is None and not self.upgraded
+        """True when nothing of a next request has arrived since the last complete one."""
+        return self._state is _State.START
 
     @property
     def in_head(self) -> bool:
-        """True while a request has begun but its headers are not complete."""
-        return self._in_head
+        """True while a request has begun but its head is not complete."""
+        return self._state is _State.HEAD
+
+    @property
+    def body_size(self) -> int:
+        """Bytes of the current request's body buffered so far (0 between requests)."""
+        request = self._current
+        return len(request.body) if request is not None else 0
+
+    @property
+    def in_body(self) -> bool:
+        """True while a request's head is in and its body (or trailer section) is not."""
+        return self._state not in (_State.START, _State.HEAD, _State.CLOSED)
+
+    @property
+    def has_request(self) -> bool:
+        """True when a complete request is waiting for :meth:`next_request`."""
+        return bool(self._ready)
+
+    @property
+    def has_leftover(self) -> bool:
+        """True when bytes arrived after the request that closes the connection (they were
+        not read): closing at once could reset the connection under our response."""
+        return self._leftover or (self._state is _State.CLOSED and self._pos < len(self._buf))
+
+    @property
+    def closed(self) -> bool:
+        """True after a request that ends the connection (close, CONNECT) or a refusal."""
+        return self._state is _State.CLOSED
 
     def take_continue(self) -> bool:
         """True once when the current request awaits ``100 Continue`` before sending its body."""
         due, self._continue_due = self._continue_due, False
         return due
 
-    # -- httptools callbacks (called from inside feed) -------------------------------------
+    # -- framing ---------------------------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        self._current = Request()
-        self._in_head = True
-        self._began_this_feed = True
-        self._head_bytes = 0
-        self._url_parts = []
-        self._url_bytes = 0
-        self._trailer_count = 0
+    def _run(self) -> None:
+        """Consume as much of the buffer as forms messages (several when pipelined)."""
+        while self._pos < len(self._buf):
+            state = self._state
+            if state is _State.START:
+                self._state = _State.HEAD
+                self._scan = self._checked = self._pos
+                self._blank = 0
+                self._line_ok = False
+            elif state is _State.HEAD:
+                if not self._head():
+                    return
+            elif state is _State.LENGTH:
+                self._length_body()
+            elif state is _State.CHUNK_SIZE:
+                if not self._chunk_size():
+                    return
+            elif state is _State.CHUNK_DATA:
+                self._chunk_data()
+            elif state is _State.CHUNK_END:
+                if not self._chunk_end():
+                    return
+            elif state is _State.TRAILERS:
+                if not self._trailers():
+                    return
+            else:  # CLOSED
+                return
 
-    def on_url(self, url: bytes) -> None:
-        self._url_parts.append(url)
-        self._url_bytes += len(url)
-        if self._url_bytes > self.max_header_bytes:
-            # RFC 9112 §3: a request-target longer than the server parses MUST get 414.
-            raise errors.URITooLong(
-                f"The request-target is over the {self.max_header_bytes} byte limit."
-            )
-        self._head_bytes += len(url)
-        self._check_head_size()
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        request = self._current
-        assert request is not None
-        value = value.rstrip(b" \t")  # trailing OWS is not part of the value (RFC 9110 §5.5)
-        self._head_bytes += len(name) + len(value) + 4
-        self._check_head_size()
-        if not self._in_head:
-            # A trailer field: checked (RFC 9110 §6.5.1), counted, then dropped (WSGI has no
-            # place for it).
-            http11.check_trailer_field(name)
-            self._trailer_count += 1
-            if self._trailer_count + len(request.headers) > self.max_headers:
+    def _head(self) -> bool:
+        """The head once its empty line is in: handed to llhttp; False while incomplete."""
+        buf, limit = self._buf, self.max_header_bytes
+        while buf.startswith(b"\r\n", self._pos):
+            self._pos += 2  # empty lines before the request-line are ignored (RFC 9112 §2.2)
+            self._blank += 2
+            if self._blank > limit:
+                raise errors.BadRequest(f"Over {limit} bytes of empty lines before a request.")
+        start = self._pos
+        end = buf.find(b"\r\n\r\n", max(start, self._scan))
+        if end >= 0:  # the usual case: the whole head is here
+            head_end = end + 4
+            line_end = buf.find(b"\r\n", start, head_end)
+            if line_end - start > limit:
+                raise errors.URITooLong(f"The request line is over the {limit} byte limit.")
+            if head_end - start > limit + 2:
                 raise errors.HeadersTooLarge(
-                    f"The request has more than {self.max_headers} header and trailer fields."
+                    f"The request line and headers are over the {limit} byte limit."
                 )
-            return
-        request.headers.append((name, value))
-        if len(request.headers) > self.max_headers:
+            head = bytes(buf[start:head_end])
+            self._pos = head_end
+            self._begin_body(self._parse_head(head, line_end - start))
+            return True
+        if not self._line_ok:
+            line_end = buf.find(b"\r\n", start, start + limit + 2)
+            if line_end < 0:
+                if len(buf) - start > limit:
+                    # RFC 9112 §3: a request-target longer than the server parses MUST get 414.
+                    raise errors.URITooLong(f"The request line is over the {limit} byte limit.")
+                lines.check_line_start(buf, start)
+            else:
+                lines.check_request_line(bytes(buf[start:line_end]))
+                self._line_ok = True
+        if len(buf) - start > limit:
             raise errors.HeadersTooLarge(
-                f"The request has more than {self.max_headers} header fields."
+                f"The request line and headers are over the {limit} byte limit."
             )
+        self._checked = lines.check_line_endings(buf, max(start, self._checked))
+        self._scan = max(start, len(buf) - 3)
+        return False
 
-    def on_headers_complete(self) -> None:
-        request = self._current
-        assert request is not None
-        self._in_head = False
-        self._head_bytes = 0  # from here on it counts trailer bytes (the same limit applies)
-        parser = self._parser
-        request.target = b"".join(self._url_parts)
-        request.method = parser.get_method().decode("ascii")
-        major, _, minor = parser.get_http_version().partition(".")
-        request.version = http11.version_served(int(major), int(minor))
-        request.keep_alive = parser.should_keep_alive()
-        request.upgrade = parser.should_upgrade()
+    def _parse_head(self, head: bytes, line_end: int) -> Request:
+        """llhttp checks the head's syntax; http11 the request rules; returns the request."""
+        method, target = lines.check_request_line(head[:line_end])
+        request = self._current = Request(method=method.decode("ascii"), target=target)
+        parser = self._llhttp = httptools.HttpRequestParser(self)
+        # HTTP/1.x with x > 1 is 1.1 to us, and another major a 505 (RFC 9110 §2.5, §6.2), not
+        # llhttp's 400: so llhttp lets any digit.digit version through and http11 decides.
+        parser.set_dangerous_leniencies(lenient_version=True)
+        fed = head
+        if method not in lines.LLHTTP_METHODS:  # any token is a method (RFC 9110 §9.1)
+            fed = b"GET" + head[len(method) :]
+        try:
+            parser.feed_data(fed)
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, errors.HTTPError):
+                raise exc.__context__ from None
+            raise
+        except httptools.HttpParserUpgrade:
+            pass  # Upgrade is ignored (RFC 9110 §7.8); CONNECT is handled below.
+        except httptools.HttpParserError as exc:
+            raise errors.BadRequest(f"Malformed request: {exc}.") from None
+        self._llhttp = None
+        # the request rules (http11) and the framing, in one pass over the fields
         request.parts = http11.split_target(request.method, request.target)
-        content_length = None
+        content_length: int | None = None
         hosts: list[bytes] = []
         codings: list[bytes] = []
         content_types = 0
@@ -251,40 +299,181 @@ class RequestParser:
             elif lower == b"transfer-encoding":
                 codings.append(value)
             elif lower == b"content-length":
-                content_length = int(value)
+                content_length = self._content_length(value)
             elif lower == b"expect":
                 if value.lower() != b"100-continue":
                     raise errors.ExpectationFailed(f"Expect {value[:80]!r} is not supported.")
                 request.expect_continue = request.version == "1.1"
         http11.check_host(hosts, request.version, request.parts)
-        http11.check_singletons(content_types)
-        http11.transfer_chunked(codings, request.version, content_length is not None)
-        if content_length is not None and content_length > self.max_body:
-            raise errors.PayloadTooLarge(
-                f"The declared body of {content_length} bytes is over the "
-                f"{self.max_body} byte limit."
-            )
-        self._continue_due = request.expect_continue and content_length != 0
+        if content_types > 1:
+            http11.check_singletons(content_types)
+        chunked = (
+            http11.transfer_chunked(codings, request.version, content_length is not None)
+            if codings
+            else False
+        )
+        if request.method == "CONNECT":
+            request.upgrade = True  # RFC 9110 §9.3.6: no content; the connection ends after it
+            content_length = None
+            chunked = False
+        self._remaining = content_length or 0
+        self._chunked = chunked
+        return request
 
-    def on_body(self, body: bytes) -> None:
+    def _content_length(self, value: bytes) -> int:
+        """Content-Length = 1*DIGIT (llhttp checked the syntax); any number of leading zeros."""
+        digits = value.lstrip(b"0")
+        if len(digits) > _CONTENT_LENGTH_DIGITS_MAX or int(digits or b"0") > self.max_body:
+            raise errors.PayloadTooLarge(
+                f"The declared body of {value[:40]!r} bytes is over the {self.max_body} byte limit."
+            )
+        return int(digits or b"0")
+
+    def _begin_body(self, request: Request) -> None:
+        self._extension_bytes = 0
+        if self._chunked:
+            self._state = _State.CHUNK_SIZE
+        elif self._remaining:
+            self._state = _State.LENGTH
+        else:
+            self._complete()
+            return
+        self._continue_due = request.expect_continue
+
+    def _length_body(self) -> None:
+        if self._take_body():
+            self._complete()
+
+    def _take_body(self) -> bool:
+        """Move what is there of the ``_remaining`` body bytes (a Content-Length body or the
+        current chunk's data) into the request; True when none remain."""
         request = self._current
         assert request is not None
-        request.body += body
-        if len(request.body) > self.max_body:
+        buf, pos = self._buf, self._pos
+        take = min(self._remaining, len(buf) - pos)
+        request.body += buf[pos : pos + take]
+        self._pos += take
+        self._remaining -= take
+        return not self._remaining
+
+    def _chunk_size(self) -> bool:
+        """chunk-size [ chunk-ext ] CRLF (RFC 9112 §7.1, §7.1.1)."""
+        buf, pos = self._buf, self._pos
+        end = buf.find(b"\r\n", pos, pos + CHUNK_LINE_MAX + 2)
+        if end < 0:
+            if len(buf) - pos > CHUNK_LINE_MAX:
+                raise errors.BadRequest(f"A chunk-size line is over {CHUNK_LINE_MAX} bytes.")
+            lines.check_chunk_line(bytes(buf[pos:]), complete=False)
+            return False
+        line = bytes(buf[pos:end])
+        size_text = lines.check_chunk_line(line, complete=True)
+        self._extension_bytes += len(line) - len(size_text)
+        if self._extension_bytes > self.max_header_bytes:
+            raise errors.BadRequest(
+                f"The request's chunk extensions are over {self.max_header_bytes} bytes."
+            )
+        digits = size_text.lstrip(b"0")
+        request = self._current
+        assert request is not None
+        if (
+            len(digits) > _CHUNK_SIZE_DIGITS_MAX
+            or len(request.body) + int(digits or b"0", 16) > self.max_body
+        ):
             raise errors.PayloadTooLarge(
                 f"The request body is over the {self.max_body} byte limit."
             )
+        self._remaining = int(digits or b"0", 16)
+        self._pos = end + 2
+        if self._remaining:
+            self._state = _State.CHUNK_DATA
+        else:
+            self._state = _State.TRAILERS
+            self._scan = self._checked = self._pos
+        return True
 
-    def on_message_complete(self) -> None:
+    def _chunk_data(self) -> None:
+        if self._take_body():
+            self._state = _State.CHUNK_END
+
+    def _chunk_end(self) -> bool:
+        buf, pos = self._buf, self._pos
+        if len(buf) - pos < 2:
+            if buf[pos : pos + 1] != b"\r":
+                raise errors.BadRequest("A chunk's data is longer than its size (RFC 9112 §7.1).")
+            return False
+        if buf[pos : pos + 2] != b"\r\n":
+            raise errors.BadRequest("A chunk's data is longer than its size (RFC 9112 §7.1).")
+        self._pos += 2
+        self._state = _State.CHUNK_SIZE
+        return True
+
+    def _trailers(self) -> bool:
+        """The trailer section: field lines then an empty line (RFC 9112 §7.1.2); each field
+        checked (http11.check_trailer_field), counted with the headers, then dropped."""
+        buf, pos = self._buf, self._pos
+        if buf.startswith(b"\r\n", pos):
+            self._pos = pos + 2
+            self._complete()
+            return True
+        if len(buf) - pos == 1 and buf[pos] == 13:  # a lone CR so far: its LF may follow
+            return False
+        end = buf.find(b"\r\n\r\n", max(pos, self._scan))
+        if end < 0:
+            if len(buf) - pos > self.max_header_bytes:
+                raise errors.HeadersTooLarge(
+                    f"The trailer section is over the {self.max_header_bytes} byte limit."
+                )
+            self._checked = lines.check_line_endings(buf, max(pos, self._checked))
+            self._scan = max(pos, len(buf) - 3)
+            return False
+        if end + 4 - pos > self.max_header_bytes + 2:
+            raise errors.HeadersTooLarge(
+                f"The trailer section is over the {self.max_header_bytes} byte limit."
+            )
+        request = self._current
+        assert request is not None
+        fields = bytes(buf[pos:end]).split(b"\r\n")
+        if len(fields) + len(request.headers) > self.max_headers:
+            raise errors.HeadersTooLarge(
+                f"The request has more than {self.max_headers} header and trailer fields."
+            )
+        for line in fields:
+            http11.check_trailer_line(line)
+        self._pos = end + 4
+        self._complete()
+        return True
+
+    def _complete(self) -> None:
         request = self._current
         assert request is not None
         self._continue_due = False
-        self._completed += 1
         self._ready.append(request)
         self._current = None
+        if not request.keep_alive or request.upgrade:
+            self._state = _State.CLOSED  # what follows is not read (close, or tunnel data)
+        else:
+            self._state = _State.START
 
-    def _check_head_size(self) -> None:
-        if self._head_bytes > self.max_header_bytes:
+    # -- llhttp callbacks (called from inside feed_data, for one head) -----------------------
+
+    def on_headers_complete(self) -> None:
+        # read here: llhttp clears its flags when the message completes
+        request, parser = self._current, self._llhttp
+        assert request is not None and parser is not None
+        version = parser.get_http_version()
+        served = lines.SERVED_VERSIONS.get(version)
+        if served is None:
+            major, _, minor = version.partition(".")
+            served = http11.version_served(int(major), int(minor))
+        request.version = served
+        request.keep_alive = parser.should_keep_alive()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        request = self._current
+        assert request is not None
+        # trailing OWS is not part of the value (RFC 9110 §5.5)
+        request.headers.append((name, value.rstrip(b" \t")))
+        if len(request.headers) > self.max_headers:
             raise errors.HeadersTooLarge(
-                f"The request line and headers are over the {self.max_header_bytes} byte limit."
+                f"The request has more than {self.max_headers} header fields."
             )

@@ -28,7 +28,6 @@ or a parked keep-alive connection that became readable); see :mod:`server.dispat
 
 from __future__ import annotations
 
-import errno
 import os
 import signal
 import socket
@@ -39,7 +38,7 @@ import time
 
 from . import app_loader, logs
 from .config import TICK, WORKER_EXTRA_DRAIN, Config
-from .connection import PARK, Connection
+from .connection import Connection
 from .dispatch import Dispatcher
 from .scoreboard import Scoreboard
 from .wsgi import WSGIApp, base_environ
@@ -66,14 +65,6 @@ FORK_BLOCKED_SIGNALS = frozenset(
         signal.SIGUSR1,
     }
 )
-
-_TRANSIENT_ACCEPT_ERRORS = {
-    errno.ECONNABORTED,
-    errno.EMFILE,
-    errno.ENFILE,
-    errno.ENOBUFS,
-    errno.ENOMEM,
-}
 
 
 class Worker:
@@ -119,7 +110,9 @@ class Worker:
                     "worker %d (pid: %d) could not load the application", self.index, os.getpid()
                 )
                 return WORKER_BOOT_ERROR
-        self._dispatcher = Dispatcher(self.listener, self._wake_r)
+        self._dispatcher = Dispatcher(
+            self.listener, self._wake_r, self, self.config.max_connections
+        )
         threads = [
             threading.Thread(
                 target=self._request_thread, args=(core,), name=f"core-{core}", daemon=True
@@ -212,35 +205,30 @@ class Worker:
         dispatcher, stopping = self._dispatcher, self.stopping
         while not stopping.is_set():
             try:
-                work = dispatcher.next()
-            except OSError as exc:
-                if exc.errno not in _TRANSIENT_ACCEPT_ERRORS:
-                    raise
-                log.warning("accept() failed: %s; backing off", exc)
-                stopping.wait(0.5)
+                work = dispatcher.next(TICK, core)
+            except Exception:  # a bug of ours on one event must not take the core down.
+                log.exception("internal error in the dispatcher (core %d)", core)
                 continue
-            if isinstance(work, str):  # WAKE
-                self._read_wakeup()
-            elif isinstance(work, Connection):
+            if isinstance(work, Connection):
                 self._serve(work, core)
-            elif work is not None:
-                self._serve(Connection(work[0], work[1], self), core)
+            elif work is not None:  # WAKE
+                self._read_wakeup()
             dispatcher.sweep()
             if core == 0 or work is None:
                 self._check_master()
 
     def _serve(self, conn: Connection, core: int) -> None:
+        """Answer the requests ``conn`` has in (a core), then give it back to the dispatcher;
+        an idle kept-alive connection is closed instead when the worker is stopping."""
         try:
-            outcome = conn.serve(core)
+            step = conn.serve(core)
+            if self.stopping.is_set() and conn.idle:
+                conn.close()  # idle kept-alive while stopping: done with it
+            else:
+                self._dispatcher.settle(conn, step)
         except Exception:  # a bug of ours on one connection must not take the core down.
             log.exception("internal error while serving %s", conn.remote[0])
             conn.close()
-            return
-        if outcome is PARK:
-            if self.stopping.is_set() and conn.served:
-                conn.close()  # idle kept-alive while stopping: done with it
-            else:
-                self._dispatcher.park(conn)  # fresh: its first request is owed an answer
 
     def _check_master(self) -> None:
         if not self.stopping.is_set() and os.getppid() != self.master_pid:

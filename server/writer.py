@@ -2,7 +2,7 @@
 
 Runs in the request thread serving the request. It knows nothing of sockets: the connection
 (:mod:`server.connection`) hands it ``send(data)`` and ``send_file(fd, offset, count)``, which
-raise :class:`~server.connection.ClientGone` when the client leaves. It reads what the
+raise :class:`~server.errors.ClientGone` when the client leaves. It reads what the
 application declared from :class:`~server.wsgi.ResponseStart` and never edits it: the
 Content-Length it adds for a list body is its own copy of the headers.
 
@@ -143,6 +143,12 @@ class ResponseWriter:
             self.remaining -= count
             self.body_bytes += count
         return True
+
+    def send_canned(self, data: bytes) -> None:
+        """Send a complete canned response instead (the 500 after an application error,
+        before any head went out)."""
+        self.headers_sent = True
+        self._send(data)
 
     def declare_length(self, length: int) -> None:
         """Add Content-Length for a body whose size is known before sending (a list, or empty)."""

@@ -129,7 +129,9 @@ def build_environ(
         environ[key] = text
         if key == "HTTP_TRANSFER_ENCODING":
             chunked = True
-    if chunked:
+    if chunked or "CONTENT_LENGTH" in environ:
+        # the body is whole and exactly its length: say it plainly (no leading zeros, which
+        # could pass Python's int-digits limit in the application)
         environ["CONTENT_LENGTH"] = str(len(request.body))
     if parts.authority is not None:
         environ["HTTP_HOST"] = parts.authority.decode("latin-1")  # absolute-form: RFC 9112 §3.2.2

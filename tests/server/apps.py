@@ -157,7 +157,80 @@ def _midfail(environ: Environ, start_response: StartResponse) -> Iterable[bytes]
     return _Closing()
 
 
+def _big(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+    """``?bytes=N``: N bytes with a Content-Length, in 64 kB blocks (a slow reader's target)."""
+    size = int(environ["QUERY_STRING"].partition("=")[2] or "1000000")
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(size))])
+    block = b"x" * 65536
+    while size > 0:
+        yield block[:size]
+        size -= len(block)
+
+
+_HELD_FILES: list[int] = []  # file descriptors /hog holds (one worker's, module-global)
+
+
+def _hog(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    """Open /dev/null until the open-file limit is reached and hold every descriptor for
+    ``?seconds=S``, then release them (a timer thread): what an application leaking files
+    does to accept(), which then fails with EMFILE."""
+    seconds = float(environ["QUERY_STRING"].partition("=")[2] or "3")
+    try:
+        while True:
+            _HELD_FILES.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass  # EMFILE: every descriptor is taken
+    held = len(_HELD_FILES)
+
+    def release() -> None:
+        while _HELD_FILES:
+            os.close(_HELD_FILES.pop())
+        _say(f"hog released {held} files in pid {os.getpid()}")
+
+    threading.Timer(seconds, release).start()
+    _say(f"hog holds {held} files in pid {os.getpid()}")
+    body = str(held).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _limit_open_files() -> None:
+    """``SERVER_TEST_NOFILE=N``: lower the open-file limit at import (in the master, before
+    the workers are forked), below what --max-connections was derived from."""
+    limit = os.environ.get("SERVER_TEST_NOFILE")
+    if limit:
+        import resource
+
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (int(limit), hard))
+
+
+_limit_open_files()
+
+
+def _heavy(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    """A page's worth of Python work (benchmarks): build and serialise 200 records, ~20 kB."""
+    records = [
+        {"id": i, "name": f"item-{i}", "tags": ["a", "b", str(i % 7)], "price": i * 1.25}
+        for i in range(200)
+    ]
+    body = json.dumps({"path": environ["PATH_INFO"], "records": records}).encode()
+    start_response(
+        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
+    return [body]
+
+
+def bench_raw(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    """The benchmark's app (benchmarks/server_bench.py): /heavy, anything else hello."""
+    if environ["PATH_INFO"] == "/heavy":
+        return _heavy(environ, start_response)
+    return _hello(environ, start_response)
+
+
 ROUTES: dict[str, Callable[[Environ, StartResponse], Iterable[bytes]]] = {
+    "/big": _big,
+    "/hog": _hog,
     "/slow": _slow,
     "/thread": _thread,
     "/stream": _stream,

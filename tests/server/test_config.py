@@ -27,6 +27,19 @@ def test_every_setting_is_an_option() -> None:
         assert "--" + name.replace("_", "-") in options
 
 
+def test_max_connections_defaults_to_the_open_file_limit() -> None:
+    """Derived so accept() never runs the worker out of descriptors; an explicit value is kept."""
+    assert config.parse(["m:app"]).max_connections == config.fd_limit() - config.FD_RESERVE
+    assert config.parse(["m:app", "--max-connections", "16"]).max_connections == 16
+
+
+def test_max_body_buffer_defaults_to_four_bodies_at_least_64_mib() -> None:
+    assert config.parse(["m:app"]).max_body_buffer == 64 * config.MiB
+    assert config.parse(["m:app", "--max-body", str(100 * config.MiB)]).max_body_buffer == (
+        400 * config.MiB
+    )
+
+
 def test_jitter_defaults_to_a_tenth() -> None:
     assert config.parse(["m:app", "--max-requests", "5000"]).max_requests_jitter == 500
 
@@ -44,6 +57,8 @@ def test_jitter_defaults_to_a_tenth() -> None:
         (["m:app", "--header-timeout", "0"], "above 0"),
         (["m:app", "--harakiri", "0.5"], "at least 1"),
         (["m:app", "--graceful-timeout", "nan"], "seconds"),
+        (["m:app", "--min-rate", "0"], "positive"),
+        (["m:app", "--max-connections", str(config.fd_limit())], "open-file limit"),
     ],
 )
 def test_refused(argv: list[str], fragment: str) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +28,7 @@ def parse_all(data: bytes, *, split: int | None = None, **limits: int) -> list[R
 
 VALID = [
     # (id, raw request, method, target, version, keep_alive, body)
+    ("any-token-method", b"FOO / HTTP/1.1\r\nHost: t\r\n\r\n", "FOO", b"/", "1.1", True, b""),
     ("get", b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n", "GET", b"/a?b=1", "1.1", True, b""),
     ("http10", b"GET / HTTP/1.0\r\n\r\n", "GET", b"/", "1.0", False, b""),
     (
@@ -123,7 +127,8 @@ INVALID = [
     ("no-version", b"GET /\r\n\r\n", errors.VersionNotSupported),
     ("bad-version", b"GET / HTTP/2.7\r\n\r\n", errors.VersionNotSupported),
     ("space-in-target", b"GET /a b HTTP/1.1\r\nHost: t\r\n\r\n", errors.BadRequest),
-    ("unknown-method", b"FOO / HTTP/1.1\r\nHost: t\r\n\r\n", errors.NotImplementedByServer),
+    ("not-a-token-method", b"F(O / HTTP/1.1\r\nHost: t\r\n\r\n", errors.BadRequest),
+    ("cr-before-method", b"\rGET / HTTP/1.1\r\nHost: t\r\n\r\n", errors.BadRequest),
     ("lf-only", b"GET / HTTP/1.1\nHost: x\n\n", errors.BadRequest),
     ("header-no-colon", b"GET / HTTP/1.1\r\nHost x\r\n\r\n", errors.BadRequest),
     ("space-in-name", b"GET / HTTP/1.1\r\nHost: t\r\nX Y: a\r\n\r\n", errors.BadRequest),
@@ -173,7 +178,7 @@ INVALID = [
     (
         "huge-chunk-size",
         b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n",
-        errors.BadRequest,
+        errors.PayloadTooLarge,
     ),
     (
         "chunk-too-long",
@@ -277,16 +282,58 @@ def test_in_head_tracks_a_partial_request() -> None:
     assert parser.next_request() is not None
 
 
-def test_upgrade_request_is_served_then_the_rest_ignored() -> None:
+@pytest.mark.parametrize("split", [None, 1000])
+def test_content_length_with_5000_leading_zeros(split: int | None) -> None:
+    """Past Python's 4300-digit int limit: still its number (RFC 9110 §8.6), or 413 if large."""
+    zeros = b"0" * 5000
+    raw = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: " + zeros + b"2\r\n\r\nok"
+    (request,) = parse_all(raw, split=split, max_header_bytes=8192)
+    assert bytes(request.body) == b"ok"
+    with pytest.raises(errors.PayloadTooLarge):
+        parse_all(raw.replace(zeros, zeros + b"1" * 10), split=split, max_header_bytes=8192)
+
+
+def test_upgrade_is_ignored_and_its_body_kept() -> None:
+    """RFC 9110 §7.8: Upgrade ignored; the body is read, the next request parsed (llhttp alone
+    would skip the body and stop)."""
+    for split in (None, 1, 5):
+        (first, second) = parse_all(
+            b"POST /u HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: websocket\r\n"
+            b"Content-Length: 5\r\n\r\nhello"
+            b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n",
+            split=split,
+        )
+        assert bytes(first.body) == b"hello" and not first.upgrade and first.keep_alive
+        assert second.target == b"/next"
+
+
+def test_connect_is_served_then_the_rest_ignored() -> None:
     parser = RequestParser(**LIMITS)
-    parser.feed(
-        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
-        b"\x81\x05hello"
-    )
+    parser.feed(b"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n\x16\x03\x01")
     request = parser.next_request()
-    assert request is not None and request.upgrade
-    parser.feed(b"more non-HTTP bytes")
+    assert request is not None and request.upgrade and parser.closed
+    parser.feed(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
     assert parser.next_request() is None
+
+
+def test_bytes_after_a_closing_request_are_not_read() -> None:
+    parser = RequestParser(**LIMITS)
+    parser.feed(b"GET /1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\nGET /2 HTTP/1.1\r\n\r\n")
+    request = parser.next_request()
+    assert request is not None and not request.keep_alive
+    assert parser.next_request() is None and parser.closed
+
+
+def test_state_follows_the_request() -> None:
+    """between_requests, in_head, in_body: what the connection's deadlines are chosen by."""
+    parser = RequestParser(**LIMITS)
+    assert parser.between_requests and not parser.in_head and not parser.in_body
+    parser.feed(b"\r\n")  # an empty line starts the head's clock: it is not idleness
+    assert parser.in_head and not parser.between_requests
+    parser.feed(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nab")
+    assert parser.in_body and not parser.in_head
+    parser.feed(b"cd")
+    assert parser.between_requests and parser.next_request() is not None
 
 
 def test_requests_before_garbage_in_one_feed_are_served_first() -> None:
@@ -298,3 +345,42 @@ def test_requests_before_garbage_in_one_feed_are_served_first() -> None:
         parser.next_request()
     with pytest.raises(errors.BadRequest):
         parser.feed(b"GET /2 HTTP/1.1\r\nHost: t\r\n\r\n")
+
+
+GUNICORN_CORPUS = os.environ.get("SERVER_GUNICORN_CORPUS", "")
+
+
+def load_corpus_file(path: Path) -> bytes:
+    """gunicorn's tests/treq.py encoding: lines joined, ``\\r\\n``, ``\\0``, ``\\n``, ``\\t``
+    and ``\\xNN`` escapes."""
+    data = path.read_bytes().replace(b"\n", b"").replace(b"\\r\\n", b"\r\n")
+    data = data.replace(b"\\0", b"\0").replace(b"\\n", b"\n").replace(b"\\t", b"\t")
+    return re.sub(rb"\\x([0-9A-Fa-f]{2})", lambda m: bytes([int(m.group(1), 16)]), data)
+
+
+def corpus_outcome(data: bytes, split: int) -> tuple[list[tuple[str, bytes, bytes]], int | None]:
+    parser = RequestParser(max_header_bytes=65536, max_headers=200, max_body=10 * 1024 * 1024)
+    got: list[tuple[str, bytes, bytes]] = []
+    try:
+        for start in range(0, len(data), split):
+            parser.feed(data[start : start + split])
+            while (request := parser.next_request()) is not None:
+                got.append((request.method, request.target, bytes(request.body)))
+    except errors.HTTPError as exc:
+        return got, exc.status
+    return got, None
+
+
+@pytest.mark.skipif(not GUNICORN_CORPUS, reason="SERVER_GUNICORN_CORPUS=<gunicorn>/tests/requests")
+def test_gunicorn_request_corpus_whole_and_bytewise_agree() -> None:
+    """gunicorn's request corpus (valid and invalid files; read from a checkout, never copied
+    here): every file ends in requests or an HTTP refusal, never another exception, and the
+    same way whether it arrives whole or byte by byte."""
+    files = sorted(Path(GUNICORN_CORPUS).glob("*/*.http"))
+    assert files, f"no .http files under {GUNICORN_CORPUS}"
+    differ = []
+    for path in files:
+        data = load_corpus_file(path)
+        if corpus_outcome(data, len(data) or 1) != corpus_outcome(data, 1):
+            differ.append(path.name)
+    assert not differ, f"whole and byte-by-byte differ for {differ}"
