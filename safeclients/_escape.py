@@ -218,7 +218,7 @@ async def _watched(policy: Escaping, obj: Any, token: Any, result: Awaitable[Any
     try:
         return await result
     except BaseException as exc:
-        if policy.is_broken(exc):
+        if policy.is_broken(exc, obj):
             policy.put(obj, token, True)
         raise
 

@@ -41,7 +41,8 @@ Vocabulary (one name per concept, in every policy)
   ``create_for_thread``, ``create_for_loop``, pooled's ``_create_in_slot``).
 * **use**: what ``get`` starts and ``put`` ends; a use that outlives its call is a *hold* on the
   context's *pin* (``_uses``).
-* **broken**: an error that ``is_broken`` (``discard_on``, ``_discard``) accepts.
+* **broken**: an error that ``is_broken(exc, obj)`` (``discard_on``, ``_discard``) accepts: by
+  default the profile's judgement that the connection is dead (``_disconnect``).
 * **discard**: close a broken instance and forget it (``stats().discarded``); the next use
   creates another.
 * **retire**: replace an instance a health check found too old, idle or dead (``_health``).
@@ -113,11 +114,9 @@ class Policy(Generic[T]):
         self._factory = factory
         self._close_fn = close
         # What safeclients knows of the client type (safeclients.profiles), once it is known:
-        # its disconnect errors join the default discard_on, its close replaces obj.close().
+        # its disconnect judgement is the default discard_on, its close replaces obj.close().
         self.profile: profiles.Profile | None = None
-        self.is_broken = discard_predicate(
-            discard_on if discard_on is not None else self._default_broken
-        )
+        self.is_broken = discard_predicate(discard_on, self._default_broken)
         self.client_type: type | None = factory if isinstance(factory, type) else None
         # The type a factory's return annotation promises: known before any instance exists, so
         # the forwarders are installed up front and introspection (isinstance, doctest) creates
@@ -227,11 +226,15 @@ class Policy(Generic[T]):
     #: holds it until awaited (``_escape``).
     async_gets: ClassVar[bool] = False
 
-    def _default_broken(self, exc: BaseException) -> bool:
-        """The default ``discard_on``: generic disconnect classes, plus the profile's."""
+    def _default_broken(self, exc: BaseException, obj: Any) -> bool:
+        """The default ``discard_on``: the profile's ``disconnect`` judgement of ``exc`` on
+        ``obj`` (error code, connection state, reply code: ``_disconnect``) where it has one;
+        else the generic disconnect classes, plus the profile's ``broken`` classes."""
+        profile = self.profile
+        if profile is not None and profile.disconnect is not None:
+            return profile.disconnect(exc, obj)
         if default_discard(exc):
             return True
-        profile = self.profile
         return profile is not None and profiles.broken_by(profile, exc)
 
     def own_proxy(self) -> Any:
@@ -398,7 +401,7 @@ class Policy(Generic[T]):
             try:
                 result = await getattr(obj, name)(*args, **kwargs)
             except BaseException as exc:
-                policy.put(obj, token, policy.is_broken(exc))
+                policy.put(obj, token, policy.is_broken(exc, obj))
                 raise
             policy.put(obj, token, False)
             return result

@@ -16,7 +16,7 @@ import contextlib
 import importlib
 from typing import Any
 
-from safeclients import _probes
+from safeclients import _disconnect, _probes
 from safeclients._profile import Profile
 
 __all__ = ["SHIPPED"]
@@ -72,6 +72,9 @@ GEARMAN = Profile(
 # - broken: after a lost connection the next command raises err.InterfaceError(0, "") ("if
 #   not self._sock: raise err.InterfaceError(0, '')", connections.py _execute_command); a lost
 #   or refused connection is err.OperationalError (2013 "Lost connection", 2006 "gone away").
+#   But err.OperationalError is also every unmapped server error >= 1000 (err.py
+#   _map_error: 1205 lock wait timeout, 1213 deadlock) on a live connection, so the judgement
+#   is by code and by `open` (_disconnect.pymysql), never by class.
 # - close: Connection.close() ":raise Error: If the connection is already closed"; it only
 #   raises then (the COM_QUIT write is suppressed), so "already closed" is swallowed.
 # - derived: cursor() returns a Cursor bound to the connection (cursors.py Cursor.__init__
@@ -99,6 +102,7 @@ PYMYSQL = Profile(
     close=_close_pymysql,
     check=lambda conn: conn.ping(reconnect=False),
     derived=frozenset({"cursor"}),
+    disconnect=_disconnect.pymysql,
 )
 
 
@@ -143,6 +147,7 @@ MYSQLCLIENT = Profile(
     close=_close_mysqlclient,
     check=lambda conn: conn.ping(),
     derived=frozenset({"cursor"}),
+    disconnect=_disconnect.mysqlclient,
 )
 
 
@@ -155,7 +160,8 @@ MYSQLCLIENT = Profile(
 #   connections after the fork." Shared transactions are why thread_safe is False here.
 # - broken: psycopg2.InterfaceError "connection already closed", psycopg2.OperationalError
 #   "server closed the connection unexpectedly" (psycopg2 docs, connection.closed: "nonzero
-#   if it is closed or broken").
+#   if it is closed or broken"). OperationalError is also a deadlock or a statement timeout
+#   on a live connection: judged by `closed` and libpq's message (_disconnect.psycopg2).
 # - close: connection.close() "Close the connection now"; skipped when `closed` is set.
 # - check: psycopg2 has no ping; SQLAlchemy's pre-ping runs "SELECT 1" on a cursor (engine
 #   default do_ping); a transaction the check itself opened is rolled back.
@@ -186,6 +192,7 @@ PSYCOPG2 = Profile(
     close=lambda conn: None if conn.closed else conn.close(),
     check=_check_psycopg2,
     derived=frozenset({"cursor"}),
+    disconnect=_disconnect.psycopg2,
 )
 
 
@@ -236,6 +243,7 @@ PSYCOPG = Profile(
     close=lambda conn: conn.close(),
     check=_check_psycopg,
     derived=frozenset({"cursor", "execute", "transaction", "pipeline"}),
+    disconnect=_disconnect.psycopg,
 )
 
 
@@ -353,6 +361,7 @@ REDIS = Profile(
     check=lambda client: client.ping(),
     derived=frozenset({"pipeline", "pubsub", "monitor"}),
     thread_safe=True,
+    disconnect=_disconnect.never,
 )
 
 
@@ -378,6 +387,7 @@ PYMEMCACHE = Profile(
     probe=_probes.attr_socket("sock"),
     close=lambda client: client.close(),
     check=lambda client: client.version(),
+    disconnect=_disconnect.never,
 )
 
 
@@ -388,7 +398,9 @@ PYMEMCACHE = Profile(
 #   need to be serialized by the user to avoid data corruption." Transactions belong to the
 #   connection. SQLite, "How To Corrupt An SQLite Database File" 2.6: "Carrying an open
 #   database connection across a fork()".
-# - broken: none (a local file; no connection to lose).
+# - broken: only a closed connection (a local file; no connection to lose). sqlite3 raises
+#   OperationalError for SQL errors ("no such table", "database is locked"): the connection,
+#   its transaction and a :memory: database are kept (_disconnect.sqlite3).
 # - close: Connection.close(); closing twice is allowed.
 # - derived: cursor(), execute(), executemany(), executescript() return a Cursor of the
 #   connection; blobopen() (3.11) a Blob.
@@ -405,6 +417,7 @@ SQLITE3 = Profile(
     ),
     probe=_probes.sqlite,
     derived=frozenset({"cursor", "execute", "executemany", "executescript", "blobopen"}),
+    disconnect=_disconnect.sqlite3,
 )
 
 
@@ -439,7 +452,10 @@ HTTP_CONNECTION = Profile(
 # - CPython Lib/smtplib.py: SMTP "manages a connection to an SMTP or ESMTP server"; docmd()
 #   is putcmd() then getreply() on the one socket, with no lock (no threading import).
 # - broken: SMTPServerDisconnected ("raised when the server unexpectedly disconnects, or when
-#   an attempt is made to use the SMTP instance before connecting it"), socket errors.
+#   an attempt is made to use the SMTP instance before connecting it"), a 421 reply (smtplib
+#   closes the session itself on 421 to MAIL/RCPT), socket errors. SMTPException derives
+#   from OSError: a refused recipient (550) must not discard the session
+#   (_disconnect.smtplib).
 # - close: the default obj.close(), idempotent (it clears `file` and `sock`). Not quit(): it
 #   waits for the server's reply with the client's own timeout, None unless the app set one,
 #   and raises SMTPServerDisconnected on a dead session.
@@ -456,6 +472,7 @@ SMTP = Profile(
     probe=_probes.attr_socket("sock"),
     broken=("smtplib.SMTPServerDisconnected", "builtins.ConnectionError", "builtins.TimeoutError"),
     check=lambda smtp: smtp.noop(),
+    disconnect=_disconnect.smtplib,
 )
 
 
@@ -463,8 +480,9 @@ SMTP = Profile(
 # - CPython Lib/ftplib.py: FTP.sendcmd() "Send a command and return the response" is putcmd()
 #   then getresp() on the one control connection, with no lock; the session (login, cwd) is
 #   state.
-# - broken: getline() raises EOFError when the server closed the control connection;
-#   socket errors.
+# - broken: getline() raises EOFError when the server closed the control connection; a 421
+#   reply (error_temp), error_proto, socket errors; a 5xx reply (error_perm) is a refused
+#   command on a live session (_disconnect.ftplib).
 # - close: the default obj.close() "Close the connection without assuming anything about
 #   it" (idempotent). Not quit(): it waits for the reply to QUIT with the client's own
 #   timeout (None by default) and fails with AttributeError on an unconnected FTP().
@@ -483,6 +501,7 @@ FTP = Profile(
     broken=("builtins.EOFError", "builtins.ConnectionError", "builtins.TimeoutError"),
     check=lambda ftp: ftp.voidcmd("NOOP"),
     derived=frozenset({"transfercmd", "ntransfercmd"}),
+    disconnect=_disconnect.ftplib,
 )
 
 

@@ -70,7 +70,7 @@ def _make(policy, is_broken, tracker, name):
         try:
 {enter}            result = {action}
         except BaseException as exc:
-{leave}            if is_broken(exc):
+{leave}            if is_broken(exc, obj):
 {put_broken}
             else:
 {put_ok}

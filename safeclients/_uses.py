@@ -78,7 +78,7 @@ class Holder(Protocol):
 
     def put(self, obj: Any, token: Any, broken: bool) -> None: ...
 
-    def is_broken(self, exc: BaseException) -> bool: ...
+    def is_broken(self, exc: BaseException, obj: Any) -> bool: ...
 
     def on_pin(self, pin: Pin) -> None: ...
 
@@ -139,7 +139,8 @@ class Hold:
     def noted(self, exc: BaseException) -> None:
         """An error from the derived object counts for its instance (``discard_on``); closing a
         generator early (``GeneratorExit``) is no error."""
-        if not isinstance(exc, GeneratorExit) and self.pin.policy.is_broken(exc):
+        pin = self.pin
+        if not isinstance(exc, GeneratorExit) and pin.policy.is_broken(exc, pin.obj):
             self.broken = True
 
     def joined(self, name: str | None) -> Hold:

@@ -1,0 +1,339 @@
+"""The profiles' disconnect judgements (``safeclients._disconnect``) on real servers, both ways.
+
+For each client: a statement error on a live connection keeps that connection and the work of
+its open transaction (sqlite3 OperationalError for SQL errors, PyMySQL 1054 and 1205, a
+psycopg2 / psycopg 3 statement timeout, smtplib 550), and a connection the server killed is
+discarded and replaced by the next use. Each proxy uses the default ``discard_on``; the
+servers are examples.support's launchers (MariaDB, PostgreSQL) and aiosmtpd, each on a free
+loopback port, stopped in ``finally``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import smtplib
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import safeclients
+from examples.support.backends import Backend, MariaDB, PostgreSQL
+from examples.support.backends._base import admin_cursor
+from examples.support.processes import free_port
+
+pytestmark = pytest.mark.integration
+
+POLICIES = ["per_thread", "locked", "pooled", "per_process"]
+
+
+def _proxy(kind: str, factory: Any) -> Any:
+    if kind == "pooled":
+        return safeclients.pooled(factory, size=2, timeout=10)
+    return getattr(safeclients, kind)(factory)
+
+
+def _discarded(proxy: Any) -> int:
+    return safeclients.stats(proxy).discarded
+
+
+# -- sqlite3 ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", POLICIES)
+def test_sqlite3_sql_error_keeps_the_transaction(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "keep.db"
+    sqlite3.connect(path).execute("CREATE TABLE t (v INT)").connection.close()
+    proxy = _proxy(kind, lambda: sqlite3.connect(path, check_same_thread=False))
+    try:
+        with proxy:  # one connection for the block, every call through the proxy
+            proxy.execute("INSERT INTO t VALUES (1)")
+            with pytest.raises(sqlite3.OperationalError, match="no such table"):
+                proxy.execute("SELECT * FROM missing")
+            proxy.execute("INSERT INTO t VALUES (2)")
+            proxy.commit()
+        assert _discarded(proxy) == 0, f"{kind}: a live sqlite3 connection was discarded"
+        check = sqlite3.connect(path)
+        assert check.execute("SELECT v FROM t ORDER BY v").fetchall() == [(1,), (2,)]
+        check.close()
+    finally:
+        safeclients.dispose(proxy)
+
+
+def test_sqlite3_memory_database_survives_an_sql_error() -> None:
+    proxy = safeclients.per_thread(lambda: sqlite3.connect(":memory:"))
+    try:
+        proxy.execute("CREATE TABLE t (v INT)")
+        with pytest.raises(sqlite3.OperationalError):
+            proxy.execute("INSERT INTO t VALUES (1, 2)")
+        assert proxy.execute("SELECT count(*) FROM t").fetchone() == (0,)
+        assert _discarded(proxy) == 0
+    finally:
+        safeclients.dispose(proxy)
+
+
+# -- PyMySQL + MariaDB --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mysql_table(mariadb: MariaDB) -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with admin_cursor(mariadb.admin()) as cur:
+        cur.execute(f"CREATE TABLE app.{name} (id INT PRIMARY KEY) ENGINE=InnoDB")
+        cur.execute(f"GRANT ALL ON app.{name} TO 'app'@'%'")
+    try:
+        yield name
+    finally:
+        with admin_cursor(mariadb.admin()) as cur:
+            cur.execute(f"DROP TABLE app.{name}")
+
+
+def _pymysql(server: Backend) -> Any:
+    import pymysql  # type: ignore[import-untyped]
+
+    return lambda: pymysql.connect(**server.params, connect_timeout=5, read_timeout=20)
+
+
+def _mysql_rows(server: MariaDB, table: str) -> list[int]:
+    with admin_cursor(server.admin()) as cur:
+        cur.execute(f"SELECT id FROM app.{table} ORDER BY id")
+        return [row[0] for row in cur.fetchall()]
+
+
+@pytest.mark.parametrize("kind", POLICIES)
+def test_pymysql_unknown_column_keeps_the_transaction(
+    mariadb: MariaDB, mysql_table: str, kind: str
+) -> None:
+    import pymysql
+
+    proxy = _proxy(kind, _pymysql(mariadb))
+    try:
+        with proxy:
+            with proxy.cursor() as cur:
+                cur.execute(f"INSERT INTO {mysql_table} VALUES (1)")
+                with pytest.raises(pymysql.err.OperationalError) as raised:
+                    cur.execute(f"SELECT nope FROM {mysql_table}")
+                assert raised.value.args[0] == 1054
+                cur.execute(f"INSERT INTO {mysql_table} VALUES (2)")
+            proxy.commit()
+        assert _discarded(proxy) == 0, f"{kind}: a live PyMySQL connection was discarded"
+        assert _mysql_rows(mariadb, mysql_table) == [1, 2]
+    finally:
+        safeclients.dispose(proxy)
+
+
+def test_pymysql_lock_wait_timeout_keeps_the_connection(mariadb: MariaDB, mysql_table: str) -> None:
+    import pymysql
+
+    proxy = safeclients.pooled(_pymysql(mariadb), size=1, timeout=10)
+    blocker = _pymysql(mariadb)()
+    try:
+        with blocker.cursor() as cur:
+            cur.execute(f"INSERT INTO {mysql_table} VALUES (7)")  # holds the row's lock
+        with proxy, proxy.cursor() as cur:
+            cur.execute("SET SESSION innodb_lock_wait_timeout = 1")
+            cur.execute(f"INSERT INTO {mysql_table} VALUES (1)")
+            thread_id = proxy.thread_id()
+            with pytest.raises(pymysql.err.OperationalError) as raised:
+                cur.execute(f"INSERT INTO {mysql_table} VALUES (7)")
+            assert raised.value.args[0] == 1205
+            cur.execute(f"INSERT INTO {mysql_table} VALUES (2)")  # the statement, not the
+            proxy.commit()  # transaction, was rolled back (innodb_rollback_on_timeout off)
+        blocker.rollback()
+        assert _discarded(proxy) == 0
+        assert proxy.thread_id() == thread_id, "the live connection was replaced"
+        assert _mysql_rows(mariadb, mysql_table) == [1, 2]
+    finally:
+        blocker.close()
+        safeclients.dispose(proxy)
+
+
+def _kill_mysql(server: MariaDB, thread_id: int) -> None:
+    with admin_cursor(server.admin()) as cur:
+        cur.execute(f"KILL CONNECTION {int(thread_id)}")
+
+
+@pytest.mark.parametrize("kind", POLICIES)
+def test_pymysql_killed_connection_is_discarded(mariadb: MariaDB, kind: str) -> None:
+    import pymysql
+
+    proxy = _proxy(kind, _pymysql(mariadb))
+    try:
+        first = proxy.thread_id()
+        _kill_mysql(mariadb, first)
+        with pytest.raises(pymysql.err.OperationalError):
+            proxy.query("SELECT 1")
+        assert _discarded(proxy) == 1, f"{kind}: the dead connection was kept"
+        assert proxy.query("SELECT 1") == 1
+        assert proxy.thread_id() != first
+    finally:
+        safeclients.dispose(proxy)
+
+
+# -- psycopg2 and psycopg 3 + PostgreSQL --------------------------------------------------------
+
+
+def _psycopg2(server: Backend) -> Any:
+    import psycopg2  # type: ignore[import-untyped]
+
+    return lambda: psycopg2.connect(**server.params, connect_timeout=5)
+
+
+def _psycopg3(server: Backend) -> Any:
+    import psycopg
+
+    return lambda: psycopg.connect(**server.params, connect_timeout=5)
+
+
+DRIVERS = {"psycopg2": _psycopg2, "psycopg": _psycopg3}
+
+
+@pytest.fixture
+def pg_table(postgresql: PostgreSQL) -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with admin_cursor(postgresql.admin("app")) as cur:
+        cur.execute(f"CREATE TABLE {name} (id INT PRIMARY KEY)")
+        cur.execute(f"ALTER TABLE {name} OWNER TO app")
+    try:
+        yield name
+    finally:
+        with admin_cursor(postgresql.admin("app")) as cur:
+            cur.execute(f"DROP TABLE {name}")
+
+
+def _pg_rows(server: PostgreSQL, table: str) -> list[int]:
+    with admin_cursor(server.admin("app")) as cur:
+        cur.execute(f"SELECT id FROM {table} ORDER BY id")
+        return [row[0] for row in cur.fetchall()]
+
+
+@pytest.mark.parametrize("driver", sorted(DRIVERS))
+@pytest.mark.parametrize("kind", POLICIES)
+def test_pg_statement_timeout_keeps_the_transaction(
+    postgresql: PostgreSQL, pg_table: str, driver: str, kind: str
+) -> None:
+    """A statement timeout is an OperationalError (QueryCanceled) on a live connection: the
+    app rolls back to its savepoint and commits what came before."""
+    proxy = _proxy(kind, DRIVERS[driver](postgresql))
+    try:
+        with proxy:
+            cur = proxy.cursor()
+            cur.execute(f"INSERT INTO {pg_table} VALUES (1)")
+            cur.execute("SAVEPOINT before_slow")
+            cur.execute("SET LOCAL statement_timeout = 50")
+            with pytest.raises(proxy.OperationalError, match="statement timeout"):
+                cur.execute("SELECT pg_sleep(5)")
+            cur.execute("ROLLBACK TO SAVEPOINT before_slow")
+            cur.execute(f"INSERT INTO {pg_table} VALUES (2)")
+            cur.close()
+            proxy.commit()
+        assert _discarded(proxy) == 0, f"{driver} {kind}: a live connection was discarded"
+        assert _pg_rows(postgresql, pg_table) == [1, 2]
+    finally:
+        safeclients.dispose(proxy)
+
+
+def _backend_pid(proxy: Any) -> int:
+    with safeclients.checkout(proxy) as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT pg_backend_pid()")
+        (pid,) = cur.fetchone()
+        cur.close()
+        conn.rollback()
+        return int(pid)
+
+
+@pytest.mark.parametrize("driver", sorted(DRIVERS))
+@pytest.mark.parametrize("kind", POLICIES)
+def test_pg_terminated_connection_is_discarded(
+    postgresql: PostgreSQL, driver: str, kind: str
+) -> None:
+    proxy = _proxy(kind, DRIVERS[driver](postgresql))
+    try:
+        first = _backend_pid(proxy)
+        with admin_cursor(postgresql.admin()) as cur:
+            cur.execute("SELECT pg_terminate_backend(%s)", (first,))
+        with pytest.raises(importlib.import_module(driver).OperationalError):
+            _backend_pid(proxy)
+        assert _discarded(proxy) == 1, f"{driver} {kind}: the dead connection was kept"
+        assert _backend_pid(proxy) != first
+    finally:
+        safeclients.dispose(proxy)
+
+
+# -- smtplib + aiosmtpd -------------------------------------------------------------------------
+
+
+class _Handler:
+    """Refuses one recipient with 550; answers 421 for another (a server shutting the session
+    down, as Postfix does on an idle timeout)."""
+
+    def __init__(self) -> None:
+        self.delivered: list[list[str]] = []
+        self.lock = threading.Lock()  # guards delivered (the server's loop thread appends)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if address.startswith("nobody@"):
+            return "550 5.1.1 No such user"
+        if address.startswith("shutdown@"):
+            return "421 4.3.2 Service shutting down"  # smtplib closes its session on a 421
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            self.delivered.append(list(envelope.rcpt_tos))
+        return "250 Message accepted"
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[str, int, _Handler]]:
+    from aiosmtpd.controller import Controller
+
+    handler = _Handler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, ready_timeout=10)
+    controller.start()
+    try:
+        yield "127.0.0.1", port, handler
+    finally:
+        controller.stop()
+
+
+@pytest.mark.parametrize("kind", POLICIES)
+def test_smtp_refused_recipient_keeps_the_session(
+    smtp_server: tuple[str, int, _Handler], kind: str
+) -> None:
+    host, port, handler = smtp_server
+    proxy = _proxy(kind, lambda: smtplib.SMTP(host, port, timeout=10))
+    try:
+        with pytest.raises(smtplib.SMTPRecipientsRefused):
+            proxy.sendmail("a@example.com", ["nobody@example.com"], "Subject: x\r\n\r\nbody")
+        proxy.sendmail("a@example.com", ["b@example.com"], "Subject: y\r\n\r\nbody")
+        assert _discarded(proxy) == 0, f"{kind}: a session was discarded for a 550"
+        assert safeclients.stats(proxy).created == 1
+        assert handler.delivered == [["b@example.com"]]
+    finally:
+        safeclients.dispose(proxy)
+
+
+@pytest.mark.parametrize("kind", POLICIES)
+def test_smtp_closed_session_is_discarded(
+    smtp_server: tuple[str, int, _Handler], kind: str
+) -> None:
+    host, port, handler = smtp_server
+    proxy = _proxy(kind, lambda: smtplib.SMTP(host, port, timeout=10))
+    try:
+        with pytest.raises(smtplib.SMTPException):
+            proxy.sendmail("a@example.com", ["shutdown@example.com"], "Subject: x\r\n\r\nbody")
+        assert _discarded(proxy) == 1, f"{kind}: a closed session was kept"
+        proxy.sendmail("a@example.com", ["b@example.com"], "Subject: y\r\n\r\nbody")
+        assert handler.delivered == [["b@example.com"]]
+    finally:
+        safeclients.dispose(proxy)
