@@ -211,6 +211,10 @@ class Policy(Generic[T]):
         self.counters = Counters()
         # id(instance) -> how many pins (any context) hold it now; guarded by _uses._count_lock.
         self.held: dict[int, int] = {}
+        # Lost pins still open (``_uses.lose``), and ids of held instances discarded by another
+        # context (``_uses.lose_pinned``); both guarded by _uses._count_lock.
+        self.lost_open = 0
+        self.gone: set[int] = set()
         if self.tracker is not None:
             self.tracker.reset()
 
@@ -421,6 +425,12 @@ class Policy(Generic[T]):
     def on_pin(self, pin: _uses.Pin) -> None:
         """A use began that outlives its call (``_uses.begin``); ``locked`` notes who holds its
         lock. Default: nothing."""
+
+    def on_lost(self, obj: Any) -> None:
+        """A derived object's (or a block's) error showed its pinned instance dead
+        (``_uses.lose``): discard it now, so that the context's next use reaches the slow path
+        that refuses (``_uses.refuse_lost``). Default (pooled): nothing; the pinned get refuses
+        and the pin's end discards it."""
 
     def set_attribute(self, name: str, value: Any) -> None:
         """``proxy.name = value``: on the instance this context would use now."""

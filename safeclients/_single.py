@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+from safeclients import _uses
 from safeclients._discard import DiscardOn
 from safeclients._policy import Policy
 from safeclients.errors import ForkedUseError
@@ -64,7 +65,9 @@ class SingleInstancePolicy(Policy[T]):
             self.instance = None
 
     def create_instance(self) -> T:
-        """Slow path: the first use in this process (or after dispose or discard)."""
+        """Slow path: the first use in this process (or after dispose or discard); refuses
+        (``InstanceDiscardedError``) inside a block whose instance was discarded."""
+        _uses.refuse_lost(self)
         with self._create_lock:
             obj = self.instance
             if obj is not None:
@@ -88,12 +91,17 @@ class SingleInstancePolicy(Policy[T]):
 
     def discard_instance(self, obj: T) -> None:
         """A call on ``obj`` raised one of ``discard_on``: close it, so the next use creates a
-        new one (only with a factory: a given instance is all there is)."""
+        new one (only with a factory: a given instance is all there is). The context's pin on
+        it, if any, is lost (``_uses``)."""
+        _uses.lose_pinned(self, obj)
         with self._create_lock:
             if not self.replaceable or self.instance is not obj:
                 return
             self.instance = None
         self.close_instance(obj, discarded=True)
+
+    def on_lost(self, obj: T) -> None:
+        self.discard_instance(obj)
 
     def take_instance(self, final: bool) -> T | None:
         """For ``dispose``: the instance to close, now out of the policy (None: nothing to

@@ -28,11 +28,14 @@ T = TypeVar("T")
 
 class PerProcessPolicy(SingleInstancePolicy[T]):
     kind = "per_process"
+    # The one instance is shared by every context: a discard by one must lose the others'
+    # pins on it (``_uses.lose_pinned``), so the open holds per instance are counted.
+    track_holds = True
 
     USE = Use(
         get="""
             obj = policy.instance
-            if obj is None:
+            if obj is None or policy.lost_open:
                 obj = policy.create_instance()
             token = None
         """,

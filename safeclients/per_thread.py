@@ -176,7 +176,9 @@ token = None
                 self._retired_locals.clear()
 
     def create_for_thread(self) -> T:
-        """Slow path: the calling thread's first use (or first after dispose or discard)."""
+        """Slow path: the calling thread's first use (or first after dispose or discard).
+        Refuses (``InstanceDiscardedError``) inside a block whose instance was discarded."""
+        _uses.refuse_lost(self)
         closing = self._closing.get(threading.get_ident())
         if closing is not None:
             return closing
@@ -245,9 +247,14 @@ token = None
         self._records_lock = threading.RLock()
 
     def discard(self, obj: T) -> None:
-        """The calling thread's instance raised one of discard_on: close it, forget it."""
+        """The calling thread's instance raised one of discard_on: close it, forget it (and
+        lose the context's pin on it: ``_uses``)."""
+        _uses.lose_pinned(self, obj)
         if getattr(self._local, "obj", None) is obj:
             self._drop_own(self._local, discarded=True)
+
+    def on_lost(self, obj: T) -> None:
+        self.discard(obj)
 
     def prime(self) -> None:
         if getattr(self._local, "obj", None) is None:

@@ -60,6 +60,8 @@ def validate_limits(size: object, timeout: object) -> None:
 _GET_PINNED = """\
 pin = policy.pins.get()
 if pin is not None and pin.obj is not None and pin.mine():
+    if pin.lost:
+        refuse_lost(policy)
     obj = pin.obj
     token = pin
 else:
@@ -83,7 +85,7 @@ _PUT_BROKEN = """\
 if type(token) is list:
     policy.release_slow(obj, token, True)
 else:
-    token.lost = True
+    lose(token)
 """
 
 

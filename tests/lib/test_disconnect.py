@@ -11,7 +11,6 @@ from __future__ import annotations
 import ftplib
 import smtplib
 import sqlite3
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -327,6 +326,9 @@ class Session(FakeClient):
     def cursor(self) -> Cursor:
         return Cursor(self)
 
+    def commit(self) -> None:
+        self.rows.clear()
+
 
 class Cursor:
     """Bound to its session (``connection``), so the proxy wraps it as a derived object."""
@@ -334,28 +336,17 @@ class Cursor:
     def __init__(self, connection: Session) -> None:
         self.connection = connection
 
+    def close(self) -> None:
+        """A cursor's close: nothing to free."""
+
     def execute(self, lost: bool) -> None:
         if lost:
             self.connection.lose()
         self.connection.bad_statement()
 
 
-def _judge(exc: BaseException, obj: Any) -> bool:
+def judge(exc: BaseException, obj: Any) -> bool:
     return obj is not None and not obj.open
-
-
-@pytest.fixture
-def session_profile() -> Iterator[None]:
-    name = f"{Session.__module__}.{Session.__qualname__}"
-    profiles.register(
-        profiles.Profile(
-            qualname=name, reason="test", suggest="pooled", sources=(), disconnect=_judge
-        )
-    )
-    try:
-        yield
-    finally:
-        profiles.unregister(name)
 
 
 POLICIES = ["per_thread", "locked", "pooled", "per_process"]
