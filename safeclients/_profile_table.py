@@ -164,15 +164,22 @@ MYSQLCLIENT = Profile(
 #   on a live connection: judged by `closed` and libpq's message (_disconnect.psycopg2).
 # - close: connection.close() "Close the connection now"; skipped when `closed` is set.
 # - check: psycopg2 has no ping; SQLAlchemy's pre-ping runs "SELECT 1" on a cursor (engine
-#   default do_ping); a transaction the check itself opened is rolled back.
+#   default do_ping); a transaction the check itself opened is rolled back. Inside a failed
+#   transaction (TRANSACTION_STATUS_INERROR 3) a statement fails with InFailedSqlTransaction
+#   whatever the connection's health: the server just answered, so it is alive unless
+#   `closed`; a command in flight (ACTIVE 1) is left alone; UNKNOWN (4) is dead.
 # - derived: cursor() "Return a new cursor" bound to the connection.
 def _check_psycopg2(conn: Any) -> None:
     if conn.closed:
         raise conn.InterfaceError("connection already closed")
-    idle = conn.get_transaction_status() == 0  # psycopg2.extensions.TRANSACTION_STATUS_IDLE
+    status = conn.get_transaction_status()  # psycopg2.extensions.TRANSACTION_STATUS_*
+    if status == 4:
+        raise conn.OperationalError("the connection is in an unknown state")
+    if status not in (0, 2):  # ACTIVE, INERROR: see above
+        return
     with conn.cursor() as cursor:
         cursor.execute("SELECT 1")
-    if idle and not conn.autocommit:
+    if status == 0 and not conn.autocommit:
         conn.rollback()
 
 
@@ -210,19 +217,34 @@ PSYCOPG2 = Profile(
 #   (a connection in an unusable status). Connection.broken: "True if the connection was
 #   interrupted".
 # - close: Connection.close() "Close the database connection": `if self.closed: return`.
-# - check: as psycopg_pool's ConnectionPool.check_connection() "A simple check to verify
-#   that a connection is still working": conn.execute("SELECT 1") in autocommit mode,
-#   switching autocommit on for the check when it is off.
+# - check: psycopg_pool's ConnectionPool.check_connection() switches autocommit on around a
+#   "SELECT 1", which psycopg refuses ("can't change 'autocommit' now: connection in
+#   transaction status INTRANS", Connection._check_intrans) when the connection is inside its
+#   default transaction, as a per_thread or locked instance can be between calls: that check
+#   would fail on a healthy connection. This one never touches autocommit: it reads
+#   conn.info.transaction_status (pq.TransactionStatus: IDLE 0, ACTIVE 1, INTRANS 2,
+#   INERROR 3, UNKNOWN 4); IDLE: "SELECT 1" then a rollback of the transaction the check
+#   itself began (outside autocommit); INTRANS: "SELECT 1" inside the app's transaction
+#   (changes nothing); INERROR: the server just answered, and a statement would fail
+#   (InFailedSqlTransaction) without saying anything of the connection: alive if libpq's
+#   status is CONNECTION_OK (pgconn.status 0); ACTIVE (a command in flight) is left alone;
+#   closed, broken or UNKNOWN is dead.
 # - derived: cursor(), execute() (returns a cursor), transaction(), pipeline().
 def _check_psycopg(conn: Any) -> None:
-    if conn.autocommit:
+    if conn.closed or conn.broken:
+        raise _class("psycopg.OperationalError")("the connection is closed")
+    status = int(conn.info.transaction_status)
+    if status == 0:  # IDLE
         conn.execute("SELECT 1")
-        return
-    conn.autocommit = True
-    try:
+        if not conn.autocommit:
+            conn.rollback()
+    elif status == 2:  # INTRANS
         conn.execute("SELECT 1")
-    finally:
-        conn.autocommit = False
+    elif status == 3:  # INERROR
+        if int(conn.pgconn.status) != 0:
+            raise _class("psycopg.OperationalError")("the connection is bad (libpq status)")
+    elif status == 4:  # UNKNOWN: libpq has lost it
+        raise _class("psycopg.OperationalError")("the connection is in an unknown state")
 
 
 PSYCOPG = Profile(
@@ -459,7 +481,18 @@ HTTP_CONNECTION = Profile(
 # - close: the default obj.close(), idempotent (it clears `file` and `sock`). Not quit(): it
 #   waits for the server's reply with the client's own timeout, None unless the app set one,
 #   and raises SMTPServerDisconnected on a dead session.
-# - check: noop() "Does nothing" on the server: a round trip.
+# - check: noop() "Does nothing" on the server: a round trip, whose reply code must be 250.
+#   noop() returns (code, message) and raises nothing for a reply: a session the server ended
+#   with "421 ... closing transmission channel" (an idle timeout: Postfix's smtpd_timeout,
+#   Exim's smtp_receive_timeout) answers 421, or the socket is closed
+#   (SMTPServerDisconnected); either means dead.
+def _check_smtp(smtp: Any) -> None:
+    code, message = smtp.noop()
+    if code != 250:
+        smtp.close()  # the server is closing it (421) or answered nonsense: never reuse it
+        raise _class("smtplib.SMTPResponseException")(code, message)
+
+
 SMTP = Profile(
     qualname="smtplib.SMTP",
     reason="A stateful command/reply session on one socket without a lock: threads interleave "
@@ -471,7 +504,7 @@ SMTP = Profile(
     ),
     probe=_probes.attr_socket("sock"),
     broken=("smtplib.SMTPServerDisconnected", "builtins.ConnectionError", "builtins.TimeoutError"),
-    check=lambda smtp: smtp.noop(),
+    check=_check_smtp,
     disconnect=_disconnect.smtplib,
 )
 
