@@ -1,0 +1,225 @@
+"""The shipped profiles' health checks (``safeclients._profile_table``) on real servers.
+
+Each check must tell the truth: pass on a live connection whatever its transaction state (a
+psycopg 3 connection inside its default transaction, a psycopg2 or psycopg 3 connection in a
+failed transaction), fail on one the server killed or timed out (smtplib: a ``421`` answer to
+NOOP followed by the server closing the session, as Postfix does on an idle timeout), so the
+policies replace it before the next request fails. ``check_interval=0``: every reuse is vetted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import safeclients
+from examples.support.backends import Backend, PostgreSQL
+from examples.support.backends._base import admin_cursor
+from examples.support.processes import free_port
+
+pytestmark = pytest.mark.integration
+
+LONG_LIVED = ["per_thread", "locked", "per_process"]
+
+
+def _proxy(kind: str, factory: Any, **health: Any) -> Any:
+    return getattr(safeclients, kind)(factory, check_interval=0, **health)
+
+
+# -- psycopg 3 and psycopg2: a live connection in any transaction state passes -------------------
+
+
+def _psycopg3(server: Backend) -> Any:
+    import psycopg
+
+    return lambda: psycopg.connect(**server.params, connect_timeout=5)
+
+
+def _psycopg2(server: Backend) -> Any:
+    import psycopg2  # type: ignore[import-untyped]
+
+    return lambda: psycopg2.connect(**server.params, connect_timeout=5)
+
+
+DRIVERS = {"psycopg": _psycopg3, "psycopg2": _psycopg2}
+
+
+@pytest.fixture
+def pg_table(postgresql: PostgreSQL) -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with admin_cursor(postgresql.admin("app")) as cur:
+        cur.execute(f"CREATE TABLE {name} (id INT PRIMARY KEY)")
+        cur.execute(f"ALTER TABLE {name} OWNER TO app")
+    try:
+        yield name
+    finally:
+        with admin_cursor(postgresql.admin("app")) as cur:
+            cur.execute(f"DROP TABLE {name}")
+
+
+def _pg_rows(server: PostgreSQL, table: str) -> list[int]:
+    with admin_cursor(server.admin("app")) as cur:
+        cur.execute(f"SELECT id FROM {table} ORDER BY id")
+        return [row[0] for row in cur.fetchall()]
+
+
+def _execute(proxy: Any, sql: str) -> Any:
+    cur = proxy.cursor()
+    try:
+        cur.execute(sql)
+        return cur.fetchone() if cur.description else None
+    finally:
+        cur.close()
+
+
+@pytest.mark.parametrize("driver", sorted(DRIVERS))
+@pytest.mark.parametrize("kind", LONG_LIVED)
+def test_pg_check_inside_the_default_transaction_keeps_it(
+    postgresql: PostgreSQL, pg_table: str, driver: str, kind: str
+) -> None:
+    proxy = _proxy(kind, DRIVERS[driver](postgresql))
+    try:
+        _execute(proxy, f"INSERT INTO {pg_table} VALUES (1)")  # opens the transaction
+        _execute(proxy, f"INSERT INTO {pg_table} VALUES (2)")  # vetted: INTRANS
+        proxy.commit()
+        assert safeclients.stats(proxy).created == 1, f"{driver} {kind}: a live one was retired"
+        assert _pg_rows(postgresql, pg_table) == [1, 2]
+    finally:
+        safeclients.dispose(proxy)
+
+
+@pytest.mark.parametrize("driver", sorted(DRIVERS))
+@pytest.mark.parametrize("kind", LONG_LIVED)
+def test_pg_check_in_a_failed_transaction_keeps_the_connection(
+    postgresql: PostgreSQL, pg_table: str, driver: str, kind: str
+) -> None:
+    proxy = _proxy(kind, DRIVERS[driver](postgresql))
+    try:
+        pid = _execute(proxy, "SELECT pg_backend_pid()")[0]
+        with pytest.raises(proxy.ProgrammingError):  # UndefinedTable: the transaction fails
+            _execute(proxy, "SELECT * FROM no_such_table")
+        proxy.rollback()  # vetted first, in INERROR: the connection is alive
+        assert _execute(proxy, "SELECT pg_backend_pid()")[0] == pid
+        assert safeclients.stats(proxy).created == 1
+    finally:
+        safeclients.dispose(proxy)
+
+
+@pytest.mark.parametrize("driver", sorted(DRIVERS))
+@pytest.mark.parametrize("kind", LONG_LIVED)
+def test_pg_check_replaces_a_terminated_connection(
+    postgresql: PostgreSQL, driver: str, kind: str
+) -> None:
+    proxy = _proxy(kind, DRIVERS[driver](postgresql))
+    try:
+        pid = _execute(proxy, "SELECT pg_backend_pid()")[0]
+        proxy.rollback()
+        with admin_cursor(postgresql.admin()) as cur:
+            cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        # No error reaches the caller: the check finds it dead and a new one answers.
+        assert _execute(proxy, "SELECT pg_backend_pid()")[0] != pid
+        assert safeclients.stats(proxy).created == 2
+    finally:
+        safeclients.dispose(proxy)
+
+
+# -- smtplib: a session the server timed out (421) or lost is replaced ---------------------------
+
+
+class _Handler:
+    """Delivers; answers NOOP with 421 and closes the session once ``time_out`` is set (an
+    idle timeout: Postfix's smtpd_timeout, Exim's smtp_receive_timeout)."""
+
+    def __init__(self) -> None:
+        self.time_out = threading.Event()
+        self.delivered: list[str] = []
+        self.lock = threading.Lock()  # guards delivered (the server's loop thread appends)
+
+    async def handle_NOOP(self, server: Any, session: Any, envelope: Any, arg: str) -> str:
+        if self.time_out.is_set():
+            self.time_out.clear()
+            asyncio.get_running_loop().call_soon(server.transport.close)
+            return "421 4.4.2 Timeout exceeded, closing connection"
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            self.delivered.extend(envelope.rcpt_tos)
+        return "250 Message accepted"
+
+
+class _SmtpServer:
+    """aiosmtpd on a free loopback port; ``restart()`` cuts every session and serves again on
+    the same port (a new Controller: one cannot be started twice)."""
+
+    def __init__(self, handler: _Handler) -> None:
+        self.handler = handler
+        self.port = free_port()
+        self.controller: Any = None
+
+    def start(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.controller = Controller(
+            self.handler, hostname="127.0.0.1", port=self.port, ready_timeout=10
+        )
+        self.controller.start()
+
+    def stop(self) -> None:
+        controller, self.controller = self.controller, None
+        if controller is not None:
+            controller.stop()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[_SmtpServer]:
+    server = _SmtpServer(_Handler())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+def _send(proxy: Any, to: str) -> None:
+    proxy.sendmail("a@example.com", [to], f"Subject: {to}\r\n\r\nbody")
+
+
+@pytest.mark.parametrize("kind", LONG_LIVED)
+def test_smtp_check_replaces_a_timed_out_session(smtp_server: _SmtpServer, kind: str) -> None:
+    port, handler = smtp_server.port, smtp_server.handler
+    proxy = _proxy(kind, lambda: smtplib.SMTP("127.0.0.1", port, timeout=10))
+    try:
+        _send(proxy, "one@example.com")
+        handler.time_out.set()
+        _send(proxy, "two@example.com")  # the check's NOOP gets 421: a new session sends it
+        assert handler.delivered == ["one@example.com", "two@example.com"]
+        assert safeclients.stats(proxy).created == 2
+    finally:
+        safeclients.dispose(proxy)
+
+
+@pytest.mark.parametrize("kind", LONG_LIVED)
+def test_smtp_check_replaces_a_session_of_a_restarted_server(
+    smtp_server: _SmtpServer, kind: str
+) -> None:
+    port, handler = smtp_server.port, smtp_server.handler
+    proxy = _proxy(kind, lambda: smtplib.SMTP("127.0.0.1", port, timeout=10))
+    try:
+        _send(proxy, "one@example.com")
+        smtp_server.restart()  # every session is cut
+        _send(proxy, "two@example.com")
+        assert handler.delivered == ["one@example.com", "two@example.com"]
+        assert safeclients.stats(proxy).created == 2
+    finally:
+        safeclients.dispose(proxy)
