@@ -344,9 +344,20 @@ class Policy(Generic[T]):
         patched ``threading`` (keep them: they are this process's; see ``green_reset``)."""
 
     def after_fork(self) -> None:
-        """Fork child: drop inherited instances without closing them, replace every lock."""
+        """Fork child: drop inherited instances without closing them, and keep them alive so
+        that their own finalizers never run here either (``_fork.keep``); replace every lock."""
+        _fork.keep(self.inherited())
         self.renew(drop=True)
         self._reset_common()
+
+    def inherited(self) -> list[Any]:
+        """Fork child, before ``renew(drop=True)``: every instance the policy holds (the
+        parent's), for ``_fork.keep``. Default: the one ``existing()`` shows."""
+        try:
+            obj = self.existing()
+        except Exception:  # a policy with no single instance to show (or no loop running)
+            return []
+        return [] if obj is None else [obj]
 
     def shutdown(self) -> None:
         """Interpreter exit: ``dispose(final=True)``, not waiting on a thread stuck in a call."""

@@ -195,6 +195,9 @@ class SingleInstancePolicy(Policy[T]):
             self._close_retired()
         return obj
 
+    def inherited(self) -> list[T]:
+        return [obj for obj in (self.instance, *self._retired) if obj is not None]
+
     def prime(self) -> None:
         if self.instance is None:
             self.create_instance()

@@ -256,6 +256,10 @@ token = None
     def on_lost(self, obj: T) -> None:
         self.discard(obj)
 
+    def inherited(self) -> list[T]:
+        # Every thread's instance not closed (the other threads are gone in the child).
+        return list(self._records.values())
+
     def prime(self) -> None:
         if getattr(self._local, "obj", None) is None:
             self.create_for_thread()

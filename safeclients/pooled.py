@@ -270,6 +270,14 @@ class PooledPolicy(Policy[T]):
     def live(self) -> int:
         return self._live
 
+    def inherited(self) -> list[T]:
+        # The idle ones, and the one the forking context's open block or cursor holds; those
+        # other threads held are referenced by their thread states, which CPython leaves
+        # uncleared in a fork child.
+        pin = self.pins.get()
+        held = [pin.obj] if pin is not None and pin.obj is not None else []
+        return [*self.free, *held]
+
     def dispose(self, final: bool) -> None:
         with self._cond:
             if final:
