@@ -1,7 +1,8 @@
 """The profiles' disconnect judgements (``safeclients._disconnect``) on real servers, both ways.
 
 For each client: a statement error on a live connection keeps that connection and the work of
-its open transaction (sqlite3 OperationalError for SQL errors, PyMySQL 1054 and 1205, a
+its open transaction (sqlite3 OperationalError for SQL errors, PyMySQL and mysqlclient 1054
+and 1205, a
 psycopg2 / psycopg 3 statement timeout, smtplib 550), and a connection the server killed is
 discarded and replaced by the next use. Each proxy uses the default ``discard_on``; the
 servers are examples.support's launchers (MariaDB, PostgreSQL) and aiosmtpd, each on a free
@@ -98,51 +99,80 @@ def _pymysql(server: Backend) -> Any:
     return lambda: pymysql.connect(**server.params, connect_timeout=5, read_timeout=20)
 
 
+def _mysqlclient(server: Backend) -> Any:
+    import MySQLdb  # type: ignore[import-untyped]
+
+    params = server.params
+    return lambda: MySQLdb.connect(
+        host=params["host"],
+        port=params["port"],
+        user=params["user"],
+        password=params["password"],
+        database=params["database"],
+        connect_timeout=5,
+    )
+
+
+MYSQL_DRIVERS = {"pymysql": _pymysql, "mysqlclient": _mysqlclient}
+
+
 def _mysql_rows(server: MariaDB, table: str) -> list[int]:
     with admin_cursor(server.admin()) as cur:
         cur.execute(f"SELECT id FROM app.{table} ORDER BY id")
         return [row[0] for row in cur.fetchall()]
 
 
-@pytest.mark.parametrize("kind", POLICIES)
-def test_pymysql_unknown_column_keeps_the_transaction(
-    mariadb: MariaDB, mysql_table: str, kind: str
-) -> None:
-    import pymysql
-
-    proxy = _proxy(kind, _pymysql(mariadb))
+def _run(proxy: Any, sql: str) -> Any:
+    cur = proxy.cursor()
     try:
-        with proxy:
-            with proxy.cursor() as cur:
-                cur.execute(f"INSERT INTO {mysql_table} VALUES (1)")
-                with pytest.raises(pymysql.err.OperationalError) as raised:
-                    cur.execute(f"SELECT nope FROM {mysql_table}")
-                assert raised.value.args[0] == 1054
-                cur.execute(f"INSERT INTO {mysql_table} VALUES (2)")
+        cur.execute(sql)
+        return cur.fetchall()
+    finally:
+        cur.close()
+
+
+@pytest.mark.parametrize("driver", sorted(MYSQL_DRIVERS))
+@pytest.mark.parametrize("kind", POLICIES)
+def test_mysql_unknown_column_keeps_the_transaction(
+    mariadb: MariaDB, mysql_table: str, kind: str, driver: str
+) -> None:
+    proxy = _proxy(kind, MYSQL_DRIVERS[driver](mariadb))
+    try:
+        with safeclients.checkout(proxy):  # PyMySQL's own __exit__ would close it
+            cur = proxy.cursor()
+            cur.execute(f"INSERT INTO {mysql_table} VALUES (1)")
+            with pytest.raises(proxy.OperationalError) as raised:
+                cur.execute(f"SELECT nope FROM {mysql_table}")
+            assert raised.value.args[0] == 1054
+            cur.execute(f"INSERT INTO {mysql_table} VALUES (2)")
+            cur.close()
             proxy.commit()
-        assert _discarded(proxy) == 0, f"{kind}: a live PyMySQL connection was discarded"
+        assert _discarded(proxy) == 0, f"{driver} {kind}: a live connection was discarded"
         assert _mysql_rows(mariadb, mysql_table) == [1, 2]
     finally:
         safeclients.dispose(proxy)
 
 
-def test_pymysql_lock_wait_timeout_keeps_the_connection(mariadb: MariaDB, mysql_table: str) -> None:
-    import pymysql
-
-    proxy = safeclients.pooled(_pymysql(mariadb), size=1, timeout=10)
+@pytest.mark.parametrize("driver", sorted(MYSQL_DRIVERS))
+def test_mysql_lock_wait_timeout_keeps_the_connection(
+    mariadb: MariaDB, mysql_table: str, driver: str
+) -> None:
+    proxy = safeclients.pooled(MYSQL_DRIVERS[driver](mariadb), size=1, timeout=10)
     blocker = _pymysql(mariadb)()
     try:
         with blocker.cursor() as cur:
             cur.execute(f"INSERT INTO {mysql_table} VALUES (7)")  # holds the row's lock
-        with proxy, proxy.cursor() as cur:
+        with safeclients.checkout(proxy):  # PyMySQL's own __exit__ would close it
+            cur = proxy.cursor()
             cur.execute("SET SESSION innodb_lock_wait_timeout = 1")
             cur.execute(f"INSERT INTO {mysql_table} VALUES (1)")
             thread_id = proxy.thread_id()
-            with pytest.raises(pymysql.err.OperationalError) as raised:
+            with pytest.raises(proxy.OperationalError) as raised:
                 cur.execute(f"INSERT INTO {mysql_table} VALUES (7)")
             assert raised.value.args[0] == 1205
             cur.execute(f"INSERT INTO {mysql_table} VALUES (2)")  # the statement, not the
-            proxy.commit()  # transaction, was rolled back (innodb_rollback_on_timeout off)
+            cur.close()  # transaction, was rolled back (innodb_rollback_on_timeout off)
+            proxy.commit()
         blocker.rollback()
         assert _discarded(proxy) == 0
         assert proxy.thread_id() == thread_id, "the live connection was replaced"
@@ -157,19 +187,17 @@ def _kill_mysql(server: MariaDB, thread_id: int) -> None:
         cur.execute(f"KILL CONNECTION {int(thread_id)}")
 
 
+@pytest.mark.parametrize("driver", sorted(MYSQL_DRIVERS))
 @pytest.mark.parametrize("kind", POLICIES)
-def test_pymysql_killed_connection_is_discarded(mariadb: MariaDB, kind: str) -> None:
-    import pymysql
-
-    proxy = _proxy(kind, _pymysql(mariadb))
+def test_mysql_killed_connection_is_discarded(mariadb: MariaDB, kind: str, driver: str) -> None:
+    proxy = _proxy(kind, MYSQL_DRIVERS[driver](mariadb))
     try:
-        first = proxy.thread_id()
+        first = _run(proxy, "SELECT CONNECTION_ID()")[0][0]
         _kill_mysql(mariadb, first)
-        with pytest.raises(pymysql.err.OperationalError):
-            proxy.query("SELECT 1")
-        assert _discarded(proxy) == 1, f"{kind}: the dead connection was kept"
-        assert proxy.query("SELECT 1") == 1
-        assert proxy.thread_id() != first
+        with pytest.raises(proxy.OperationalError):
+            _run(proxy, "SELECT 1")
+        assert _discarded(proxy) == 1, f"{driver} {kind}: the dead connection was kept"
+        assert _run(proxy, "SELECT CONNECTION_ID()")[0][0] != first
     finally:
         safeclients.dispose(proxy)
 
@@ -220,7 +248,7 @@ def test_pg_statement_timeout_keeps_the_transaction(
     app rolls back to its savepoint and commits what came before."""
     proxy = _proxy(kind, DRIVERS[driver](postgresql))
     try:
-        with proxy:
+        with safeclients.checkout(proxy):  # psycopg 3's own __exit__ would close it
             cur = proxy.cursor()
             cur.execute(f"INSERT INTO {pg_table} VALUES (1)")
             cur.execute("SAVEPOINT before_slow")
