@@ -517,3 +517,26 @@ def test_any_module_can_be_imported_first(first: str) -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert (result.returncode, result.stdout) == (0, "sqlite3.Connection\n"), result.stderr
+
+
+def test_the_policies_use_entry_point_profiles_without_the_audit() -> None:
+    """A fresh process: nobody calls load_entry_points(); the first proxy's lookup loads them."""
+    import os
+
+    code = (
+        "import safeclients\n"
+        "from safeclients._proxy import policy_of\n"
+        f"from {FIXTURES}.vendor_app import EntryPointClient\n"
+        "proxy = safeclients.per_thread(EntryPointClient)\n"
+        "print(policy_of(proxy).profile.reason)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ENTRY_POINTS), str(REPO)])},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "safeclients.profiles entry point of a test distribution" in done.stdout
