@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 from typing import Any
 
 from safeclients import _disconnect, _probes
@@ -368,10 +369,11 @@ PIKA_CHANNEL = Profile(
 # - check: ping().
 REDIS = Profile(
     qualname="redis.client.Redis",
-    reason="redis-py clients are thread-safe (a command borrows a pooled connection), but its "
-    "pool's fork detection can deadlock a child forked while another thread holds the "
-    "pool's fork lock (ChildDeadlockedError), and its pipelines and pubsub objects must "
-    "not be shared between threads. " + _FORKED,
+    reason="redis-py clients are thread-safe (a command borrows a pooled connection) and "
+    "fork-aware (the pool notices a new pid and opens new connections in the child), but "
+    "that fork detection can deadlock a child forked while another thread holds the pool's "
+    "fork lock (ChildDeadlockedError), and its pipelines and pubsub objects must not be "
+    "shared between threads.",
     suggest="per_process",
     sources=(
         "https://github.com/redis/redis-py/blob/master/redis/client.py",
@@ -608,6 +610,66 @@ GRPC_CHANNEL = Profile(
 )
 
 
+# --- paho-mqtt ------------------------------------------------------------------------------
+# - paho/mqtt/client.py: Client.loop_start() "This is part of the threaded client interface.
+#   Call this once to start a new thread to process network traffic"; publish() from other
+#   threads queues under the client's mutexes (_out_message_mutex, _callback_mutex, ...), and
+#   that network thread writes it out: threads may share it (thread_safe), a fork may not.
+# - Fork: the child has no network thread (only the forking thread survives a fork), yet
+#   `client._thread.is_alive()` can still say True there (after uWSGI's hookless fork
+#   threading's bookkeeping is the parent's copy), so publishes queue to nobody and
+#   wait_for_publish() waits for ever; the socket is the parent's.
+# - close: there is no close(): disconnect() sends DISCONNECT through the network loop, then
+#   loop_stop() "will block until the network thread finishes" (only if that thread runs here).
+# - check: is_connected() "True if connection exists", and the network thread, if started,
+#   really runs in this process (Linux: /proc/self/task/<native_id>; elsewhere is_alive()).
+# - broken: a client that is not connected any more (is_connected() False after the error).
+def _paho_thread_runs(thread: Any) -> bool:
+    if not thread.is_alive():
+        return False
+    native = getattr(thread, "native_id", None)
+    if native is None or not os.path.isdir("/proc/self/task"):
+        return True
+    return os.path.exists(f"/proc/self/task/{native}")
+
+
+def _check_paho(client: Any) -> None:
+    thread = getattr(client, "_thread", None)
+    if thread is not None and not _paho_thread_runs(thread):
+        raise ConnectionError("the MQTT client's network thread does not run in this process")
+    if not client.is_connected():
+        raise ConnectionError("the MQTT client is not connected")
+
+
+def _close_paho(client: Any) -> None:
+    client.disconnect()
+    thread = getattr(client, "_thread", None)
+    if thread is not None and _paho_thread_runs(thread):
+        client.loop_stop()
+
+
+def _paho_disconnect(exc: BaseException, client: Any) -> bool:
+    return client is not None and not client.is_connected()
+
+
+PAHO_MQTT = Profile(
+    qualname="paho.mqtt.client.Client",
+    reason="An MQTT client's network thread (loop_start) runs only in the process that "
+    "started it: a forked worker inherits the client and its socket without the thread, so "
+    "its publishes queue to nobody and wait_for_publish() hangs. " + _FORKED,
+    suggest="per_process",
+    sources=(
+        "https://github.com/eclipse-paho/paho.mqtt.python/blob/master/src/paho/mqtt/client.py",
+        "https://eclipse.dev/paho/files/paho.mqtt.python/html/client.html",
+    ),
+    probe=_probes.attr_socket("_sock"),
+    close=_close_paho,
+    check=_check_paho,
+    thread_safe=True,
+    disconnect=_paho_disconnect,
+)
+
+
 # --- socket.socket ---------------------------------------------------------------------------
 # - Python docs, socket.sendall(): "Unlike send(), this method continues to send data from
 #   bytes until either all data has been sent or an error occurs", i.e. in several send()
@@ -641,5 +703,6 @@ SHIPPED: tuple[Profile, ...] = (
     FTP,
     PARAMIKO,
     GRPC_CHANNEL,
+    PAHO_MQTT,
     SOCKET,
 )

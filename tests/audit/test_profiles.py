@@ -105,7 +105,38 @@ def test_derived_methods(name: str, derived: set[str]) -> None:
 
 def test_thread_safe_clients_are_per_process() -> None:
     safe = {p.qualname: p.suggest for p in SHIPPED if p.thread_safe}
-    assert safe == {"redis.client.Redis": "per_process", "grpc._channel.Channel": "per_process"}
+    assert safe == {
+        "redis.client.Redis": "per_process",
+        "grpc._channel.Channel": "per_process",
+        "paho.mqtt.client.Client": "per_process",
+    }
+
+
+def test_an_import_time_paho_client_is_flagged_and_its_check_knows_a_dead_thread() -> None:
+    import threading
+
+    import paho.mqtt.client as mqtt  # type: ignore[import-untyped]
+
+    app = types.ModuleType("mqtt_app")
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    vars(app).update(broker=client)
+    [finding] = audit.find_unsafe([app])
+    assert finding.type_name == "paho.mqtt.client.Client"
+    profile = profile_for(type(client))
+    assert profile is not None and profile.check is not None
+    with pytest.raises(ConnectionError, match="not connected"):
+        profile.check(client)
+    ended = threading.Thread(target=lambda: None)
+    ended.start()
+    ended.join()
+    client._thread = ended  # a network thread that does not run here any more
+    with pytest.raises(ConnectionError, match="network thread"):
+        profile.check(client)
+
+
+def test_the_redis_profile_says_it_is_fork_aware() -> None:
+    reason = profiles.registered()["redis.client.Redis"].reason
+    assert "fork-aware" in reason and "shared by every worker" not in reason
 
 
 def test_real_classes_find_their_profiles() -> None:
