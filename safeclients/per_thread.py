@@ -332,10 +332,11 @@ def per_thread(
     Bare decorator (``@per_thread``), with arguments (``@per_thread(close=...)``) or a call
     (``client = per_thread(make_client)``). When a thread ends, its instance is closed with
     ``close(obj)`` if given, else ``obj.close()`` if it has one. A call that raises one of
-    ``discard_on`` (default: OSError, a ConnectionError-like class, or a PEP 249
-    ``InterfaceError``/``OperationalError``) closes the calling thread's instance; its next call
-    creates a fresh one. Setting an attribute (``proxy.timeout = 5``) sets it on the calling
-    thread's instance only.
+    ``discard_on`` (default: the client profile's judgement that the connection is dead, by
+    error code, connection state or reply code; without one, OSError, a ConnectionError-like
+    class, or a PEP 249 ``InterfaceError``/``OperationalError``) closes the calling thread's
+    instance; its next call creates a fresh one. Setting an attribute (``proxy.timeout = 5``)
+    sets it on the calling thread's instance only.
 
     Health: ``check(client)`` runs on a thread's instance at most once per ``check_interval``
     seconds, and replaces it if it raises or returns False (default: the client profile's

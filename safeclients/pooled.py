@@ -366,9 +366,10 @@ def pooled(
     returns is still bound to the instance: a cursor, a generator, an awaitable);
     ``safeclients.checkout`` holds one for a block. With none free within ``timeout`` seconds,
     ``PoolTimeout`` (``timeout=None`` waits without limit). A call raising one of
-    ``discard_on`` (default: OSError, a connection-error class, a PEP 249
-    ``InterfaceError``/``OperationalError``, and the client profile's disconnect errors)
-    closes its instance, which is never handed out again.
+    ``discard_on`` (default: the client profile's judgement that the connection is dead, by
+    error code, connection state or reply code; without one, OSError, a connection-error
+    class, a PEP 249 ``InterfaceError``/``OperationalError``, and the profile's ``broken``
+    classes) closes its instance, which is never handed out again.
 
     Health (psycopg_pool's names): ``check(client)`` runs before an instance idle for
     ``check_interval`` seconds or more is reused, and replaces it if it raises or returns False.
