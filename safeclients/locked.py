@@ -49,6 +49,34 @@ T = TypeVar("T")
 SHUTDOWN_WAIT = 1.0
 
 
+# The use of the one instance (see _use). `token` is the RLock, taken by this use (re-entrant: a
+# callback's nested call takes it again), or an _Unpin when a pin's end gives the instance back
+# (see the module docstring).
+_GET = """\
+token = policy.lock
+if not token.acquire(False):
+    policy.wait_for_lock(token)
+if policy.pinned is not None:
+    policy.enter_pinned(token)
+obj = policy.instance
+if obj is None:
+    obj = policy.create_locked(token)
+"""
+# Health variant: appended to _GET.
+_VET = """\
+elif policy.due <= monotonic():
+    obj = policy.vetted_locked(obj, token)
+if policy.track_idle:
+    policy.ages.used(obj)
+"""
+_PUT_BROKEN = """\
+try:
+    policy.discard_instance(obj)
+finally:
+    token.release()
+"""
+
+
 class LockedPolicy(SingleInstancePolicy[T]):
     kind = "locked"
     # Its re-entrant lock belongs to the thread: held across an await, every task of that
@@ -56,47 +84,10 @@ class LockedPolicy(SingleInstancePolicy[T]):
     holds_across_await = False
     pin_hook = True  # on_pin: a pin takes the instance over from the lock
 
-    # `token` is the RLock, taken by this use (re-entrant: a callback's nested call takes it
-    # again), or an _Unpin when a pin's end gives the instance back (see the module docstring).
-    USE = Use(
-        get="""
-            token = policy.lock
-            if not token.acquire(False):
-                policy.wait_for_lock(token)
-            if policy.pinned is not None:
-                policy.enter_pinned(token)
-            obj = policy.instance
-            if obj is None:
-                obj = policy.create_locked(token)
-        """,
-        put_ok="token.release()",
-        put_broken="""
-            try:
-                policy.discard_instance(obj)
-            finally:
-                token.release()
-        """,
-    )
+    USE = Use(get=_GET, put_ok="token.release()", put_broken=_PUT_BROKEN)
     # With check=/max_lifetime=/max_idle= (or a profile's check): vet the instance under the
     # lock when it is due (``_single``), at most once per check_interval.
-    USE_HEALTH = Use(
-        get="""
-            token = policy.lock
-            if not token.acquire(False):
-                policy.wait_for_lock(token)
-            if policy.pinned is not None:
-                policy.enter_pinned(token)
-            obj = policy.instance
-            if obj is None:
-                obj = policy.create_locked(token)
-            elif policy.due <= monotonic():
-                obj = policy.vetted_locked(obj, token)
-            if policy.track_idle:
-                policy.ages.used(obj)
-        """,
-        put_ok=USE.put_ok,
-        put_broken=USE.put_broken,
-    )
+    USE_HEALTH = Use(get=_GET + _VET, put_ok="token.release()", put_broken=_PUT_BROKEN)
 
     def __init__(
         self,

@@ -27,6 +27,25 @@ from safeclients._use import Use
 T = TypeVar("T")
 
 
+# The use of the one instance (see _use): nothing to give back. A lost pin (``_uses``) sends
+# every call to the slow path, which refuses the context whose block lost its instance.
+_GET = """\
+obj = policy.instance
+if obj is None or policy.lost_open:
+    obj = policy.create_instance()
+"""
+# Health variant: appended to _GET.
+_VET = """\
+elif policy.due <= monotonic():
+    obj = policy.vetted(obj)
+    if obj is None:
+        obj = policy.create_instance()
+if policy.track_idle:
+    policy.ages.used(obj)
+"""
+_PUT_BROKEN = "policy.discard_instance(obj)"
+
+
 class PerProcessPolicy(SingleInstancePolicy[T]):
     kind = "per_process"
     # The one instance is shared by every context: a discard by one must lose the others'
@@ -36,34 +55,10 @@ class PerProcessPolicy(SingleInstancePolicy[T]):
     # Calls of other threads may still run on a retired instance: close it later (_single).
     close_retired_later = True
 
-    USE = Use(
-        get="""
-            obj = policy.instance
-            if obj is None or policy.lost_open:
-                obj = policy.create_instance()
-            token = None
-        """,
-        put_ok="",
-        put_broken="policy.discard_instance(obj)",
-    )
+    USE = Use(get=_GET + "token = None\n", put_ok="", put_broken=_PUT_BROKEN)
     # With check=/max_lifetime=/max_idle= (or a profile's check): vet the instance when it is
     # due (``_single``), at most once per check_interval, one thread at a time.
-    USE_HEALTH = Use(
-        get="""
-            obj = policy.instance
-            if obj is None or policy.lost_open:
-                obj = policy.create_instance()
-            elif policy.due <= monotonic():
-                obj = policy.vetted(obj)
-                if obj is None:
-                    obj = policy.create_instance()
-            if policy.track_idle:
-                policy.ages.used(obj)
-            token = None
-        """,
-        put_ok="",
-        put_broken="policy.discard_instance(obj)",
-    )
+    USE_HEALTH = Use(get=_GET + _VET + "token = None\n", put_ok="", put_broken=_PUT_BROKEN)
 
     def __init__(
         self,

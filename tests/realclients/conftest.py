@@ -10,11 +10,13 @@ pytest process (main thread).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from examples.support.backends import Backend, MariaDB, PostgreSQL, RabbitMQ
+from examples.support.backends._base import admin_cursor
 
 
 def _serve(backend: Backend) -> Iterator[Backend]:
@@ -45,6 +47,45 @@ def backend(request: pytest.FixtureRequest) -> Backend:
     """Each of the four session backends in turn."""
     server: Backend = request.getfixturevalue(request.param)
     return server
+
+
+@pytest.fixture
+def mysql_table(mariadb: MariaDB) -> Iterator[str]:
+    """A fresh InnoDB table ``app.<name> (id INT PRIMARY KEY)`` for one test, dropped after."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with admin_cursor(mariadb.admin()) as cur:
+        cur.execute(f"CREATE TABLE app.{name} (id INT PRIMARY KEY) ENGINE=InnoDB")
+        cur.execute(f"GRANT ALL ON app.{name} TO 'app'@'%'")
+    try:
+        yield name
+    finally:
+        with admin_cursor(mariadb.admin()) as cur:
+            cur.execute(f"DROP TABLE app.{name}")
+
+
+@pytest.fixture
+def pg_table(postgresql: PostgreSQL) -> Iterator[str]:
+    """A fresh table ``<name> (id INT PRIMARY KEY)`` owned by the app user, dropped after."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with admin_cursor(postgresql.admin("app")) as cur:
+        cur.execute(f"CREATE TABLE {name} (id INT PRIMARY KEY)")
+        cur.execute(f"ALTER TABLE {name} OWNER TO app")
+    try:
+        yield name
+    finally:
+        with admin_cursor(postgresql.admin("app")) as cur:
+            cur.execute(f"DROP TABLE {name}")
+
+
+def table_ids(server: MariaDB | PostgreSQL, table: str) -> list[int]:
+    """The ids in ``table`` (made by ``mysql_table`` or ``pg_table``), read by the launcher."""
+    if isinstance(server, MariaDB):
+        admin, name = server.admin(), f"app.{table}"
+    else:
+        admin, name = server.admin("app"), table
+    with admin_cursor(admin) as cur:
+        cur.execute(f"SELECT id FROM {name} ORDER BY id")
+        return [row[0] for row in cur.fetchall()]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -18,51 +18,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import safeclients
+from tests.realclients.drivers import FACTORIES
 
 POLICIES = ("per_thread", "locked", "pooled", "per_process")
-
-
-def _factory(driver: str, params: dict[str, Any]) -> Callable[[], Any]:
-    if driver == "pymysql":
-        import pymysql  # type: ignore[import-untyped]
-
-        return lambda: pymysql.connect(**params, connect_timeout=5, read_timeout=10)
-    if driver == "mysqlclient":
-        import MySQLdb  # type: ignore[import-untyped]
-
-        return lambda: MySQLdb.connect(
-            host=params["host"],
-            port=params["port"],
-            user=params["user"],
-            password=params["password"],
-            database=params["database"],
-            connect_timeout=5,
-        )
-    if driver == "psycopg2":
-        import psycopg2  # type: ignore[import-untyped]
-
-        return lambda: psycopg2.connect(**params, connect_timeout=5)
-    if driver == "psycopg":
-        import psycopg
-
-        return lambda: psycopg.connect(**params, connect_timeout=5, autocommit=True)
-    if driver == "redis":
-        import redis
-
-        return lambda: redis.Redis(**params, socket_timeout=10)
-    if driver == "pika":
-        import pika  # type: ignore[import-untyped]
-
-        credentials = pika.PlainCredentials(params["username"], params["password"])
-        parameters = pika.ConnectionParameters(
-            host=params["host"], port=params["port"], credentials=credentials, socket_timeout=5
-        )
-        return lambda: pika.BlockingConnection(parameters)
-    raise SystemExit(f"unknown driver {driver!r}")
 
 
 def session_id(driver: str, proxy: Any) -> object:
@@ -102,7 +63,7 @@ def _child(driver: str, proxy: Any, use: bool) -> None:
 
 
 def run(driver: str, policy: str, params: dict[str, Any]) -> dict[str, Any]:
-    factory = _factory(driver, params)
+    factory = FACTORIES[driver](params)
     if policy == "pooled":
         proxy = safeclients.pooled(factory, size=1, timeout=10)
     else:

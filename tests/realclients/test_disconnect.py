@@ -15,7 +15,6 @@ import importlib
 import smtplib
 import sqlite3
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,9 @@ import safeclients
 from examples.support.backends import Backend, MariaDB, PostgreSQL
 from examples.support.backends._base import admin_cursor
 from examples.support.processes import free_port
+from tests.realclients import drivers
+from tests.realclients.conftest import table_ids
+from tests.realclients.drivers import MYSQL, POSTGRES
 
 pytestmark = pytest.mark.integration
 
@@ -80,46 +82,11 @@ def test_sqlite3_memory_database_survives_an_sql_error() -> None:
 # -- PyMySQL + MariaDB --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def mysql_table(mariadb: MariaDB) -> Iterator[str]:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with admin_cursor(mariadb.admin()) as cur:
-        cur.execute(f"CREATE TABLE app.{name} (id INT PRIMARY KEY) ENGINE=InnoDB")
-        cur.execute(f"GRANT ALL ON app.{name} TO 'app'@'%'")
-    try:
-        yield name
-    finally:
-        with admin_cursor(mariadb.admin()) as cur:
-            cur.execute(f"DROP TABLE app.{name}")
+MYSQL_DRIVERS = MYSQL
 
 
 def _pymysql(server: Backend) -> Any:
-    import pymysql  # type: ignore[import-untyped]
-
-    return lambda: pymysql.connect(**server.params, connect_timeout=5, read_timeout=20)
-
-
-def _mysqlclient(server: Backend) -> Any:
-    import MySQLdb  # type: ignore[import-untyped]
-
-    params = server.params
-    return lambda: MySQLdb.connect(
-        host=params["host"],
-        port=params["port"],
-        user=params["user"],
-        password=params["password"],
-        database=params["database"],
-        connect_timeout=5,
-    )
-
-
-MYSQL_DRIVERS = {"pymysql": _pymysql, "mysqlclient": _mysqlclient}
-
-
-def _mysql_rows(server: MariaDB, table: str) -> list[int]:
-    with admin_cursor(server.admin()) as cur:
-        cur.execute(f"SELECT id FROM app.{table} ORDER BY id")
-        return [row[0] for row in cur.fetchall()]
+    return drivers.pymysql(server.params)
 
 
 def _run(proxy: Any, sql: str) -> Any:
@@ -136,7 +103,7 @@ def _run(proxy: Any, sql: str) -> Any:
 def test_mysql_unknown_column_keeps_the_transaction(
     mariadb: MariaDB, mysql_table: str, kind: str, driver: str
 ) -> None:
-    proxy = _proxy(kind, MYSQL_DRIVERS[driver](mariadb))
+    proxy = _proxy(kind, MYSQL_DRIVERS[driver](mariadb.params))
     try:
         with safeclients.checkout(proxy):  # PyMySQL's own __exit__ would close it
             cur = proxy.cursor()
@@ -148,7 +115,7 @@ def test_mysql_unknown_column_keeps_the_transaction(
             cur.close()
             proxy.commit()
         assert _discarded(proxy) == 0, f"{driver} {kind}: a live connection was discarded"
-        assert _mysql_rows(mariadb, mysql_table) == [1, 2]
+        assert table_ids(mariadb, mysql_table) == [1, 2]
     finally:
         safeclients.dispose(proxy)
 
@@ -157,7 +124,7 @@ def test_mysql_unknown_column_keeps_the_transaction(
 def test_mysql_lock_wait_timeout_keeps_the_connection(
     mariadb: MariaDB, mysql_table: str, driver: str
 ) -> None:
-    proxy = safeclients.pooled(MYSQL_DRIVERS[driver](mariadb), size=1, timeout=10)
+    proxy = safeclients.pooled(MYSQL_DRIVERS[driver](mariadb.params), size=1, timeout=10)
     blocker = _pymysql(mariadb)()
     try:
         with blocker.cursor() as cur:
@@ -176,7 +143,7 @@ def test_mysql_lock_wait_timeout_keeps_the_connection(
         blocker.rollback()
         assert _discarded(proxy) == 0
         assert proxy.thread_id() == thread_id, "the live connection was replaced"
-        assert _mysql_rows(mariadb, mysql_table) == [1, 2]
+        assert table_ids(mariadb, mysql_table) == [1, 2]
     finally:
         blocker.close()
         safeclients.dispose(proxy)
@@ -190,7 +157,7 @@ def _kill_mysql(server: MariaDB, thread_id: int) -> None:
 @pytest.mark.parametrize("driver", sorted(MYSQL_DRIVERS))
 @pytest.mark.parametrize("kind", POLICIES)
 def test_mysql_killed_connection_is_discarded(mariadb: MariaDB, kind: str, driver: str) -> None:
-    proxy = _proxy(kind, MYSQL_DRIVERS[driver](mariadb))
+    proxy = _proxy(kind, MYSQL_DRIVERS[driver](mariadb.params))
     try:
         first = _run(proxy, "SELECT CONNECTION_ID()")[0][0]
         _kill_mysql(mariadb, first)
@@ -205,38 +172,7 @@ def test_mysql_killed_connection_is_discarded(mariadb: MariaDB, kind: str, drive
 # -- psycopg2 and psycopg 3 + PostgreSQL --------------------------------------------------------
 
 
-def _psycopg2(server: Backend) -> Any:
-    import psycopg2  # type: ignore[import-untyped]
-
-    return lambda: psycopg2.connect(**server.params, connect_timeout=5)
-
-
-def _psycopg3(server: Backend) -> Any:
-    import psycopg
-
-    return lambda: psycopg.connect(**server.params, connect_timeout=5)
-
-
-DRIVERS = {"psycopg2": _psycopg2, "psycopg": _psycopg3}
-
-
-@pytest.fixture
-def pg_table(postgresql: PostgreSQL) -> Iterator[str]:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with admin_cursor(postgresql.admin("app")) as cur:
-        cur.execute(f"CREATE TABLE {name} (id INT PRIMARY KEY)")
-        cur.execute(f"ALTER TABLE {name} OWNER TO app")
-    try:
-        yield name
-    finally:
-        with admin_cursor(postgresql.admin("app")) as cur:
-            cur.execute(f"DROP TABLE {name}")
-
-
-def _pg_rows(server: PostgreSQL, table: str) -> list[int]:
-    with admin_cursor(server.admin("app")) as cur:
-        cur.execute(f"SELECT id FROM {table} ORDER BY id")
-        return [row[0] for row in cur.fetchall()]
+DRIVERS = POSTGRES
 
 
 @pytest.mark.parametrize("driver", sorted(DRIVERS))
@@ -246,7 +182,7 @@ def test_pg_statement_timeout_keeps_the_transaction(
 ) -> None:
     """A statement timeout is an OperationalError (QueryCanceled) on a live connection: the
     app rolls back to its savepoint and commits what came before."""
-    proxy = _proxy(kind, DRIVERS[driver](postgresql))
+    proxy = _proxy(kind, DRIVERS[driver](postgresql.params))
     try:
         with safeclients.checkout(proxy):  # psycopg 3's own __exit__ would close it
             cur = proxy.cursor()
@@ -260,7 +196,7 @@ def test_pg_statement_timeout_keeps_the_transaction(
             cur.close()
             proxy.commit()
         assert _discarded(proxy) == 0, f"{driver} {kind}: a live connection was discarded"
-        assert _pg_rows(postgresql, pg_table) == [1, 2]
+        assert table_ids(postgresql, pg_table) == [1, 2]
     finally:
         safeclients.dispose(proxy)
 
@@ -280,7 +216,7 @@ def _backend_pid(proxy: Any) -> int:
 def test_pg_terminated_connection_is_discarded(
     postgresql: PostgreSQL, driver: str, kind: str
 ) -> None:
-    proxy = _proxy(kind, DRIVERS[driver](postgresql))
+    proxy = _proxy(kind, DRIVERS[driver](postgresql.params))
     try:
         first = _backend_pid(proxy)
         with admin_cursor(postgresql.admin()) as cur:

@@ -12,16 +12,17 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import threading
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import safeclients
-from examples.support.backends import Backend, PostgreSQL
+from examples.support.backends import PostgreSQL
 from examples.support.backends._base import admin_cursor
 from examples.support.processes import free_port
+from tests.realclients.conftest import table_ids
+from tests.realclients.drivers import POSTGRES
 
 pytestmark = pytest.mark.integration
 
@@ -35,38 +36,7 @@ def _proxy(kind: str, factory: Any, **health: Any) -> Any:
 # -- psycopg 3 and psycopg2: a live connection in any transaction state passes -------------------
 
 
-def _psycopg3(server: Backend) -> Any:
-    import psycopg
-
-    return lambda: psycopg.connect(**server.params, connect_timeout=5)
-
-
-def _psycopg2(server: Backend) -> Any:
-    import psycopg2  # type: ignore[import-untyped]
-
-    return lambda: psycopg2.connect(**server.params, connect_timeout=5)
-
-
-DRIVERS = {"psycopg": _psycopg3, "psycopg2": _psycopg2}
-
-
-@pytest.fixture
-def pg_table(postgresql: PostgreSQL) -> Iterator[str]:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with admin_cursor(postgresql.admin("app")) as cur:
-        cur.execute(f"CREATE TABLE {name} (id INT PRIMARY KEY)")
-        cur.execute(f"ALTER TABLE {name} OWNER TO app")
-    try:
-        yield name
-    finally:
-        with admin_cursor(postgresql.admin("app")) as cur:
-            cur.execute(f"DROP TABLE {name}")
-
-
-def _pg_rows(server: PostgreSQL, table: str) -> list[int]:
-    with admin_cursor(server.admin("app")) as cur:
-        cur.execute(f"SELECT id FROM {table} ORDER BY id")
-        return [row[0] for row in cur.fetchall()]
+DRIVERS = POSTGRES
 
 
 def _execute(proxy: Any, sql: str) -> Any:
@@ -83,13 +53,13 @@ def _execute(proxy: Any, sql: str) -> Any:
 def test_pg_check_inside_the_default_transaction_keeps_it(
     postgresql: PostgreSQL, pg_table: str, driver: str, kind: str
 ) -> None:
-    proxy = _proxy(kind, DRIVERS[driver](postgresql))
+    proxy = _proxy(kind, DRIVERS[driver](postgresql.params))
     try:
         _execute(proxy, f"INSERT INTO {pg_table} VALUES (1)")  # opens the transaction
         _execute(proxy, f"INSERT INTO {pg_table} VALUES (2)")  # vetted: INTRANS
         proxy.commit()
         assert safeclients.stats(proxy).created == 1, f"{driver} {kind}: a live one was retired"
-        assert _pg_rows(postgresql, pg_table) == [1, 2]
+        assert table_ids(postgresql, pg_table) == [1, 2]
     finally:
         safeclients.dispose(proxy)
 
@@ -99,7 +69,7 @@ def test_pg_check_inside_the_default_transaction_keeps_it(
 def test_pg_check_in_a_failed_transaction_keeps_the_connection(
     postgresql: PostgreSQL, pg_table: str, driver: str, kind: str
 ) -> None:
-    proxy = _proxy(kind, DRIVERS[driver](postgresql))
+    proxy = _proxy(kind, DRIVERS[driver](postgresql.params))
     try:
         pid = _execute(proxy, "SELECT pg_backend_pid()")[0]
         with pytest.raises(proxy.ProgrammingError):  # UndefinedTable: the transaction fails
@@ -116,7 +86,7 @@ def test_pg_check_in_a_failed_transaction_keeps_the_connection(
 def test_pg_check_replaces_a_terminated_connection(
     postgresql: PostgreSQL, driver: str, kind: str
 ) -> None:
-    proxy = _proxy(kind, DRIVERS[driver](postgresql))
+    proxy = _proxy(kind, DRIVERS[driver](postgresql.params))
     try:
         pid = _execute(proxy, "SELECT pg_backend_pid()")[0]
         proxy.rollback()
