@@ -86,6 +86,8 @@ def _close_pymysql(conn: Any) -> None:
         conn.close()
 
 
+# - Proven on MariaDB (tests/realclients): disconnect judgement both ways (1054, 1205, KILL),
+#   fork (the parent keeps its connection), load + kill under uWSGI and our server (test_proof).
 PYMYSQL = Profile(
     qualname="pymysql.connections.Connection",
     reason="PyMySQL declares DB-API threadsafety = 1 (threads may share the module, not "
@@ -127,6 +129,9 @@ def _close_mysqlclient(conn: Any) -> None:
         conn.close()
 
 
+# - Proven on MariaDB (tests/realclients): disconnect judgement both ways (1054, 1205, KILL)
+#   and fork (a child's exit used to send COM_QUIT on the parent's connection). Not yet in the
+#   load + kill proof under uWSGI (test_proof).
 MYSQLCLIENT = Profile(
     qualname="MySQLdb.connections.Connection",
     reason="mysqlclient declares DB-API threadsafety = 1 (threads may share the module, not "
@@ -184,6 +189,8 @@ def _check_psycopg2(conn: Any) -> None:
         conn.rollback()
 
 
+# - Proven on PostgreSQL (tests/realclients): disconnect judgement both ways (statement
+#   timeout, pg_terminate_backend), the check in every transaction state, fork, load + kill.
 PSYCOPG2 = Profile(
     qualname="psycopg2.extensions.connection",
     reason="psycopg2 serialises calls on a connection but all threads share its session and "
@@ -248,6 +255,9 @@ def _check_psycopg(conn: Any) -> None:
         raise _class("psycopg.OperationalError")("the connection is in an unknown state")
 
 
+# - Proven on PostgreSQL (tests/realclients): disconnect judgement both ways, the check in
+#   every transaction state (never touching autocommit), fork. Not yet in the load + kill
+#   proof under uWSGI (test_proof).
 PSYCOPG = Profile(
     qualname="psycopg.Connection",
     reason="psycopg 3 connections are thread-safe but all threads share one transaction: "
@@ -329,6 +339,7 @@ _PIKA_SOURCES = (
     "https://github.com/pika/pika/blob/main/pika/adapters/blocking_connection.py",
     "https://github.com/pika/pika/blob/main/pika/exceptions.py",
 )
+# - Proven on RabbitMQ (tests/realclients): fork, load + kill (test_proof).
 PIKA_CONNECTION = Profile(
     qualname="pika.adapters.blocking_connection.BlockingConnection",
     reason=_PIKA_REASON,
@@ -367,6 +378,7 @@ PIKA_CHANNEL = Profile(
 # - close: Redis.close() releases its connection, and closes the pool when it created it
 #   (auto_close_connection_pool).
 # - check: ping().
+# - Proven on Redis (tests/realclients): fork, load + kill (test_proof).
 REDIS = Profile(
     qualname="redis.client.Redis",
     reason="redis-py clients are thread-safe (a command borrows a pooled connection) and "
@@ -398,6 +410,8 @@ REDIS = Profile(
 #   "The next call to a method that requires a connection will re-open it" (Client.close).
 # - close: Client.close() closes the socket if open (idempotent).
 # - check: version() round-trips the "version" command.
+# - Proven on memcached under threads (tests/clients/test_memcache.py); not in the real-server
+#   kill or fork proofs of tests/realclients yet.
 PYMEMCACHE = Profile(
     qualname="pymemcache.client.base.Client",
     reason="One socket read without a lock: concurrent threads read each other's replies "
@@ -495,6 +509,8 @@ def _check_smtp(smtp: Any) -> None:
         raise _class("smtplib.SMTPResponseException")(code, message)
 
 
+# - Proven on aiosmtpd (tests/realclients): 550 keeps the session, 421 discards it, the
+#   check replaces a timed-out (421) or restarted server's session. Not under uWSGI load yet.
 SMTP = Profile(
     qualname="smtplib.SMTP",
     reason="A stateful command/reply session on one socket without a lock: threads interleave "
@@ -523,6 +539,8 @@ SMTP = Profile(
 #   timeout (None by default) and fails with AttributeError on an unconnected FTP().
 # - check: voidcmd("NOOP") expects a 2xx reply.
 # - derived: transfercmd()/ntransfercmd() return the data connection of the session.
+# - Not proven on a real server here yet (no pyftpdlib run in tests/realclients): the
+#   judgement is table-tested (tests/lib/test_disconnect.py) only.
 FTP = Profile(
     qualname="ftplib.FTP",
     reason="A stateful command/response session (login, cwd) on one control connection "
@@ -560,6 +578,7 @@ def _check_paramiko(client: Any) -> None:
     transport.send_ignore()
 
 
+# - Not proven on a real server here (no openssh-server run in tests/realclients).
 PARAMIKO = Profile(
     qualname="paramiko.client.SSHClient",
     reason="An SSH session is served by a Transport thread of the process that connected: "
@@ -593,6 +612,7 @@ PARAMIKO = Profile(
 # - close: Channel.close(); check: none (a ready future would need a timeout to be safe).
 # - derived: unary_unary/unary_stream/stream_unary/stream_stream return multi-callables
 #   bound to the channel (what generated stubs are made of).
+# - Not proven on a real server here (no gRPC server run in tests/realclients).
 GRPC_CHANNEL = Profile(
     qualname="grpc._channel.Channel",
     reason="gRPC channels are thread-safe but gRPC core's threads do not survive a fork: a "
@@ -652,6 +672,8 @@ def _paho_disconnect(exc: BaseException, client: Any) -> bool:
     return client is not None and not client.is_connected()
 
 
+# - Not proven on a real broker here yet (no Mosquitto run in tests/realclients): the audit
+#   finding and the dead-thread check are tested without a broker (tests/audit).
 PAHO_MQTT = Profile(
     qualname="paho.mqtt.client.Client",
     reason="An MQTT client's network thread (loop_start) runs only in the process that "
