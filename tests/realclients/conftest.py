@@ -10,13 +10,17 @@ pytest process (main thread).
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from examples.support.backends import Backend, MariaDB, PostgreSQL, RabbitMQ
 from examples.support.backends._base import admin_cursor
+from examples.support.processes import free_port
 
 
 def _serve(backend: Backend) -> Iterator[Backend]:
@@ -96,3 +100,63 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if table:
         terminalreporter.write_sep("-", "real clients: results")
         terminalreporter.write_line(table)
+
+
+class FtpServer:
+    """pyftpdlib serving ``root`` to an anonymous user on a free loopback port, in a thread of
+    the test process; ``close_next`` makes the next command of any session get "421" and a
+    closed connection (a server's idle timeout or shutdown). ``restart()`` cuts every session
+    and serves again on the same port."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.close_next = threading.Event()
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def factory(self) -> Any:
+        import ftplib
+
+        ftp = ftplib.FTP()
+        ftp.connect("127.0.0.1", self.port, timeout=10)
+        ftp.login()
+        return ftp
+
+    def start(self) -> None:
+        from pyftpdlib.authorizers import DummyAuthorizer
+        from pyftpdlib.handlers import FTPHandler
+        from pyftpdlib.servers import FTPServer
+
+        close_next = self.close_next
+
+        class Handler(FTPHandler):  # type: ignore[misc]
+            def pre_process_command(self, line: str, cmd: str, arg: str) -> None:
+                if close_next.is_set():
+                    close_next.clear()
+                    self.respond("421 Service not available, closing control connection.")
+                    self.close_when_done()
+                    return
+                super().pre_process_command(line, cmd, arg)
+
+        authorizer = DummyAuthorizer()
+        authorizer.add_anonymous(str(self.root))
+        Handler.authorizer = authorizer
+        self._server = FTPServer(("127.0.0.1", self.port), Handler)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"timeout": 0.05}, name="ftp-server"
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is not None:
+            server.close_all()  # ends serve_forever's loop
+        if thread is not None:
+            thread.join(30)
+            assert not thread.is_alive(), "the FTP server's thread did not stop"
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()

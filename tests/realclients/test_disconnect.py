@@ -11,6 +11,7 @@ loopback port, stopped in ``finally``.
 
 from __future__ import annotations
 
+import ftplib
 import importlib
 import smtplib
 import sqlite3
@@ -26,7 +27,7 @@ from examples.support.backends import Backend, MariaDB, PostgreSQL
 from examples.support.backends._base import admin_cursor
 from examples.support.processes import free_port
 from tests.realclients import drivers
-from tests.realclients.conftest import table_ids
+from tests.realclients.conftest import FtpServer, table_ids
 from tests.realclients.drivers import MYSQL, POSTGRES
 
 pytestmark = pytest.mark.integration
@@ -299,5 +300,46 @@ def test_smtp_closed_session_is_discarded(
         assert _discarded(proxy) == 1, f"{kind}: a closed session was kept"
         proxy.sendmail("a@example.com", ["b@example.com"], "Subject: y\r\n\r\nbody")
         assert handler.delivered == [["b@example.com"]]
+    finally:
+        safeclients.dispose(proxy)
+
+
+# -- ftplib + pyftpdlib -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ftp_server(tmp_path: Path) -> Iterator[FtpServer]:
+    server = FtpServer(tmp_path)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("kind", POLICIES)
+def test_ftp_refused_command_keeps_the_session(ftp_server: FtpServer, kind: str) -> None:
+    proxy = _proxy(kind, ftp_server.factory)
+    try:
+        proxy.cwd("/")
+        with pytest.raises(ftplib.error_perm, match="550"):
+            proxy.cwd("no-such-directory")
+        assert proxy.pwd() == "/"
+        assert _discarded(proxy) == 0, f"{kind}: a session was discarded for a 550"
+        assert safeclients.stats(proxy).created == 1
+    finally:
+        safeclients.dispose(proxy)
+
+
+@pytest.mark.parametrize("kind", POLICIES)
+def test_ftp_session_the_server_closed_is_discarded(ftp_server: FtpServer, kind: str) -> None:
+    proxy = _proxy(kind, ftp_server.factory)
+    try:
+        proxy.pwd()
+        ftp_server.close_next.set()  # the next command gets 421 and a closed connection
+        with pytest.raises(ftplib.error_temp, match="421"):
+            proxy.pwd()
+        assert _discarded(proxy) == 1, f"{kind}: a closed session was kept"
+        assert proxy.pwd() == "/"
     finally:
         safeclients.dispose(proxy)

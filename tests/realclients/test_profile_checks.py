@@ -13,6 +13,7 @@ import asyncio
 import smtplib
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ import safeclients
 from examples.support.backends import PostgreSQL
 from examples.support.backends._base import admin_cursor
 from examples.support.processes import free_port
-from tests.realclients.conftest import table_ids
+from tests.realclients.conftest import FtpServer, table_ids
 from tests.realclients.drivers import POSTGRES
 
 pytestmark = pytest.mark.integration
@@ -190,6 +191,45 @@ def test_smtp_check_replaces_a_session_of_a_restarted_server(
         smtp_server.restart()  # every session is cut
         _send(proxy, "two@example.com")
         assert handler.delivered == ["one@example.com", "two@example.com"]
+        assert safeclients.stats(proxy).created == 2
+    finally:
+        safeclients.dispose(proxy)
+
+
+# -- ftplib: a session the server timed out (421) or lost is replaced ----------------------------
+
+
+@pytest.fixture
+def ftp_server(tmp_path: Path) -> Iterator[FtpServer]:
+    server = FtpServer(tmp_path)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("kind", LONG_LIVED)
+def test_ftp_check_replaces_a_timed_out_session(ftp_server: FtpServer, kind: str) -> None:
+    proxy = _proxy(kind, ftp_server.factory)
+    try:
+        assert proxy.pwd() == "/"
+        ftp_server.close_next.set()  # the check's NOOP gets 421, the session is closed
+        assert proxy.pwd() == "/"
+        assert safeclients.stats(proxy).created == 2
+    finally:
+        safeclients.dispose(proxy)
+
+
+@pytest.mark.parametrize("kind", LONG_LIVED)
+def test_ftp_check_replaces_a_session_of_a_restarted_server(
+    ftp_server: FtpServer, kind: str
+) -> None:
+    proxy = _proxy(kind, ftp_server.factory)
+    try:
+        assert proxy.pwd() == "/"
+        ftp_server.restart()  # every session is cut
+        assert proxy.pwd() == "/"
         assert safeclients.stats(proxy).created == 2
     finally:
         safeclients.dispose(proxy)
