@@ -3,7 +3,7 @@
 # run only checks). Debian packages need root: run as root, or it uses sudo.
 #   scripts/bootstrap.sh           what the test suite needs (scripts/test.sh): Debian's gearmand,
 #                                  memcached, wrk and the real backends (MariaDB, PostgreSQL,
-#                                  RabbitMQ, Redis), MariaDB's client library and gcc (to build
+#                                  RabbitMQ, Redis, Mosquitto), MariaDB's client library and gcc (to build
 #                                  mysqlclient), and .venv with the project and every extra (dev)
 #   scripts/bootstrap.sh --demo    what the demo needs (scripts/demo.sh): Debian's gearmand, and
 #                                  .venv with the library and the gearman and server extras
@@ -27,6 +27,7 @@ if [ "$mode" = full ]; then
     compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need_apt+=(postgresql)
     [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_apt+=(rabbitmq-server)
     command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || need_apt+=(redis-server)
+    command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
     # mysqlclient (the mysql extra) builds from source against MariaDB's client library.
     pkg-config --exists libmariadb 2>/dev/null || need_apt+=(libmariadb-dev pkg-config)
     command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)

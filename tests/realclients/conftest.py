@@ -20,6 +20,7 @@ import pytest
 
 from examples.support.backends import Backend, MariaDB, PostgreSQL, RabbitMQ
 from examples.support.backends._base import admin_cursor
+from examples.support.backends.mosquitto import Mosquitto
 from examples.support.processes import free_port
 
 
@@ -160,3 +161,8 @@ class FtpServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+@pytest.fixture(scope="session")
+def mosquitto() -> Iterator[Backend]:
+    yield from _serve(Mosquitto())
