@@ -115,10 +115,11 @@ def test_thread_safe_clients_are_per_process() -> None:
 def test_an_import_time_paho_client_is_flagged_and_its_check_knows_a_dead_thread() -> None:
     import threading
 
-    import paho.mqtt.client as mqtt  # type: ignore[import-untyped]
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
     app = types.ModuleType("mqtt_app")
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2)
     vars(app).update(broker=client)
     [finding] = audit.find_unsafe([app])
     assert finding.type_name == "paho.mqtt.client.Client"

@@ -10,6 +10,7 @@ pytest process (main thread).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 from collections.abc import Iterator
@@ -125,9 +126,9 @@ class FtpServer:
         return ftp
 
     def start(self) -> None:
-        from pyftpdlib.authorizers import DummyAuthorizer
-        from pyftpdlib.handlers import FTPHandler
-        from pyftpdlib.servers import FTPServer
+        from pyftpdlib.authorizers import DummyAuthorizer  # type: ignore[import-untyped]
+        from pyftpdlib.handlers import FTPHandler  # type: ignore[import-untyped]
+        from pyftpdlib.servers import FTPServer  # type: ignore[import-untyped]
 
         close_next = self.close_next
 
@@ -166,3 +167,88 @@ class FtpServer:
 @pytest.fixture(scope="session")
 def mosquitto() -> Iterator[Backend]:
     yield from _serve(Mosquitto())
+
+
+class SmtpHandler:
+    """Delivers; refuses ``nobody@`` with 550 and answers 421 to ``shutdown@`` (smtplib then
+    closes its session); answers NOOP with 421 and closes the session once ``time_out`` is set
+    (an idle timeout: Postfix's smtpd_timeout, Exim's smtp_receive_timeout)."""
+
+    def __init__(self) -> None:
+        self.time_out = threading.Event()
+        self.delivered: list[list[str]] = []
+        self.lock = threading.Lock()  # guards delivered (the server's loop thread appends)
+
+    async def handle_NOOP(self, server: Any, session: Any, envelope: Any, arg: str) -> str:
+        if self.time_out.is_set():
+            self.time_out.clear()
+            asyncio.get_running_loop().call_soon(server.transport.close)
+            return "421 4.4.2 Timeout exceeded, closing connection"
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if address.startswith("nobody@"):
+            return "550 5.1.1 No such user"
+        if address.startswith("shutdown@"):
+            return "421 4.3.2 Service shutting down"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            self.delivered.append(list(envelope.rcpt_tos))
+        return "250 Message accepted"
+
+
+class SmtpServer:
+    """aiosmtpd on a free loopback port; ``restart()`` cuts every session and serves again on
+    the same port (a new Controller: one cannot be started twice)."""
+
+    def __init__(self, handler: SmtpHandler) -> None:
+        self.handler = handler
+        self.port = free_port()
+        self.controller: Any = None
+
+    def factory(self) -> Any:
+        import smtplib
+
+        return smtplib.SMTP("127.0.0.1", self.port, timeout=10)
+
+    def start(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.controller = Controller(
+            self.handler, hostname="127.0.0.1", port=self.port, ready_timeout=10
+        )
+        self.controller.start()
+
+    def stop(self) -> None:
+        controller, self.controller = self.controller, None
+        if controller is not None:
+            controller.stop()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    server = SmtpServer(SmtpHandler())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def ftp_server(tmp_path: Path) -> Iterator[FtpServer]:
+    server = FtpServer(tmp_path)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

@@ -15,8 +15,6 @@ import ftplib
 import importlib
 import smtplib
 import sqlite3
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +23,8 @@ import pytest
 import safeclients
 from examples.support.backends import Backend, MariaDB, PostgreSQL
 from examples.support.backends._base import admin_cursor
-from examples.support.processes import free_port
 from tests.realclients import drivers
-from tests.realclients.conftest import FtpServer, table_ids
+from tests.realclients.conftest import FtpServer, SmtpServer, table_ids
 from tests.realclients.drivers import MYSQL, POSTGRES
 
 pytestmark = pytest.mark.integration
@@ -233,50 +230,10 @@ def test_pg_terminated_connection_is_discarded(
 # -- smtplib + aiosmtpd -------------------------------------------------------------------------
 
 
-class _Handler:
-    """Refuses one recipient with 550; answers 421 for another (a server shutting the session
-    down, as Postfix does on an idle timeout)."""
-
-    def __init__(self) -> None:
-        self.delivered: list[list[str]] = []
-        self.lock = threading.Lock()  # guards delivered (the server's loop thread appends)
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
-    ) -> str:
-        if address.startswith("nobody@"):
-            return "550 5.1.1 No such user"
-        if address.startswith("shutdown@"):
-            return "421 4.3.2 Service shutting down"  # smtplib closes its session on a 421
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        with self.lock:
-            self.delivered.append(list(envelope.rcpt_tos))
-        return "250 Message accepted"
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[str, int, _Handler]]:
-    from aiosmtpd.controller import Controller
-
-    handler = _Handler()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, ready_timeout=10)
-    controller.start()
-    try:
-        yield "127.0.0.1", port, handler
-    finally:
-        controller.stop()
-
-
 @pytest.mark.parametrize("kind", POLICIES)
-def test_smtp_refused_recipient_keeps_the_session(
-    smtp_server: tuple[str, int, _Handler], kind: str
-) -> None:
-    host, port, handler = smtp_server
-    proxy = _proxy(kind, lambda: smtplib.SMTP(host, port, timeout=10))
+def test_smtp_refused_recipient_keeps_the_session(smtp_server: SmtpServer, kind: str) -> None:
+    handler = smtp_server.handler
+    proxy = _proxy(kind, smtp_server.factory)
     try:
         with pytest.raises(smtplib.SMTPRecipientsRefused):
             proxy.sendmail("a@example.com", ["nobody@example.com"], "Subject: x\r\n\r\nbody")
@@ -289,11 +246,9 @@ def test_smtp_refused_recipient_keeps_the_session(
 
 
 @pytest.mark.parametrize("kind", POLICIES)
-def test_smtp_closed_session_is_discarded(
-    smtp_server: tuple[str, int, _Handler], kind: str
-) -> None:
-    host, port, handler = smtp_server
-    proxy = _proxy(kind, lambda: smtplib.SMTP(host, port, timeout=10))
+def test_smtp_closed_session_is_discarded(smtp_server: SmtpServer, kind: str) -> None:
+    handler = smtp_server.handler
+    proxy = _proxy(kind, smtp_server.factory)
     try:
         with pytest.raises(smtplib.SMTPException):
             proxy.sendmail("a@example.com", ["shutdown@example.com"], "Subject: x\r\n\r\nbody")
@@ -305,16 +260,6 @@ def test_smtp_closed_session_is_discarded(
 
 
 # -- ftplib + pyftpdlib -------------------------------------------------------------------------
-
-
-@pytest.fixture
-def ftp_server(tmp_path: Path) -> Iterator[FtpServer]:
-    server = FtpServer(tmp_path)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize("kind", POLICIES)

@@ -25,9 +25,10 @@ WAIT = 10.0  # seconds any one network wait may take
 
 
 def _connected_client(server: Backend, on_connect: Any = None) -> Any:
-    import paho.mqtt.client as mqtt  # type: ignore[import-untyped]
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2)
     ready = threading.Event()
 
     def connected(client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:

@@ -9,11 +9,6 @@ policies replace it before the next request fails. ``check_interval=0``: every r
 
 from __future__ import annotations
 
-import asyncio
-import smtplib
-import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,8 +16,7 @@ import pytest
 import safeclients
 from examples.support.backends import PostgreSQL
 from examples.support.backends._base import admin_cursor
-from examples.support.processes import free_port
-from tests.realclients.conftest import FtpServer, table_ids
+from tests.realclients.conftest import FtpServer, SmtpServer, table_ids
 from tests.realclients.drivers import POSTGRES
 
 pytestmark = pytest.mark.integration
@@ -103,78 +97,19 @@ def test_pg_check_replaces_a_terminated_connection(
 # -- smtplib: a session the server timed out (421) or lost is replaced ---------------------------
 
 
-class _Handler:
-    """Delivers; answers NOOP with 421 and closes the session once ``time_out`` is set (an
-    idle timeout: Postfix's smtpd_timeout, Exim's smtp_receive_timeout)."""
-
-    def __init__(self) -> None:
-        self.time_out = threading.Event()
-        self.delivered: list[str] = []
-        self.lock = threading.Lock()  # guards delivered (the server's loop thread appends)
-
-    async def handle_NOOP(self, server: Any, session: Any, envelope: Any, arg: str) -> str:
-        if self.time_out.is_set():
-            self.time_out.clear()
-            asyncio.get_running_loop().call_soon(server.transport.close)
-            return "421 4.4.2 Timeout exceeded, closing connection"
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        with self.lock:
-            self.delivered.extend(envelope.rcpt_tos)
-        return "250 Message accepted"
-
-
-class _SmtpServer:
-    """aiosmtpd on a free loopback port; ``restart()`` cuts every session and serves again on
-    the same port (a new Controller: one cannot be started twice)."""
-
-    def __init__(self, handler: _Handler) -> None:
-        self.handler = handler
-        self.port = free_port()
-        self.controller: Any = None
-
-    def start(self) -> None:
-        from aiosmtpd.controller import Controller
-
-        self.controller = Controller(
-            self.handler, hostname="127.0.0.1", port=self.port, ready_timeout=10
-        )
-        self.controller.start()
-
-    def stop(self) -> None:
-        controller, self.controller = self.controller, None
-        if controller is not None:
-            controller.stop()
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[_SmtpServer]:
-    server = _SmtpServer(_Handler())
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-
-
 def _send(proxy: Any, to: str) -> None:
     proxy.sendmail("a@example.com", [to], f"Subject: {to}\r\n\r\nbody")
 
 
 @pytest.mark.parametrize("kind", LONG_LIVED)
-def test_smtp_check_replaces_a_timed_out_session(smtp_server: _SmtpServer, kind: str) -> None:
-    port, handler = smtp_server.port, smtp_server.handler
-    proxy = _proxy(kind, lambda: smtplib.SMTP("127.0.0.1", port, timeout=10))
+def test_smtp_check_replaces_a_timed_out_session(smtp_server: SmtpServer, kind: str) -> None:
+    handler = smtp_server.handler
+    proxy = _proxy(kind, smtp_server.factory)
     try:
         _send(proxy, "one@example.com")
         handler.time_out.set()
         _send(proxy, "two@example.com")  # the check's NOOP gets 421: a new session sends it
-        assert handler.delivered == ["one@example.com", "two@example.com"]
+        assert handler.delivered == [["one@example.com"], ["two@example.com"]]
         assert safeclients.stats(proxy).created == 2
     finally:
         safeclients.dispose(proxy)
@@ -182,31 +117,21 @@ def test_smtp_check_replaces_a_timed_out_session(smtp_server: _SmtpServer, kind:
 
 @pytest.mark.parametrize("kind", LONG_LIVED)
 def test_smtp_check_replaces_a_session_of_a_restarted_server(
-    smtp_server: _SmtpServer, kind: str
+    smtp_server: SmtpServer, kind: str
 ) -> None:
-    port, handler = smtp_server.port, smtp_server.handler
-    proxy = _proxy(kind, lambda: smtplib.SMTP("127.0.0.1", port, timeout=10))
+    handler = smtp_server.handler
+    proxy = _proxy(kind, smtp_server.factory)
     try:
         _send(proxy, "one@example.com")
         smtp_server.restart()  # every session is cut
         _send(proxy, "two@example.com")
-        assert handler.delivered == ["one@example.com", "two@example.com"]
+        assert handler.delivered == [["one@example.com"], ["two@example.com"]]
         assert safeclients.stats(proxy).created == 2
     finally:
         safeclients.dispose(proxy)
 
 
 # -- ftplib: a session the server timed out (421) or lost is replaced ----------------------------
-
-
-@pytest.fixture
-def ftp_server(tmp_path: Path) -> Iterator[FtpServer]:
-    server = FtpServer(tmp_path)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize("kind", LONG_LIVED)

@@ -39,9 +39,10 @@ class Mosquitto(Backend):
         return [self.binary(), "-c", str(config)]
 
     def _ping(self) -> None:
-        import paho.mqtt.client as mqtt  # type: ignore[import-untyped]
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
 
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        client = mqtt.Client(CallbackAPIVersion.VERSION2)
         try:
             code = client.connect(self.host, self.port, keepalive=10)
             if code != 0:
