@@ -33,6 +33,8 @@ class Profile:
     derived: frozenset[str] = field(default=frozenset())  # methods whose result is bound to
     # the instance (cursor, channel, pipeline, ...)
     thread_safe: bool = False  # True: safe across threads, unsafe only across forks
+    fork_aware: bool = False  # True: the client notices a fork itself and opens new connections
+    # in the child (redis-py's pool checks its pid), so workers never share one
     disconnect: Callable[[BaseException, Any], bool] | None = None  # is_disconnect(exc, obj):
     # whether `exc`, raised by a call on `obj` (None when unknown), means obj's connection is
     # dead, by error code, connection state or reply code (``_disconnect``). When set it is

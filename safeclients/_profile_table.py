@@ -397,6 +397,7 @@ REDIS = Profile(
     check=lambda client: client.ping(),
     derived=frozenset({"pipeline", "pubsub", "monitor"}),
     thread_safe=True,
+    fork_aware=True,
     disconnect=_disconnect.never,
 )
 

@@ -64,6 +64,8 @@ class Finding:
     connection: str
     wrapped: bool
     aliases: tuple[str, ...] = ()
+    #: What the client's profile says of it across threads and across a fork (one sentence).
+    safety: str = ""
 
 
 def register(
@@ -122,6 +124,16 @@ def suggestion(profile: Profile) -> str:
     return profile.suggest
 
 
+def safety_of(profile: Profile) -> str:
+    """The truth per client, from its profile: thread-safe or not, fork-aware or not."""
+    threads = "thread-safe" if profile.thread_safe else "not thread-safe"
+    if profile.fork_aware:
+        fork = "fork-aware (it opens new connections in a forked child itself)"
+    else:
+        fork = "not fork-aware (a forked child keeps using the parent's connection)"
+    return f"{threads}; {fork}"
+
+
 def _name(type_or_qualname: type | str) -> str:
     return qualname(type_or_qualname) if isinstance(type_or_qualname, type) else type_or_qualname
 
@@ -150,6 +162,7 @@ def _inspect(where: str, obj: object, known: dict[str, Profile]) -> Finding | No
             connected=connected,
             connection=description,
             wrapped=False,
+            safety=safety_of(profile),
         )
     return None
 

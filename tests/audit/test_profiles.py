@@ -136,8 +136,24 @@ def test_an_import_time_paho_client_is_flagged_and_its_check_knows_a_dead_thread
 
 
 def test_the_redis_profile_says_it_is_fork_aware() -> None:
-    reason = profiles.registered()["redis.client.Redis"].reason
-    assert "fork-aware" in reason and "shared by every worker" not in reason
+    profile = profiles.registered()["redis.client.Redis"]
+    assert profile.fork_aware and "shared by every worker" not in profile.reason
+
+
+def test_the_audit_tells_each_client_s_thread_and_fork_safety() -> None:
+    redis = driver("redis")
+    app = types.ModuleType("truth_app")
+    vars(app).update(
+        cache=redis.Redis(host="127.0.0.1", port=9, socket_timeout=1),
+        db=sqlite3.connect(":memory:", check_same_thread=False),
+    )
+    found = {f.where: f.safety for f in audit.find_unsafe([app])}
+    assert found == {
+        "truth_app.cache": "thread-safe; fork-aware (it opens new connections in a forked "
+        "child itself)",
+        "truth_app.db": "not thread-safe; not fork-aware (a forked child keeps using the "
+        "parent's connection)",
+    }
 
 
 def test_real_classes_find_their_profiles() -> None:
