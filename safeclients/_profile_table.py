@@ -130,8 +130,8 @@ def _close_mysqlclient(conn: Any) -> None:
 
 
 # - Proven on MariaDB (tests/realclients): disconnect judgement both ways (1054, 1205, KILL)
-#   and fork (a child's exit used to send COM_QUIT on the parent's connection). Not yet in the
-#   load + kill proof under uWSGI (test_proof).
+#   and fork (a child's exit used to send COM_QUIT on the parent's connection); load + kill
+#   under uWSGI and our server (test_proof, examples/realclients/mysqlclient_app.py).
 MYSQLCLIENT = Profile(
     qualname="MySQLdb.connections.Connection",
     reason="mysqlclient declares DB-API threadsafety = 1 (threads may share the module, not "
@@ -256,8 +256,8 @@ def _check_psycopg(conn: Any) -> None:
 
 
 # - Proven on PostgreSQL (tests/realclients): disconnect judgement both ways, the check in
-#   every transaction state (never touching autocommit), fork. Not yet in the load + kill
-#   proof under uWSGI (test_proof).
+#   every transaction state (never touching autocommit), fork; load + kill under uWSGI and
+#   our server (test_proof, examples/realclients/psycopg_app.py).
 PSYCOPG = Profile(
     qualname="psycopg.Connection",
     reason="psycopg 3 connections are thread-safe but all threads share one transaction: "
