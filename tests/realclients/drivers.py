@@ -58,6 +58,17 @@ def pika(params: dict[str, Any]) -> Callable[[], Any]:
     return lambda: pika.BlockingConnection(parameters)
 
 
+def query(connection: Any, sql: str) -> list[tuple[Any, ...]]:
+    """Run ``sql`` on a cursor of ``connection`` (a proxy or a raw DB-API connection) and return
+    its rows ([] for a statement without a result); the cursor is closed either way."""
+    cur = connection.cursor()
+    try:
+        cur.execute(sql)
+        return list(cur.fetchall()) if cur.description else []
+    finally:
+        cur.close()
+
+
 FACTORIES: dict[str, Callable[[dict[str, Any]], Callable[[], Any]]] = {
     "pymysql": pymysql,
     "mysqlclient": mysqlclient,

@@ -25,7 +25,7 @@ from examples.support.backends import Backend, MariaDB, PostgreSQL
 from examples.support.backends._base import admin_cursor
 from tests.realclients import drivers
 from tests.realclients.conftest import FtpServer, SmtpServer, table_ids
-from tests.realclients.drivers import MYSQL, POSTGRES
+from tests.realclients.drivers import MYSQL, POSTGRES, query
 
 pytestmark = pytest.mark.integration
 
@@ -85,15 +85,6 @@ MYSQL_DRIVERS = MYSQL
 
 def _pymysql(server: Backend) -> Any:
     return drivers.pymysql(server.params)
-
-
-def _run(proxy: Any, sql: str) -> Any:
-    cur = proxy.cursor()
-    try:
-        cur.execute(sql)
-        return cur.fetchall()
-    finally:
-        cur.close()
 
 
 @pytest.mark.parametrize("driver", sorted(MYSQL_DRIVERS))
@@ -157,12 +148,12 @@ def _kill_mysql(server: MariaDB, thread_id: int) -> None:
 def test_mysql_killed_connection_is_discarded(mariadb: MariaDB, kind: str, driver: str) -> None:
     proxy = _proxy(kind, MYSQL_DRIVERS[driver](mariadb.params))
     try:
-        first = _run(proxy, "SELECT CONNECTION_ID()")[0][0]
+        first = query(proxy, "SELECT CONNECTION_ID()")[0][0]
         _kill_mysql(mariadb, first)
         with pytest.raises(proxy.OperationalError):
-            _run(proxy, "SELECT 1")
+            query(proxy, "SELECT 1")
         assert _discarded(proxy) == 1, f"{driver} {kind}: the dead connection was kept"
-        assert _run(proxy, "SELECT CONNECTION_ID()")[0][0] != first
+        assert query(proxy, "SELECT CONNECTION_ID()")[0][0] != first
     finally:
         safeclients.dispose(proxy)
 

@@ -17,7 +17,7 @@ import safeclients
 from examples.support.backends import PostgreSQL
 from examples.support.backends._base import admin_cursor
 from tests.realclients.conftest import FtpServer, SmtpServer, table_ids
-from tests.realclients.drivers import POSTGRES
+from tests.realclients.drivers import POSTGRES, query
 
 pytestmark = pytest.mark.integration
 
@@ -34,15 +34,6 @@ def _proxy(kind: str, factory: Any, **health: Any) -> Any:
 DRIVERS = POSTGRES
 
 
-def _execute(proxy: Any, sql: str) -> Any:
-    cur = proxy.cursor()
-    try:
-        cur.execute(sql)
-        return cur.fetchone() if cur.description else None
-    finally:
-        cur.close()
-
-
 @pytest.mark.parametrize("driver", sorted(DRIVERS))
 @pytest.mark.parametrize("kind", LONG_LIVED)
 def test_pg_check_inside_the_default_transaction_keeps_it(
@@ -50,8 +41,8 @@ def test_pg_check_inside_the_default_transaction_keeps_it(
 ) -> None:
     proxy = _proxy(kind, DRIVERS[driver](postgresql.params))
     try:
-        _execute(proxy, f"INSERT INTO {pg_table} VALUES (1)")  # opens the transaction
-        _execute(proxy, f"INSERT INTO {pg_table} VALUES (2)")  # vetted: INTRANS
+        query(proxy, f"INSERT INTO {pg_table} VALUES (1)")  # opens the transaction
+        query(proxy, f"INSERT INTO {pg_table} VALUES (2)")  # vetted: INTRANS
         proxy.commit()
         assert safeclients.stats(proxy).created == 1, f"{driver} {kind}: a live one was retired"
         assert table_ids(postgresql, pg_table) == [1, 2]
@@ -66,11 +57,11 @@ def test_pg_check_in_a_failed_transaction_keeps_the_connection(
 ) -> None:
     proxy = _proxy(kind, DRIVERS[driver](postgresql.params))
     try:
-        pid = _execute(proxy, "SELECT pg_backend_pid()")[0]
+        pid = query(proxy, "SELECT pg_backend_pid()")[0][0]
         with pytest.raises(proxy.ProgrammingError):  # UndefinedTable: the transaction fails
-            _execute(proxy, "SELECT * FROM no_such_table")
+            query(proxy, "SELECT * FROM no_such_table")
         proxy.rollback()  # vetted first, in INERROR: the connection is alive
-        assert _execute(proxy, "SELECT pg_backend_pid()")[0] == pid
+        assert query(proxy, "SELECT pg_backend_pid()")[0][0] == pid
         assert safeclients.stats(proxy).created == 1
     finally:
         safeclients.dispose(proxy)
@@ -83,12 +74,12 @@ def test_pg_check_replaces_a_terminated_connection(
 ) -> None:
     proxy = _proxy(kind, DRIVERS[driver](postgresql.params))
     try:
-        pid = _execute(proxy, "SELECT pg_backend_pid()")[0]
+        pid = query(proxy, "SELECT pg_backend_pid()")[0][0]
         proxy.rollback()
         with admin_cursor(postgresql.admin()) as cur:
             cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
         # No error reaches the caller: the check finds it dead and a new one answers.
-        assert _execute(proxy, "SELECT pg_backend_pid()")[0] != pid
+        assert query(proxy, "SELECT pg_backend_pid()")[0][0] != pid
         assert safeclients.stats(proxy).created == 2
     finally:
         safeclients.dispose(proxy)
