@@ -411,8 +411,9 @@ REDIS = Profile(
 #   "The next call to a method that requires a connection will re-open it" (Client.close).
 # - close: Client.close() closes the socket if open (idempotent).
 # - check: version() round-trips the "version" command.
-# - Proven on memcached under threads (tests/clients/test_memcache.py); not in the real-server
-#   kill or fork proofs of tests/realclients yet.
+# - Proven on memcached under threads (tests/clients/test_memcache.py) and across a fork (the
+#   parent keeps its connection: tests/realclients/test_fork.py); not in a kill or restart
+#   proof yet (the memcached launcher cannot restart on the same port).
 PYMEMCACHE = Profile(
     qualname="pymemcache.client.base.Client",
     reason="One socket read without a lock: concurrent threads read each other's replies "

@@ -58,6 +58,12 @@ def pika(params: dict[str, Any]) -> Callable[[], Any]:
     return lambda: pika.BlockingConnection(parameters)
 
 
+def pymemcache(params: dict[str, Any]) -> Callable[[], Any]:
+    from pymemcache.client.base import Client
+
+    return lambda: Client((params["host"], params["port"]), connect_timeout=5, timeout=5)
+
+
 def query(connection: Any, sql: str) -> list[tuple[Any, ...]]:
     """Run ``sql`` on a cursor of ``connection`` (a proxy or a raw DB-API connection) and return
     its rows ([] for a statement without a result); the cursor is closed either way."""
@@ -76,6 +82,7 @@ FACTORIES: dict[str, Callable[[dict[str, Any]], Callable[[], Any]]] = {
     "psycopg": psycopg,
     "redis": redis,
     "pika": pika,
+    "pymemcache": pymemcache,
 }
 MYSQL = {"pymysql": pymysql, "mysqlclient": mysqlclient}
 POSTGRES = {"psycopg2": psycopg2, "psycopg": psycopg}

@@ -45,6 +45,9 @@ def session_id(driver: str, proxy: Any) -> object:
         return value
     if driver == "redis":
         return proxy.client_id()
+    if driver == "pymemcache":
+        proxy.set("forked-parent", str(os.getpid()).encode())
+        return proxy.get("forked-parent") and None  # no session id: `created` says the rest
     channel = proxy.channel()  # pika: a round trip to open a channel, and one to declare
     channel.queue_declare(queue="", exclusive=True)
     channel.close()

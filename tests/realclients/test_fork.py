@@ -1,6 +1,7 @@
 """A fork child never closes, finalizes or writes to an inherited instance (``_fork.keep``).
 
-For each real client (mysqlclient, PyMySQL, psycopg2, psycopg 3, pika, redis-py) and each
+For each real client (mysqlclient, PyMySQL, psycopg2, psycopg 3, pika, redis-py, pymemcache) and
+each
 policy, ``tests/realclients/forked_parent.py`` runs as its own process: it connects through a
 proxy, forks a child that uses the proxy and one that does not, each ending with an ordinary
 interpreter exit, and after each child queries again. The parent's next query must succeed on
@@ -29,6 +30,7 @@ SERVER = {
     "psycopg": "postgresql",
     "pika": "rabbitmq",
     "redis": "redis_server",
+    "pymemcache": "memcached",
 }
 
 
@@ -36,14 +38,18 @@ SERVER = {
 def test_parent_keeps_its_connection_when_children_use_and_exit(
     request: pytest.FixtureRequest, driver: str
 ) -> None:
-    server: Backend = request.getfixturevalue(SERVER[driver])
+    server = request.getfixturevalue(SERVER[driver])
+    if isinstance(server, Backend):
+        params = server.params
+    else:  # examples.support.memcached: no params of its own
+        params = {"host": server.host, "port": server.port}
     done = subprocess.run(
         [
             sys.executable,
             "-m",
             "tests.realclients.forked_parent",
             driver,
-            json.dumps(server.params),
+            json.dumps(params),
         ],
         cwd=ROOT,
         capture_output=True,
