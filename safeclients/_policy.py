@@ -18,6 +18,11 @@ Override surface (what a policy subclass defines)
   gevent's patch (``green_reset``: keep them); it makes every lock and thread-local again.
 * ``live()``: how many instances it holds; ``existing()``: the calling thread's instance if one
   exists (what ``proxy.__wrapped__`` shows; never creates).
+* ``inherited()``: in a fork child, before ``renew(drop=True)``, every instance it holds (the
+  parent's), which ``_fork.keep`` keeps alive and unfinalized (default: ``existing()``'s).
+* ``on_lost(obj)``: a block's or a derived object's error showed its pinned instance dead
+  (``_uses``): discard it now where the next use must reach a slow path that refuses
+  (``per_thread``, ``locked``, ``per_process``); ``pooled``'s pinned get refuses by itself.
 * optionally ``shutdown()`` (interpreter exit, default ``dispose(True)``), ``aget()`` (a ``get``
   that must not block an event loop), ``holds_across_await`` (locked: False).
 
