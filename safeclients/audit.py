@@ -124,16 +124,6 @@ def suggestion(profile: Profile) -> str:
     return profile.suggest
 
 
-def safety_of(profile: Profile) -> str:
-    """The truth per client, from its profile: thread-safe or not, fork-aware or not."""
-    threads = "thread-safe" if profile.thread_safe else "not thread-safe"
-    if profile.fork_aware:
-        fork = "fork-aware (it opens new connections in a forked child itself)"
-    else:
-        fork = "not fork-aware (a forked child keeps using the parent's connection)"
-    return f"{threads}; {fork}"
-
-
 def _name(type_or_qualname: type | str) -> str:
     return qualname(type_or_qualname) if isinstance(type_or_qualname, type) else type_or_qualname
 
@@ -205,3 +195,13 @@ def _wrapped_finding(where: str, proxy: object) -> Finding:
         connection="",
         wrapped=True,
     )
+
+
+def safety_of(profile: Profile) -> str:
+    """The truth per client, from its profile: thread-safe or not, fork-aware or not."""
+    threads = "thread-safe" if profile.thread_safe else "not thread-safe"
+    if profile.fork_aware:
+        fork = "fork-aware (it opens new connections in a forked child itself)"
+    else:
+        fork = "not fork-aware (a forked child keeps using the parent's connection)"
+    return f"{threads}; {fork}"
