@@ -278,6 +278,8 @@ def render(modules: Sequence[str], unsafe: Sequence[Finding], wrapped: Sequence[
         lines += ["", f"UNSAFE  {f.where}"]
         lines += _field("type", f.type_name)
         lines += _field("why", f.reason)
+        if f.safety:
+            lines += _field("client", f.safety)
         lines += _field("state", _state(f))
         if f.aliases:
             lines += _field("also at", ", ".join(f.aliases))

@@ -1,18 +1,26 @@
 """What counts as a broken instance: the ``discard_on`` option, normalised into one predicate.
 
 A call that raises an error ``is_broken`` accepts closes (discards) its instance instead of
-giving it back; the policy then makes a new one. Which thread runs what: the predicate runs in
-the request thread whose call raised, or where a derived object's use ends.
+giving it back; the policy then makes a new one. ``is_broken(exc, obj)`` is asked with the
+instance the call ran on, so that the default (the client profile's ``disconnect``
+judgement, ``_disconnect``) can read the connection's state, as SQLAlchemy's
+``is_disconnect(e, connection, cursor)`` does; a user's ``discard_on`` predicate takes the
+exception only. Which thread runs what: the predicate runs in the request thread whose call
+raised, or where a derived object's use ends.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger("safeclients")
 
 DiscardOn = type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
+#: The normalised predicate: ``is_broken(exc, obj)``, ``obj`` the instance the call ran on (or
+#: None where the caller has none).
+IsBroken = Callable[[BaseException, Any], bool]
 
 # Exception class names (anywhere in the MRO) that mean "this connection is unusable": the
 # clients we target raise their own classes rather than OSError, e.g. pygearman's
@@ -29,7 +37,8 @@ _BROKEN_NAME_PARTS = (
 
 
 def default_discard(exc: BaseException) -> bool:
-    """The default ``discard_on``: OSError (and subclasses) or a connection-error-named class."""
+    """The default ``discard_on`` of a client with no ``disconnect`` judgement in its profile:
+    OSError (and subclasses) or a connection-error-named class."""
     if isinstance(exc, OSError):
         return True
     return any(part in klass.__name__ for klass in type(exc).__mro__ for part in _BROKEN_NAME_PARTS)
@@ -47,10 +56,11 @@ def _exception_classes(discard_on: object) -> tuple[type[BaseException], ...] | 
     return None
 
 
-def discard_predicate(discard_on: DiscardOn | None) -> Callable[[BaseException], bool]:
+def discard_predicate(discard_on: DiscardOn | None, default: IsBroken) -> IsBroken:
     """Normalise ``discard_on`` into the predicate the compiled paths call on an error.
 
-    ``discard_on`` is an exception class, a tuple of them, a predicate, or None for the default.
+    ``discard_on`` is an exception class, a tuple of them, a predicate of the exception, or
+    None for ``default`` (the policy's: the profile's judgement, which also reads ``obj``).
     Whatever it is, an exception that is not an ``Exception`` (``KeyboardInterrupt``,
     ``SystemExit``, a greenlet kill) always discards: it cut a call off between request and
     reply, so the instance's stream may hold a reply nobody read. A predicate that raises is
@@ -58,27 +68,31 @@ def discard_predicate(discard_on: DiscardOn | None) -> Callable[[BaseException],
     its original exception.
     """
     if discard_on is None:
-        test: Callable[[BaseException], bool] = default_discard
+        test: IsBroken = default
     else:
         classes = _exception_classes(discard_on)
         if classes is not None:
 
-            def test(exc: BaseException) -> bool:
+            def test(exc: BaseException, obj: Any) -> bool:
                 return isinstance(exc, classes)
 
         elif callable(discard_on):
-            test = discard_on  # type: ignore[assignment]  # a class was matched above
+            predicate: Callable[[BaseException], bool] = discard_on  # type: ignore[assignment]
+
+            def test(exc: BaseException, obj: Any) -> bool:
+                return predicate(exc)
+
         else:
             raise TypeError(
                 "discard_on must be an exception class, a tuple of them, or a predicate, got "
                 f"{discard_on!r}"
             )
 
-    def is_broken(exc: BaseException) -> bool:
+    def is_broken(exc: BaseException, obj: Any) -> bool:
         if not isinstance(exc, Exception):
             return True
         try:
-            return bool(test(exc))
+            return bool(test(exc, obj))
         except Exception:
             log.warning(
                 "safeclients: the discard_on predicate raised on %s; the instance is discarded",
@@ -90,4 +104,4 @@ def discard_predicate(discard_on: DiscardOn | None) -> Callable[[BaseException],
     return is_broken
 
 
-__all__ = ["DiscardOn", "default_discard", "discard_predicate"]
+__all__ = ["DiscardOn", "IsBroken", "default_discard", "discard_predicate"]

@@ -218,7 +218,7 @@ async def _watched(policy: Escaping, obj: Any, token: Any, result: Awaitable[Any
     try:
         return await result
     except BaseException as exc:
-        if policy.is_broken(exc):
+        if policy.is_broken(exc, obj):
             policy.put(obj, token, True)
         raise
 
@@ -497,6 +497,19 @@ def derived_class(kind: type) -> type[Derived]:
     namespace["__next__"] = _codegen.build(
         _NEXT.format(what=f"{kind.__name__} (next)"), f"derived {kind.__name__}.__next__", _scope
     )()
+    if any("__call__" in vars(klass) for klass in kind.__mro__):
+        # A callable result (gRPC's multi-callables, what a stub's methods are): the call is a
+        # use of the instance like any method's (a wrapt proxy does not forward calls).
+        namespace["__call__"] = _codegen.build(
+            _FORWARDER.format(
+                name="__call__",
+                params="*args, **kwargs",
+                args="*args, **kwargs",
+                what=f"{kind.__name__}()",
+            ),
+            f"derived {kind.__name__}.__call__",
+            _scope,
+        )()
     metaclass: Any = type(Derived)
     made: type[Derived] = metaclass(f"derived_{kind.__name__}", (Derived,), namespace)
     return _classes.setdefault(kind, made)

@@ -27,18 +27,33 @@ call (about 100-200 ns here). We do better:
 * ``os.register_at_fork(after_in_child=check)`` resets eagerly where hooks do run (``os.fork()``,
   gunicorn, multiprocessing's fork start method).
 
+Inherited instances are kept, never finalized
+---------------------------------------------
+Dropping an inherited instance is not enough: when the child's last reference goes, the
+client's own finalizer runs, and some write to the shared socket. mysqlclient's dealloc calls
+``mysql_close()``, which sends ``COM_QUIT`` (the parent's next query gets ``OperationalError
+2013``); libpq's ``PQfinish`` (psycopg2's dealloc) sends a Terminate message; others shut the
+socket down. So the child keeps every inherited instance reachable for the rest of its life
+(``keep``: the classic module-level list, ``INHERITED``) and, because interpreter exit clears
+module globals and would finalize them then, also takes one reference that is never given back
+(CPython's ``Py_IncRef``): they are never closed, finalized or written to in the child. Their
+file descriptors close with the process, which sends nothing. The cost is their memory,
+copy-on-write pages shared with the parent, once per fork.
+
 Which process runs what: ``register`` runs wherever a proxy is created (often the master, before
 the fork); ``check`` runs in the child, in the first thread to use any proxy (or in the at-fork
-hook).
+hook), and ``keep`` there.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
+import sys
 import threading
 import weakref
-from typing import Protocol
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 # Linux's value; Python < 3.12's mmap module does not export the name.
 _MADV_WIPEONFORK = getattr(mmap, "MADV_WIPEONFORK", 18)
@@ -97,6 +112,30 @@ _registry: weakref.WeakKeyDictionary[ForkAware, int] = weakref.WeakKeyDictionary
 #: an instance (``checkout()``, ``with proxy:``) records it, and gives nothing back when it ends
 #: in a different generation: the child dropped that instance, and its lock, at the reset.
 GENERATION = [0]
+
+
+#: The instances this process inherited from its parent (see the module): kept, never used.
+INHERITED: list[Any] = []
+
+
+def keep(instances: Iterable[Any]) -> None:
+    """Fork child: keep ``instances`` (the parent's) alive until the process ends, past the
+    interpreter's exit, so that no finalizer of theirs runs here (see the module)."""
+    for obj in instances:
+        if obj is None:
+            continue
+        INHERITED.append(obj)
+        _leak_a_reference(obj)
+
+
+def _leak_a_reference(obj: object) -> None:
+    """One reference to ``obj`` that is never released (CPython): exit's module teardown, which
+    empties ``INHERITED``, then leaves it alone. Elsewhere the list alone keeps it."""
+    if sys.implementation.name != "cpython":
+        return
+    import ctypes  # here: only a fork child that inherited instances needs it
+
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
 
 
 def register(policy: ForkAware) -> None:

@@ -12,7 +12,9 @@ server already dropped often refuses a polite close).
 
 Which policy uses what: ``pooled`` vets an instance when it leaves the free list; ``per_thread``
 vets the calling thread's instance at most once per ``check_interval`` (or when its lifetime
-ends). A policy compiled with no health option pays nothing for this module.
+ends); ``locked`` and ``per_process`` (``_single``) vet their one instance the same way, never
+while a block or a derived object holds it. A policy compiled with no health option pays
+nothing for this module.
 
 Which thread runs what: every method runs in the request thread that is about to use the
 instance; ``Ages`` is touched by one thread per instance at a time (the one holding it).
@@ -132,6 +134,15 @@ class Ages:
                 return "its check returned False"
             times[1] = now
         return ""
+
+
+def next_due(health: Health, checked: bool) -> float:
+    """When an instance vetted now is next vetted: the soonest of its lifetime, its idle limit
+    and (when a check is in force) the check interval; ``inf`` without any."""
+    steps = [limit for limit in (health.max_lifetime, health.max_idle) if limit is not None]
+    if checked:
+        steps.append(health.check_interval)
+    return time.monotonic() + min(steps) if steps else math.inf
 
 
 def retire_note(kind: str, obj: object, reason: str) -> None:

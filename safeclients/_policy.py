@@ -18,6 +18,11 @@ Override surface (what a policy subclass defines)
   gevent's patch (``green_reset``: keep them); it makes every lock and thread-local again.
 * ``live()``: how many instances it holds; ``existing()``: the calling thread's instance if one
   exists (what ``proxy.__wrapped__`` shows; never creates).
+* ``inherited()``: in a fork child, before ``renew(drop=True)``, every instance it holds (the
+  parent's), which ``_fork.keep`` keeps alive and unfinalized (default: ``existing()``'s).
+* ``on_lost(obj)``: a block's or a derived object's error showed its pinned instance dead
+  (``_uses``): discard it now where the next use must reach a slow path that refuses
+  (``per_thread``, ``locked``, ``per_process``); ``pooled``'s pinned get refuses by itself.
 * optionally ``shutdown()`` (interpreter exit, default ``dispose(True)``), ``aget()`` (a ``get``
   that must not block an event loop), ``holds_across_await`` (locked: False).
 
@@ -41,7 +46,8 @@ Vocabulary (one name per concept, in every policy)
   ``create_for_thread``, ``create_for_loop``, pooled's ``_create_in_slot``).
 * **use**: what ``get`` starts and ``put`` ends; a use that outlives its call is a *hold* on the
   context's *pin* (``_uses``).
-* **broken**: an error that ``is_broken`` (``discard_on``, ``_discard``) accepts.
+* **broken**: an error that ``is_broken(exc, obj)`` (``discard_on``, ``_discard``) accepts: by
+  default the profile's judgement that the connection is dead (``_disconnect``).
 * **discard**: close a broken instance and forget it (``stats().discarded``); the next use
   creates another.
 * **retire**: replace an instance a health check found too old, idle or dead (``_health``).
@@ -113,11 +119,9 @@ class Policy(Generic[T]):
         self._factory = factory
         self._close_fn = close
         # What safeclients knows of the client type (safeclients.profiles), once it is known:
-        # its disconnect errors join the default discard_on, its close replaces obj.close().
+        # its disconnect judgement is the default discard_on, its close replaces obj.close().
         self.profile: profiles.Profile | None = None
-        self.is_broken = discard_predicate(
-            discard_on if discard_on is not None else self._default_broken
-        )
+        self.is_broken = discard_predicate(discard_on, self._default_broken)
         self.client_type: type | None = factory if isinstance(factory, type) else None
         # The type a factory's return annotation promises: known before any instance exists, so
         # the forwarders are installed up front and introspection (isinstance, doctest) creates
@@ -212,6 +216,10 @@ class Policy(Generic[T]):
         self.counters = Counters()
         # id(instance) -> how many pins (any context) hold it now; guarded by _uses._count_lock.
         self.held: dict[int, int] = {}
+        # Lost pins still open (``_uses.lose``), and ids of held instances discarded by another
+        # context (``_uses.lose_pinned``); both guarded by _uses._count_lock.
+        self.lost_open = 0
+        self.gone: set[int] = set()
         if self.tracker is not None:
             self.tracker.reset()
 
@@ -227,11 +235,15 @@ class Policy(Generic[T]):
     #: holds it until awaited (``_escape``).
     async_gets: ClassVar[bool] = False
 
-    def _default_broken(self, exc: BaseException) -> bool:
-        """The default ``discard_on``: generic disconnect classes, plus the profile's."""
+    def _default_broken(self, exc: BaseException, obj: Any) -> bool:
+        """The default ``discard_on``: the profile's ``disconnect`` judgement of ``exc`` on
+        ``obj`` (error code, connection state, reply code: ``_disconnect``) where it has one;
+        else the generic disconnect classes, plus the profile's ``broken`` classes."""
+        profile = self.profile
+        if profile is not None and profile.disconnect is not None:
+            return profile.disconnect(exc, obj)
         if default_discard(exc):
             return True
-        profile = self.profile
         return profile is not None and profiles.broken_by(profile, exc)
 
     def own_proxy(self) -> Any:
@@ -337,9 +349,20 @@ class Policy(Generic[T]):
         patched ``threading`` (keep them: they are this process's; see ``green_reset``)."""
 
     def after_fork(self) -> None:
-        """Fork child: drop inherited instances without closing them, replace every lock."""
+        """Fork child: drop inherited instances without closing them, and keep them alive so
+        that their own finalizers never run here either (``_fork.keep``); replace every lock."""
+        _fork.keep(self.inherited())
         self.renew(drop=True)
         self._reset_common()
+
+    def inherited(self) -> list[Any]:
+        """Fork child, before ``renew(drop=True)``: every instance the policy holds (the
+        parent's), for ``_fork.keep``. Default: the one ``existing()`` shows."""
+        try:
+            obj = self.existing()
+        except Exception:  # a policy with no single instance to show (or no loop running)
+            return []
+        return [] if obj is None else [obj]
 
     def shutdown(self) -> None:
         """Interpreter exit: ``dispose(final=True)``, not waiting on a thread stuck in a call."""
@@ -398,7 +421,7 @@ class Policy(Generic[T]):
             try:
                 result = await getattr(obj, name)(*args, **kwargs)
             except BaseException as exc:
-                policy.put(obj, token, policy.is_broken(exc))
+                policy.put(obj, token, policy.is_broken(exc, obj))
                 raise
             policy.put(obj, token, False)
             return result
@@ -418,6 +441,12 @@ class Policy(Generic[T]):
     def on_pin(self, pin: _uses.Pin) -> None:
         """A use began that outlives its call (``_uses.begin``); ``locked`` notes who holds its
         lock. Default: nothing."""
+
+    def on_lost(self, obj: Any) -> None:
+        """A derived object's (or a block's) error showed its pinned instance dead
+        (``_uses.lose``): discard it now, so that the context's next use reaches the slow path
+        that refuses (``_uses.refuse_lost``). Default (pooled): nothing; the pinned get refuses
+        and the pin's end discards it."""
 
     def set_attribute(self, name: str, value: Any) -> None:
         """``proxy.name = value``: on the instance this context would use now."""

@@ -27,12 +27,19 @@ class Profile:
     sources: tuple[str, ...]  # URLs of the client's docs/source backing each claim
     probe: Probe | None = None  # audit: describe its open connection, or None; never sends
     broken: tuple[str, ...] = ()  # qualified names of exception classes meaning "this
-    # connection is dead, discard it" (matched over the MRO)
+    # connection is dead, discard it" (matched over the MRO); used only without `disconnect`
     close: Callable[[Any], object] | None = None  # how to close it (None: obj.close())
     check: Callable[[Any], object] | None = None  # health check (a ping): raises when dead
     derived: frozenset[str] = field(default=frozenset())  # methods whose result is bound to
     # the instance (cursor, channel, pipeline, ...)
     thread_safe: bool = False  # True: safe across threads, unsafe only across forks
+    fork_aware: bool = False  # True: the client notices a fork itself and opens new connections
+    # in the child (redis-py's pool checks its pid), so workers never share one
+    disconnect: Callable[[BaseException, Any], bool] | None = None  # is_disconnect(exc, obj):
+    # whether `exc`, raised by a call on `obj` (None when unknown), means obj's connection is
+    # dead, by error code, connection state or reply code (``_disconnect``). When set it is
+    # the whole judgement: a live connection after a statement error is kept, transaction and
+    # all, whatever the exception's class.
 
     def __post_init__(self) -> None:
         if not isinstance(self.qualname, str) or "." not in self.qualname.strip("."):
@@ -46,6 +53,11 @@ class Profile:
                     f"Profile {self.qualname}: {name} must be a tuple of str, "
                     f"not {type(getattr(self, name)).__name__}."
                 )
+        if self.disconnect is not None and not callable(self.disconnect):
+            raise TypeError(
+                f"Profile {self.qualname}: disconnect must be a callable (exc, obj) -> bool, "
+                f"not {self.disconnect!r}."
+            )
         if not isinstance(self.derived, frozenset):
             raise TypeError(
                 f"Profile {self.qualname}: derived must be a frozenset of method "

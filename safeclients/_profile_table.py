@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 from typing import Any
 
-from safeclients import _probes
+from safeclients import _disconnect, _probes
 from safeclients._profile import Profile
 
 __all__ = ["SHIPPED"]
@@ -72,6 +73,9 @@ GEARMAN = Profile(
 # - broken: after a lost connection the next command raises err.InterfaceError(0, "") ("if
 #   not self._sock: raise err.InterfaceError(0, '')", connections.py _execute_command); a lost
 #   or refused connection is err.OperationalError (2013 "Lost connection", 2006 "gone away").
+#   But err.OperationalError is also every unmapped server error >= 1000 (err.py
+#   _map_error: 1205 lock wait timeout, 1213 deadlock) on a live connection, so the judgement
+#   is by code and by `open` (_disconnect.pymysql), never by class.
 # - close: Connection.close() ":raise Error: If the connection is already closed"; it only
 #   raises then (the COM_QUIT write is suppressed), so "already closed" is swallowed.
 # - derived: cursor() returns a Cursor bound to the connection (cursors.py Cursor.__init__
@@ -82,6 +86,8 @@ def _close_pymysql(conn: Any) -> None:
         conn.close()
 
 
+# - Proven on MariaDB (tests/realclients): disconnect judgement both ways (1054, 1205, KILL),
+#   fork (the parent keeps its connection), load + kill under uWSGI and our server (test_proof).
 PYMYSQL = Profile(
     qualname="pymysql.connections.Connection",
     reason="PyMySQL declares DB-API threadsafety = 1 (threads may share the module, not "
@@ -99,6 +105,7 @@ PYMYSQL = Profile(
     close=_close_pymysql,
     check=lambda conn: conn.ping(reconnect=False),
     derived=frozenset({"cursor"}),
+    disconnect=_disconnect.pymysql,
 )
 
 
@@ -122,6 +129,9 @@ def _close_mysqlclient(conn: Any) -> None:
         conn.close()
 
 
+# - Proven on MariaDB (tests/realclients): disconnect judgement both ways (1054, 1205, KILL)
+#   and fork (a child's exit used to send COM_QUIT on the parent's connection); load + kill
+#   under uWSGI and our server (test_proof, examples/realclients/mysqlclient_app.py).
 MYSQLCLIENT = Profile(
     qualname="MySQLdb.connections.Connection",
     reason="mysqlclient declares DB-API threadsafety = 1 (threads may share the module, not "
@@ -143,6 +153,7 @@ MYSQLCLIENT = Profile(
     close=_close_mysqlclient,
     check=lambda conn: conn.ping(),
     derived=frozenset({"cursor"}),
+    disconnect=_disconnect.mysqlclient,
 )
 
 
@@ -155,21 +166,31 @@ MYSQLCLIENT = Profile(
 #   connections after the fork." Shared transactions are why thread_safe is False here.
 # - broken: psycopg2.InterfaceError "connection already closed", psycopg2.OperationalError
 #   "server closed the connection unexpectedly" (psycopg2 docs, connection.closed: "nonzero
-#   if it is closed or broken").
+#   if it is closed or broken"). OperationalError is also a deadlock or a statement timeout
+#   on a live connection: judged by `closed` and libpq's message (_disconnect.psycopg2).
 # - close: connection.close() "Close the connection now"; skipped when `closed` is set.
 # - check: psycopg2 has no ping; SQLAlchemy's pre-ping runs "SELECT 1" on a cursor (engine
-#   default do_ping); a transaction the check itself opened is rolled back.
+#   default do_ping); a transaction the check itself opened is rolled back. Inside a failed
+#   transaction (TRANSACTION_STATUS_INERROR 3) a statement fails with InFailedSqlTransaction
+#   whatever the connection's health: the server just answered, so it is alive unless
+#   `closed`; a command in flight (ACTIVE 1) is left alone; UNKNOWN (4) is dead.
 # - derived: cursor() "Return a new cursor" bound to the connection.
 def _check_psycopg2(conn: Any) -> None:
     if conn.closed:
         raise conn.InterfaceError("connection already closed")
-    idle = conn.get_transaction_status() == 0  # psycopg2.extensions.TRANSACTION_STATUS_IDLE
+    status = conn.get_transaction_status()  # psycopg2.extensions.TRANSACTION_STATUS_*
+    if status == 4:
+        raise conn.OperationalError("the connection is in an unknown state")
+    if status not in (0, 2):  # ACTIVE, INERROR: see above
+        return
     with conn.cursor() as cursor:
         cursor.execute("SELECT 1")
-    if idle and not conn.autocommit:
+    if status == 0 and not conn.autocommit:
         conn.rollback()
 
 
+# - Proven on PostgreSQL (tests/realclients): disconnect judgement both ways (statement
+#   timeout, pg_terminate_backend), the check in every transaction state, fork, load + kill.
 PSYCOPG2 = Profile(
     qualname="psycopg2.extensions.connection",
     reason="psycopg2 serialises calls on a connection but all threads share its session and "
@@ -186,6 +207,7 @@ PSYCOPG2 = Profile(
     close=lambda conn: None if conn.closed else conn.close(),
     check=_check_psycopg2,
     derived=frozenset({"cursor"}),
+    disconnect=_disconnect.psycopg2,
 )
 
 
@@ -203,21 +225,39 @@ PSYCOPG2 = Profile(
 #   (a connection in an unusable status). Connection.broken: "True if the connection was
 #   interrupted".
 # - close: Connection.close() "Close the database connection": `if self.closed: return`.
-# - check: as psycopg_pool's ConnectionPool.check_connection() "A simple check to verify
-#   that a connection is still working": conn.execute("SELECT 1") in autocommit mode,
-#   switching autocommit on for the check when it is off.
+# - check: psycopg_pool's ConnectionPool.check_connection() switches autocommit on around a
+#   "SELECT 1", which psycopg refuses ("can't change 'autocommit' now: connection in
+#   transaction status INTRANS", Connection._check_intrans) when the connection is inside its
+#   default transaction, as a per_thread or locked instance can be between calls: that check
+#   would fail on a healthy connection. This one never touches autocommit: it reads
+#   conn.info.transaction_status (pq.TransactionStatus: IDLE 0, ACTIVE 1, INTRANS 2,
+#   INERROR 3, UNKNOWN 4); IDLE: "SELECT 1" then a rollback of the transaction the check
+#   itself began (outside autocommit); INTRANS: "SELECT 1" inside the app's transaction
+#   (changes nothing); INERROR: the server just answered, and a statement would fail
+#   (InFailedSqlTransaction) without saying anything of the connection: alive if libpq's
+#   status is CONNECTION_OK (pgconn.status 0); ACTIVE (a command in flight) is left alone;
+#   closed, broken or UNKNOWN is dead.
 # - derived: cursor(), execute() (returns a cursor), transaction(), pipeline().
 def _check_psycopg(conn: Any) -> None:
-    if conn.autocommit:
+    if conn.closed or conn.broken:
+        raise _class("psycopg.OperationalError")("the connection is closed")
+    status = int(conn.info.transaction_status)
+    if status == 0:  # IDLE
         conn.execute("SELECT 1")
-        return
-    conn.autocommit = True
-    try:
+        if not conn.autocommit:
+            conn.rollback()
+    elif status == 2:  # INTRANS
         conn.execute("SELECT 1")
-    finally:
-        conn.autocommit = False
+    elif status == 3:  # INERROR
+        if int(conn.pgconn.status) != 0:
+            raise _class("psycopg.OperationalError")("the connection is bad (libpq status)")
+    elif status == 4:  # UNKNOWN: libpq has lost it
+        raise _class("psycopg.OperationalError")("the connection is in an unknown state")
 
 
+# - Proven on PostgreSQL (tests/realclients): disconnect judgement both ways, the check in
+#   every transaction state (never touching autocommit), fork; load + kill under uWSGI and
+#   our server (test_proof, examples/realclients/psycopg_app.py).
 PSYCOPG = Profile(
     qualname="psycopg.Connection",
     reason="psycopg 3 connections are thread-safe but all threads share one transaction: "
@@ -236,6 +276,7 @@ PSYCOPG = Profile(
     close=lambda conn: conn.close(),
     check=_check_psycopg,
     derived=frozenset({"cursor", "execute", "transaction", "pipeline"}),
+    disconnect=_disconnect.psycopg,
 )
 
 
@@ -298,6 +339,7 @@ _PIKA_SOURCES = (
     "https://github.com/pika/pika/blob/main/pika/adapters/blocking_connection.py",
     "https://github.com/pika/pika/blob/main/pika/exceptions.py",
 )
+# - Proven on RabbitMQ (tests/realclients): fork, load + kill (test_proof).
 PIKA_CONNECTION = Profile(
     qualname="pika.adapters.blocking_connection.BlockingConnection",
     reason=_PIKA_REASON,
@@ -336,12 +378,14 @@ PIKA_CHANNEL = Profile(
 # - close: Redis.close() releases its connection, and closes the pool when it created it
 #   (auto_close_connection_pool).
 # - check: ping().
+# - Proven on Redis (tests/realclients): fork, load + kill (test_proof).
 REDIS = Profile(
     qualname="redis.client.Redis",
-    reason="redis-py clients are thread-safe (a command borrows a pooled connection), but its "
-    "pool's fork detection can deadlock a child forked while another thread holds the "
-    "pool's fork lock (ChildDeadlockedError), and its pipelines and pubsub objects must "
-    "not be shared between threads. " + _FORKED,
+    reason="redis-py clients are thread-safe (a command borrows a pooled connection) and "
+    "fork-aware (the pool notices a new pid and opens new connections in the child), but "
+    "that fork detection can deadlock a child forked while another thread holds the pool's "
+    "fork lock (ChildDeadlockedError), and its pipelines and pubsub objects must not be "
+    "shared between threads.",
     suggest="per_process",
     sources=(
         "https://github.com/redis/redis-py/blob/master/redis/client.py",
@@ -353,6 +397,8 @@ REDIS = Profile(
     check=lambda client: client.ping(),
     derived=frozenset({"pipeline", "pubsub", "monitor"}),
     thread_safe=True,
+    fork_aware=True,
+    disconnect=_disconnect.never,
 )
 
 
@@ -365,6 +411,9 @@ REDIS = Profile(
 #   "The next call to a method that requires a connection will re-open it" (Client.close).
 # - close: Client.close() closes the socket if open (idempotent).
 # - check: version() round-trips the "version" command.
+# - Proven on memcached under threads (tests/clients/test_memcache.py) and across a fork (the
+#   parent keeps its connection: tests/realclients/test_fork.py); not in a kill or restart
+#   proof yet (the memcached launcher cannot restart on the same port).
 PYMEMCACHE = Profile(
     qualname="pymemcache.client.base.Client",
     reason="One socket read without a lock: concurrent threads read each other's replies "
@@ -378,6 +427,7 @@ PYMEMCACHE = Profile(
     probe=_probes.attr_socket("sock"),
     close=lambda client: client.close(),
     check=lambda client: client.version(),
+    disconnect=_disconnect.never,
 )
 
 
@@ -388,7 +438,9 @@ PYMEMCACHE = Profile(
 #   need to be serialized by the user to avoid data corruption." Transactions belong to the
 #   connection. SQLite, "How To Corrupt An SQLite Database File" 2.6: "Carrying an open
 #   database connection across a fork()".
-# - broken: none (a local file; no connection to lose).
+# - broken: only a closed connection (a local file; no connection to lose). sqlite3 raises
+#   OperationalError for SQL errors ("no such table", "database is locked"): the connection,
+#   its transaction and a :memory: database are kept (_disconnect.sqlite3).
 # - close: Connection.close(); closing twice is allowed.
 # - derived: cursor(), execute(), executemany(), executescript() return a Cursor of the
 #   connection; blobopen() (3.11) a Blob.
@@ -405,6 +457,7 @@ SQLITE3 = Profile(
     ),
     probe=_probes.sqlite,
     derived=frozenset({"cursor", "execute", "executemany", "executescript", "blobopen"}),
+    disconnect=_disconnect.sqlite3,
 )
 
 
@@ -439,11 +492,27 @@ HTTP_CONNECTION = Profile(
 # - CPython Lib/smtplib.py: SMTP "manages a connection to an SMTP or ESMTP server"; docmd()
 #   is putcmd() then getreply() on the one socket, with no lock (no threading import).
 # - broken: SMTPServerDisconnected ("raised when the server unexpectedly disconnects, or when
-#   an attempt is made to use the SMTP instance before connecting it"), socket errors.
+#   an attempt is made to use the SMTP instance before connecting it"), a 421 reply (smtplib
+#   closes the session itself on 421 to MAIL/RCPT), socket errors. SMTPException derives
+#   from OSError: a refused recipient (550) must not discard the session
+#   (_disconnect.smtplib).
 # - close: the default obj.close(), idempotent (it clears `file` and `sock`). Not quit(): it
 #   waits for the server's reply with the client's own timeout, None unless the app set one,
 #   and raises SMTPServerDisconnected on a dead session.
-# - check: noop() "Does nothing" on the server: a round trip.
+# - check: noop() "Does nothing" on the server: a round trip, whose reply code must be 250.
+#   noop() returns (code, message) and raises nothing for a reply: a session the server ended
+#   with "421 ... closing transmission channel" (an idle timeout: Postfix's smtpd_timeout,
+#   Exim's smtp_receive_timeout) answers 421, or the socket is closed
+#   (SMTPServerDisconnected); either means dead.
+def _check_smtp(smtp: Any) -> None:
+    code, message = smtp.noop()
+    if code != 250:
+        smtp.close()  # the server is closing it (421) or answered nonsense: never reuse it
+        raise _class("smtplib.SMTPResponseException")(code, message)
+
+
+# - Proven on aiosmtpd (tests/realclients): 550 keeps the session, 421 discards it, the
+#   check replaces a timed-out (421) or restarted server's session. Not under uWSGI load yet.
 SMTP = Profile(
     qualname="smtplib.SMTP",
     reason="A stateful command/reply session on one socket without a lock: threads interleave "
@@ -455,7 +524,8 @@ SMTP = Profile(
     ),
     probe=_probes.attr_socket("sock"),
     broken=("smtplib.SMTPServerDisconnected", "builtins.ConnectionError", "builtins.TimeoutError"),
-    check=lambda smtp: smtp.noop(),
+    check=_check_smtp,
+    disconnect=_disconnect.smtplib,
 )
 
 
@@ -463,13 +533,16 @@ SMTP = Profile(
 # - CPython Lib/ftplib.py: FTP.sendcmd() "Send a command and return the response" is putcmd()
 #   then getresp() on the one control connection, with no lock; the session (login, cwd) is
 #   state.
-# - broken: getline() raises EOFError when the server closed the control connection;
-#   socket errors.
+# - broken: getline() raises EOFError when the server closed the control connection; a 421
+#   reply (error_temp), error_proto, socket errors; a 5xx reply (error_perm) is a refused
+#   command on a live session (_disconnect.ftplib).
 # - close: the default obj.close() "Close the connection without assuming anything about
 #   it" (idempotent). Not quit(): it waits for the reply to QUIT with the client's own
 #   timeout (None by default) and fails with AttributeError on an unconnected FTP().
 # - check: voidcmd("NOOP") expects a 2xx reply.
 # - derived: transfercmd()/ntransfercmd() return the data connection of the session.
+# - Proven on pyftpdlib (tests/realclients): 550 keeps the session, 421 discards it, the check
+#   replaces a timed-out (421) or restarted server's session. Not under uWSGI load yet.
 FTP = Profile(
     qualname="ftplib.FTP",
     reason="A stateful command/response session (login, cwd) on one control connection "
@@ -483,6 +556,7 @@ FTP = Profile(
     broken=("builtins.EOFError", "builtins.ConnectionError", "builtins.TimeoutError"),
     check=lambda ftp: ftp.voidcmd("NOOP"),
     derived=frozenset({"transfercmd", "ntransfercmd"}),
+    disconnect=_disconnect.ftplib,
 )
 
 
@@ -506,6 +580,10 @@ def _check_paramiko(client: Any) -> None:
     transport.send_ignore()
 
 
+# - Proven on OpenSSH's sshd (tests/realclients/test_ssh.py): every command's output its own
+#   under threads (pooled); after sshd is restarted and every session cut, the check replaces
+#   each dead client before reuse (0 failed calls); a fork child's use leaves the parent's
+#   session working (per_process). Not under uWSGI load yet.
 PARAMIKO = Profile(
     qualname="paramiko.client.SSHClient",
     reason="An SSH session is served by a Transport thread of the process that connected: "
@@ -539,6 +617,9 @@ PARAMIKO = Profile(
 # - close: Channel.close(); check: none (a ready future would need a timeout to be safe).
 # - derived: unary_unary/unary_stream/stream_unary/stream_stream return multi-callables
 #   bound to the channel (what generated stubs are made of).
+# - Proven on grpcio's own server (tests/realclients/test_grpc.py, per_process): every answer
+#   its own across a fork (the child calls with its own channel) and a server restart (the
+#   channel reconnects by itself: at most one failed call). Not under uWSGI load yet.
 GRPC_CHANNEL = Profile(
     qualname="grpc._channel.Channel",
     reason="gRPC channels are thread-safe but gRPC core's threads do not survive a fork: a "
@@ -553,6 +634,69 @@ GRPC_CHANNEL = Profile(
     close=lambda channel: channel.close(),
     derived=frozenset({"unary_unary", "unary_stream", "stream_unary", "stream_stream"}),
     thread_safe=True,
+)
+
+
+# --- paho-mqtt ------------------------------------------------------------------------------
+# - paho/mqtt/client.py: Client.loop_start() "This is part of the threaded client interface.
+#   Call this once to start a new thread to process network traffic"; publish() from other
+#   threads queues under the client's mutexes (_out_message_mutex, _callback_mutex, ...), and
+#   that network thread writes it out: threads may share it (thread_safe), a fork may not.
+# - Fork: the child has no network thread (only the forking thread survives a fork), yet
+#   `client._thread.is_alive()` can still say True there (after uWSGI's hookless fork
+#   threading's bookkeeping is the parent's copy), so publishes queue to nobody and
+#   wait_for_publish() waits for ever; the socket is the parent's.
+# - close: there is no close(): disconnect() sends DISCONNECT through the network loop, then
+#   loop_stop() "will block until the network thread finishes" (only if that thread runs here).
+# - check: is_connected() "True if connection exists", and the network thread, if started,
+#   really runs in this process (Linux: /proc/self/task/<native_id>; elsewhere is_alive()).
+# - broken: a client that is not connected any more (is_connected() False after the error).
+def _paho_thread_runs(thread: Any) -> bool:
+    if not thread.is_alive():
+        return False
+    native = getattr(thread, "native_id", None)
+    if native is None or not os.path.isdir("/proc/self/task"):
+        return True
+    return os.path.exists(f"/proc/self/task/{native}")
+
+
+def _check_paho(client: Any) -> None:
+    thread = getattr(client, "_thread", None)
+    if thread is not None and not _paho_thread_runs(thread):
+        raise ConnectionError("the MQTT client's network thread does not run in this process")
+    if not client.is_connected():
+        raise ConnectionError("the MQTT client is not connected")
+
+
+def _close_paho(client: Any) -> None:
+    client.disconnect()
+    thread = getattr(client, "_thread", None)
+    if thread is not None and _paho_thread_runs(thread):
+        client.loop_stop()
+
+
+def _paho_disconnect(exc: BaseException, client: Any) -> bool:
+    return client is not None and not client.is_connected()
+
+
+# - Proven on Mosquitto (tests/realclients/test_mqtt.py, per_process): every message delivered
+#   once across a broker restart and across a fork (the child publishes with its own client);
+#   the audit finding and the dead-thread check are tested in tests/audit. Not under uWSGI.
+PAHO_MQTT = Profile(
+    qualname="paho.mqtt.client.Client",
+    reason="An MQTT client's network thread (loop_start) runs only in the process that "
+    "started it: a forked worker inherits the client and its socket without the thread, so "
+    "its publishes queue to nobody and wait_for_publish() hangs. " + _FORKED,
+    suggest="per_process",
+    sources=(
+        "https://github.com/eclipse-paho/paho.mqtt.python/blob/master/src/paho/mqtt/client.py",
+        "https://eclipse.dev/paho/files/paho.mqtt.python/html/client.html",
+    ),
+    probe=_probes.attr_socket("_sock"),
+    close=_close_paho,
+    check=_check_paho,
+    thread_safe=True,
+    disconnect=_paho_disconnect,
 )
 
 
@@ -589,5 +733,6 @@ SHIPPED: tuple[Profile, ...] = (
     FTP,
     PARAMIKO,
     GRPC_CHANNEL,
+    PAHO_MQTT,
     SOCKET,
 )

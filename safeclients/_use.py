@@ -44,7 +44,7 @@ from typing import Any
 from safeclients import _codegen, _fork
 from safeclients._escape import PLAIN, escaped
 from safeclients._fork import ARMED
-from safeclients._uses import Pin
+from safeclients._uses import Pin, lose, refuse_lost
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def _make(policy, is_broken, tracker, name):
         try:
 {enter}            result = {action}
         except BaseException as exc:
-{leave}            if is_broken(exc):
+{leave}            if is_broken(exc, obj):
 {put_broken}
             else:
 {put_ok}
@@ -129,6 +129,8 @@ class Compiled:
                 "monotonic": time.monotonic,
                 "PLAIN": PLAIN,
                 "Pin": Pin,
+                "lose": lose,
+                "refuse_lost": refuse_lost,
                 "escaped": escaped,
             }
         )
@@ -210,6 +212,8 @@ _RESERVED = frozenset(
         "exc",
         "pin",
         "Pin",
+        "lose",
+        "refuse_lost",
         "local",
         "ARMED",
         "fork_check",

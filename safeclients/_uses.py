@@ -33,6 +33,17 @@ another thread is safe: the pin's count is changed under ``_count_lock`` and the
 still inside a call on the pinned instance gives the instance back under that call; only an
 object handed to another thread and dropped there can do that.
 
+A lost pin
+----------
+When an error shows the pinned instance dead (``is_broken``: a derived object's error, a call
+of the context on the pinned instance, an error escaping the block), the pin is *lost*
+(:func:`lose`): the policy discards the instance (``on_lost``), and the rest of the pin's uses
+in this context raise ``InstanceDiscardedError`` (:func:`refuse_lost`, from the policy's
+``get``) instead of running on a new instance: the block began a transaction (or a cursor's
+statement) on the dead connection, and continuing it on a fresh one would commit its second
+half alone. The pin's end clears it; the next use gets a new instance. ``policy.lost_open``
+counts the lost pins still open (a policy whose ``get`` has no pin check looks at it).
+
 Across a fork
 -------------
 A pin records the fork generation it began in (``_fork.GENERATION``). Ended in a child, it gives
@@ -54,7 +65,7 @@ from contextvars import ContextVar
 from typing import Any, Protocol
 
 from safeclients import _fork
-from safeclients.errors import CrossThreadUseError, OutlivedUseError
+from safeclients.errors import CrossThreadUseError, InstanceDiscardedError, OutlivedUseError
 
 
 class Holder(Protocol):
@@ -65,6 +76,8 @@ class Holder(Protocol):
 
     pins: ContextVar[Pin | None]
     held: dict[int, int]
+    lost_open: int  # lost pins, and instances in `gone`, still open (guarded by _count_lock)
+    gone: set[int]  # ids of held instances another context discarded (guarded by _count_lock)
 
     @property
     def track_holds(self) -> bool:
@@ -78,9 +91,12 @@ class Holder(Protocol):
 
     def put(self, obj: Any, token: Any, broken: bool) -> None: ...
 
-    def is_broken(self, exc: BaseException) -> bool: ...
+    def is_broken(self, exc: BaseException, obj: Any) -> bool: ...
 
     def on_pin(self, pin: Pin) -> None: ...
+
+    def on_lost(self, obj: Any) -> None:
+        """A pin on ``obj`` was lost: discard it now (or, pooled, at the pin's end)."""
 
 
 # Guards every Pin.count and the policies' `held` tables: a hold may end in another thread.
@@ -138,9 +154,14 @@ class Hold:
 
     def noted(self, exc: BaseException) -> None:
         """An error from the derived object counts for its instance (``discard_on``); closing a
-        generator early (``GeneratorExit``) is no error."""
-        if not isinstance(exc, GeneratorExit) and self.pin.policy.is_broken(exc):
+        generator early (``GeneratorExit``) is no error. A broken one loses the pin now: the
+        rest of its uses refuse (see the module)."""
+        pin = self.pin
+        obj = pin.obj
+        if not isinstance(exc, GeneratorExit) and pin.policy.is_broken(exc, obj):
             self.broken = True
+            if lose(pin) and obj is not None:
+                pin.policy.on_lost(obj)
 
     def joined(self, name: str | None) -> Hold:
         """Another use on the same pin (a derived object's own derived result)."""
@@ -157,7 +178,7 @@ class Hold:
                 return
             self.open = False
             if self.broken:
-                pin.lost = True
+                _lose(pin)
             pin.count -= 1
             obj = pin.obj
             if pin.count > 0 or obj is None:
@@ -167,6 +188,8 @@ class Hold:
             policy = pin.policy
             if pin.generation != _fork.GENERATION[0]:
                 return  # begun before a fork: the child's reset dropped it (see module)
+            if pin.lost:
+                policy.lost_open -= 1
             if policy.track_holds:
                 held = policy.held
                 left = held.get(id(obj), 1) - 1
@@ -174,6 +197,9 @@ class Hold:
                     held[id(obj)] = left
                 else:
                     held.pop(id(obj), None)
+                    if id(obj) in policy.gone:
+                        policy.gone.discard(id(obj))
+                        policy.lost_open -= 1
         policy.put(obj, token, pin.lost)
 
 
@@ -212,6 +238,55 @@ class Pin(Hold):
             and self.policy.pins.get() is self
             and self.owner == threading.get_ident()
             and (self.task is None or self.task is running_task())
+        )
+
+
+def lose(pin: Pin) -> bool:
+    """Mark ``pin`` lost (its instance is dead: see the module); True the first time."""
+    with _count_lock:
+        return _lose(pin)
+
+
+def _lose(pin: Pin) -> bool:
+    """``lose`` with ``_count_lock`` held. Only an open pin of this process is counted in
+    ``lost_open`` (its end uncounts it)."""
+    if pin.lost:
+        return False
+    pin.lost = True
+    if pin.obj is not None and pin.generation == _fork.GENERATION[0]:
+        pin.policy.lost_open += 1
+    return True
+
+
+def lose_pinned(policy: Holder, obj: object) -> None:
+    """A call on ``obj`` was broken (the policy's discard, slow path): if the calling context's
+    open pin holds ``obj``, that pin is lost. Where instances are shared between contexts
+    (``per_process``, with ``track_holds``), the other contexts' pins on it are lost too:
+    ``obj`` joins ``gone`` until the last of them ends."""
+    pin = policy.pins.get()
+    if pin is not None and pin.obj is obj and pin.mine():
+        lose(pin)
+    if policy.track_holds:
+        with _count_lock:
+            if id(obj) in policy.held and id(obj) not in policy.gone:
+                policy.gone.add(id(obj))
+                policy.lost_open += 1
+
+
+def refuse_lost(policy: Holder) -> None:
+    """Raise ``InstanceDiscardedError`` if the calling context's open pin is lost: the policy's
+    ``get`` must not hand it a new instance in the middle of its block or cursor."""
+    pin = policy.pins.get()
+    if pin is None or pin.obj is None or not (pin.lost or id(pin.obj) in policy.gone):
+        return
+    if pin.mine():
+        client = type(pin.obj).__name__
+        raise InstanceDiscardedError(
+            f"the {client} instance that this {policy.kind} proxy's open block or derived "
+            f"object (from {pin.name or 'a block'}) holds was discarded after an error that "
+            f"means its connection is dead: the rest of the block would run on a new "
+            f"connection, outside the transaction it began there. Leave the block (close the "
+            f"cursor) and start the work again"
         )
 
 
@@ -315,6 +390,9 @@ __all__ = [
     "Hold",
     "hold",
     "held_now",
+    "lose",
+    "lose_pinned",
+    "refuse_lost",
     "enter_block",
     "exit_block",
     "looks_closed",

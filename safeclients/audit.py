@@ -66,6 +66,8 @@ class Finding:
     connection: str
     wrapped: bool
     aliases: tuple[str, ...] = ()
+    #: What the client's profile says of it across threads and across a fork (one sentence).
+    safety: str = ""
 
 
 def register(
@@ -159,6 +161,7 @@ def _inspect(where: str, obj: object, known: dict[str, Profile]) -> Finding | No
             connected=connected,
             connection=description,
             wrapped=False,
+            safety=safety_of(profile),
         )
     return None
 
@@ -201,3 +204,13 @@ def _wrapped_finding(where: str, proxy: object) -> Finding:
         connection="",
         wrapped=True,
     )
+
+
+def safety_of(profile: Profile) -> str:
+    """The truth per client, from its profile: thread-safe or not, fork-aware or not."""
+    threads = "thread-safe" if profile.thread_safe else "not thread-safe"
+    if profile.fork_aware:
+        fork = "fork-aware (it opens new connections in a forked child itself)"
+    else:
+        fork = "not fork-aware (a forked child keeps using the parent's connection)"
+    return f"{threads}; {fork}"

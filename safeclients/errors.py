@@ -98,6 +98,13 @@ class OutlivedUseError(DerivedUseError):
     instance is back with the policy, and may be another thread's now."""
 
 
+class InstanceDiscardedError(SafeClientsError):
+    """A use inside a block (``with proxy:``, ``checkout()``) or under a derived object (a
+    cursor) came after the instance that block holds was discarded for a dead connection:
+    continuing on a new connection would run the rest of its transaction without the start.
+    Leave the block (close the cursor) and start the work again."""
+
+
 class SharedStateError(SafeClientsError, TypeError):
     """An attribute was set (or deleted) on a proxy whose instances it cannot reach together
     (``pooled``, outside a block): it would change one instance, chosen at random. Configure
@@ -131,6 +138,7 @@ __all__ = [
     "DerivedUseError",
     "CrossThreadUseError",
     "OutlivedUseError",
+    "InstanceDiscardedError",
     "SharedStateError",
     "ConcurrentUseError",
     "ForkedUseError",

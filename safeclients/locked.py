@@ -34,6 +34,7 @@ from typing import Any, TypeVar, overload
 
 from safeclients._discard import DiscardOn
 from safeclients._factory import NOT_GIVEN, FunctionFactory, instance_or_factory, proxy_or_decorator
+from safeclients._health import NO_HEALTH, Health, health_options
 from safeclients._limits import DEFAULT_TIMEOUT, validate_timeout
 from safeclients._policy import log
 from safeclients._proxy import make_proxy
@@ -48,6 +49,34 @@ T = TypeVar("T")
 SHUTDOWN_WAIT = 1.0
 
 
+# The use of the one instance (see _use). `token` is the RLock, taken by this use (re-entrant: a
+# callback's nested call takes it again), or an _Unpin when a pin's end gives the instance back
+# (see the module docstring).
+_GET = """\
+token = policy.lock
+if not token.acquire(False):
+    policy.wait_for_lock(token)
+if policy.pinned is not None:
+    policy.enter_pinned(token)
+obj = policy.instance
+if obj is None:
+    obj = policy.create_locked(token)
+"""
+# Health variant: appended to _GET.
+_VET = """\
+elif policy.due <= monotonic():
+    obj = policy.vetted_locked(obj, token)
+if policy.track_idle:
+    policy.ages.used(obj)
+"""
+_PUT_BROKEN = """\
+try:
+    policy.discard_instance(obj)
+finally:
+    token.release()
+"""
+
+
 class LockedPolicy(SingleInstancePolicy[T]):
     kind = "locked"
     # Its re-entrant lock belongs to the thread: held across an await, every task of that
@@ -55,27 +84,10 @@ class LockedPolicy(SingleInstancePolicy[T]):
     holds_across_await = False
     pin_hook = True  # on_pin: a pin takes the instance over from the lock
 
-    # `token` is the RLock, taken by this use (re-entrant: a callback's nested call takes it
-    # again), or an _Unpin when a pin's end gives the instance back (see the module docstring).
-    USE = Use(
-        get="""
-            token = policy.lock
-            if not token.acquire(False):
-                policy.wait_for_lock(token)
-            if policy.pinned is not None:
-                policy.enter_pinned(token)
-            obj = policy.instance
-            if obj is None:
-                obj = policy.create_locked(token)
-        """,
-        put_ok="token.release()",
-        put_broken="""
-            try:
-                policy.discard_instance(obj)
-            finally:
-                token.release()
-        """,
-    )
+    USE = Use(get=_GET, put_ok="token.release()", put_broken=_PUT_BROKEN)
+    # With check=/max_lifetime=/max_idle= (or a profile's check): vet the instance under the
+    # lock when it is due (``_single``), at most once per check_interval.
+    USE_HEALTH = Use(get=_GET + _VET, put_ok="token.release()", put_broken=_PUT_BROKEN)
 
     def __init__(
         self,
@@ -84,10 +96,13 @@ class LockedPolicy(SingleInstancePolicy[T]):
         timeout: float | None = DEFAULT_TIMEOUT,
         close: Callable[[T], object] | None = None,
         discard_on: DiscardOn | None = None,
+        health: Health = NO_HEALTH,
     ) -> None:
         self.timeout = validate_timeout("locked", timeout)
         factory, instance = instance_or_factory(obj_or_factory)
-        super().__init__(factory, instance=instance, close=close, discard_on=discard_on)
+        super().__init__(
+            factory, instance=instance, close=close, discard_on=discard_on, health=health
+        )
 
     def renew(self, *, drop: bool) -> None:
         super().renew(drop=drop)
@@ -157,6 +172,20 @@ class LockedPolicy(SingleInstancePolicy[T]):
             if self.pinned is pin:
                 self.pinned = None
             self.unpinned.notify_all()
+
+    def held_by_a_use(self, obj: T) -> bool:
+        pin = self.pinned
+        return pin is not None and pin.obj is obj
+
+    def vetted_locked(self, obj: T, lock: Any) -> T:
+        """Health variant, lock held: vet the instance (``_single.vetted``); a retired one is
+        replaced at once. Releases the lock if that fails (the use never started)."""
+        try:
+            kept = self.vetted(obj)
+        except BaseException:
+            lock.release()
+            raise
+        return kept if kept is not None else self.create_locked(lock)
 
     def create_locked(self, lock: Any) -> T:
         """Slow path, lock held: the first use in this process, or the first after dispose or
@@ -230,6 +259,10 @@ def locked(
     timeout: float | None = ...,
     close: Callable[[T], object] | None = ...,
     discard_on: DiscardOn | None = ...,
+    check: Callable[[Any], object] | None = ...,
+    check_interval: float | None = ...,
+    max_lifetime: float | None = ...,
+    max_idle: float | None = ...,
 ) -> T: ...
 
 
@@ -242,6 +275,10 @@ def locked(
     timeout: float | None = ...,
     close: Callable[[T], object] | None = ...,
     discard_on: DiscardOn | None = ...,
+    check: Callable[[Any], object] | None = ...,
+    check_interval: float | None = ...,
+    max_lifetime: float | None = ...,
+    max_idle: float | None = ...,
 ) -> T: ...
 
 
@@ -252,6 +289,10 @@ def locked(
     timeout: float | None = ...,
     close: None = ...,
     discard_on: DiscardOn | None = ...,
+    check: Callable[[Any], object] | None = ...,
+    check_interval: float | None = ...,
+    max_lifetime: float | None = ...,
+    max_idle: float | None = ...,
 ) -> Callable[[Callable[[], T]], T]: ...
 
 
@@ -262,6 +303,10 @@ def locked(
     timeout: float | None = ...,
     close: Callable[[Any], object],  # the client type is not known yet here
     discard_on: DiscardOn | None = ...,
+    check: Callable[[Any], object] | None = ...,
+    check_interval: float | None = ...,
+    max_lifetime: float | None = ...,
+    max_idle: float | None = ...,
 ) -> Callable[[Callable[[], T]], T]: ...
 
 
@@ -272,6 +317,10 @@ def locked(
     timeout: float | None = ...,
     close: Callable[[T], object] | None = ...,
     discard_on: DiscardOn | None = ...,
+    check: Callable[[Any], object] | None = ...,
+    check_interval: float | None = ...,
+    max_lifetime: float | None = ...,
+    max_idle: float | None = ...,
 ) -> T: ...
 
 
@@ -281,6 +330,10 @@ def locked(
     timeout: float | None = DEFAULT_TIMEOUT,
     close: Callable[[Any], object] | None = None,
     discard_on: DiscardOn | None = None,
+    check: Callable[[Any], object] | None = None,
+    check_interval: float | None = None,
+    max_lifetime: float | None = None,
+    max_idle: float | None = None,
 ) -> Any:
     """A proxy over one instance whose every call runs under a re-entrant lock.
 
@@ -290,6 +343,12 @@ def locked(
     instance and the next call creates a new one (only with a factory). A thread that waits
     longer than ``timeout`` seconds for the lock gets ``LockTimeout`` (a ``PoolTimeout``);
     ``timeout=None`` waits without limit.
+
+    Health (with a factory): ``check(client)`` runs on the instance at most once per
+    ``check_interval`` seconds, under the lock, and replaces it if it raises or returns False
+    (default: the client profile's check); ``max_lifetime`` and ``max_idle`` (seconds) replace
+    an instance older, or unused longer. An instance held by a block or a cursor is never
+    replaced under it.
     """
     if obj_or_factory is None:
         raise FactoryError(
@@ -297,10 +356,23 @@ def locked(
             "(or @safeclients.locked(...)) as a decorator"
         )
     validate_timeout("locked", timeout)
+    health = health_options(
+        "locked",
+        check=check,
+        check_interval=check_interval,
+        max_lifetime=max_lifetime,
+        max_idle=max_idle,
+    )
 
     def make(obj_or_factory: Any) -> Any:
         return make_proxy(
-            LockedPolicy(obj_or_factory, timeout=timeout, close=close, discard_on=discard_on)
+            LockedPolicy(
+                obj_or_factory,
+                timeout=timeout,
+                close=close,
+                discard_on=discard_on,
+                health=health,
+            )
         )
 
     return proxy_or_decorator(None if obj_or_factory is NOT_GIVEN else obj_or_factory, make)

@@ -176,7 +176,9 @@ token = None
                 self._retired_locals.clear()
 
     def create_for_thread(self) -> T:
-        """Slow path: the calling thread's first use (or first after dispose or discard)."""
+        """Slow path: the calling thread's first use (or first after dispose or discard).
+        Refuses (``InstanceDiscardedError``) inside a block whose instance was discarded."""
+        _uses.refuse_lost(self)
         closing = self._closing.get(threading.get_ident())
         if closing is not None:
             return closing
@@ -245,9 +247,18 @@ token = None
         self._records_lock = threading.RLock()
 
     def discard(self, obj: T) -> None:
-        """The calling thread's instance raised one of discard_on: close it, forget it."""
+        """The calling thread's instance raised one of discard_on: close it, forget it (and
+        lose the context's pin on it: ``_uses``)."""
+        _uses.lose_pinned(self, obj)
         if getattr(self._local, "obj", None) is obj:
             self._drop_own(self._local, discarded=True)
+
+    def on_lost(self, obj: T) -> None:
+        self.discard(obj)
+
+    def inherited(self) -> list[T]:
+        # Every thread's instance not closed (the other threads are gone in the child).
+        return list(self._records.values())
 
     def prime(self) -> None:
         if getattr(self._local, "obj", None) is None:
@@ -321,10 +332,11 @@ def per_thread(
     Bare decorator (``@per_thread``), with arguments (``@per_thread(close=...)``) or a call
     (``client = per_thread(make_client)``). When a thread ends, its instance is closed with
     ``close(obj)`` if given, else ``obj.close()`` if it has one. A call that raises one of
-    ``discard_on`` (default: OSError, a ConnectionError-like class, or a PEP 249
-    ``InterfaceError``/``OperationalError``) closes the calling thread's instance; its next call
-    creates a fresh one. Setting an attribute (``proxy.timeout = 5``) sets it on the calling
-    thread's instance only.
+    ``discard_on`` (default: the client profile's judgement that the connection is dead, by
+    error code, connection state or reply code; without one, OSError, a ConnectionError-like
+    class, or a PEP 249 ``InterfaceError``/``OperationalError``) closes the calling thread's
+    instance; its next call creates a fresh one. Setting an attribute (``proxy.timeout = 5``)
+    sets it on the calling thread's instance only.
 
     Health: ``check(client)`` runs on a thread's instance at most once per ``check_interval``
     seconds, and replaces it if it raises or returns False (default: the client profile's

@@ -60,6 +60,8 @@ def validate_limits(size: object, timeout: object) -> None:
 _GET_PINNED = """\
 pin = policy.pins.get()
 if pin is not None and pin.obj is not None and pin.mine():
+    if pin.lost:
+        refuse_lost(policy)
     obj = pin.obj
     token = pin
 else:
@@ -83,7 +85,7 @@ _PUT_BROKEN = """\
 if type(token) is list:
     policy.release_slow(obj, token, True)
 else:
-    token.lost = True
+    lose(token)
 """
 
 
@@ -268,6 +270,14 @@ class PooledPolicy(Policy[T]):
     def live(self) -> int:
         return self._live
 
+    def inherited(self) -> list[T]:
+        # The idle ones, and the one the forking context's open block or cursor holds; those
+        # other threads held are referenced by their thread states, which CPython leaves
+        # uncleared in a fork child.
+        pin = self.pins.get()
+        held = [pin.obj] if pin is not None and pin.obj is not None else []
+        return [*self.free, *held]
+
     def dispose(self, final: bool) -> None:
         with self._cond:
             if final:
@@ -356,9 +366,10 @@ def pooled(
     returns is still bound to the instance: a cursor, a generator, an awaitable);
     ``safeclients.checkout`` holds one for a block. With none free within ``timeout`` seconds,
     ``PoolTimeout`` (``timeout=None`` waits without limit). A call raising one of
-    ``discard_on`` (default: OSError, a connection-error class, a PEP 249
-    ``InterfaceError``/``OperationalError``, and the client profile's disconnect errors)
-    closes its instance, which is never handed out again.
+    ``discard_on`` (default: the client profile's judgement that the connection is dead, by
+    error code, connection state or reply code; without one, OSError, a connection-error
+    class, a PEP 249 ``InterfaceError``/``OperationalError``, and the profile's ``broken``
+    classes) closes its instance, which is never handed out again.
 
     Health (psycopg_pool's names): ``check(client)`` runs before an instance idle for
     ``check_interval`` seconds or more is reused, and replaces it if it raises or returns False.

@@ -16,8 +16,10 @@ built-in exceptions are named ``"builtins.OSError"``.
 The shipped profiles live in ``safeclients._profile_table`` (each claim cited there).
 ``register()`` adds or replaces one; third-party packages add theirs through the entry point
 group ``safeclients.profiles`` (each entry point a callable returning an iterable of Profile),
-loaded by ``load_entry_points()``; the audit CLI loads them, and ``--profiles MODULE``
-imports a module whose import calls ``register()``.
+loaded by ``load_entry_points()``. The registry loads them itself, once, right after the
+shipped table and before the first registration or lookup, so that the policies use them as
+the audit does (a package's profile replaces a shipped one; an app's ``register()`` replaces
+both); the audit's ``--profiles MODULE`` imports a module whose import calls ``register()``.
 
 ``close`` and ``check`` are plain functions of a live client that import their package lazily
 (or use attribute calls only). A ``close`` for a client that may already be dead does not raise
@@ -54,6 +56,10 @@ __all__ = [
 _registry_lock = threading.Lock()
 _registry: dict[str, Profile] = {}
 _shipped_loaded = False  # set once safeclients._profile_table is in _registry
+# Set once the entry points are loaded (or being loaded: their own register() calls must not
+# load them again). Guarded by _entry_points_lock, held while loading.
+_entry_points_loaded = False
+_entry_points_lock = threading.RLock()
 
 
 def register(profile: Profile) -> None:
@@ -122,23 +128,38 @@ def load_entry_points(group: str = "safeclients.profiles") -> list[str]:
 
     Each entry point is a callable returning an iterable of Profile. An entry point that
     fails to load, or yields something that is not a Profile, raises (nothing after it is
-    loaded): a half-known client is worse than a refusal.
+    loaded): a half-known client is worse than a refusal. The registry calls it itself for
+    the default group, once, before its first lookup or registration (see the module).
     """
+    global _entry_points_loaded
     import importlib.metadata  # here: the policies import this module, and rarely need this
 
+    _ensure_table()
     loaded: list[str] = []
-    for entry_point in importlib.metadata.entry_points(group=group):
-        make = entry_point.load()
-        profiles: Iterable[object] = make()
-        for profile in profiles:
-            if not isinstance(profile, Profile):
-                raise TypeError(
-                    f"Entry point {entry_point.name!r} ({entry_point.value}) of "
-                    f"group {group!r} yielded a {type(profile).__name__}, not a "
-                    "safeclients.profiles.Profile."
-                )
-            register(profile)
-        loaded.append(entry_point.name)
+    with _entry_points_lock:
+        default = group == "safeclients.profiles"
+        # Set first: an entry point's module may call register() as it is imported, and that
+        # must not load the entry points again (a circular import). Reset if loading fails:
+        # every later lookup refuses again until it is fixed.
+        if default:
+            _entry_points_loaded = True
+        try:
+            for entry_point in importlib.metadata.entry_points(group=group):
+                make = entry_point.load()
+                profiles: Iterable[object] = make()
+                for profile in profiles:
+                    if not isinstance(profile, Profile):
+                        raise TypeError(
+                            f"Entry point {entry_point.name!r} ({entry_point.value}) of "
+                            f"group {group!r} yielded a {type(profile).__name__}, not a "
+                            "safeclients.profiles.Profile."
+                        )
+                    register(profile)
+                loaded.append(entry_point.name)
+        except BaseException:
+            if default:
+                _entry_points_loaded = False
+            raise
     return loaded
 
 
@@ -163,12 +184,18 @@ def _lookup_loaded(name: str) -> type | None:
 
 
 def _ensure_shipped() -> None:
-    """Register the shipped table once, before anything else is registered (so a later
-    registration replaces a shipped profile, never the reverse)."""
-    global _shipped_loaded
-    if _shipped_loaded:
+    """Register the shipped table once, then the entry points' profiles, before anything else
+    is registered (so a later registration replaces them, never the reverse)."""
+    if _entry_points_loaded:
         return
+    _ensure_table()
+    with _entry_points_lock:
+        if not _entry_points_loaded:
+            load_entry_points()
 
+
+def _ensure_table() -> None:
+    global _shipped_loaded
     with _registry_lock:
         if not _shipped_loaded:
             for profile in SHIPPED:

@@ -3,7 +3,9 @@
 # run only checks). Debian packages need root: run as root, or it uses sudo.
 #   scripts/bootstrap.sh           what the test suite needs (scripts/test.sh): Debian's gearmand,
 #                                  memcached, wrk and the real backends (MariaDB, PostgreSQL,
-#                                  RabbitMQ, Redis), and .venv with the project and every extra (dev)
+#                                  RabbitMQ, Redis, Mosquitto, OpenSSH's sshd), MariaDB's client
+#                                  library and gcc (to build mysqlclient), and .venv with the
+#                                  project and every extra (dev)
 #   scripts/bootstrap.sh --demo    what the demo needs (scripts/demo.sh): Debian's gearmand, and
 #                                  .venv with the library and the gearman and server extras
 set -euo pipefail
@@ -26,6 +28,15 @@ if [ "$mode" = full ]; then
     compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need_apt+=(postgresql)
     [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_apt+=(rabbitmq-server)
     command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || need_apt+=(redis-server)
+    command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+    [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)  # paramiko's proof (tests/realclients)
+    # mysqlclient (the mysql extra) builds from source against MariaDB's client library.
+    pkg-config --exists libmariadb 2>/dev/null || need_apt+=(libmariadb-dev pkg-config)
+    command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)
+    # ... and Python's headers (Debian's python3 ships them in python3-dev).
+    "${PYTHON:-python3}" -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+        || need_apt+=(python3-dev)
 fi
 PY=${PYTHON:-python3}
 # Debian's python3 has no venv module (ensurepip) until python3-venv is installed.

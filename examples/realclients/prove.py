@@ -72,6 +72,20 @@ CLIENTS: dict[str, Client] = {
             "row",
         ),
         Client(
+            "mysqlclient",
+            "mariadb",
+            "examples.realclients.mysqlclient_app:application",
+            "DATABASE_URL",
+            "row",
+        ),
+        Client(
+            "psycopg",
+            "postgresql",
+            "examples.realclients.psycopg_app:application",
+            "DATABASE_URL",
+            "row",
+        ),
+        Client(
             "psycopg2",
             "postgresql",
             "examples.realclients.postgres_app:application",

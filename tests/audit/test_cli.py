@@ -58,6 +58,7 @@ def test_json_output() -> None:
         "connection",
         "wrapped",
         "aliases",
+        "safety",
     } == set(report["unsafe"][0])
 
 

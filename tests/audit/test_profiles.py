@@ -105,7 +105,55 @@ def test_derived_methods(name: str, derived: set[str]) -> None:
 
 def test_thread_safe_clients_are_per_process() -> None:
     safe = {p.qualname: p.suggest for p in SHIPPED if p.thread_safe}
-    assert safe == {"redis.client.Redis": "per_process", "grpc._channel.Channel": "per_process"}
+    assert safe == {
+        "redis.client.Redis": "per_process",
+        "grpc._channel.Channel": "per_process",
+        "paho.mqtt.client.Client": "per_process",
+    }
+
+
+def test_an_import_time_paho_client_is_flagged_and_its_check_knows_a_dead_thread() -> None:
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    app = types.ModuleType("mqtt_app")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2)
+    vars(app).update(broker=client)
+    [finding] = audit.find_unsafe([app])
+    assert finding.type_name == "paho.mqtt.client.Client"
+    profile = profile_for(type(client))
+    assert profile is not None and profile.check is not None
+    with pytest.raises(ConnectionError, match="not connected"):
+        profile.check(client)
+    ended = threading.Thread(target=lambda: None)
+    ended.start()
+    ended.join()
+    client._thread = ended  # a network thread that does not run here any more
+    with pytest.raises(ConnectionError, match="network thread"):
+        profile.check(client)
+
+
+def test_the_redis_profile_says_it_is_fork_aware() -> None:
+    profile = profiles.registered()["redis.client.Redis"]
+    assert profile.fork_aware and "shared by every worker" not in profile.reason
+
+
+def test_the_audit_tells_each_client_s_thread_and_fork_safety() -> None:
+    redis = driver("redis")
+    app = types.ModuleType("truth_app")
+    vars(app).update(
+        cache=redis.Redis(host="127.0.0.1", port=9, socket_timeout=1),
+        db=sqlite3.connect(":memory:", check_same_thread=False),
+    )
+    found = {f.where: f.safety for f in audit.find_unsafe([app])}
+    assert found == {
+        "truth_app.cache": "thread-safe; fork-aware (it opens new connections in a forked "
+        "child itself)",
+        "truth_app.db": "not thread-safe; not fork-aware (a forked child keeps using the "
+        "parent's connection)",
+    }
 
 
 def test_real_classes_find_their_profiles() -> None:
@@ -517,3 +565,26 @@ def test_any_module_can_be_imported_first(first: str) -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert (result.returncode, result.stdout) == (0, "sqlite3.Connection\n"), result.stderr
+
+
+def test_the_policies_use_entry_point_profiles_without_the_audit() -> None:
+    """A fresh process: nobody calls load_entry_points(); the first proxy's lookup loads them."""
+    import os
+
+    code = (
+        "import safeclients\n"
+        "from safeclients._proxy import policy_of\n"
+        f"from {FIXTURES}.vendor_app import EntryPointClient\n"
+        "proxy = safeclients.per_thread(EntryPointClient)\n"
+        "print(policy_of(proxy).profile.reason)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ENTRY_POINTS), str(REPO)])},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "safeclients.profiles entry point of a test distribution" in done.stdout

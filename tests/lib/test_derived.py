@@ -278,3 +278,47 @@ def test_per_thread_async_errors_discard_without_holding() -> None:
 
     asyncio.run(main())
     assert db.ping()[0] != first, "an error while awaiting still discards the instance"
+
+
+class MultiCallable:
+    """What gRPC's ``channel.unary_unary(path)`` returns: bound to its channel, and called."""
+
+    def __init__(self, channel: Channel, path: str) -> None:
+        self.channel = channel
+        self.path = path
+
+    def __call__(self, request: Any) -> tuple[int, str, Any]:
+        return self.channel.id, self.path, request
+
+
+class Channel(FakeClient):
+    def unary_unary(self, path: str) -> MultiCallable:
+        return MultiCallable(self, path)
+
+
+@pytest.mark.parametrize("policy", ["per_thread", "locked", "pooled", "per_process"])
+def test_a_callable_derived_object_is_called_through_its_hold(policy: str) -> None:
+    proxy = getattr(safeclients, policy)(Channel)
+    echo = proxy.unary_unary("/test.Echo/Echo")
+    assert echo(b"hi")[1:] == ("/test.Echo/Echo", b"hi")
+    result: dict[str, BaseException] = {}
+
+    def from_another_thread(call: Any) -> None:
+        try:
+            call(b"there")
+        except BaseException as exc:  # handed back to the test thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=from_another_thread, args=(echo,))
+    thread.start()
+    thread.join(30)
+    assert isinstance(result.get("error"), safeclients.CrossThreadUseError)
+    del echo
+    safeclients.dispose(proxy)
+
+
+def test_a_derived_object_that_is_not_callable_stays_not_callable() -> None:
+    proxy = safeclients.pooled(Connection, size=1)
+    cursor = proxy.cursor()
+    assert not callable(cursor)
+    cursor.close()

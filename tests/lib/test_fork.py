@@ -205,3 +205,35 @@ def test_internal_lock_held_at_fork_does_not_block_the_child(
     finally:
         release.set()
         thread.join(JOIN)
+
+
+class Finalized(FakeClient):
+    """Notes its finalization (the way mysqlclient's dealloc sends QUIT) in the process's
+    ``FINALIZED`` list."""
+
+    def __del__(self) -> None:
+        FINALIZED.append(self.id)
+
+
+FINALIZED: list[int] = []
+
+
+@pytest.mark.parametrize("policy", [*sorted(POLICIES), "per_process"])
+def test_child_keeps_inherited_instances_unfinalized(policy: str, fork: Callable[[], int]) -> None:
+    import gc
+
+    make = POLICIES.get(policy, safeclients.per_process)
+    proxy = make(Finalized)
+    parent_id = proxy.whoami()[0]
+
+    def child() -> Any:
+        FINALIZED.clear()
+        proxy.whoami()  # the reset drops the parent's instance: it must not be finalized
+        gc.collect()
+        return [FINALIZED, [getattr(obj, "id", None) for obj in _fork.INHERITED]]
+
+    finalized, kept = run_in_child(fork, child)
+    assert parent_id not in finalized, "the child finalized the parent's instance"
+    assert parent_id in kept
+    assert proxy.whoami()[0] == parent_id
+    safeclients.dispose(proxy)

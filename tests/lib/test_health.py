@@ -59,6 +59,8 @@ def _all_instances(proxy: Any) -> Iterator[Conn]:
         yield from policy.free
     if hasattr(policy, "_records"):
         yield from policy._records.values()
+    if getattr(policy, "instance", None) is not None:
+        yield policy.instance
 
 
 @pytest.mark.parametrize("error", [OperationalError, InterfaceError])
@@ -72,7 +74,15 @@ def test_pep249_disconnects_discard_by_default(make: Any, error: type[Exception]
     assert safeclients.stats(proxy).discarded == 1
 
 
-@pytest.mark.parametrize("make", [safeclients.per_thread, safeclients.pooled])
+LONG_LIVED = [
+    safeclients.per_thread,
+    safeclients.pooled,
+    safeclients.locked,
+    safeclients.per_process,
+]
+
+
+@pytest.mark.parametrize("make", LONG_LIVED)
 def test_without_a_check_each_dead_instance_fails_once_then_heals(make: Any) -> None:
     proxy = make(Conn)
     proxy.query(0)
@@ -82,12 +92,13 @@ def test_without_a_check_each_dead_instance_fails_once_then_heals(make: Any) -> 
     assert proxy.query(2)[1] == 2
 
 
-@pytest.mark.parametrize("make", [safeclients.per_thread, safeclients.pooled])
+@pytest.mark.parametrize("make", LONG_LIVED)
 def test_check_replaces_a_dead_instance_before_it_is_used(make: Any) -> None:
     proxy = make(Conn, check=lambda conn: conn.ping(), check_interval=0)
     first = proxy.query(0)[0]
     kill(proxy)
     assert proxy.query(1)[0] != first, "the dead one was replaced, no error reached the caller"
+    safeclients.dispose(proxy)  # per_process closes a retired instance later: by now
     stats = safeclients.stats(proxy)
     assert (stats.created, stats.discarded) == (2, 1)
 
@@ -118,6 +129,66 @@ def test_limits_of_zero_replace_an_instance_at_every_reuse(option: str) -> None:
 def test_per_thread_max_lifetime_replaces_the_threads_instance() -> None:
     proxy = safeclients.per_thread(Conn, max_lifetime=0)
     assert len({proxy.query(n)[0] for n in range(3)}) == 3
+
+
+# -- the single-instance policies: locked and per_process (_single) ----------------------------
+
+SINGLE = [safeclients.locked, safeclients.per_process]
+
+
+@pytest.mark.parametrize("option", ["max_lifetime", "max_idle"])
+@pytest.mark.parametrize("make", SINGLE)
+def test_single_instance_limits_replace_the_instance(make: Any, option: str) -> None:
+    proxy = make(Conn, **{option: 0})
+    assert len({proxy.query(n)[0] for n in range(3)}) == 3
+    safeclients.dispose(proxy)
+    stats = safeclients.stats(proxy)
+    assert stats.live == 0, "every retired instance was closed"
+    assert stats.created >= 3  # the generic path's attribute lookup is a use of its own
+
+
+@pytest.mark.parametrize("make", SINGLE)
+def test_single_instance_is_never_retired_under_a_block_or_a_cursor(make: Any) -> None:
+    from tests.lib.test_derived import Connection
+
+    proxy = make(Connection, max_lifetime=0)
+    with safeclients.checkout(proxy):
+        assert len({proxy.whoami()[0] for _ in range(3)}) == 1, "retired inside the block"
+    cursor = proxy.cursor()
+    assert len({proxy.whoami()[0] for _ in range(3)}) == 1, "retired under the cursor"
+    kept = proxy.whoami()[0]
+    cursor.close()
+    assert proxy.whoami()[0] != kept, "vetted again once the cursor ended"
+    safeclients.dispose(proxy)
+
+
+def test_locked_around_a_given_instance_has_nothing_to_replace_it_with() -> None:
+    conn = Conn()
+    proxy = safeclients.locked(conn, check=lambda c: c.ping(), check_interval=0)
+    proxy.query(0)
+    conn.alive = False
+    with pytest.raises(OperationalError):
+        proxy.query(1)
+    assert conn.pings == 0, "no check runs for an instance nothing could replace"
+
+
+def test_per_process_check_runs_at_most_once_per_interval() -> None:
+    proxy = safeclients.per_process(Conn, check=lambda conn: conn.ping(), check_interval=3600)
+    for n in range(5):
+        proxy.query(n)
+    assert proxy.__wrapped__.pings == 0
+
+
+def test_per_process_closes_a_retired_instance_at_the_next_vetting() -> None:
+    proxy = safeclients.per_process(Conn, max_lifetime=0)
+    with safeclients.checkout(proxy) as first:  # one use each (the generic path has two)
+        pass
+    with safeclients.checkout(proxy) as second:  # retires `first`: other threads' calls
+        assert second is not first  # may still run on it
+    assert first.close_calls == 0
+    with safeclients.checkout(proxy):  # the next vetting closes it
+        pass
+    assert first.close_calls == 1
 
 
 def test_a_profile_check_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:

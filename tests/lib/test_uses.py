@@ -430,3 +430,106 @@ def test_cursor_class_is_reused_and_not_recompiled_per_request() -> None:
     gc.collect()
     assert type(db.cursor()) is first
     assert Cursor.__name__ in first.__name__
+
+
+# -- a lost pin: never continue a block on another instance ------------------------------------
+
+LOSING_POLICIES = ["per_thread", "locked", "pooled", "per_process"]
+
+
+def _session_proxy(kind: str) -> Any:
+    from tests.lib.test_disconnect import Session
+
+    if kind == "pooled":
+        return safeclients.pooled(Session, size=2, timeout=5)
+    return getattr(safeclients, kind)(Session)
+
+
+@pytest.mark.usefixtures("session_profile", "call_path")
+@pytest.mark.parametrize("kind", LOSING_POLICIES)
+def test_block_whose_instance_died_refuses_the_rest(kind: str) -> None:
+    from tests.lib.test_disconnect import StatementError
+
+    proxy = _session_proxy(kind)
+    with proxy:
+        proxy.insert(1)
+        first = proxy.whoami()[0]
+        with pytest.raises(StatementError):
+            proxy.lose()
+        with pytest.raises(safeclients.InstanceDiscardedError, match="outside the transaction"):
+            proxy.insert(2)
+        with pytest.raises(safeclients.InstanceDiscardedError):
+            proxy.commit()
+    assert proxy.whoami()[0] != first, f"{kind}: the dead instance came back after the block"
+    assert safeclients.stats(proxy).discarded == 1
+    safeclients.dispose(proxy)
+
+
+@pytest.mark.usefixtures("session_profile", "call_path")
+@pytest.mark.parametrize("kind", LOSING_POLICIES)
+def test_checkout_block_whose_instance_died_refuses_the_proxy_s_calls(kind: str) -> None:
+    from tests.lib.test_disconnect import StatementError
+
+    proxy = _session_proxy(kind)
+    with pytest.raises(safeclients.InstanceDiscardedError):  # noqa: PT012
+        with safeclients.checkout(proxy):
+            with pytest.raises(StatementError):
+                proxy.lose()
+            proxy.insert(2)
+    assert safeclients.stats(proxy).discarded == 1
+    proxy.insert(3)  # a new block, a new instance
+    safeclients.dispose(proxy)
+
+
+@pytest.mark.usefixtures("session_profile", "call_path")
+@pytest.mark.parametrize("kind", LOSING_POLICIES)
+def test_cursor_whose_connection_died_refuses_the_proxy_s_calls_until_it_ends(kind: str) -> None:
+    from tests.lib.test_disconnect import StatementError
+
+    proxy = _session_proxy(kind)
+    cursor = proxy.cursor()
+    first = proxy.whoami()[0]
+    with pytest.raises(StatementError):
+        cursor.execute(True)
+    with pytest.raises(safeclients.InstanceDiscardedError):
+        proxy.commit()
+    cursor.close()
+    assert proxy.whoami()[0] != first
+    assert safeclients.stats(proxy).discarded == 1
+    safeclients.dispose(proxy)
+
+
+@pytest.mark.usefixtures("session_profile", "call_path")
+@pytest.mark.parametrize("kind", LOSING_POLICIES)
+def test_block_after_a_statement_error_goes_on(kind: str) -> None:
+    from tests.lib.test_disconnect import StatementError
+
+    proxy = _session_proxy(kind)
+    with proxy:
+        first = proxy.whoami()[0]
+        with pytest.raises(StatementError):
+            proxy.bad_statement()
+        proxy.insert(2)
+        assert proxy.whoami()[0] == first
+    assert safeclients.stats(proxy).discarded == 0
+    safeclients.dispose(proxy)
+
+
+@pytest.mark.usefixtures("session_profile")
+def test_per_process_discard_by_another_thread_loses_this_block() -> None:
+    from tests.lib.test_disconnect import StatementError
+
+    proxy = _session_proxy("per_process")
+
+    def lose_elsewhere() -> None:
+        with pytest.raises(StatementError):
+            proxy.lose()
+
+    with proxy:
+        first = proxy.whoami()[0]
+        in_thread(lose_elsewhere)  # another thread finds the shared connection dead
+        assert in_thread(lambda: proxy.whoami()[0]) != first, "the other thread got no new one"
+        with pytest.raises(safeclients.InstanceDiscardedError):
+            proxy.insert(2)
+    assert proxy.whoami()[0] != first
+    safeclients.dispose(proxy)

@@ -19,7 +19,9 @@ AUDIT_TIMEOUT = 60.0
 # What each client's profile says (safeclients/_profile_table.py), as the audit prints it.
 REASON_WORDS = {
     "pymysql": "threadsafety",
+    "mysqlclient": "threadsafety",
     "psycopg2": "transaction",
+    "psycopg": "transaction",
     "pika": "thread",
     "redis": "fork",
 }

@@ -1,6 +1,7 @@
 """The proof (issue 11): real clients under our server and real uWSGI, 2 workers x 8 threads.
 
-For PyMySQL + MariaDB, psycopg2 + PostgreSQL, pika + RabbitMQ and redis-py + Redis, each app of
+For PyMySQL and mysqlclient + MariaDB, psycopg2 and psycopg 3 + PostgreSQL, pika + RabbitMQ and
+redis-py + Redis, each app of
 ``examples/realclients`` (a module-global client, the driver's ordinary calling code, no
 ``checkout()``, touched at import) runs under each server with each variant; the harness
 (:mod:`examples.realclients.prove`) sends a bounded checked load, kills every backend
