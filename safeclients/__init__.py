@@ -31,6 +31,7 @@ from safeclients.errors import (
     PoolTimeout,
     SafeClientsError,
     SharedStateError,
+    WouldBlockLoopError,
 )
 from safeclients.guarded import guarded
 from safeclients.locked import locked
@@ -68,4 +69,5 @@ __all__ = [
     "ConcurrentUseError",
     "ForkedUseError",
     "NoRunningLoopError",
+    "WouldBlockLoopError",
 ]

@@ -57,6 +57,7 @@ from typing import Any, Generic, TypeVar, overload
 
 from safeclients._discard import DiscardOn
 from safeclients._factory import proxy_or_decorator
+from safeclients._pending import Deferrer, PendingCall
 from safeclients._policy import Policy, log
 from safeclients._proxy import make_proxy
 from safeclients._use import Use
@@ -114,7 +115,7 @@ class PerLoopPolicy(Policy[T]):
             try:
                 obj = policy.table[policy.ref(policy.running_loop())].obj
             except (KeyError, TypeError):
-                obj = policy.create_for_loop()
+                obj = policy.create_for_loop(name)
             token = None
         """,
         put_ok="",
@@ -162,10 +163,16 @@ class PerLoopPolicy(Policy[T]):
             f"code, use per_thread, locked or pooled"
         )
 
-    def create_for_loop(self) -> T:
-        """Slow path: the running loop's first use (or first after dispose or discard)."""
+    def create_for_loop(self, name: str | None = None) -> T:
+        """Slow path: the running loop's first use (or first after dispose or discard).
+
+        With no running loop, a method call (``name``) is deferred to the loop that will await
+        it (``_pending``): ``asyncio.run(client.get(1))``; anything else (a block, a special
+        method) is a ``NoRunningLoopError``."""
         loop = self.running_loop()
         if loop is None:
+            if name is not None:
+                return Deferrer(self, NoRunningLoopError)  # type: ignore[return-value]  # stands for the instance
             raise self._no_loop()
         record = self.records.get(loop)
         if record is not None:
@@ -277,6 +284,18 @@ class PerLoopPolicy(Policy[T]):
             del self.records[loop]
         self._retire(loop, record, True)
 
+    def attribute(self, name: str) -> Any:
+        """``proxy.name`` with no forwarder: outside a running loop, a method to be called and
+        awaited in the loop that runs it (``asyncio.run(client.get(1))`` for a client whose type
+        the factory does not say); any other use of it is a ``NoRunningLoopError``."""
+        if self.running_loop() is None and not self._final:
+            static = (
+                _static_attribute(self.client_type, name) if self.client_type is not None else None
+            )
+            if self.client_type is None or callable(static):
+                return _LoopMethod(self, name)
+        return super().attribute(name)
+
     # -- override surface ----------------------------------------------------------------------
 
     def prime(self) -> None:
@@ -306,6 +325,34 @@ class PerLoopPolicy(Policy[T]):
         for record in [*self.records.values(), *self._retiring]:
             record.state = ORPHANED
         super().after_fork()
+
+
+def _static_attribute(kind: type, name: str) -> object:
+    try:
+        return inspect.getattr_static(kind, name)
+    except AttributeError:
+        return None
+
+
+class _LoopMethod:
+    """``proxy.name`` looked up outside a running loop: calling it makes a ``PendingCall`` (run
+    in the loop that awaits it); reading anything from it is the ``NoRunningLoopError`` the
+    lookup deferred (a value read outside a loop has no loop's instance to come from)."""
+
+    __slots__ = ("_policy", "_name")
+
+    def __init__(self, policy: PerLoopPolicy[Any], name: str) -> None:
+        self._policy = policy
+        self._name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> PendingCall:
+        return PendingCall(self._policy, self._name, args, kwargs, NoRunningLoopError)
+
+    def __getattr__(self, name: str) -> Any:
+        raise self._policy._no_loop()
+
+    def __repr__(self) -> str:
+        return f"<safeclients per_loop method {self._name!r}, to be awaited in a running loop>"
 
 
 def _arm_closer(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Any
 
 import pytest
 
 import safeclients
-from tests.lib.fakes import BrokenConnectionError, FakeClient
+from safeclients import _proxy
+from tests.lib.fakes import AsyncFake, BrokenConnectionError, FakeClient
 from tests.lib.threads import JOIN, in_thread
 
 # Every test here runs over both call paths (tests/lib/conftest.py).
@@ -113,3 +115,182 @@ def test_pooled_decorator_with_arguments() -> None:
 
     assert client.ping("v")[1] == "v"
     assert safeclients.policy_name(client) == "pooled"
+
+
+# -- inside a running event loop (module docstring: "Inside a running event loop") -----------------
+
+
+async def _until(condition: Any, what: str, steps: int = 1000) -> None:
+    """Let the loop run until ``condition()`` holds (bounded: a hang becomes a failure)."""
+    for _ in range(steps):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"never happened within {steps} loop steps: {what}")
+
+
+def test_a_sync_method_returning_a_coroutine_waits_in_the_loop() -> None:
+    # redis.asyncio's commands are plain functions returning coroutines: with every instance in
+    # use, the call waits for one without blocking the loop (it used to block until PoolTimeout).
+    proxy = safeclients.pooled(AsyncFake, size=2, timeout=5.0)
+
+    async def main() -> list[Any]:
+        return list(await asyncio.gather(*(proxy.command(i) for i in range(8))))
+
+    results = asyncio.run(main())
+    assert [key for _, key in results] == list(range(8))
+    made = {instance for instance, _ in results}
+    stats = safeclients.stats(proxy)
+    assert len(made) == 2 and stats.created == 2, stats
+    assert stats.waits >= 1, "some calls waited for a free instance"
+
+
+def test_a_wait_lets_the_loop_run_other_tasks() -> None:
+    proxy = safeclients.pooled(AsyncFake, size=1, timeout=5.0)
+    ticks: list[int] = []
+
+    async def main() -> Any:
+        async with safeclients.checkout(proxy):
+            # Called in another task (in this one, the call would run on the block's instance).
+            waiting = asyncio.ensure_future(_in_task(proxy.command, "queued"))
+            policy = _proxy.policy_of(proxy)
+            await _until(lambda: policy.waiting == 1, "the call waits for the instance")
+            for i in range(3):
+                ticks.append(i)  # the loop runs this task while the call waits
+                await asyncio.sleep(0)
+            assert not waiting.done()
+        return await waiting
+
+    assert asyncio.run(main())[1] == "queued"
+    assert ticks == [0, 1, 2]
+
+
+def test_a_sync_block_that_would_wait_in_a_loop_is_refused() -> None:
+    proxy = safeclients.pooled(AsyncFake, size=1, timeout=5.0)
+
+    async def main() -> None:
+        async with safeclients.checkout(proxy):
+            with pytest.raises(safeclients.WouldBlockLoopError, match="1 instances") as info:
+                await asyncio.gather(_sync_block())
+            assert isinstance(info.value, RuntimeError)
+
+    async def _sync_block() -> None:
+        with safeclients.checkout(proxy):
+            pass  # pragma: no cover (refused)
+
+    asyncio.run(main())
+    assert safeclients.stats(proxy).created == 1
+
+
+def test_a_task_cancelled_while_waiting_loses_no_slot() -> None:
+    proxy = safeclients.pooled(AsyncFake, size=1, timeout=5.0)
+    policy = _proxy.policy_of(proxy)
+
+    async def main() -> Any:
+        async with safeclients.checkout(proxy):
+            waiter = asyncio.ensure_future(proxy.fetch("cancelled"))
+            await _until(lambda: policy.waiting == 1, "the call waits")
+            waiter.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+        return await proxy.fetch("after")
+
+    assert asyncio.run(main())[1] == "after"
+    assert (policy.waiting, policy._task_waiters, policy._count) == (0, [], 1)
+    assert safeclients.stats(proxy).live == 1
+
+
+def test_a_wake_up_taken_by_a_cancelled_task_is_passed_on() -> None:
+    # The releaser wakes the first waiter, which is cancelled before it runs: the second
+    # waiter must get the instance (without the hand-over it would wait until PoolTimeout).
+    proxy = safeclients.pooled(AsyncFake, size=1, timeout=2.0)
+    policy = _proxy.policy_of(proxy)
+
+    async def main() -> Any:
+        block = safeclients.checkout(proxy)
+        await block.__aenter__()
+        first = asyncio.ensure_future(proxy.fetch("first"))
+        second = asyncio.ensure_future(proxy.fetch("second"))
+        await _until(lambda: policy.waiting == 2, "both calls wait")
+        await block.__aexit__(None, None, None)  # wakes `first`...
+        first.cancel()  # ...which is cancelled before it runs
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        return await second
+
+    assert asyncio.run(main())[1] == "second"
+    assert safeclients.stats(proxy).live == 1
+
+
+def test_async_with_checkout_holds_one_instance_for_the_task() -> None:
+    proxy = safeclients.pooled(AsyncFake, size=2, timeout=5.0)
+
+    async def block(tag: str) -> set[int]:
+        seen = set()
+        async with safeclients.checkout(proxy) as client:
+            seen.add(client.id)
+            for _ in range(3):
+                seen.add((await proxy.command(tag))[0])  # the block's instance, every time
+        return seen
+
+    results = asyncio.run(_gather(*(block(str(i)) for i in range(6))))
+    assert all(len(seen) == 1 for seen in results), results
+    assert safeclients.stats(proxy).created == 2
+
+
+def test_an_async_generator_method_keeps_its_instance() -> None:
+    proxy = safeclients.pooled(AsyncFake, size=1, timeout=5.0)
+
+    async def read() -> list[Any]:
+        return [row async for row in proxy.rows(3)]
+
+    results = asyncio.run(_gather(read(), read(), read()))
+    assert [[i for _, i in rows] for rows in results] == [[0, 1, 2]] * 3
+    stats = safeclients.stats(proxy)
+    assert stats.created == 1 and stats.live == 1
+
+
+def test_an_awaitable_keeps_its_interface() -> None:
+    # redis.asyncio's pipeline: `async with r.pipeline() as p` and `await r.pipeline()`.
+    proxy = safeclients.pooled(AsyncFake, size=1, timeout=5.0)
+
+    async def main() -> Any:
+        async with proxy.pipeline() as pipe:
+            first = await pipe.set("a").set("b").execute()
+        pipe = await proxy.pipeline()
+        second = await pipe.set("c").execute()
+        return [key for _, key in first + second]
+
+    assert asyncio.run(main()) == ["a", "b", "c"]
+
+
+def test_no_two_tasks_share_an_instance_under_load() -> None:
+    proxy = safeclients.pooled(AsyncFake, size=3, timeout=10.0)
+    made: list[AsyncFake] = []
+
+    async def one(i: int) -> None:
+        if i % 3 == 0:
+            await proxy.command(i)
+        elif i % 3 == 1:
+            await proxy.fetch(i)
+        else:
+            async for _ in proxy.rows(2):
+                pass
+
+    async def main() -> None:
+        await asyncio.gather(*(one(i) for i in range(300)))
+        async with safeclients.checkout(proxy) as client:
+            made.append(client)
+
+    asyncio.run(main())
+    stats = safeclients.stats(proxy)
+    assert stats.created == 3 and stats.live == 3, stats
+    assert made[0].overlaps == 0, "two tasks were inside one instance at once"
+
+
+async def _in_task(method: Any, *args: Any) -> Any:
+    return await method(*args)
+
+
+async def _gather(*coroutines: Any) -> list[Any]:
+    return list(await asyncio.gather(*coroutines))
