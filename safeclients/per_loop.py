@@ -172,7 +172,7 @@ class PerLoopPolicy(Policy[T]):
         loop = self.running_loop()
         if loop is None:
             if name is not None:
-                return Deferrer(self, NoRunningLoopError)  # type: ignore[return-value]  # stands for the instance
+                return Deferrer(self, NoRunningLoopError)  # type: ignore[return-value]
             raise self._no_loop()
         record = self.records.get(loop)
         if record is not None:
@@ -299,7 +299,9 @@ class PerLoopPolicy(Policy[T]):
     # -- override surface ----------------------------------------------------------------------
 
     def prime(self) -> None:
-        self.get()
+        if self.running_loop() is not None:
+            self.get()
+        # Else: no loop's instance to make yet; the lookup defers (``attribute``).
 
     def existing(self) -> T | None:
         loop = self.running_loop()

@@ -325,14 +325,25 @@ class PooledPolicy(Policy[T]):
         """Health variant: replace ``obj`` (in its slot) if it is too old, idle or dead."""
         if type(obj) is Deferrer:
             return obj  # a deferred call: vetted when it takes its instance
-        reason = self.ages.verdict(self.health, self.effective_check, obj)
+        try:
+            reason = self.ages.verdict(self.health, self.effective_check, obj)
+        except BaseException:
+            # The check was cut off (a cancellation, gevent.Timeout, KeyboardInterrupt): the
+            # instance may be mid-reply. Discard it; its slot is given back even if the close
+            # is cut off too (release_slow's finally).
+            self.release_slow(obj, free, True)
+            raise
         if not reason:
             return obj
         retire_note(self.kind, obj, reason)
         self.ages.forget(obj)
         with self._cond:
             self._live -= 1
-        self.close_instance(obj, discarded=True)
+        try:
+            self.close_instance(obj, discarded=True)
+        except BaseException:
+            self._give_back_slot(free)  # the retiring close was cut off: the slot stays free
+            raise
         return self._create_in_slot(free)  # the same slot; given back if creation fails
 
     def _give_back_slot(self, free: list[T]) -> None:

@@ -18,6 +18,7 @@ import pytest
 import safeclients
 from safeclients import _proxy
 from safeclients.per_loop import PerLoopPolicy
+from tests.lib.fakes import AsyncFake
 from tests.lib.forking import FORKS, run_in_child
 
 JOIN = 30.0
@@ -296,3 +297,69 @@ def test_a_fork_child_never_touches_the_parents_instance(fork: str) -> None:
         assert parent_instance.closes == 1
     finally:
         loop.close()
+
+
+# -- calls made before their loop runs (safeclients._pending) ------------------------------------
+
+
+def test_a_call_made_before_its_loop_runs_binds_to_that_loop(call_path: str) -> None:
+    # asyncio.run(client.get(1)): the coroutine is made before asyncio.run starts its loop.
+    client = safeclients.per_loop(make)
+    assert asyncio.run(client.get("a")) == "A"
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(client.get("b")) == "B"
+        assert loop.run_until_complete(client.get("c")) == "C"
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
+    assert len(AsyncClient.made) == 2, "one instance per loop that ran a call"
+    assert [c.calls for c in AsyncClient.made] == [1, 2]
+    assert all(c.closes == 1 and c.closed_in is c.loop for c in AsyncClient.made)
+
+
+def test_a_factory_of_unknown_type_defers_too() -> None:
+    # No annotation, no class: the first lookup happens before any instance or loop exists.
+    client = safeclients.per_loop(lambda: AsyncClient())
+    assert asyncio.run(client.get("a")) == "A"
+    assert asyncio.run(client.get("b")) == "B"
+    assert len(AsyncClient.made) == 2
+
+
+def test_a_pending_call_read_as_a_value_says_how() -> None:
+    client = safeclients.per_loop(lambda: AsyncClient())
+    pending = client.get("k")
+    with pytest.raises(safeclients.NoRunningLoopError, match="await it first"):
+        pending.upper()
+    method = client.get
+    with pytest.raises(safeclients.NoRunningLoopError, match="no running event loop"):
+        method.some_attribute  # noqa: B018 (the read is the test)
+    pending.close()
+    assert AsyncClient.made == []
+
+
+def test_a_pending_call_keeps_async_with_and_async_for() -> None:
+    client = safeclients.per_loop(AsyncFake)
+    rows = client.rows(3)
+    pipeline = client.pipeline()
+
+    async def main() -> tuple[list[Any], list[Any]]:
+        read = [i for _, i in [row async for row in rows]]
+        async with pipeline as pipe:
+            done = await pipe.set("x").execute()
+        return read, [key for _, key in done]
+
+    assert asyncio.run(main()) == ([0, 1, 2], ["x"])
+    assert safeclients.stats(client).created == 1
+
+
+def test_an_awaitable_keeps_its_interface_inside_the_loop() -> None:
+    client = safeclients.per_loop(AsyncFake)
+
+    async def main() -> list[Any]:
+        async with client.pipeline() as pipe:
+            first = await pipe.set("a").execute()
+        pipe = await client.pipeline()
+        return [key for _, key in first + await pipe.set("b").execute()]
+
+    assert asyncio.run(main()) == ["a", "b"]

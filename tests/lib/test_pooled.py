@@ -202,8 +202,8 @@ def test_a_task_cancelled_while_waiting_loses_no_slot() -> None:
 
 def test_a_wake_up_taken_by_a_cancelled_task_is_passed_on() -> None:
     # The releaser wakes the first waiter, which is cancelled before it runs: the second
-    # waiter must get the instance (without the hand-over it would wait until PoolTimeout).
-    proxy = safeclients.pooled(AsyncFake, size=1, timeout=2.0)
+    # waiter must get the instance now (without the hand-over it would sleep out its timeout).
+    proxy = safeclients.pooled(AsyncFake, size=1, timeout=60.0)
     policy = _proxy.policy_of(proxy)
 
     async def main() -> Any:
@@ -216,7 +216,8 @@ def test_a_wake_up_taken_by_a_cancelled_task_is_passed_on() -> None:
         first.cancel()  # ...which is cancelled before it runs
         with pytest.raises(asyncio.CancelledError):
             await first
-        return await second
+        await _until(second.done, "the wake-up taken by the cancelled task reaches the next")
+        return second.result()
 
     assert asyncio.run(main())[1] == "second"
     assert safeclients.stats(proxy).live == 1
@@ -294,3 +295,47 @@ async def _in_task(method: Any, *args: Any) -> Any:
 
 async def _gather(*coroutines: Any) -> list[Any]:
     return list(await asyncio.gather(*coroutines))
+
+
+# -- whatever interrupts a check or a close, no slot is lost -----------------------------------
+
+
+class Cutoff(BaseException):
+    """Stands for gevent.Timeout or KeyboardInterrupt: not an Exception, so no handler eats it."""
+
+
+def test_a_check_cut_off_loses_no_slot() -> None:
+    cut = [False]
+
+    def check(client: Any) -> bool:
+        if cut[0]:
+            raise Cutoff
+        return True
+
+    proxy = safeclients.pooled(FakeClient, size=1, timeout=0.5, check=check)
+    first = proxy.ping()[0]
+    cut[0] = True
+    with pytest.raises(Cutoff):
+        proxy.ping()
+    cut[0] = False
+    assert proxy.ping()[0] != first, "the interrupted instance was discarded, its slot reused"
+    stats = safeclients.stats(proxy)
+    assert (stats.created, stats.discarded, stats.live) == (2, 1, 1), stats
+
+
+def test_a_retiring_close_cut_off_loses_no_slot() -> None:
+    dead = [False]
+
+    def close(client: Any) -> None:
+        raise Cutoff
+
+    proxy = safeclients.pooled(
+        FakeClient, size=1, timeout=0.5, check=lambda client: not dead[0], close=close
+    )
+    proxy.ping()
+    dead[0] = True
+    with pytest.raises(Cutoff):
+        proxy.ping()  # its check says dead, and its close is cut off
+    dead[0] = False
+    proxy.ping()  # the slot is free again: no PoolTimeout
+    assert safeclients.stats(proxy).live == 1
