@@ -140,6 +140,8 @@ class PendingCall(Coroutine[Any, Any, Any]):
         result = await self._call()
         enter = getattr(result, "__aenter__", None)
         if enter is None:
+            if inspect.iscoroutine(result):
+                result.close()  # the wrapper is never to be awaited: its use ends
             raise AsyncUseError(
                 f"{self._name}() was used in `async with`, and what it returned "
                 f"({type(result).__name__}) is not an async context manager"

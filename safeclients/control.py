@@ -83,12 +83,7 @@ class _Checkout(Generic[T]):
                 f"sync code, or safeclients.per_loop / safeclients.pooled"
             )
         self._take_ticket()
-        obj, token = await policy.aget()  # waits in the loop (pooled), never blocks it
-        try:
-            block = self._block = _uses.hold(policy, obj, token, None)
-        except BaseException:
-            policy.put(obj, token, False)
-            raise
+        block = self._block = await _uses.enter_block_async(policy)
         return block.pin.obj  # type: ignore[no-any-return]
 
     async def __aexit__(
