@@ -34,7 +34,12 @@ from collections.abc import AsyncIterator, Coroutine, Generator
 from typing import Any, Protocol
 
 from safeclients._escape import PLAIN, Escaping, escaped
-from safeclients.errors import AsyncUseError
+from safeclients.errors import (
+    AsyncUseError,
+    FactoryError,
+    NoRunningLoopError,
+    WouldBlockLoopError,
+)
 
 
 class Deferring(Escaping, Protocol):
@@ -175,10 +180,10 @@ class PendingCall(Coroutine[Any, Any, Any]):
         if name.startswith(("_", "cr_", "gi_", "ag_")):
             raise AttributeError(name)
         # A public name: the caller took the pending call for the call's result.
-        kind = self._policy.kind
+        kind, why = self._policy.kind, _WHY.get(self._error, "blocking")
         raise self._error(
             f"{self._name}() on a {kind} proxy could not get an instance without "
-            f"{_WHY.get(kind, 'blocking')}, so it was deferred: it is a pending call, good for "
+            f"{why}, so it was deferred: it is a pending call, good for "
             f"`await`, `async with` and `async for` in a running loop; reading .{name} from it "
             f"needs the call's result (await it first)"
         )
@@ -187,10 +192,13 @@ class PendingCall(Coroutine[Any, Any, Any]):
         return f"<safeclients pending call {self._name}() of a {self._policy.kind} proxy>"
 
 
-_WHY = {
-    "per_loop": "a running event loop (per_loop keeps one per loop)",
-    "pooled": "blocking the running event loop (every instance is in use)",
+# Why a call was deferred, by the error its misuse raises.
+_WHY: dict[type[Exception], str] = {
+    NoRunningLoopError: "a running event loop (per_loop keeps one instance per loop)",
+    WouldBlockLoopError: "blocking the running event loop (every instance is in use)",
+    FactoryError: "awaiting its async factory (the loop's instance is being made)",
 }
+
 
 #: What the compiled paths return as it is: plain values, and a pending call (no instance).
 PLAIN_OR_PENDING: frozenset[type] = PLAIN | {PendingCall}

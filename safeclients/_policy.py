@@ -245,7 +245,26 @@ class Policy(Generic[T]):
         )
 
     def create(self) -> T:
-        """Call the factory: one new instance for this process. Raises what the factory raises."""
+        """Call the factory: one new instance for this process. Raises what the factory raises.
+
+        A factory that is async (it returned an awaitable: ``async def``, ``asyncpg.connect``)
+        is refused with ``FactoryError``: a sync use cannot await it, and a coroutine taken for
+        the client fails on every call. ``per_loop`` awaits one, in its loop (``call_factory``
+        and ``adopt`` are its two halves)."""
+        made = self.call_factory()
+        if inspect.isawaitable(made):
+            if inspect.iscoroutine(made):
+                made.close()  # never to be awaited: no "never awaited" warning
+            raise FactoryError(
+                f"the factory {self._factory_name()} passed to {self.kind}() is async (it "
+                f"returned {type(made).__name__}, an awaitable): a {self.kind} proxy makes its "
+                f"instances in sync code, where nothing can await it; use safeclients.per_loop, "
+                f"which awaits the factory in the loop that will use the instance"
+            )
+        return self.adopt(made)
+
+    def call_factory(self) -> Any:
+        """The factory's result, as it is (an awaitable if the factory is async)."""
         if self._final:
             raise self.closed_error()
         factory = self._factory
@@ -254,17 +273,24 @@ class Policy(Generic[T]):
                 f"this {self.kind} proxy wraps an existing instance and has no factory to create "
                 f"a new one: pass a factory (a function or class returning the client) instead"
             )
-        obj = factory()
+        return factory()
+
+    def adopt(self, obj: Any) -> T:
+        """Count a new instance the factory made (awaited, for an async one)."""
         if obj is None:
-            name = getattr(factory, "__qualname__", repr(factory))
             raise FactoryError(
-                f"the factory {name} passed to {self.kind}() returned None instead of a client"
+                f"the factory {self._factory_name()} passed to {self.kind}() returned None "
+                f"instead of a client"
             )
         self.counters.created()
         self.noticed(obj)
         if self.tracker is not None:
             self.tracker.created(obj)
-        return obj
+        return obj  # type: ignore[no-any-return]
+
+    def _factory_name(self) -> str:
+        factory = self._factory
+        return str(getattr(factory, "__qualname__", repr(factory)))
 
     def noticed(self, obj: object) -> None:
         """Record the client type the first time an instance is seen (slow path only)."""

@@ -61,7 +61,7 @@ from safeclients._pending import Deferrer, PendingCall
 from safeclients._policy import Policy, log
 from safeclients._proxy import make_proxy
 from safeclients._use import Use
-from safeclients.errors import NoRunningLoopError
+from safeclients.errors import FactoryError, NoRunningLoopError
 
 T = TypeVar("T")
 
@@ -149,6 +149,10 @@ class PerLoopPolicy(Policy[T]):
         # WeakKeyDictionary.__getitem__ makes, without its Python-level call): `ref(loop)` is
         # CPython's shared plain weakref to the loop, hashed and compared as the loop itself.
         self.table: dict[weakref.ref[asyncio.AbstractEventLoop], _LoopRecord[T]] = self.records.data  # type: ignore[attr-defined]  # not in typeshed's stub
+        # Loop -> the task awaiting an async factory's instance for it (``_start_creation``).
+        self._creating: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (
+            weakref.WeakKeyDictionary()
+        )
         # Close tasks scheduled by dispose/discard, kept alive until they finish.
         self._tasks: set[asyncio.Future[None]] = set()
 
@@ -168,7 +172,8 @@ class PerLoopPolicy(Policy[T]):
 
         With no running loop, a method call (``name``) is deferred to the loop that will await
         it (``_pending``): ``asyncio.run(client.get(1))``; anything else (a block, a special
-        method) is a ``NoRunningLoopError``."""
+        method) is a ``NoRunningLoopError``. An async factory's instance is awaited in a task
+        of the loop (``_start_creation``); meanwhile method calls are deferred the same way."""
         loop = self.running_loop()
         if loop is None:
             if name is not None:
@@ -177,12 +182,62 @@ class PerLoopPolicy(Policy[T]):
         record = self.records.get(loop)
         if record is not None:
             return record.obj
-        self.prune()
-        record = _LoopRecord(self.create(), loop)
+        if loop not in self._creating:
+            self.prune()
+            made = self.call_factory()
+            if not inspect.isawaitable(made):
+                return self._register(loop, self.adopt(made)).obj
+            self._start_creation(loop, made)
+        if name is not None:
+            return Deferrer(self, FactoryError)  # type: ignore[return-value]
+        raise self._being_made()
+
+    def _register(self, loop: asyncio.AbstractEventLoop, obj: T) -> _LoopRecord[T]:
+        """In ``loop``'s thread: the loop's new instance goes into the table, with its closer."""
+        record = _LoopRecord(obj, loop)
         record.closer = _arm_closer(self, record)
         with self._records_lock:
             self.records[loop] = record
-        return record.obj
+        return record
+
+    def _start_creation(self, loop: asyncio.AbstractEventLoop, made: Any) -> asyncio.Task[None]:
+        """An async factory returned ``made``: await it in a task of ``loop`` (the loop that will
+        use the instance), then register it. Callers wait for the task, shielded: one cancelled
+        while waiting does not cancel the creation the others wait for."""
+
+        async def finish() -> None:
+            self._register(loop, self.adopt(await made))
+
+        task = loop.create_task(finish())
+        self._creating[loop] = task
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._creating.pop(loop, None)
+            if not task.cancelled():
+                task.exception()  # retrieved: the waiting calls raise it
+
+        task.add_done_callback(done)
+        return task
+
+    async def aget(self) -> tuple[Any, Any]:
+        """The use's ``get`` for an awaited call or ``async with``: awaits an async factory's
+        instance in the running loop first."""
+        loop = asyncio.get_running_loop()
+        if self.records.get(loop) is None:
+            task = self._creating.get(loop)
+            if task is None:
+                self.create_for_loop("")  # a sync factory's instance now, or a task started
+                task = self._creating.get(loop)
+            if task is not None:
+                await asyncio.shield(task)
+        return self.get()
+
+    def _being_made(self) -> FactoryError:
+        return FactoryError(
+            f"the factory {self._factory_name()} of a per_loop proxy is async and this loop's "
+            f"instance is still being awaited: a sync use (a `with` block, a special method) "
+            f"cannot wait for it; use `async with safeclients.checkout(proxy)` or await a call"
+        )
 
     def prune(self) -> None:
         """Drop (without closing) the records of loops that are closed."""
@@ -288,7 +343,12 @@ class PerLoopPolicy(Policy[T]):
         """``proxy.name`` with no forwarder: outside a running loop, a method to be called and
         awaited in the loop that runs it (``asyncio.run(client.get(1))`` for a client whose type
         the factory does not say); any other use of it is a ``NoRunningLoopError``."""
-        if self.running_loop() is None and not self._final:
+        loop = self.running_loop()
+        if loop is not None and loop not in self.records and not self._final:
+            self.create_for_loop("")  # a sync factory's instance now; an async one's started
+        if (loop is None or (loop in self._creating and loop not in self.records)) and not (
+            self._final
+        ):
             static = (
                 _static_attribute(self.client_type, name) if self.client_type is not None else None
             )
@@ -300,7 +360,7 @@ class PerLoopPolicy(Policy[T]):
 
     def prime(self) -> None:
         if self.running_loop() is not None:
-            self.get()
+            self.create_for_loop("")  # an async factory's: started, awaited by the calls
         # Else: no loop's instance to make yet; the lookup defers (``attribute``).
 
     def existing(self) -> T | None:
@@ -348,10 +408,12 @@ class _LoopMethod:
         self._name = name
 
     def __call__(self, *args: Any, **kwargs: Any) -> PendingCall:
-        return PendingCall(self._policy, self._name, args, kwargs, NoRunningLoopError)
+        error = NoRunningLoopError if self._policy.running_loop() is None else FactoryError
+        return PendingCall(self._policy, self._name, args, kwargs, error)
 
     def __getattr__(self, name: str) -> Any:
-        raise self._policy._no_loop()
+        policy = self._policy
+        raise policy._no_loop() if policy.running_loop() is None else policy._being_made()
 
     def __repr__(self) -> str:
         return f"<safeclients per_loop method {self._name!r}, to be awaited in a running loop>"

@@ -363,3 +363,82 @@ def test_an_awaitable_keeps_its_interface_inside_the_loop() -> None:
         return [key for _, key in first + await pipe.set("b").execute()]
 
     assert asyncio.run(main()) == ["a", "b"]
+
+
+# -- async factories (awaited in the loop that will use the instance) -------------------------
+
+
+class AwaitablePool(AsyncClient):
+    """asyncpg.create_pool's shape: made by a sync call, usable only once awaited."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ready = False
+
+    def __await__(self) -> Any:
+        return self._start().__await__()
+
+    async def _start(self) -> AwaitablePool:
+        await asyncio.sleep(0)
+        self.ready = True
+        return self
+
+    async def get(self, key: str) -> str:
+        if not self.ready:
+            raise RuntimeError("pool is not initialized")
+        return await super().get(key)
+
+
+async def async_make() -> AsyncClient:
+    await asyncio.sleep(0)  # asyncpg.connect(dsn)
+    return AsyncClient()
+
+
+@pytest.mark.parametrize("factory", [async_make, AwaitablePool], ids=["async-def", "awaitable"])
+def test_an_async_factory_is_awaited_in_the_loop_that_uses_it(call_path: str, factory: Any) -> None:
+    client = safeclients.per_loop(factory)
+    assert asyncio.run(many_tasks(client)) == [f"K{i}" for i in range(20)]
+    assert asyncio.run(client.get("x")) == "X"  # made before its loop runs, too
+
+    async def block() -> bool:
+        async with safeclients.checkout(client) as raw:
+            return await raw.get("y") == "Y" and raw is AsyncClient.made[-1]
+
+    assert asyncio.run(block())
+    assert len(AsyncClient.made) == 3, "one instance per loop, however many tasks asked at once"
+    assert all(c.closes == 1 and c.closed_in is c.loop for c in AsyncClient.made)
+    stats = safeclients.stats(client)
+    assert (stats.created, stats.closed, stats.live) == (3, 3, 0)
+
+
+def test_an_async_factory_that_fails_fails_every_waiting_call_then_heals() -> None:
+    attempts: list[int] = []
+
+    async def flaky() -> AsyncClient:
+        attempts.append(1)
+        await asyncio.sleep(0)
+        if len(attempts) == 1:
+            raise ConnectionRefusedError("backend down")
+        return AsyncClient()
+
+    client = safeclients.per_loop(flaky)
+
+    async def main() -> tuple[list[Any], str]:
+        first = await asyncio.gather(*(client.get("a") for _ in range(3)), return_exceptions=True)
+        return list(first), await client.get("b")
+
+    first, second = asyncio.run(main())
+    assert all(isinstance(error, ConnectionRefusedError) for error in first), first
+    assert second == "B" and len(attempts) == 2
+
+
+def test_a_sync_policy_refuses_an_async_factory_with_a_sentence() -> None:
+    for make_proxy in (safeclients.per_thread, safeclients.locked, safeclients.pooled):
+        proxy = make_proxy(async_make)
+
+        async def main(proxy: Any = proxy) -> None:
+            await proxy.get("k")
+
+        with pytest.raises(safeclients.FactoryError, match="is async"):
+            asyncio.run(main())
+    assert AsyncClient.made == []
