@@ -39,17 +39,18 @@ def test_a_pending_call_never_awaited_makes_nothing() -> None:
 def test_a_sync_method_deferred_gives_its_result_when_awaited() -> None:
     # Whether a method returns an awaitable is only known once it ran: awaited, a deferred
     # sync method gives its plain result.
-    class Mixed(AsyncFake):
-        def size(self) -> int:
-            return 3
-
     client = safeclients.per_loop(Mixed)
     assert asyncio.run(client.size()) == 3
 
 
+class Mixed(AsyncFake):
+    def size(self) -> int:
+        return 3
+
+
 def test_async_with_on_a_result_that_is_no_context_manager_is_a_named_error() -> None:
-    client = safeclients.per_loop(AsyncFake)
-    pending = client.command("k")
+    client = safeclients.per_loop(Mixed)
+    pending = client.size()
 
     async def main() -> None:
         async with pending:

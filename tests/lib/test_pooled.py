@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import warnings
 from typing import Any
 
 import pytest
@@ -339,3 +340,38 @@ def test_a_retiring_close_cut_off_loses_no_slot() -> None:
     dead[0] = False
     proxy.ping()  # the slot is free again: no PoolTimeout
     assert safeclients.stats(proxy).live == 1
+
+
+# -- async close --------------------------------------------------------------------------------
+
+
+def test_an_async_close_is_awaited_in_the_loop() -> None:
+    proxy = safeclients.pooled(AsyncFake, size=1, timeout=5.0)
+
+    async def main() -> AsyncFake:
+        async with safeclients.checkout(proxy) as raw:
+            pass
+        safeclients.dispose(proxy)
+        await _until(lambda: safeclients.stats(proxy).closed == 1, "the close task ran")
+        return raw
+
+    raw = asyncio.run(main())
+    assert raw.closes == 1, "aclose() was awaited"
+
+
+def test_an_async_close_with_no_loop_to_await_it_is_counted_failed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    proxy = safeclients.pooled(AsyncFake, size=1, timeout=5.0)
+
+    async def main() -> AsyncFake:
+        async with safeclients.checkout(proxy) as raw:
+            return raw
+
+    raw = asyncio.run(main())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no "coroutine was never awaited"
+        safeclients.dispose(proxy)
+    stats = safeclients.stats(proxy)
+    assert (raw.closes, stats.closed, stats.close_failed) == (0, 0, 1), stats
+    assert "no event loop" in caplog.text
