@@ -251,17 +251,18 @@ class Policy(Generic[T]):
     def create(self) -> T:
         """Call the factory: one new instance for this process. Raises what the factory raises.
 
-        A factory that is async (it returned an awaitable: ``async def``, ``asyncpg.connect``)
+        A factory that is async (it returned a coroutine: ``async def``, ``asyncpg.connect``)
         is refused with ``FactoryError``: a sync use cannot await it, and a coroutine taken for
         the client fails on every call. ``per_loop`` awaits one, in its loop (``call_factory``
-        and ``adopt`` are its two halves)."""
+        and ``adopt`` are its two halves). A client that is merely awaitable as well
+        (``redis.asyncio.Redis``) is an instance as it is."""
         made = self.call_factory()
-        if inspect.isawaitable(made):
+        if inspect.iscoroutine(made) or isinstance(made, asyncio.Future):
             if inspect.iscoroutine(made):
                 made.close()  # never to be awaited: no "never awaited" warning
             raise FactoryError(
                 f"the factory {self._factory_name()} passed to {self.kind}() is async (it "
-                f"returned {type(made).__name__}, an awaitable): a {self.kind} proxy makes its "
+                f"returned a {type(made).__name__}): a {self.kind} proxy makes its "
                 f"instances in sync code, where nothing can await it; use safeclients.per_loop, "
                 f"which awaits the factory in the loop that will use the instance"
             )

@@ -29,9 +29,20 @@ No lock across an await
 -----------------------
 A method call on the proxy takes the calling loop's instance and returns what the method
 returns (the coroutine), which the caller awaits: ``await client.get("k")``. Nothing is held
-meanwhile; ``_records_lock`` guards only the table's changes (a few dict operations). Only a
-call that raises before returning its coroutine can discard (``discard_on``); errors raised
-while awaiting are the client's to recover from (redis-py and httpx reconnect by themselves).
+meanwhile; ``_records_lock`` guards only the table's changes (a few dict operations). An error
+that ``discard_on`` accepts retires the loop's instance, whether the call raised it or the
+awaited coroutine did (``_escape._watched``); the next use creates another.
+
+Calls made before their loop runs, async factories
+--------------------------------------------------
+``asyncio.run(client.get(1))`` makes the call before the loop runs: with no running loop, a
+method call is deferred (``_pending.PendingCall``, a coroutine) and takes its loop's instance
+when awaited. A factory that is ``async def`` or returns an awaitable (``asyncpg.connect``,
+``asyncpg.create_pool``) is awaited in a task of the loop that will use the instance
+(``_start_creation``); calls meanwhile are deferred to it, one instance per loop however many
+tasks ask at once; a factory that fails fails every waiting call, and the next call tries
+again. A sync use that needs the instance while it is being awaited (a ``with`` block, a
+special method) is a ``FactoryError``; ``async with checkout(proxy)`` waits for it.
 
 Across a fork
 -------------
@@ -475,7 +486,11 @@ def per_loop(
     (``await client.get("k")``). The instance is created on the first use inside a loop and
     closed inside that loop at its shutdown (``asyncio.run`` does it): ``close(obj)`` if given
     (awaited if it returns an awaitable), else ``await obj.aclose()``, else ``obj.close()``.
-    Used with no running loop: ``NoRunningLoopError``.
+    A factory that is ``async def`` or returns an awaitable (``asyncpg.connect``,
+    ``asyncpg.create_pool``; ``redis.asyncio.Redis`` too, whose await initialises it) is
+    awaited in the loop that will use the instance. A call made before its loop runs
+    (``asyncio.run(client.get("k"))``) takes that loop's instance when awaited. With no running
+    loop, a block or a special method: ``NoRunningLoopError``.
     """
 
     def make(factory: Callable[[], T]) -> T:
