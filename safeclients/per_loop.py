@@ -60,7 +60,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-import sys
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Callable
@@ -71,6 +70,7 @@ from safeclients._factory import proxy_or_decorator
 from safeclients._pending import Deferrer, PendingCall
 from safeclients._policy import Policy, log
 from safeclients._proxy import make_proxy
+from safeclients._shutdown import at_loop_shutdown
 from safeclients._use import Use
 from safeclients.errors import FactoryError, NoRunningLoopError
 
@@ -97,24 +97,6 @@ class _LoopRecord(Generic[T]):
 
     def closable(self) -> bool:
         return self.state in (OPEN, RETIRED) and self.pid == os.getpid()
-
-
-async def _close_at_shutdown(
-    policy: PerLoopPolicy[Any], record: _LoopRecord[Any]
-) -> AsyncGenerator[None, None]:
-    """Suspended at ``yield`` for the loop's life; ``shutdown_asyncgens`` closes it in the loop.
-
-    Also the fallback for a retired record whose close task was cancelled before it ran
-    (``asyncio.run`` cancels the tasks left, then shuts the generators down).
-    """
-    try:
-        yield
-    finally:
-        loop = record.loop_ref()
-        if loop is not None and asyncio._get_running_loop() is loop and record.closable():
-            await policy.close_once(record)
-        # Else: freed without the loop's shutdown (loop closed by hand, or gone), or closed
-        # already: nothing to await (and no await may happen in a garbage-collected close).
 
 
 class PerLoopPolicy(Policy[T]):
@@ -433,23 +415,16 @@ class _LoopMethod:
 def _arm_closer(
     policy: PerLoopPolicy[Any], record: _LoopRecord[Any]
 ) -> AsyncGenerator[None, None] | None:
-    """Start the record's closer in the running loop (registered for its shutdown); None if the
-    loop installs no async-generator hooks (then only ``dispose`` closes the instance)."""
-    firstiter, finalizer = sys.get_asyncgen_hooks()
-    if firstiter is None:
-        return None
-    closer = _close_at_shutdown(policy, record)
-    # First-iteration hook only: the loop's finalizer would hold the loop from the generator.
-    sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=None)
-    try:
-        step = closer.asend(None)
-    finally:
-        sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=finalizer)
-    try:
-        step.send(None)
-    except StopIteration:
-        pass  # suspended at its `yield`, as intended
-    return closer
+    """Close the record's instance inside its loop at the loop's shutdown (``_shutdown``); None
+    if the loop installs no async-generator hooks (then only ``dispose`` closes it). Also the
+    fallback for a retired record whose close task was cancelled before it ran (``asyncio.run``
+    cancels the tasks left, then shuts the generators down)."""
+
+    async def close() -> None:
+        if record.closable():  # else: closed already, or a fork child's inherited record
+            await policy.close_once(record)
+
+    return at_loop_shutdown(close)
 
 
 @overload
