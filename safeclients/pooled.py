@@ -50,7 +50,8 @@ import textwrap
 import threading
 import time
 import types
-from collections.abc import Callable
+import weakref
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, TypeVar, overload
 
 from safeclients._calls import CallThrough
@@ -67,6 +68,7 @@ from safeclients._limits import DEFAULT_SIZE, DEFAULT_TIMEOUT, validate_size, va
 from safeclients._pending import Deferrer, NoToken
 from safeclients._policy import Policy
 from safeclients._proxy import make_proxy
+from safeclients._shutdown import at_loop_shutdown
 from safeclients._use import Use
 from safeclients.errors import PoolTimeout, SharedStateError, WouldBlockLoopError
 
@@ -169,6 +171,10 @@ class PooledPolicy(Policy[T]):
         self._count = 0
         # Threads and tasks in the slow path; a releaser wakes one only when this is non-zero.
         self.waiting = 0
+        # Loop -> the generators that retire its instances at its shutdown (_bind_to_loop).
+        self._loop_closers: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, list[AsyncGenerator[None, None]]
+        ] = weakref.WeakKeyDictionary()
         # The futures of the tasks waiting in their loop (aget), first come first woken;
         # guarded by _cond's lock.
         self._task_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
@@ -319,7 +325,43 @@ class PooledPolicy(Policy[T]):
         with self._cond:
             self._live += 1
         self.ages.born(obj)
+        loop = self.running_loop()
+        if loop is not None:
+            self._bind_to_loop(loop, obj, free)
         return obj
+
+    def _bind_to_loop(self, loop: asyncio.AbstractEventLoop, obj: T, free: list[T]) -> None:
+        """An instance made inside a running loop is that loop's (an async client binds to
+        it): when the loop shuts down, close it there and free its slot, so the next loop
+        (a worker's, after an import-time ``asyncio.run()`` warm-up) makes its own."""
+
+        async def retire() -> None:
+            await self._retire_at_loop_end(obj, free)
+
+        closer = at_loop_shutdown(retire)
+        if closer is not None:
+            # Kept until the loop goes (a generator dropped while its loop runs would run its
+            # step in the middle of the loop): one small generator per instance made there.
+            self._loop_closers.setdefault(loop, []).append(closer)
+
+    async def _retire_at_loop_end(self, obj: T, free: list[T]) -> None:
+        """At its loop's shutdown, inside it: an idle instance of that loop leaves the pool,
+        closed (awaited) there. One in use then (a task that outlived the cancellation) or
+        gone already (closed, discarded, disposed) is left as it is."""
+        with self._cond:
+            try:
+                free.remove(obj)
+            except ValueError:
+                return
+            self._live -= 1
+        self.ages.forget(obj)
+        try:
+            self.close_instance(obj, discarded=False)
+        finally:
+            self._give_back_slot(free)
+        closing = list(self._async_closes)
+        if closing:
+            await asyncio.gather(*closing, return_exceptions=True)
 
     def vetted(self, obj: T, free: list[T]) -> T:
         """Health variant: replace ``obj`` (in its slot) if it is too old, idle or dead."""

@@ -197,8 +197,10 @@ def test_a_task_cancelled_while_waiting_loses_no_slot() -> None:
         return await proxy.fetch("after")
 
     assert asyncio.run(main())[1] == "after"
-    assert (policy.waiting, policy._task_waiters, policy._count) == (0, [], 1)
-    assert safeclients.stats(proxy).live == 1
+    # The loop's end closed its one instance and freed its slot (nothing else held one).
+    assert (policy.waiting, policy._task_waiters, policy._count) == (0, [], 0)
+    stats = safeclients.stats(proxy)
+    assert (stats.created, stats.closed, stats.live) == (1, 1, 0), stats
 
 
 def test_a_wake_up_taken_by_a_cancelled_task_is_passed_on() -> None:
@@ -221,7 +223,8 @@ def test_a_wake_up_taken_by_a_cancelled_task_is_passed_on() -> None:
         return second.result()
 
     assert asyncio.run(main())[1] == "second"
-    assert safeclients.stats(proxy).live == 1
+    stats = safeclients.stats(proxy)
+    assert (stats.created, stats.closed, stats.live) == (1, 1, 0), stats
 
 
 def test_async_with_checkout_holds_one_instance_for_the_task() -> None:
@@ -249,7 +252,7 @@ def test_an_async_generator_method_keeps_its_instance() -> None:
     results = asyncio.run(_gather(read(), read(), read()))
     assert [[i for _, i in rows] for rows in results] == [[0, 1, 2]] * 3
     stats = safeclients.stats(proxy)
-    assert stats.created == 1 and stats.live == 1
+    assert (stats.created, stats.closed, stats.live) == (1, 1, 0), stats
 
 
 def test_an_awaitable_keeps_its_interface() -> None:
@@ -286,7 +289,7 @@ def test_no_two_tasks_share_an_instance_under_load() -> None:
 
     asyncio.run(main())
     stats = safeclients.stats(proxy)
-    assert stats.created == 3 and stats.live == 3, stats
+    assert (stats.created, stats.closed, stats.live) == (3, 3, 0), stats
     assert made[0].overlaps == 0, "two tasks were inside one instance at once"
 
 
@@ -363,15 +366,30 @@ def test_an_async_close_with_no_loop_to_await_it_is_counted_failed(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     proxy = safeclients.pooled(AsyncFake, size=1, timeout=5.0)
-
-    async def main() -> AsyncFake:
-        async with safeclients.checkout(proxy) as raw:
-            return raw
-
-    raw = asyncio.run(main())
+    with safeclients.checkout(proxy) as raw:  # made outside any loop: no loop closes it
+        pass
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # no "coroutine was never awaited"
         safeclients.dispose(proxy)
     stats = safeclients.stats(proxy)
     assert (raw.closes, stats.closed, stats.close_failed) == (0, 0, 1), stats
     assert "no event loop" in caplog.text
+
+
+def test_instances_made_in_a_loop_leave_the_pool_when_it_ends() -> None:
+    # An import-time asyncio.run() warm-up, then the worker's own loop: the warm-up's instance
+    # is closed inside its loop and its slot freed; the next loop makes its own (it used to get
+    # the old one: "Event loop is closed", "attached to a different loop").
+    proxy = safeclients.pooled(AsyncFake, size=2, timeout=5.0)
+
+    async def use() -> AsyncFake:
+        await proxy.command("warm")
+        async with safeclients.checkout(proxy) as raw:
+            return raw
+
+    first = asyncio.run(use())
+    stats = safeclients.stats(proxy)
+    assert (first.closes, stats.closed, stats.live) == (1, 1, 0), stats
+    second = asyncio.run(use())
+    assert second is not first and second.closes == 1
+    assert safeclients.stats(proxy).created == 2
