@@ -126,6 +126,17 @@ class PerLoopPolicy(Policy[T]):
         self.running_loop = asyncio._get_running_loop
         self.ref = weakref.ref
         super().__init__(factory, close=close, discard_on=discard_on)
+        # One task's cancellation never retires the loop's instance: the other tasks are using
+        # it, and async clients recover from a cancelled call themselves (redis.asyncio and
+        # httpx drop that call's connection; asyncpg cancels the query on the server). Every
+        # other BaseException still discards (discard_predicate's rule).
+        judged = self.is_broken
+
+        def is_broken(exc: BaseException) -> bool:
+            return not isinstance(exc, asyncio.CancelledError) and judged(exc)
+
+        self.is_broken = is_broken
+        self._bind_use()  # the compiled paths take the predicate at binding
 
     def renew(self, *, drop: bool) -> None:
         # Guards changes to `records` (never held across an await, nor while a client runs).

@@ -442,3 +442,30 @@ def test_a_sync_policy_refuses_an_async_factory_with_a_sentence() -> None:
         with pytest.raises(safeclients.FactoryError, match="is async"):
             asyncio.run(main())
     assert AsyncClient.made == []
+
+
+def test_a_cancelled_call_does_not_retire_the_loops_instance(call_path: str) -> None:
+    # Other tasks are using it: one task's cancellation (a client gone, a wait_for timeout)
+    # must not close it under them.
+    client = safeclients.per_loop(make)
+    started: list[asyncio.Event] = []
+
+    class Slow(AsyncClient):
+        async def get(self, key: str) -> str:
+            started[0].set()
+            await asyncio.Event().wait()  # until cancelled
+            return key  # pragma: no cover
+
+    policy_of(client)._factory = Slow
+
+    async def main() -> None:
+        started.append(asyncio.Event())
+        task = asyncio.ensure_future(client.get("k"))
+        await started[0].wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    stats = safeclients.stats(client)
+    assert (stats.created, stats.discarded, stats.closed) == (1, 0, 1), stats

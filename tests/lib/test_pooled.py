@@ -11,6 +11,7 @@ import pytest
 
 import safeclients
 from safeclients import _proxy
+from safeclients.pooled import PooledPolicy
 from tests.lib.fakes import AsyncFake, BrokenConnectionError, FakeClient
 from tests.lib.threads import JOIN, in_thread
 
@@ -121,6 +122,12 @@ def test_pooled_decorator_with_arguments() -> None:
 # -- inside a running event loop (module docstring: "Inside a running event loop") -----------------
 
 
+def pool_policy(proxy: object) -> PooledPolicy[Any]:
+    policy = _proxy.policy_of(proxy)
+    assert isinstance(policy, PooledPolicy)
+    return policy
+
+
 async def _until(condition: Any, what: str, steps: int = 1000) -> None:
     """Let the loop run until ``condition()`` holds (bounded: a hang becomes a failure)."""
     for _ in range(steps):
@@ -154,7 +161,7 @@ def test_a_wait_lets_the_loop_run_other_tasks() -> None:
         async with safeclients.checkout(proxy):
             # Called in another task (in this one, the call would run on the block's instance).
             waiting = asyncio.ensure_future(_in_task(proxy.command, "queued"))
-            policy = _proxy.policy_of(proxy)
+            policy = pool_policy(proxy)
             await _until(lambda: policy.waiting == 1, "the call waits for the instance")
             for i in range(3):
                 ticks.append(i)  # the loop runs this task while the call waits
@@ -185,7 +192,7 @@ def test_a_sync_block_that_would_wait_in_a_loop_is_refused() -> None:
 
 def test_a_task_cancelled_while_waiting_loses_no_slot() -> None:
     proxy = safeclients.pooled(AsyncFake, size=1, timeout=5.0)
-    policy = _proxy.policy_of(proxy)
+    policy = pool_policy(proxy)
 
     async def main() -> Any:
         async with safeclients.checkout(proxy):
@@ -207,7 +214,7 @@ def test_a_wake_up_taken_by_a_cancelled_task_is_passed_on() -> None:
     # The releaser wakes the first waiter, which is cancelled before it runs: the second
     # waiter must get the instance now (without the hand-over it would sleep out its timeout).
     proxy = safeclients.pooled(AsyncFake, size=1, timeout=60.0)
-    policy = _proxy.policy_of(proxy)
+    policy = pool_policy(proxy)
 
     async def main() -> Any:
         block = safeclients.checkout(proxy)
