@@ -31,7 +31,10 @@ A method call on the proxy takes the calling loop's instance and returns what th
 returns (the coroutine), which the caller awaits: ``await client.get("k")``. Nothing is held
 meanwhile; ``_records_lock`` guards only the table's changes (a few dict operations). An error
 that ``discard_on`` accepts retires the loop's instance, whether the call raised it or the
-awaited coroutine did (``_escape._watched``); the next use creates another.
+awaited coroutine did (``_escape._watched``); the next use creates another. A cancellation is
+never such an error here: one task's cancelled call does not close the instance under the other
+tasks (async clients recover from it themselves). Known gap: an instance retired for another
+error is closed (in a task) while other tasks' calls on it may still be running.
 
 Calls made before their loop runs, async factories
 --------------------------------------------------
