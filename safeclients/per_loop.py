@@ -190,6 +190,8 @@ class PerLoopPolicy(Policy[T]):
         if record is not None:
             return record.obj
         if loop not in self._creating:
+            if getattr(loop, "_asyncgens_shutdown_called", False):
+                raise self._shutting_down()
             self.prune()
             made = self.call_factory()
             if not inspect.isawaitable(made):
@@ -238,6 +240,14 @@ class PerLoopPolicy(Policy[T]):
             if task is not None:
                 await asyncio.shield(task)
         return self.get()
+
+    def _shutting_down(self) -> NoRunningLoopError:
+        return NoRunningLoopError(
+            f"a per_loop proxy was first used in a loop that has already shut its async "
+            f"generators down (a `finally` run by asyncio.run's shutdown): an instance made now "
+            f"could never be closed inside that loop; make the first use earlier, or use the "
+            f"client in a loop that is still running"
+        )
 
     def _being_made(self) -> FactoryError:
         return FactoryError(

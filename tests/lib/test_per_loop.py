@@ -469,3 +469,29 @@ def test_a_cancelled_call_does_not_retire_the_loops_instance(call_path: str) -> 
     asyncio.run(main())
     stats = safeclients.stats(client)
     assert (stats.created, stats.discarded, stats.closed) == (1, 0, 1), stats
+
+
+def test_a_first_use_during_the_loops_shutdown_is_refused() -> None:
+    # An async generator's `finally` run by shutdown_asyncgens: an instance made then could
+    # never be closed inside the loop (it used to be made, never closed, and live said 0).
+    client = safeclients.per_loop(make)
+    seen: list[BaseException] = []
+
+    async def late() -> Any:
+        try:
+            yield
+        finally:
+            try:
+                await client.get("late")
+            except safeclients.NoRunningLoopError as error:
+                seen.append(error)
+
+    async def main() -> Any:
+        generator = late()
+        await generator.asend(None)  # left suspended: closed at the loop's shutdown
+        return generator
+
+    kept = asyncio.run(main())
+    assert len(seen) == 1 and "shut its async generators down" in str(seen[0])
+    assert AsyncClient.made == [] and safeclients.stats(client).created == 0
+    del kept
