@@ -243,10 +243,10 @@ class PerLoopPolicy(Policy[T]):
 
     def _shutting_down(self) -> NoRunningLoopError:
         return NoRunningLoopError(
-            f"a per_loop proxy was first used in a loop that has already shut its async "
-            f"generators down (a `finally` run by asyncio.run's shutdown): an instance made now "
-            f"could never be closed inside that loop; make the first use earlier, or use the "
-            f"client in a loop that is still running"
+            "a per_loop proxy was first used in a loop that has already shut its async "
+            "generators down (a `finally` run by asyncio.run's shutdown): an instance made now "
+            "could never be closed inside that loop; make the first use earlier, or use the "
+            "client in a loop that is still running"
         )
 
     def _being_made(self) -> FactoryError:
