@@ -32,6 +32,7 @@ from safeclients.errors import (
     PoolTimeout,
     SafeClientsError,
     SharedStateError,
+    WouldBlockLoopError,
 )
 from safeclients.guarded import guarded
 from safeclients.locked import locked
@@ -70,4 +71,5 @@ __all__ = [
     "ConcurrentUseError",
     "ForkedUseError",
     "NoRunningLoopError",
+    "WouldBlockLoopError",
 ]

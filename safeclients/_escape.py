@@ -76,8 +76,11 @@ class Escaping(Holder, Protocol):
     """What ``escaped`` needs from a policy, beyond ``_uses.Holder``."""
 
     profile: Any
-    holds_across_await: bool
     nothing_to_give_back: bool
+
+    @property
+    def holds_across_await(self) -> bool:
+        """Whether a use may last across an ``await`` (a class variable of the policies)."""
 
     def own_proxy(self) -> Any: ...
 
@@ -181,6 +184,11 @@ def _awaitable(
             f"thread would get in): use safeclients.per_loop (one instance per event loop) "
             f"or safeclients.pooled for an async client"
         )
+    if type(result) is not types.CoroutineType:
+        # More than a coroutine (redis.asyncio's pipeline, aiohttp's request context manager, a
+        # future): keep its whole interface (``async with``, its methods) in a derived proxy,
+        # whose ``await`` ends the use. Not the context's pin: it may be awaited in another task.
+        return wrap(result, _uses.hold(policy, obj, token, name, register=False))
     if policy.nothing_to_give_back and type(token) is not _uses.Pin:
         # per_thread, per_process, per_loop: the instance stays where it is whatever happens, so
         # there is no use to hold; only an error while awaiting still counts (discard_on).
@@ -390,6 +398,32 @@ class Derived(_DerivedBase):
         return f"<safeclients derived {self.__wrapped__!r}>"
 
 
+class DerivedAwaitable(Derived):
+    """A derived object that is also awaitable: awaiting it ends its use, unless what it gives
+    is the object itself (redis.asyncio's ``await pipeline``) or is bound to the instance."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._self_awaited().__await__()
+
+    async def _self_awaited(self) -> Any:
+        hold = self._self_hold
+        wrapped = self.__wrapped__
+        try:
+            value = await wrapped
+        except BaseException as exc:
+            hold.noted(exc)
+            hold.release()
+            raise
+        if value is wrapped:
+            return self  # still the same object, still in use
+        try:
+            return value if type(value) in PLAIN else derived_result(self, hold, value, "await")
+        finally:
+            hold.release()
+
+
 class _DerivedCall:
     """A derived object's method with no compiled forwarder (an instance attribute, a name
     looked up with getattr): the same checks, at call time."""
@@ -463,7 +497,7 @@ _METHOD_TYPES = (
 
 # Derived type -> its Derived subclass (made once per type, in the first thread that needs it).
 _classes: dict[type, type[Derived]] = {}
-_OWN_NAMES = frozenset(name for klass in Derived.__mro__ for name in vars(klass))
+_OWN_NAMES = frozenset(name for klass in DerivedAwaitable.__mro__ for name in vars(klass))
 _scope = _codegen.scope({"PLAIN": PLAIN, "derived_result": derived_result})
 
 
@@ -511,7 +545,8 @@ def derived_class(kind: type) -> type[Derived]:
             _scope,
         )()
     metaclass: Any = type(Derived)
-    made: type[Derived] = metaclass(f"derived_{kind.__name__}", (Derived,), namespace)
+    base = DerivedAwaitable if hasattr(kind, "__await__") else Derived
+    made: type[Derived] = metaclass(f"derived_{kind.__name__}", (base,), namespace)
     return _classes.setdefault(kind, made)
 
 

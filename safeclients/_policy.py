@@ -63,10 +63,12 @@ child's first caller, with no other thread of the child inside the policy yet.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
 import textwrap
+from asyncio.events import _get_running_loop
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, ClassVar, Generic, TypeVar
@@ -214,6 +216,8 @@ class Policy(Generic[T]):
     def _reset_common(self) -> None:
         """(Re)initialise the counters and the hold table; creation and fork child."""
         self.counters = Counters()
+        # Async closes under way (``_await_close``), kept alive until they end.
+        self._async_closes: set[asyncio.Task[None]] = set()
         # id(instance) -> how many pins (any context) hold it now; guarded by _uses._count_lock.
         self.held: dict[int, int] = {}
         # Lost pins still open (``_uses.lose``), and ids of held instances discarded by another
@@ -257,7 +261,27 @@ class Policy(Generic[T]):
         )
 
     def create(self) -> T:
-        """Call the factory: one new instance for this process. Raises what the factory raises."""
+        """Call the factory: one new instance for this process. Raises what the factory raises.
+
+        A factory that is async (it returned a coroutine: ``async def``, ``asyncpg.connect``)
+        is refused with ``FactoryError``: a sync use cannot await it, and a coroutine taken for
+        the client fails on every call. ``per_loop`` awaits one, in its loop (``call_factory``
+        and ``adopt`` are its two halves). A client that is merely awaitable as well
+        (``redis.asyncio.Redis``) is an instance as it is."""
+        made = self.call_factory()
+        if inspect.iscoroutine(made) or isinstance(made, asyncio.Future):
+            if inspect.iscoroutine(made):
+                made.close()  # never to be awaited: no "never awaited" warning
+            raise FactoryError(
+                f"the factory {self._factory_name()} passed to {self.kind}() is async (it "
+                f"returned a {type(made).__name__}): a {self.kind} proxy makes its "
+                f"instances in sync code, where nothing can await it; use safeclients.per_loop, "
+                f"which awaits the factory in the loop that will use the instance"
+            )
+        return self.adopt(made)
+
+    def call_factory(self) -> Any:
+        """The factory's result, as it is (an awaitable if the factory is async)."""
         if self._final:
             raise self.closed_error()
         factory = self._factory
@@ -266,17 +290,24 @@ class Policy(Generic[T]):
                 f"this {self.kind} proxy wraps an existing instance and has no factory to create "
                 f"a new one: pass a factory (a function or class returning the client) instead"
             )
-        obj = factory()
+        return factory()
+
+    def adopt(self, obj: Any) -> T:
+        """Count a new instance the factory made (awaited, for an async one)."""
         if obj is None:
-            name = getattr(factory, "__qualname__", repr(factory))
             raise FactoryError(
-                f"the factory {name} passed to {self.kind}() returned None instead of a client"
+                f"the factory {self._factory_name()} passed to {self.kind}() returned None "
+                f"instead of a client"
             )
         self.counters.created()
         self.noticed(obj)
         if self.tracker is not None:
             self.tracker.created(obj)
-        return obj
+        return obj  # type: ignore[no-any-return]
+
+    def _factory_name(self) -> str:
+        factory = self._factory
+        return str(getattr(factory, "__qualname__", repr(factory)))
 
     def noticed(self, obj: object) -> None:
         """Record the client type the first time an instance is seen (slow path only)."""
@@ -304,14 +335,24 @@ class Policy(Generic[T]):
         try:
             if _uses.looks_closed(obj):
                 pass  # its own __exit__ (or the server) closed it: a second close may raise
-            elif self._close_fn is not None:
-                self._close_fn(obj)
-            elif self.profile is not None and self.profile.close is not None:
-                self.profile.close(obj)
             else:
-                close = getattr(obj, "close", None)
-                if callable(close):
-                    close()
+                loop = _get_running_loop()
+                result: object = None
+                if self._close_fn is not None:
+                    result = self._close_fn(obj)
+                elif self.profile is not None and self.profile.close is not None:
+                    result = self.profile.close(obj)
+                else:
+                    # An async client's own aclose() first (redis.asyncio's close() is a
+                    # deprecated alias of it; httpx.AsyncClient has only aclose()).
+                    close = getattr(obj, "aclose", None)
+                    if not callable(close):
+                        close = getattr(obj, "close", None)
+                    if callable(close):
+                        result = close()
+                if inspect.isawaitable(result):
+                    self._await_close(obj, result, loop, discarded=discarded)
+                    return True  # counted when the close has been awaited
             ok = True
         except Exception as exc:
             log.warning(
@@ -328,6 +369,52 @@ class Policy(Generic[T]):
         if interrupted is not None:
             raise interrupted
         return ok
+
+    def _await_close(
+        self,
+        obj: object,
+        closing: Any,
+        loop: asyncio.AbstractEventLoop | None,
+        *,
+        discarded: bool,
+    ) -> None:
+        """An async close (``await client.aclose()``): awaited in a task of the running loop,
+        the instance's (a pooled instance is used in the loop of the thread that closes it),
+        counted when it ends. With no loop running here, nothing can await it: it is closed
+        unawaited (no "never awaited" warning), logged and counted as a failed close."""
+        if loop is None:
+            if inspect.iscoroutine(closing):
+                closing.close()
+            log.warning(
+                "safeclients: the close of a %s held by a %s proxy is async, and no event loop "
+                "runs in this thread to await it; the instance is dropped unclosed (dispose the "
+                "proxy inside its loop, or use per_loop, which closes inside each loop)",
+                type(obj).__name__,
+                self.kind,
+            )
+            self.counters.closed(False, discarded=discarded)
+            return
+
+        async def awaited() -> None:
+            await closing
+
+        task = loop.create_task(awaited())
+        self._async_closes.add(task)  # kept alive until it ends
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._async_closes.discard(task)
+            failed = task.cancelled() or task.exception() is not None
+            if failed and not task.cancelled():
+                log.warning(
+                    "safeclients: closing a %s held by a %s proxy raised %r; the instance is "
+                    "dropped",
+                    type(obj).__name__,
+                    self.kind,
+                    task.exception(),
+                )
+            self.counters.closed(not failed, discarded=discarded)
+
+        task.add_done_callback(done)
 
     def stats(self) -> Stats:
         # live() outside the counters' lock: never nest it inside another lock.

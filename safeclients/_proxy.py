@@ -53,6 +53,7 @@ from safeclients._dunders import (
     install_special_methods,
 )
 from safeclients._policy import Policy
+from safeclients.errors import AsyncUseError
 
 T = TypeVar("T")
 
@@ -198,7 +199,15 @@ class Proxy(_ProxyBase):
 
     async def __aenter__(self) -> Any:
         policy = _policy(self)
-        block = _uses.enter_block(policy)
+        if not policy.holds_across_await:
+            # locked: its lock is reentrant in the thread, so every task of the loop would get
+            # into the one instance at once.
+            raise AsyncUseError(
+                f"`async with` on a {policy.kind} proxy would hold its lock across awaits, and "
+                f"every task of the thread would get in: use safeclients.per_loop or "
+                f"safeclients.pooled for an async client"
+            )
+        block = await _uses.enter_block_async(policy)
         try:
             entered = await block.pin.obj.__aenter__()
         except BaseException as exc:

@@ -42,8 +42,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from safeclients import _codegen, _fork
-from safeclients._escape import PLAIN, escaped
+from safeclients._escape import escaped
 from safeclients._fork import ARMED
+from safeclients._pending import PLAIN_OR_PENDING
 from safeclients._uses import Pin, lose, refuse_lost
 
 
@@ -127,7 +128,8 @@ class Compiled:
                 "ARMED": ARMED,
                 "fork_check": _fork.check,
                 "monotonic": time.monotonic,
-                "PLAIN": PLAIN,
+                # A pending call (``_pending``) holds no instance: returned as it is.
+                "PLAIN": PLAIN_OR_PENDING,
                 "Pin": Pin,
                 "lose": lose,
                 "refuse_lost": refuse_lost,

@@ -89,6 +89,8 @@ class Holder(Protocol):
 
     def get(self) -> tuple[Any, Any]: ...
 
+    async def aget(self) -> tuple[Any, Any]: ...
+
     def put(self, obj: Any, token: Any, broken: bool) -> None: ...
 
     def is_broken(self, exc: BaseException, obj: Any) -> bool: ...
@@ -338,6 +340,17 @@ def enter_block(policy: Holder) -> Hold:
         raise
 
 
+async def enter_block_async(policy: Holder) -> Hold:
+    """``enter_block`` for ``async with``: the instance is taken with ``aget``, which waits in
+    the loop (``pooled``), never blocking it."""
+    obj, token = await policy.aget()
+    try:
+        return hold(policy, obj, token, None)
+    except BaseException:
+        policy.put(obj, token, False)
+        raise
+
+
 def exit_block(block: Hold, error: BaseException | None, *, exited: bool = False) -> None:
     """End a block; an error that escaped it counts for the instance (``discard_on``).
     ``exited``: the client's own ``__exit__`` ran (``with proxy:``); if that closed it
@@ -394,6 +407,7 @@ __all__ = [
     "lose_pinned",
     "refuse_lost",
     "enter_block",
+    "enter_block_async",
     "exit_block",
     "looks_closed",
     "block_stack",

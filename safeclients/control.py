@@ -41,7 +41,7 @@ class _Checkout(Generic[T]):
         # One entry; list.pop() is atomic, so two threads entering at once cannot both get it.
         self._ticket = [True]
 
-    def __enter__(self) -> T:
+    def _take_ticket(self) -> None:
         try:
             self._ticket.pop()
         except IndexError:
@@ -53,6 +53,9 @@ class _Checkout(Generic[T]):
                 "this checkout() object was already entered: call safeclients.checkout(proxy) "
                 "once per `with` block (and per thread)"
             )
+
+    def __enter__(self) -> T:
+        self._take_ticket()
         block = self._block = _uses.enter_block(self._policy)
         return block.pin.obj  # type: ignore[no-any-return]
 
@@ -66,15 +69,22 @@ class _Checkout(Generic[T]):
         if block is not None:
             _uses.exit_block(block, exc)
 
-    # `async with checkout(proxy) as client:`, for policies that hold nothing across an await.
+    # `async with checkout(proxy) as client:`: per_loop (the loop's instance; nothing held) and
+    # pooled (the task holds one instance for the block; other tasks wait for another, in the
+    # loop). Not locked, guarded, per_thread, per_process: their one instance (or lock) would be
+    # shared by every task of the thread across the block's awaits.
     async def __aenter__(self) -> T:
-        if not self._policy.async_blocks:
+        policy = self._policy
+        if not policy.async_blocks:
             raise TypeError(
-                f"`async with safeclients.checkout(...)` needs a per_loop proxy; this one is "
-                f"{self._policy.kind}, whose lock or slot would be held across awaits: use "
-                f"`with safeclients.checkout(...)` in sync code, or safeclients.per_loop"
+                f"`async with safeclients.checkout(...)` needs a per_loop or pooled proxy; this "
+                f"one is {policy.kind}, whose lock or instance would be shared by every task of "
+                f"the thread across the block's awaits: use `with safeclients.checkout(...)` in "
+                f"sync code, or safeclients.per_loop / safeclients.pooled"
             )
-        return self.__enter__()
+        self._take_ticket()
+        block = self._block = await _uses.enter_block_async(policy)
+        return block.pin.obj  # type: ignore[no-any-return]
 
     async def __aexit__(
         self,

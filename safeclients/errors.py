@@ -123,6 +123,12 @@ class NoRunningLoopError(SafeClientsError, RuntimeError):
     """A ``per_loop`` proxy was used with no event loop running in the calling thread."""
 
 
+class WouldBlockLoopError(SafeClientsError, RuntimeError):
+    """A sync use of a proxy would have to wait (every ``pooled`` instance is in use) in a
+    thread whose event loop is running: waiting there would freeze every task of the loop.
+    ``await`` the call, or use ``async with safeclients.checkout(proxy)``."""
+
+
 class ForkedUseError(SafeClientsError):
     """A client instance created in one process was used in another (after a fork)."""
 
@@ -143,4 +149,5 @@ __all__ = [
     "ConcurrentUseError",
     "ForkedUseError",
     "NoRunningLoopError",
+    "WouldBlockLoopError",
 ]

@@ -29,9 +29,23 @@ No lock across an await
 -----------------------
 A method call on the proxy takes the calling loop's instance and returns what the method
 returns (the coroutine), which the caller awaits: ``await client.get("k")``. Nothing is held
-meanwhile; ``_records_lock`` guards only the table's changes (a few dict operations). Only a
-call that raises before returning its coroutine can discard (``discard_on``); errors raised
-while awaiting are the client's to recover from (redis-py and httpx reconnect by themselves).
+meanwhile; ``_records_lock`` guards only the table's changes (a few dict operations). An error
+that ``discard_on`` accepts retires the loop's instance, whether the call raised it or the
+awaited coroutine did (``_escape._watched``); the next use creates another. A cancellation is
+never such an error here: one task's cancelled call does not close the instance under the other
+tasks (async clients recover from it themselves). Known gap: an instance retired for another
+error is closed (in a task) while other tasks' calls on it may still be running.
+
+Calls made before their loop runs, async factories
+--------------------------------------------------
+``asyncio.run(client.get(1))`` makes the call before the loop runs: with no running loop, a
+method call is deferred (``_pending.PendingCall``, a coroutine) and takes its loop's instance
+when awaited. A factory that is ``async def`` or returns an awaitable (``asyncpg.connect``,
+``asyncpg.create_pool``) is awaited in a task of the loop that will use the instance
+(``_start_creation``); calls meanwhile are deferred to it, one instance per loop however many
+tasks ask at once; a factory that fails fails every waiting call, and the next call tries
+again. A sync use that needs the instance while it is being awaited (a ``with`` block, a
+special method) is a ``FactoryError``; ``async with checkout(proxy)`` waits for it.
 
 Across a fork
 -------------
@@ -49,7 +63,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-import sys
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Callable
@@ -57,10 +70,12 @@ from typing import Any, Generic, TypeVar, overload
 
 from safeclients._discard import DiscardOn
 from safeclients._factory import proxy_or_decorator
+from safeclients._pending import Deferrer, PendingCall
 from safeclients._policy import Policy, log
 from safeclients._proxy import make_proxy
+from safeclients._shutdown import at_loop_shutdown
 from safeclients._use import Use
-from safeclients.errors import NoRunningLoopError
+from safeclients.errors import FactoryError, NoRunningLoopError
 
 T = TypeVar("T")
 
@@ -87,24 +102,6 @@ class _LoopRecord(Generic[T]):
         return self.state in (OPEN, RETIRED) and self.pid == os.getpid()
 
 
-async def _close_at_shutdown(
-    policy: PerLoopPolicy[Any], record: _LoopRecord[Any]
-) -> AsyncGenerator[None, None]:
-    """Suspended at ``yield`` for the loop's life; ``shutdown_asyncgens`` closes it in the loop.
-
-    Also the fallback for a retired record whose close task was cancelled before it ran
-    (``asyncio.run`` cancels the tasks left, then shuts the generators down).
-    """
-    try:
-        yield
-    finally:
-        loop = record.loop_ref()
-        if loop is not None and asyncio._get_running_loop() is loop and record.closable():
-            await policy.close_once(record)
-        # Else: freed without the loop's shutdown (loop closed by hand, or gone), or closed
-        # already: nothing to await (and no await may happen in a garbage-collected close).
-
-
 class PerLoopPolicy(Policy[T]):
     kind = "per_loop"
     async_blocks = True
@@ -114,7 +111,7 @@ class PerLoopPolicy(Policy[T]):
             try:
                 obj = policy.table[policy.ref(policy.running_loop())].obj
             except (KeyError, TypeError):
-                obj = policy.create_for_loop()
+                obj = policy.create_for_loop(name)
             token = None
         """,
         put_ok="",
@@ -132,6 +129,17 @@ class PerLoopPolicy(Policy[T]):
         self.running_loop = asyncio._get_running_loop
         self.ref = weakref.ref
         super().__init__(factory, close=close, discard_on=discard_on)
+        # One task's cancellation never retires the loop's instance: the other tasks are using
+        # it, and async clients recover from a cancelled call themselves (redis.asyncio and
+        # httpx drop that call's connection; asyncpg cancels the query on the server). Every
+        # other BaseException still discards (discard_predicate's rule).
+        judged = self.is_broken
+
+        def is_broken(exc: BaseException, obj: Any) -> bool:
+            return not isinstance(exc, asyncio.CancelledError) and judged(exc, obj)
+
+        self.is_broken = is_broken
+        self._bind_use()  # the compiled paths take the predicate at binding
 
     def renew(self, *, drop: bool) -> None:
         # Guards changes to `records` (never held across an await, nor while a client runs).
@@ -148,6 +156,10 @@ class PerLoopPolicy(Policy[T]):
         # WeakKeyDictionary.__getitem__ makes, without its Python-level call): `ref(loop)` is
         # CPython's shared plain weakref to the loop, hashed and compared as the loop itself.
         self.table: dict[weakref.ref[asyncio.AbstractEventLoop], _LoopRecord[T]] = self.records.data  # type: ignore[attr-defined]  # not in typeshed's stub
+        # Loop -> the task awaiting an async factory's instance for it (``_start_creation``).
+        self._creating: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (
+            weakref.WeakKeyDictionary()
+        )
         # Close tasks scheduled by dispose/discard, kept alive until they finish.
         self._tasks: set[asyncio.Future[None]] = set()
 
@@ -162,20 +174,87 @@ class PerLoopPolicy(Policy[T]):
             f"code, use per_thread, locked or pooled"
         )
 
-    def create_for_loop(self) -> T:
-        """Slow path: the running loop's first use (or first after dispose or discard)."""
+    def create_for_loop(self, name: str | None = None) -> T:
+        """Slow path: the running loop's first use (or first after dispose or discard).
+
+        With no running loop, a method call (``name``) is deferred to the loop that will await
+        it (``_pending``): ``asyncio.run(client.get(1))``; anything else (a block, a special
+        method) is a ``NoRunningLoopError``. An async factory's instance is awaited in a task
+        of the loop (``_start_creation``); meanwhile method calls are deferred the same way."""
         loop = self.running_loop()
         if loop is None:
+            if name is not None:
+                return Deferrer(self, NoRunningLoopError)  # type: ignore[return-value]
             raise self._no_loop()
         record = self.records.get(loop)
         if record is not None:
             return record.obj
-        self.prune()
-        record = _LoopRecord(self.create(), loop)
+        if loop not in self._creating:
+            if getattr(loop, "_asyncgens_shutdown_called", False):
+                raise self._shutting_down()
+            self.prune()
+            made = self.call_factory()
+            if not inspect.isawaitable(made):
+                return self._register(loop, self.adopt(made)).obj
+            self._start_creation(loop, made)
+        if name is not None:
+            return Deferrer(self, FactoryError)  # type: ignore[return-value]
+        raise self._being_made()
+
+    def _register(self, loop: asyncio.AbstractEventLoop, obj: T) -> _LoopRecord[T]:
+        """In ``loop``'s thread: the loop's new instance goes into the table, with its closer."""
+        record = _LoopRecord(obj, loop)
         record.closer = _arm_closer(self, record)
         with self._records_lock:
             self.records[loop] = record
-        return record.obj
+        return record
+
+    def _start_creation(self, loop: asyncio.AbstractEventLoop, made: Any) -> asyncio.Task[None]:
+        """An async factory returned ``made``: await it in a task of ``loop`` (the loop that will
+        use the instance), then register it. Callers wait for the task, shielded: one cancelled
+        while waiting does not cancel the creation the others wait for."""
+
+        async def finish() -> None:
+            self._register(loop, self.adopt(await made))
+
+        task = loop.create_task(finish())
+        self._creating[loop] = task
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._creating.pop(loop, None)
+            if not task.cancelled():
+                task.exception()  # retrieved: the waiting calls raise it
+
+        task.add_done_callback(done)
+        return task
+
+    async def aget(self) -> tuple[Any, Any]:
+        """The use's ``get`` for an awaited call or ``async with``: awaits an async factory's
+        instance in the running loop first."""
+        loop = asyncio.get_running_loop()
+        if self.records.get(loop) is None:
+            task = self._creating.get(loop)
+            if task is None:
+                self.create_for_loop("")  # a sync factory's instance now, or a task started
+                task = self._creating.get(loop)
+            if task is not None:
+                await asyncio.shield(task)
+        return self.get()
+
+    def _shutting_down(self) -> NoRunningLoopError:
+        return NoRunningLoopError(
+            "a per_loop proxy was first used in a loop that has already shut its async "
+            "generators down (a `finally` run by asyncio.run's shutdown): an instance made now "
+            "could never be closed inside that loop; make the first use earlier, or use the "
+            "client in a loop that is still running"
+        )
+
+    def _being_made(self) -> FactoryError:
+        return FactoryError(
+            f"the factory {self._factory_name()} of a per_loop proxy is async and this loop's "
+            f"instance is still being awaited: a sync use (a `with` block, a special method) "
+            f"cannot wait for it; use `async with safeclients.checkout(proxy)` or await a call"
+        )
 
     def prune(self) -> None:
         """Drop (without closing) the records of loops that are closed."""
@@ -277,10 +356,29 @@ class PerLoopPolicy(Policy[T]):
             del self.records[loop]
         self._retire(loop, record, True)
 
+    def attribute(self, name: str) -> Any:
+        """``proxy.name`` with no forwarder: outside a running loop, a method to be called and
+        awaited in the loop that runs it (``asyncio.run(client.get(1))`` for a client whose type
+        the factory does not say); any other use of it is a ``NoRunningLoopError``."""
+        loop = self.running_loop()
+        if loop is not None and loop not in self.records and not self._final:
+            self.create_for_loop("")  # a sync factory's instance now; an async one's started
+        if (loop is None or (loop in self._creating and loop not in self.records)) and not (
+            self._final
+        ):
+            static = (
+                _static_attribute(self.client_type, name) if self.client_type is not None else None
+            )
+            if self.client_type is None or callable(static):
+                return _LoopMethod(self, name)
+        return super().attribute(name)
+
     # -- override surface ----------------------------------------------------------------------
 
     def prime(self) -> None:
-        self.get()
+        if self.running_loop() is not None:
+            self.create_for_loop("")  # an async factory's: started, awaited by the calls
+        # Else: no loop's instance to make yet; the lookup defers (``attribute``).
 
     def existing(self) -> T | None:
         loop = self.running_loop()
@@ -308,26 +406,49 @@ class PerLoopPolicy(Policy[T]):
         super().after_fork()
 
 
+def _static_attribute(kind: type, name: str) -> object:
+    try:
+        return inspect.getattr_static(kind, name)
+    except AttributeError:
+        return None
+
+
+class _LoopMethod:
+    """``proxy.name`` looked up outside a running loop: calling it makes a ``PendingCall`` (run
+    in the loop that awaits it); reading anything from it is the ``NoRunningLoopError`` the
+    lookup deferred (a value read outside a loop has no loop's instance to come from)."""
+
+    __slots__ = ("_policy", "_name")
+
+    def __init__(self, policy: PerLoopPolicy[Any], name: str) -> None:
+        self._policy = policy
+        self._name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> PendingCall:
+        error = NoRunningLoopError if self._policy.running_loop() is None else FactoryError
+        return PendingCall(self._policy, self._name, args, kwargs, error)
+
+    def __getattr__(self, name: str) -> Any:
+        policy = self._policy
+        raise policy._no_loop() if policy.running_loop() is None else policy._being_made()
+
+    def __repr__(self) -> str:
+        return f"<safeclients per_loop method {self._name!r}, to be awaited in a running loop>"
+
+
 def _arm_closer(
     policy: PerLoopPolicy[Any], record: _LoopRecord[Any]
 ) -> AsyncGenerator[None, None] | None:
-    """Start the record's closer in the running loop (registered for its shutdown); None if the
-    loop installs no async-generator hooks (then only ``dispose`` closes the instance)."""
-    firstiter, finalizer = sys.get_asyncgen_hooks()
-    if firstiter is None:
-        return None
-    closer = _close_at_shutdown(policy, record)
-    # First-iteration hook only: the loop's finalizer would hold the loop from the generator.
-    sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=None)
-    try:
-        step = closer.asend(None)
-    finally:
-        sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=finalizer)
-    try:
-        step.send(None)
-    except StopIteration:
-        pass  # suspended at its `yield`, as intended
-    return closer
+    """Close the record's instance inside its loop at the loop's shutdown (``_shutdown``); None
+    if the loop installs no async-generator hooks (then only ``dispose`` closes it). Also the
+    fallback for a retired record whose close task was cancelled before it ran (``asyncio.run``
+    cancels the tasks left, then shuts the generators down)."""
+
+    async def close() -> None:
+        if record.closable():  # else: closed already, or a fork child's inherited record
+            await policy.close_once(record)
+
+    return at_loop_shutdown(close)
 
 
 @overload
@@ -364,7 +485,11 @@ def per_loop(
     (``await client.get("k")``). The instance is created on the first use inside a loop and
     closed inside that loop at its shutdown (``asyncio.run`` does it): ``close(obj)`` if given
     (awaited if it returns an awaitable), else ``await obj.aclose()``, else ``obj.close()``.
-    Used with no running loop: ``NoRunningLoopError``.
+    A factory that is ``async def`` or returns an awaitable (``asyncpg.connect``,
+    ``asyncpg.create_pool``; ``redis.asyncio.Redis`` too, whose await initialises it) is
+    awaited in the loop that will use the instance. A call made before its loop runs
+    (``asyncio.run(client.get("k"))``) takes that loop's instance when awaited. With no running
+    loop, a block or a special method: ``NoRunningLoopError``.
     """
 
     def make(factory: Callable[[], T]) -> T:

@@ -15,6 +15,28 @@ old instances still in use coexist with new ones. Known gap: an instance whose c
 the instant between a dispose's swap and its draining of the old list can land in the drained
 list; it is then closed by garbage collection, not by ``close``.
 
+Inside a running event loop
+---------------------------
+Nothing here ever blocks a running loop. ``acquire_slow`` looks for a loop running in the
+calling thread first: with one, it takes a free instance or a free slot and never waits. A method
+call that would have to wait is deferred (``_pending``: it takes its instance when awaited, the
+way redis.asyncio's commands, plain functions returning coroutines, are used); a sync block or a
+special method raises ``WouldBlockLoopError``. ``aget`` (``async def`` methods, deferred calls,
+``async with checkout(proxy)``) waits *in* the loop: a future per waiting task, resolved by the
+releaser through ``call_soon_threadsafe``.
+
+No lost wake-up, no lost slot, whatever interrupts a wait. Threads and tasks wait on the same
+counts: a waiting task increments ``waiting`` and registers its future under ``_cond``'s lock
+*before* re-checking the free list and the slots, so a releaser that appended before the check is
+seen by it, and one that appended after it reads ``waiting`` > 0 and wakes a waiter (``wake``
+notifies one thread *and* resolves one task's future: a spare wake-up only makes a waiter look
+again). A task cancelled (or interrupted by any ``BaseException``) while it waits unregisters
+under the same lock; if its future had already been resolved, the wake-up it consumed is passed
+on to the next waiter. A wait never holds a slot: a slot is reserved and an instance popped only
+synchronously, after the wait, in the same step that returns it (no ``await`` in between), and
+a creation that fails or is interrupted gives its reserved slot back (``_create_in_slot``); a
+health check or a retiring close that is interrupted gives the slot back too (``vetted``).
+
 Across a fork: ``after_fork`` drops the free list and the counts without closing anything and
 replaces the condition; the child creates its own instances on demand.
 """
@@ -23,12 +45,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import textwrap
 import threading
 import time
-from collections.abc import Callable
+import types
+import weakref
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, TypeVar, overload
 
+from safeclients._calls import CallThrough
 from safeclients._discard import DiscardOn
 from safeclients._factory import proxy_or_decorator
 from safeclients._health import (
@@ -39,10 +65,12 @@ from safeclients._health import (
     retire_note,
 )
 from safeclients._limits import DEFAULT_SIZE, DEFAULT_TIMEOUT, validate_size, validate_timeout
+from safeclients._pending import Deferrer, NoToken
 from safeclients._policy import Policy
 from safeclients._proxy import make_proxy
+from safeclients._shutdown import at_loop_shutdown
 from safeclients._use import Use
-from safeclients.errors import PoolTimeout, SharedStateError
+from safeclients.errors import PoolTimeout, SharedStateError, WouldBlockLoopError
 
 T = TypeVar("T")
 
@@ -71,7 +99,7 @@ token = policy.free
 try:
     obj = token.pop()
 except IndexError:
-    obj, token = policy.acquire_slow()
+    obj, token = policy.acquire_slow(name)
 """
 _PUT_OK = """\
 if token is policy.free:
@@ -103,7 +131,8 @@ def pooled_use(*, health: bool) -> Use:
 
 class PooledPolicy(Policy[T]):
     kind = "pooled"
-    async_gets = True  # a get may wait for a free instance: async methods wait off the loop
+    async_gets = True  # a get may wait for a free instance: async methods wait in the loop
+    async_blocks = True  # `async with checkout(proxy)`: the task holds one instance for the block
 
     USE = pooled_use(health=False)
     # With check=/max_lifetime=/max_idle= (or a profile's check): vet what leaves the free
@@ -126,6 +155,8 @@ class PooledPolicy(Policy[T]):
         # When each instance was made and last given back (health checks; slow paths only
         # when no health option is set).
         self.ages = Ages()
+        # The running loop of the calling thread, or None (C function; no exception to catch).
+        self.running_loop = asyncio._get_running_loop
         super().__init__(factory, close=close, discard_on=discard_on)
 
     def renew(self, *, drop: bool) -> None:
@@ -140,16 +171,31 @@ class PooledPolicy(Policy[T]):
         self.free: list[T] = []
         # Instances of the current generation that exist (idle, in use, or being created).
         self._count = 0
-        # Threads in the slow path; a releaser notifies only when this is non-zero.
+        # Threads and tasks in the slow path; a releaser wakes one only when this is non-zero.
         self.waiting = 0
+        # Loop -> the generators that retire its instances at its shutdown (_bind_to_loop).
+        self._loop_closers: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, list[AsyncGenerator[None, None]]
+        ] = weakref.WeakKeyDictionary()
+        # The futures of the tasks waiting in their loop (aget), first come first woken;
+        # guarded by _cond's lock.
+        self._task_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         # Every instance this process created and has not closed, for live().
         self._live = 0
 
     # -- slow paths ----------------------------------------------------------------------------
 
-    def acquire_slow(self) -> tuple[T, list[T]]:
+    def acquire_slow(self, name: str | None = None) -> tuple[T, list[T]]:
         """Nothing was free: create within ``size``, or wait up to ``timeout``. Returns the
-        instance and the free list it must go back to."""
+        instance and the free list it must go back to. In a thread whose event loop runs, never
+        waits: a method call (``name``) is deferred, anything else refused (module docstring)."""
+        if self.running_loop() is not None:
+            taken = self.take_now()
+            if taken is not None:
+                return taken
+            if name is not None:
+                return Deferrer(self, WouldBlockLoopError), NoToken()  # type: ignore[return-value]
+            raise self._would_block()
         cond = self._cond
         started: float | None = None
         obj: T | None = None
@@ -193,6 +239,84 @@ class PooledPolicy(Policy[T]):
             return obj, free
         return self._create_in_slot(free), free
 
+    def take_now(self) -> tuple[T, list[T]] | None:
+        """A free instance, or a new one in a free slot, without waiting; None if neither."""
+        with self._cond:
+            if self._final:
+                raise self.closed_error()
+            free = self.free
+            if free:
+                return free.pop(), free
+            if self._count >= self.size:
+                return None
+            self._count += 1
+        return self._create_in_slot(free), free
+
+    def _would_block(self) -> WouldBlockLoopError:
+        return WouldBlockLoopError(
+            f"all {self.size} instances of a pooled proxy are in use, and this thread runs an "
+            f"event loop: waiting here would freeze every task of the loop; use `async with "
+            f"safeclients.checkout(proxy)` (or await the call) inside a coroutine, or raise size="
+        )
+
+    async def aget(self) -> tuple[Any, Any]:
+        """The use's ``get`` for a task: waits for a free instance *in* the loop (see the module
+        docstring for why no wake-up and no slot is lost, even to a cancellation)."""
+        loop = asyncio.get_running_loop()
+        started: float | None = None
+        while True:
+            try:
+                taken = self.get()  # in a loop thread: takes one now, or raises, never waits
+            except WouldBlockLoopError:
+                pass
+            else:
+                if started is not None:
+                    self.counters.waited(time.monotonic() - started)
+                return taken
+            now = time.monotonic()
+            if started is None:
+                started = now
+            remaining = None if self.timeout is None else started + self.timeout - now
+            if remaining is not None and remaining <= 0:
+                waited = now - started
+                self.counters.waited(waited)
+                raise PoolTimeout(self.size, self.timeout or 0.0, waited)
+            await self._wait_in_loop(loop, remaining)
+
+    async def _wait_in_loop(self, loop: asyncio.AbstractEventLoop, remaining: float | None) -> None:
+        """Wait until a releaser wakes this task (or ``remaining`` seconds pass)."""
+        future: asyncio.Future[None] = loop.create_future()
+        waiter = (loop, future)
+        with self._cond:
+            if self.free or self._count < self.size or self._final:
+                return  # freed since get() looked: look again
+            self.waiting += 1
+            self._task_waiters.append(waiter)
+        woken = False
+        try:
+            await asyncio.wait((future,), timeout=remaining)
+            woken = future.done()
+        finally:
+            with self._cond:
+                self.waiting -= 1
+                try:
+                    self._task_waiters.remove(waiter)
+                except ValueError:
+                    # Resolved (or being resolved) by a releaser: this task took a wake-up. If it
+                    # leaves without looking (cancelled, interrupted), pass the wake-up on.
+                    if not woken:
+                        self._wake_one_task()
+
+    def _wake_one_task(self) -> None:
+        """Resolve the first waiting task's future; under ``_cond``'s lock."""
+        while self._task_waiters:
+            loop, future = self._task_waiters.pop(0)
+            try:
+                loop.call_soon_threadsafe(_resolve, future)
+                return
+            except RuntimeError:
+                continue  # its loop is closed: that task will never run again
+
     def _create_in_slot(self, free: list[T]) -> T:
         """A slot of generation ``free`` is reserved: fill it, or give it back on failure."""
         try:
@@ -203,18 +327,67 @@ class PooledPolicy(Policy[T]):
         with self._cond:
             self._live += 1
         self.ages.born(obj)
+        loop = self.running_loop()
+        if loop is not None:
+            self._bind_to_loop(loop, obj, free)
         return obj
+
+    def _bind_to_loop(self, loop: asyncio.AbstractEventLoop, obj: T, free: list[T]) -> None:
+        """An instance made inside a running loop is that loop's (an async client binds to
+        it): when the loop shuts down, close it there and free its slot, so the next loop
+        (a worker's, after an import-time ``asyncio.run()`` warm-up) makes its own."""
+
+        async def retire() -> None:
+            await self._retire_at_loop_end(obj, free)
+
+        closer = at_loop_shutdown(retire)
+        if closer is not None:
+            # Kept until the loop goes (a generator dropped while its loop runs would run its
+            # step in the middle of the loop): one small generator per instance made there.
+            self._loop_closers.setdefault(loop, []).append(closer)
+
+    async def _retire_at_loop_end(self, obj: T, free: list[T]) -> None:
+        """At its loop's shutdown, inside it: an idle instance of that loop leaves the pool,
+        closed (awaited) there. One in use then (a task that outlived the cancellation) or
+        gone already (closed, discarded, disposed) is left as it is."""
+        with self._cond:
+            try:
+                free.remove(obj)
+            except ValueError:
+                return
+            self._live -= 1
+        self.ages.forget(obj)
+        try:
+            self.close_instance(obj, discarded=False)
+        finally:
+            self._give_back_slot(free)
+        closing = list(self._async_closes)
+        if closing:
+            await asyncio.gather(*closing, return_exceptions=True)
 
     def vetted(self, obj: T, free: list[T]) -> T:
         """Health variant: replace ``obj`` (in its slot) if it is too old, idle or dead."""
-        reason = self.ages.verdict(self.health, self.effective_check, obj)
+        if type(obj) is Deferrer:
+            return obj  # a deferred call: vetted when it takes its instance
+        try:
+            reason = self.ages.verdict(self.health, self.effective_check, obj)
+        except BaseException:
+            # The check was cut off (a cancellation, gevent.Timeout, KeyboardInterrupt): the
+            # instance may be mid-reply. Discard it; its slot is given back even if the close
+            # is cut off too (release_slow's finally).
+            self.release_slow(obj, free, True)
+            raise
         if not reason:
             return obj
         retire_note(self.kind, obj, reason)
         self.ages.forget(obj)
         with self._cond:
             self._live -= 1
-        self.close_instance(obj, discarded=True)
+        try:
+            self.close_instance(obj, discarded=True)
+        except BaseException:
+            self._give_back_slot(free)  # the retiring close was cut off: the slot stays free
+            raise
         return self._create_in_slot(free)  # the same slot; given back if creation fails
 
     def _give_back_slot(self, free: list[T]) -> None:
@@ -222,11 +395,13 @@ class PooledPolicy(Policy[T]):
             if free is self.free:
                 self._count -= 1
             self._cond.notify()
+            self._wake_one_task()
 
     def wake(self) -> None:
-        """A releaser saw waiters: wake one (it re-checks the free list itself)."""
+        """A releaser saw waiters: wake one thread and one task (each re-checks itself)."""
         with self._cond:
             self._cond.notify()
+            self._wake_one_task()
 
     def release_slow(self, obj: T, free: list[T], broken: bool) -> None:
         """Broken instance, disposed generation, or final dispose: close instead of returning."""
@@ -242,14 +417,6 @@ class PooledPolicy(Policy[T]):
             self.close_instance(obj, discarded=broken)
         finally:
             self._give_back_slot(free)
-
-    async def aget(self) -> tuple[Any, Any]:
-        if self.free or self._count < self.size:
-            # One is free or may be created: get() will not wait (unless another thread takes
-            # it in between, when it waits as any caller does).
-            return self.get()
-        # Wait in a worker thread, so the event loop keeps running the tasks that will free one.
-        return await asyncio.get_running_loop().run_in_executor(None, self.get)
 
     # -- override surface ----------------------------------------------------------------------
 
@@ -286,10 +453,25 @@ class PooledPolicy(Policy[T]):
             self._count = 0
             self._live -= len(old)
             self._cond.notify_all()
+            while self._task_waiters:
+                self._wake_one_task()
         while old:
             obj = old.pop()
             self.ages.forget(obj)
             self.close_instance(obj, discarded=False)
+
+    def attribute(self, name: str) -> Any:
+        """``proxy.name`` with no forwarder. Looking it up takes an instance; in a loop thread
+        with none free, a method of the client's class is looked up on the class instead, and
+        each call of it is a use of its own (deferred if it must wait: ``acquire_slow``)."""
+        kind = self.client_type
+        if kind is not None and self.running_loop() is not None and not self.free:
+            static = inspect.getattr_static(kind, name, None)
+            if isinstance(static, (types.FunctionType, types.MethodDescriptorType)):
+                if inspect.iscoroutinefunction(static):
+                    return functools.partial(self.async_forwarder(name), self.own_proxy())
+                return CallThrough(self, (name,), static)
+        return super().attribute(name)
 
     def set_attribute(self, name: str, value: Any) -> None:
         """``proxy.name = value``: only inside a block or a derived object's life, on the
@@ -316,6 +498,12 @@ class PooledPolicy(Policy[T]):
             f"instances, chosen at random: do it in the factory, or inside `with "
             f"safeclients.checkout(proxy) as client:`"
         )
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    """In the waiting task's loop: wake it (unless it gave up meanwhile)."""
+    if not future.done():
+        future.set_result(None)
 
 
 @overload

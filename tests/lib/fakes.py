@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import threading
@@ -83,3 +84,87 @@ class CloseLog:
                 return [tuple(map(int, line.split())) for line in log]  # type: ignore[misc]
         except FileNotFoundError:
             return []
+
+
+class AsyncFake:
+    """An async client in redis.asyncio's shape: ``command`` is a plain function returning a
+    coroutine, ``fetch`` an ``async def``, ``rows`` an async generator, ``pipeline`` returns an
+    object that is both awaitable and an async context manager. It is bound to the loop it is
+    first used in (as real clients are), counts the times two tasks were inside it at once
+    (``overlaps``), and records its closes."""
+
+    def __init__(self) -> None:
+        self.id = next(_ids)
+        self.loop: Any = None
+        self.busy = False
+        self.overlaps = 0
+        self.closes = 0
+
+    def enter(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.loop is None:
+            self.loop = loop
+        elif self.loop is not loop:
+            raise RuntimeError("Future attached to a different loop")
+        if self.busy:
+            self.overlaps += 1
+        self.busy = True
+
+    async def _run(self, key: Any) -> tuple[int, Any]:
+        self.enter()
+        try:
+            await asyncio.sleep(0)
+            return (self.id, key)
+        finally:
+            self.busy = False
+
+    def command(self, key: Any) -> Any:
+        return self._run(key)
+
+    async def fetch(self, key: Any) -> tuple[int, Any]:
+        return await self._run(key)
+
+    async def rows(self, n: int) -> Any:
+        self.enter()
+        try:
+            for i in range(n):
+                await asyncio.sleep(0)
+                yield (self.id, i)
+        finally:
+            self.busy = False
+
+    def pipeline(self) -> FakePipeline:
+        return FakePipeline(self)
+
+    async def aclose(self) -> None:
+        self.closes += 1
+
+
+class FakePipeline:
+    """redis.asyncio's ``Pipeline`` shape: awaitable (gives itself), an async context manager,
+    fluent buffered commands, and an ``execute`` coroutine that runs on its client."""
+
+    def __init__(self, client: AsyncFake) -> None:
+        self.client = client
+        self.queued: list[Any] = []
+
+    def __await__(self) -> Any:
+        return self._ready().__await__()
+
+    async def _ready(self) -> FakePipeline:
+        return self
+
+    async def __aenter__(self) -> FakePipeline:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.queued.clear()
+
+    def set(self, key: Any) -> FakePipeline:
+        self.queued.append(key)
+        return self
+
+    async def execute(self) -> list[tuple[int, Any]]:
+        results = [await self.client._run(key) for key in self.queued]
+        self.queued.clear()
+        return results

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from typing import Any
 
 import pytest
 
@@ -79,3 +81,27 @@ def test_locked_with_arguments_decorator() -> None:
     ident = client.ping()[0]
     safeclients.dispose(client)
     assert closed == [ident]
+
+
+def test_async_with_a_locked_proxy_is_refused() -> None:
+    # Its lock is reentrant in the thread: every task of the loop would be let into the one
+    # instance at once. Refused, with the way out.
+    class AsyncBox(FakeClient):
+        async def __aenter__(self) -> AsyncBox:
+            return self
+
+        async def __aexit__(self, *exc: object) -> None:
+            return None
+
+    proxy = safeclients.locked(AsyncBox)
+
+    async def block() -> None:
+        async with proxy:
+            pass  # pragma: no cover (refused)
+
+    async def main() -> list[Any]:
+        return list(await asyncio.gather(block(), block(), block(), return_exceptions=True))
+
+    errors = asyncio.run(main())
+    assert all(isinstance(error, safeclients.AsyncUseError) for error in errors), errors
+    assert "per_loop" in str(errors[0]) and "pooled" in str(errors[0])

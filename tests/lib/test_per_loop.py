@@ -18,6 +18,7 @@ import pytest
 import safeclients
 from safeclients import _proxy
 from safeclients.per_loop import PerLoopPolicy
+from tests.lib.fakes import AsyncFake
 from tests.lib.forking import FORKS, run_in_child
 
 JOIN = 30.0
@@ -134,9 +135,12 @@ def test_eight_threads_each_with_its_own_loop() -> None:
 
 
 def test_no_running_loop_is_a_named_error() -> None:
+    # A block (and a special method) needs the instance now: with no running loop, there is
+    # none to give. A method call is deferred instead (tests below).
     client = safeclients.per_loop(make)
     with pytest.raises(safeclients.NoRunningLoopError) as info:
-        client.get("k")
+        with safeclients.checkout(client):
+            pass
     error = info.value
     assert isinstance(error, safeclients.SafeClientsError) and isinstance(error, RuntimeError)
     assert "no running event loop" in str(error) and "MainThread" in str(error)
@@ -293,3 +297,201 @@ def test_a_fork_child_never_touches_the_parents_instance(fork: str) -> None:
         assert parent_instance.closes == 1
     finally:
         loop.close()
+
+
+# -- calls made before their loop runs (safeclients._pending) ------------------------------------
+
+
+def test_a_call_made_before_its_loop_runs_binds_to_that_loop(call_path: str) -> None:
+    # asyncio.run(client.get(1)): the coroutine is made before asyncio.run starts its loop.
+    client = safeclients.per_loop(make)
+    assert asyncio.run(client.get("a")) == "A"
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(client.get("b")) == "B"
+        assert loop.run_until_complete(client.get("c")) == "C"
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
+    assert len(AsyncClient.made) == 2, "one instance per loop that ran a call"
+    assert [c.calls for c in AsyncClient.made] == [1, 2]
+    assert all(c.closes == 1 and c.closed_in is c.loop for c in AsyncClient.made)
+
+
+def test_a_factory_of_unknown_type_defers_too() -> None:
+    # No annotation, no class: the first lookup happens before any instance or loop exists.
+    client = safeclients.per_loop(lambda: AsyncClient())
+    assert asyncio.run(client.get("a")) == "A"
+    assert asyncio.run(client.get("b")) == "B"
+    assert len(AsyncClient.made) == 2
+
+
+def test_a_pending_call_read_as_a_value_says_how() -> None:
+    client = safeclients.per_loop(lambda: AsyncClient())
+    pending = client.get("k")
+    with pytest.raises(safeclients.NoRunningLoopError, match="await it first"):
+        pending.upper()
+    method = client.get
+    with pytest.raises(safeclients.NoRunningLoopError, match="no running event loop"):
+        method.some_attribute  # noqa: B018 (the read is the test)
+    pending.close()
+    assert AsyncClient.made == []
+
+
+def test_a_pending_call_keeps_async_with_and_async_for() -> None:
+    client = safeclients.per_loop(AsyncFake)
+    rows = client.rows(3)
+    pipeline = client.pipeline()
+
+    async def main() -> tuple[list[Any], list[Any]]:
+        read = [i for _, i in [row async for row in rows]]
+        async with pipeline as pipe:
+            done = await pipe.set("x").execute()
+        return read, [key for _, key in done]
+
+    assert asyncio.run(main()) == ([0, 1, 2], ["x"])
+    assert safeclients.stats(client).created == 1
+
+
+def test_an_awaitable_keeps_its_interface_inside_the_loop() -> None:
+    client = safeclients.per_loop(AsyncFake)
+
+    async def main() -> list[Any]:
+        async with client.pipeline() as pipe:
+            first = await pipe.set("a").execute()
+        pipe = await client.pipeline()
+        return [key for _, key in first + await pipe.set("b").execute()]
+
+    assert asyncio.run(main()) == ["a", "b"]
+
+
+# -- async factories (awaited in the loop that will use the instance) -------------------------
+
+
+class AwaitablePool(AsyncClient):
+    """asyncpg.create_pool's shape: made by a sync call, usable only once awaited."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ready = False
+
+    def __await__(self) -> Any:
+        return self._start().__await__()
+
+    async def _start(self) -> AwaitablePool:
+        await asyncio.sleep(0)
+        self.ready = True
+        return self
+
+    async def get(self, key: str) -> str:
+        if not self.ready:
+            raise RuntimeError("pool is not initialized")
+        return await super().get(key)
+
+
+async def async_make() -> AsyncClient:
+    await asyncio.sleep(0)  # asyncpg.connect(dsn)
+    return AsyncClient()
+
+
+@pytest.mark.parametrize("factory", [async_make, AwaitablePool], ids=["async-def", "awaitable"])
+def test_an_async_factory_is_awaited_in_the_loop_that_uses_it(call_path: str, factory: Any) -> None:
+    client = safeclients.per_loop(factory)
+    assert asyncio.run(many_tasks(client)) == [f"K{i}" for i in range(20)]
+    assert asyncio.run(client.get("x")) == "X"  # made before its loop runs, too
+
+    async def block() -> bool:
+        async with safeclients.checkout(client) as raw:
+            return await raw.get("y") == "Y" and raw is AsyncClient.made[-1]
+
+    assert asyncio.run(block())
+    assert len(AsyncClient.made) == 3, "one instance per loop, however many tasks asked at once"
+    assert all(c.closes == 1 and c.closed_in is c.loop for c in AsyncClient.made)
+    stats = safeclients.stats(client)
+    assert (stats.created, stats.closed, stats.live) == (3, 3, 0)
+
+
+def test_an_async_factory_that_fails_fails_every_waiting_call_then_heals() -> None:
+    attempts: list[int] = []
+
+    async def flaky() -> AsyncClient:
+        attempts.append(1)
+        await asyncio.sleep(0)
+        if len(attempts) == 1:
+            raise ConnectionRefusedError("backend down")
+        return AsyncClient()
+
+    client = safeclients.per_loop(flaky)
+
+    async def main() -> tuple[list[Any], str]:
+        first = await asyncio.gather(*(client.get("a") for _ in range(3)), return_exceptions=True)
+        return list(first), await client.get("b")
+
+    first, second = asyncio.run(main())
+    assert all(isinstance(error, ConnectionRefusedError) for error in first), first
+    assert second == "B" and len(attempts) == 2
+
+
+def test_a_sync_policy_refuses_an_async_factory_with_a_sentence() -> None:
+    for make_proxy in (safeclients.per_thread, safeclients.locked, safeclients.pooled):
+        proxy = make_proxy(async_make)
+
+        async def main(proxy: Any = proxy) -> None:
+            await proxy.get("k")
+
+        with pytest.raises(safeclients.FactoryError, match="is async"):
+            asyncio.run(main())
+    assert AsyncClient.made == []
+
+
+def test_a_cancelled_call_does_not_retire_the_loops_instance(call_path: str) -> None:
+    # Other tasks are using it: one task's cancellation (a client gone, a wait_for timeout)
+    # must not close it under them.
+    client = safeclients.per_loop(make)
+    started: list[asyncio.Event] = []
+
+    class Slow(AsyncClient):
+        async def get(self, key: str) -> str:
+            started[0].set()
+            await asyncio.Event().wait()  # until cancelled
+            return key  # pragma: no cover
+
+    policy_of(client)._factory = Slow
+
+    async def main() -> None:
+        started.append(asyncio.Event())
+        task = asyncio.ensure_future(client.get("k"))
+        await started[0].wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    stats = safeclients.stats(client)
+    assert (stats.created, stats.discarded, stats.closed) == (1, 0, 1), stats
+
+
+def test_a_first_use_during_the_loops_shutdown_is_refused() -> None:
+    # An async generator's `finally` run by shutdown_asyncgens: an instance made then could
+    # never be closed inside the loop (it used to be made, never closed, and live said 0).
+    client = safeclients.per_loop(make)
+    seen: list[BaseException] = []
+
+    async def late() -> Any:
+        try:
+            yield
+        finally:
+            try:
+                await client.get("late")
+            except safeclients.NoRunningLoopError as error:
+                seen.append(error)
+
+    async def main() -> Any:
+        generator = late()
+        await generator.asend(None)  # left suspended: closed at the loop's shutdown
+        return generator
+
+    kept = asyncio.run(main())
+    assert len(seen) == 1 and "shut its async generators down" in str(seen[0])
+    assert AsyncClient.made == [] and safeclients.stats(client).created == 0
+    del kept

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import warnings
 from typing import Any
 
 import pytest
 
 import safeclients
-from tests.lib.fakes import BrokenConnectionError, FakeClient
+from safeclients import _proxy
+from safeclients.pooled import PooledPolicy
+from tests.lib.fakes import AsyncFake, BrokenConnectionError, FakeClient
 from tests.lib.threads import JOIN, in_thread
 
 # Every test here runs over both call paths (tests/lib/conftest.py).
@@ -113,3 +117,286 @@ def test_pooled_decorator_with_arguments() -> None:
 
     assert client.ping("v")[1] == "v"
     assert safeclients.policy_name(client) == "pooled"
+
+
+# -- inside a running event loop (module docstring: "Inside a running event loop") -----------------
+
+
+def pool_policy(proxy: object) -> PooledPolicy[Any]:
+    policy = _proxy.policy_of(proxy)
+    assert isinstance(policy, PooledPolicy)
+    return policy
+
+
+async def _until(condition: Any, what: str, steps: int = 1000) -> None:
+    """Let the loop run until ``condition()`` holds (bounded: a hang becomes a failure)."""
+    for _ in range(steps):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"never happened within {steps} loop steps: {what}")
+
+
+def test_a_sync_method_returning_a_coroutine_waits_in_the_loop() -> None:
+    # redis.asyncio's commands are plain functions returning coroutines: with every instance in
+    # use, the call waits for one without blocking the loop (it used to block until PoolTimeout).
+    proxy = safeclients.pooled(AsyncFake, size=2, timeout=5.0)
+
+    async def main() -> list[Any]:
+        return list(await asyncio.gather(*(proxy.command(i) for i in range(8))))
+
+    results = asyncio.run(main())
+    assert [key for _, key in results] == list(range(8))
+    made = {instance for instance, _ in results}
+    stats = safeclients.stats(proxy)
+    assert len(made) == 2 and stats.created == 2, stats
+    assert stats.waits >= 1, "some calls waited for a free instance"
+
+
+def test_a_wait_lets_the_loop_run_other_tasks() -> None:
+    proxy = safeclients.pooled(AsyncFake, size=1, timeout=5.0)
+    ticks: list[int] = []
+
+    async def main() -> Any:
+        async with safeclients.checkout(proxy):
+            # Called in another task (in this one, the call would run on the block's instance).
+            waiting = asyncio.ensure_future(_in_task(proxy.command, "queued"))
+            policy = pool_policy(proxy)
+            await _until(lambda: policy.waiting == 1, "the call waits for the instance")
+            for i in range(3):
+                ticks.append(i)  # the loop runs this task while the call waits
+                await asyncio.sleep(0)
+            assert not waiting.done()
+        return await waiting
+
+    assert asyncio.run(main())[1] == "queued"
+    assert ticks == [0, 1, 2]
+
+
+def test_a_sync_block_that_would_wait_in_a_loop_is_refused() -> None:
+    proxy = safeclients.pooled(AsyncFake, size=1, timeout=5.0)
+
+    async def main() -> None:
+        async with safeclients.checkout(proxy):
+            with pytest.raises(safeclients.WouldBlockLoopError, match="1 instances") as info:
+                await asyncio.gather(_sync_block())
+            assert isinstance(info.value, RuntimeError)
+
+    async def _sync_block() -> None:
+        with safeclients.checkout(proxy):
+            pass  # pragma: no cover (refused)
+
+    asyncio.run(main())
+    assert safeclients.stats(proxy).created == 1
+
+
+def test_a_task_cancelled_while_waiting_loses_no_slot() -> None:
+    proxy = safeclients.pooled(AsyncFake, size=1, timeout=5.0)
+    policy = pool_policy(proxy)
+
+    async def main() -> Any:
+        async with safeclients.checkout(proxy):
+            waiter = asyncio.ensure_future(proxy.fetch("cancelled"))
+            await _until(lambda: policy.waiting == 1, "the call waits")
+            waiter.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+        return await proxy.fetch("after")
+
+    assert asyncio.run(main())[1] == "after"
+    # The loop's end closed its one instance and freed its slot (nothing else held one).
+    assert (policy.waiting, policy._task_waiters, policy._count) == (0, [], 0)
+    stats = safeclients.stats(proxy)
+    assert (stats.created, stats.closed, stats.live) == (1, 1, 0), stats
+
+
+def test_a_wake_up_taken_by_a_cancelled_task_is_passed_on() -> None:
+    # The releaser wakes the first waiter, which is cancelled before it runs: the second
+    # waiter must get the instance now (without the hand-over it would sleep out its timeout).
+    proxy = safeclients.pooled(AsyncFake, size=1, timeout=60.0)
+    policy = pool_policy(proxy)
+
+    async def main() -> Any:
+        block = safeclients.checkout(proxy)
+        await block.__aenter__()
+        first = asyncio.ensure_future(proxy.fetch("first"))
+        second = asyncio.ensure_future(proxy.fetch("second"))
+        await _until(lambda: policy.waiting == 2, "both calls wait")
+        await block.__aexit__(None, None, None)  # wakes `first`...
+        first.cancel()  # ...which is cancelled before it runs
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await _until(second.done, "the wake-up taken by the cancelled task reaches the next")
+        return second.result()
+
+    assert asyncio.run(main())[1] == "second"
+    stats = safeclients.stats(proxy)
+    assert (stats.created, stats.closed, stats.live) == (1, 1, 0), stats
+
+
+def test_async_with_checkout_holds_one_instance_for_the_task() -> None:
+    proxy = safeclients.pooled(AsyncFake, size=2, timeout=5.0)
+
+    async def block(tag: str) -> set[int]:
+        seen = set()
+        async with safeclients.checkout(proxy) as client:
+            seen.add(client.id)
+            for _ in range(3):
+                seen.add((await proxy.command(tag))[0])  # the block's instance, every time
+        return seen
+
+    results = asyncio.run(_gather(*(block(str(i)) for i in range(6))))
+    assert all(len(seen) == 1 for seen in results), results
+    assert safeclients.stats(proxy).created == 2
+
+
+def test_an_async_generator_method_keeps_its_instance() -> None:
+    proxy = safeclients.pooled(AsyncFake, size=1, timeout=5.0)
+
+    async def read() -> list[Any]:
+        return [row async for row in proxy.rows(3)]
+
+    results = asyncio.run(_gather(read(), read(), read()))
+    assert [[i for _, i in rows] for rows in results] == [[0, 1, 2]] * 3
+    stats = safeclients.stats(proxy)
+    assert (stats.created, stats.closed, stats.live) == (1, 1, 0), stats
+
+
+def test_an_awaitable_keeps_its_interface() -> None:
+    # redis.asyncio's pipeline: `async with r.pipeline() as p` and `await r.pipeline()`.
+    proxy = safeclients.pooled(AsyncFake, size=1, timeout=5.0)
+
+    async def main() -> Any:
+        async with proxy.pipeline() as pipe:
+            first = await pipe.set("a").set("b").execute()
+        pipe = await proxy.pipeline()
+        second = await pipe.set("c").execute()
+        return [key for _, key in first + second]
+
+    assert asyncio.run(main()) == ["a", "b", "c"]
+
+
+def test_no_two_tasks_share_an_instance_under_load() -> None:
+    proxy = safeclients.pooled(AsyncFake, size=3, timeout=10.0)
+    made: list[AsyncFake] = []
+
+    async def one(i: int) -> None:
+        if i % 3 == 0:
+            await proxy.command(i)
+        elif i % 3 == 1:
+            await proxy.fetch(i)
+        else:
+            async for _ in proxy.rows(2):
+                pass
+
+    async def main() -> None:
+        await asyncio.gather(*(one(i) for i in range(300)))
+        async with safeclients.checkout(proxy) as client:
+            made.append(client)
+
+    asyncio.run(main())
+    stats = safeclients.stats(proxy)
+    assert (stats.created, stats.closed, stats.live) == (3, 3, 0), stats
+    assert made[0].overlaps == 0, "two tasks were inside one instance at once"
+
+
+async def _in_task(method: Any, *args: Any) -> Any:
+    return await method(*args)
+
+
+async def _gather(*coroutines: Any) -> list[Any]:
+    return list(await asyncio.gather(*coroutines))
+
+
+# -- whatever interrupts a check or a close, no slot is lost -----------------------------------
+
+
+class Cutoff(BaseException):
+    """Stands for gevent.Timeout or KeyboardInterrupt: not an Exception, so no handler eats it."""
+
+
+def test_a_check_cut_off_loses_no_slot() -> None:
+    cut = [False]
+
+    def check(client: Any) -> bool:
+        if cut[0]:
+            raise Cutoff
+        return True
+
+    proxy = safeclients.pooled(FakeClient, size=1, timeout=0.5, check=check)
+    first = proxy.ping()[0]
+    cut[0] = True
+    with pytest.raises(Cutoff):
+        proxy.ping()
+    cut[0] = False
+    assert proxy.ping()[0] != first, "the interrupted instance was discarded, its slot reused"
+    stats = safeclients.stats(proxy)
+    assert (stats.created, stats.discarded, stats.live) == (2, 1, 1), stats
+
+
+def test_a_retiring_close_cut_off_loses_no_slot() -> None:
+    dead = [False]
+
+    def close(client: Any) -> None:
+        raise Cutoff
+
+    proxy = safeclients.pooled(
+        FakeClient, size=1, timeout=0.5, check=lambda client: not dead[0], close=close
+    )
+    proxy.ping()
+    dead[0] = True
+    with pytest.raises(Cutoff):
+        proxy.ping()  # its check says dead, and its close is cut off
+    dead[0] = False
+    proxy.ping()  # the slot is free again: no PoolTimeout
+    assert safeclients.stats(proxy).live == 1
+
+
+# -- async close --------------------------------------------------------------------------------
+
+
+def test_an_async_close_is_awaited_in_the_loop() -> None:
+    proxy = safeclients.pooled(AsyncFake, size=1, timeout=5.0)
+
+    async def main() -> AsyncFake:
+        async with safeclients.checkout(proxy) as raw:
+            pass
+        safeclients.dispose(proxy)
+        await _until(lambda: safeclients.stats(proxy).closed == 1, "the close task ran")
+        return raw
+
+    raw = asyncio.run(main())
+    assert raw.closes == 1, "aclose() was awaited"
+
+
+def test_an_async_close_with_no_loop_to_await_it_is_counted_failed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    proxy = safeclients.pooled(AsyncFake, size=1, timeout=5.0)
+    with safeclients.checkout(proxy) as raw:  # made outside any loop: no loop closes it
+        pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no "coroutine was never awaited"
+        safeclients.dispose(proxy)
+    stats = safeclients.stats(proxy)
+    assert (raw.closes, stats.closed, stats.close_failed) == (0, 0, 1), stats
+    assert "no event loop" in caplog.text
+
+
+def test_instances_made_in_a_loop_leave_the_pool_when_it_ends() -> None:
+    # An import-time asyncio.run() warm-up, then the worker's own loop: the warm-up's instance
+    # is closed inside its loop and its slot freed; the next loop makes its own (it used to get
+    # the old one: "Event loop is closed", "attached to a different loop").
+    proxy = safeclients.pooled(AsyncFake, size=2, timeout=5.0)
+
+    async def use() -> AsyncFake:
+        await proxy.command("warm")
+        async with safeclients.checkout(proxy) as raw:
+            return raw
+
+    first = asyncio.run(use())
+    stats = safeclients.stats(proxy)
+    assert (first.closes, stats.closed, stats.live) == (1, 1, 0), stats
+    second = asyncio.run(use())
+    assert second is not first and second.closes == 1
+    assert safeclients.stats(proxy).created == 2
