@@ -553,16 +553,13 @@ def derived_class(kind: type) -> type[Derived]:
 # -- iterators -----------------------------------------------------------------------------------
 
 
-class HeldIterator:
-    """A generator's use of its instance, from the first item to exhaustion or ``close()``.
-
-    Each step first checks that the use is still open and in its own context, *before* resuming
-    the generator, so a refused step from another thread leaves it intact for its owner.
-    """
+class _HeldSteps:
+    """A generator's hold, ended when the generator ends or, if it never does, when this
+    wrapper is collected (in whichever thread drops it: ``Hold.release`` works from any)."""
 
     __slots__ = ("_inner", "_hold", "__weakref__")
 
-    def __init__(self, inner: Generator[Any, Any, Any], hold: Hold) -> None:
+    def __init__(self, inner: Any, hold: Hold) -> None:
         self._inner = inner
         self._hold = hold
 
@@ -570,6 +567,17 @@ class HeldIterator:
         hold = self._hold
         if hold.open:
             hold.release()
+
+
+class HeldIterator(_HeldSteps):
+    """A generator's use of its instance, from the first item to exhaustion or ``close()``.
+
+    Each step first checks that the use is still open and in its own context, *before* resuming
+    the generator, so a refused step from another thread leaves it intact for its owner.
+    """
+
+    __slots__ = ()
+    _inner: Generator[Any, Any, Any]
 
     def __iter__(self) -> HeldIterator:
         return self
@@ -610,19 +618,11 @@ class HeldIterator:
             self._hold.release()
 
 
-class HeldAsyncIterator:
+class HeldAsyncIterator(_HeldSteps):
     """An async generator's use of its instance, until exhaustion or ``aclose()``."""
 
-    __slots__ = ("_inner", "_hold", "__weakref__")
-
-    def __init__(self, inner: AsyncGenerator[Any, Any], hold: Hold) -> None:
-        self._inner = inner
-        self._hold = hold
-
-    def __del__(self) -> None:
-        hold = self._hold
-        if hold.open:
-            hold.release()
+    __slots__ = ()
+    _inner: AsyncGenerator[Any, Any]
 
     def __aiter__(self) -> HeldAsyncIterator:
         return self
