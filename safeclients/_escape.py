@@ -77,6 +77,7 @@ class Escaping(Holder, Protocol):
 
     profile: Any
     nothing_to_give_back: bool
+    tracker: Any  # check mode's _check.Tracker, or None
 
     @property
     def holds_across_await(self) -> bool:
@@ -221,14 +222,40 @@ def held_awaitable(
     return coroutine
 
 
-async def _watched(policy: Escaping, obj: Any, token: Any, result: Awaitable[Any]) -> Any:
-    """An awaited call on an instance that is never given back: count its errors."""
+def _watched(policy: Escaping, obj: Any, token: Any, result: Awaitable[Any]) -> Any:
+    """An awaited call on an instance that is never given back: its errors count
+    (``discard_on``), and its use lasts until the await ends: check mode's tracker (entered by
+    the call) is left then, or when the coroutine is dropped unawaited, never before: two tasks
+    of one thread awaiting on a ``per_thread`` instance at once are inside it together."""
+    ended = [False]
+    coroutine = _watching(policy, obj, token, result, ended)
+    tracker = policy.tracker
+    if tracker is not None:
+        weakref.finalize(coroutine, _leave_unawaited, tracker, obj, ended)
+    return coroutine
+
+
+async def _watching(
+    policy: Escaping, obj: Any, token: Any, result: Awaitable[Any], ended: list[bool]
+) -> Any:
     try:
-        return await result
+        value = await result
     except BaseException as exc:
-        if policy.is_broken(exc, obj):
-            policy.put(obj, token, True)
+        ended[0] = True
+        policy.put(obj, token, policy.is_broken(exc, obj))  # leaves the tracker too
         raise
+    ended[0] = True
+    tracker = policy.tracker
+    if tracker is not None:
+        tracker.leave(obj)
+    return value
+
+
+def _leave_unawaited(tracker: Any, obj: Any, ended: list[bool]) -> None:
+    """A watched coroutine was dropped without being awaited (to the end): its use ends."""
+    if not ended[0]:
+        ended[0] = True
+        tracker.leave(obj)
 
 
 def derived_result(derived: Derived, hold: Hold, result: Any, name: str) -> Any:

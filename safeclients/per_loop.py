@@ -105,6 +105,7 @@ class _LoopRecord(Generic[T]):
 class PerLoopPolicy(Policy[T]):
     kind = "per_loop"
     async_blocks = True
+    tasks_share = True  # an async client serves the tasks of its loop at once
 
     USE = Use(
         get="""
