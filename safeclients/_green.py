@@ -39,7 +39,7 @@ import sys
 import threading
 from typing import Any, Protocol
 
-from safeclients import _codegen, _fork
+from safeclients import _codegen, _context, _fork
 
 
 class GreenAware(Protocol):
@@ -87,6 +87,9 @@ def renew_all() -> None:
     """Reset inherited policies (fork check), then make every policy's locks green."""
     _fork.check()
     _codegen.rebind_green()
+    greenlet = sys.modules.get("greenlet")
+    if greenlet is not None:
+        _context.green(greenlet.getcurrent)
     for policy in _policies():
         policy.green_reset()
     RENEWALS[0] += 1

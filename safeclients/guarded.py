@@ -64,30 +64,7 @@ def _current_frames() -> dict[int, FrameType]:
         gc.enable()
 
 
-# How deep a suspended task's chain of awaits is followed for its stack.
-_MAX_AWAITS = 64
-
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-
-
-def _frames_of(who: _context.Context, frames: dict[int, FrameType]) -> list[FrameType]:
-    """A context's frames, outermost first: a thread's (from ``sys._current_frames()``; a
-    greenlet not running now has none there), or a suspended task's (``Task.get_stack``)."""
-    if isinstance(who, int):
-        frame = frames.get(who)
-        found = [f for f, _ in traceback.walk_stack(frame)] if frame is not None else []
-        found.reverse()
-        return found
-    found = []
-    awaiting: Any = who.get_coro()
-    # The chain of awaits (Task.get_stack gives only the outermost coroutine's frame).
-    while awaiting is not None and len(found) < _MAX_AWAITS:
-        frame = getattr(awaiting, "cr_frame", None) or getattr(awaiting, "gi_frame", None)
-        if frame is None:
-            break
-        found.append(frame)
-        awaiting = getattr(awaiting, "cr_await", None) or getattr(awaiting, "gi_yieldfrom", None)
-    return found
 
 
 def _use(client: str, name: str | None) -> str:
@@ -191,7 +168,7 @@ class GuardedPolicy(SingleInstancePolicy[T]):
         )
         for who, _ in others:
             message += f"\nStack of {_context.describe(who)} at that moment:\n"
-            message += _format_stack(_frames_of(who, frames))
+            message += _format_stack(_context.stack(who, frames))
         del frames
         if self.on_conflict == "warn":
             log.warning("safeclients: %s", message)
