@@ -82,3 +82,22 @@ def test_a_pool_per_loop_serves_every_concurrent_task(postgresql: PostgreSQL) ->
     assert (stats.created, stats.closed, stats.discarded, stats.live) == (ROUNDS, ROUNDS, 0, 0), (
         f"one pool per loop, each closed (awaited) inside its loop: {stats}"
     )
+
+
+def test_a_transaction_on_one_of_the_loops_pool_connections(postgresql: PostgreSQL) -> None:
+    # docs/green.md's block form: `async with db.acquire() as conn, conn.transaction():`.
+    dsn = _dsn(postgresql)
+    pool = safeclients.per_loop(lambda: asyncpg.create_pool(min_size=1, max_size=4, **dsn))
+
+    async def unit(n: int) -> Any:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("CREATE TEMP TABLE IF NOT EXISTS t (v int) ON COMMIT DROP")
+            await conn.execute("INSERT INTO t VALUES ($1)", n)
+            return await conn.fetchval("SELECT sum(v) FROM t")
+
+    async def main() -> list[Any]:
+        return list(await asyncio.gather(*(unit(n) for n in range(8))))
+
+    assert asyncio.run(main()) == list(range(8)), "each block ran on one connection"
+    stats = safeclients.stats(pool)
+    assert (stats.created, stats.closed, stats.discarded) == (1, 1, 0), stats
