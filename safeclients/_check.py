@@ -33,10 +33,10 @@ class Tracker:
 
     A user is a context (``_context``): an asyncio task, else a thread or greenlet, so two
     tasks of one loop overlapping inside one instance are seen, and so are two greenlets.
-    ``per_loop`` shares its instance between the tasks of a loop by design: its tracker keys
-    by thread (``tasks=False``). A context may nest uses of the instance it is inside (a pinned
-    call inside a cursor's life, a callback); tasks that merely alternate (one use ends before
-    the next begins) never conflict.
+    ``per_loop`` and ``per_thread`` share their instance between the tasks of a thread by
+    design: their trackers key by thread (``tasks=False``). A context may nest uses of the
+    instance it is inside (a pinned call inside a cursor's life, a callback); tasks that merely
+    alternate (one use ends before the next begins) never conflict.
 
     Every successful ``enter`` is matched by one ``leave``, which may run in another context:
     a held awaitable made in one task is often awaited in another (``asyncio.gather`` wraps it

@@ -98,8 +98,9 @@ class Policy(Generic[T]):
     #: Whether ``async with checkout(proxy)`` is allowed: only where nothing is held across an
     #: await (``per_loop``); a lock or a slot held across one is the lead's open question.
     async_blocks: ClassVar[bool] = False
-    #: Whether the tasks of one loop share an instance by design (``per_loop``): the check
-    #: mode's tracker then keys by thread, not by task (``_check.Tracker``).
+    #: Whether the tasks of one thread share an instance by design (``per_loop``, and
+    #: ``per_thread``, which promises an instance per thread): check mode's tracker then keys
+    #: by thread, not by task (``_check.Tracker``).
     tasks_share: ClassVar[bool] = False
 
     # Bound at creation from the compiled USE (instance attributes: one dict lookup per use).

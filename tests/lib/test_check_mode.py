@@ -194,25 +194,41 @@ def test_a_busy_async_pool_reports_nothing_and_every_instance_stays_usable(
     assert safeclients.stats(proxy).discarded == 0
 
 
-def test_two_tasks_inside_per_threads_instance_are_reported(check_mode: None) -> None:
-    # per_thread gives the tasks of one thread its one instance: a use held across an await
-    # (an awaitable made in one task, not yet finished) overlaps with another task's call.
-    proxy = safeclients.per_thread(AsyncFake)
+def test_a_pool_handing_one_instance_to_two_tasks_is_caught(check_mode: None) -> None:
+    # Sabotage: the free list holds one instance twice, so two tasks of one thread get it at
+    # once. Keyed by thread, the tracker saw one user; keyed by task, it sees both.
+    proxy = safeclients.pooled(AsyncFake, size=2, timeout=JOIN)
+    policy: Any = policy_of(proxy)
+    shared = AsyncFake()
+    policy.tracker.created(shared)
 
-    async def main() -> BaseException | None:
-        async def other() -> Any:
+    async def main() -> list[Any]:
+        async def first() -> Any:
+            return await proxy.fetch(1)  # inside across the fake's own await
+
+        async def second() -> Any:
             return await proxy.fetch(2)
 
-        held = proxy.command(1)  # holds the thread's instance until awaited
-        try:
-            outcome: Any = (await asyncio.gather(other(), return_exceptions=True))[0]
-        finally:
-            await held
-        return outcome if isinstance(outcome, BaseException) else None
+        policy.free = [shared, shared]
+        policy._count = 2
+        return list(await asyncio.gather(first(), second(), return_exceptions=True))
 
-    error = asyncio.run(main())
-    assert isinstance(error, safeclients.ConcurrentUseError), error
-    assert "asyncio task" in str(error)
+    outcomes = asyncio.run(main())
+    errors = [o for o in outcomes if isinstance(o, safeclients.ConcurrentUseError)]
+    assert len(errors) == 1, f"one of the two tasks must be refused: {outcomes}"
+    assert "asyncio task" in str(errors[0])
+
+
+def test_per_thread_tasks_share_the_threads_instance_without_reports(check_mode: None) -> None:
+    # per_thread promises an instance per thread, not per task: its check keys by thread. An
+    # awaited call's use lasts until its await ends, then leaves, wherever it was awaited.
+    proxy = safeclients.per_thread(AsyncFake)
+
+    async def main() -> list[Any]:
+        held = proxy.command(0)  # awaited below, in gather's task
+        return list(await asyncio.gather(held, *(proxy.fetch(n) for n in range(1, 16))))
+
+    assert [key for _, key in asyncio.run(main())] == list(range(16))
     tracker = policy_of(proxy).tracker
     assert tracker is not None and tracker._users == {}, "every use ended: nothing stays inside"
 
