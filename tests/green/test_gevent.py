@@ -160,3 +160,29 @@ def test_a_gevent_timeout_cutting_off_a_check_or_a_close_loses_no_slot(what: str
     assert seen["cut"], f"the scenario's Timeout never fired: {seen}"
     assert seen["results"] == [1, 1, 1], f"the pool's one slot was lost: {seen}"
     assert seen["live"] == 1 and seen["created"] == 2, seen
+
+
+@pytest.mark.parametrize("order", ["import-then-patch", "patch-then-import"])
+def test_a_context_is_the_greenlet_whenever_safeclients_is_imported(order: str) -> None:
+    imports = ["import safeclients", "from gevent import monkey; monkey.patch_all()"]
+    if order == "patch-then-import":
+        imports.reverse()
+    code = "\n".join(
+        [
+            *imports,
+            "import gevent",
+            "from safeclients import _context",
+            "seen = [gevent.spawn(_context.current).get(timeout=10) for _ in range(2)]",
+            "print(type(seen[0]).__name__, int(seen[0] is not seen[1]))",
+        ]
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        timeout=CHILD_TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().split() == ["Greenlet", "1"], done.stdout.decode()
