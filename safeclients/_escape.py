@@ -193,7 +193,9 @@ def _awaitable(
     if policy.nothing_to_give_back and type(token) is not _uses.Pin:
         # per_thread, per_process, per_loop: the instance stays where it is whatever happens, so
         # there is no use to hold; only an error while awaiting still counts (discard_on).
-        return _watched(policy, obj, token, result)
+        if policy.tracker is None:
+            return _watched(policy, obj, token, result)
+        return _watched_checked(policy, obj, token, result)
     # Not the context's pin: an awaitable is often awaited in another task (gather).
     return held_awaitable(_uses.hold(policy, obj, token, name, register=False), result)
 
@@ -222,16 +224,23 @@ def held_awaitable(
     return coroutine
 
 
-def _watched(policy: Escaping, obj: Any, token: Any, result: Awaitable[Any]) -> Any:
-    """An awaited call on an instance that is never given back: its errors count
-    (``discard_on``), and its use lasts until the await ends: check mode's tracker (entered by
-    the call) is left then, or when the coroutine is dropped unawaited, never before: two tasks
-    of one thread awaiting on a ``per_thread`` instance at once are inside it together."""
+async def _watched(policy: Escaping, obj: Any, token: Any, result: Awaitable[Any]) -> Any:
+    """An awaited call on an instance that is never given back: count its errors."""
+    try:
+        return await result
+    except BaseException as exc:
+        if policy.is_broken(exc, obj):
+            policy.put(obj, token, True)
+        raise
+
+
+def _watched_checked(policy: Escaping, obj: Any, token: Any, result: Awaitable[Any]) -> Any:
+    """``_watched`` under check mode: the use lasts until the await ends, so the tracker
+    (entered by the call) is left then, or when the coroutine is dropped unawaited, never
+    before (the loop's or thread's other tasks may be inside the instance meanwhile)."""
     ended = [False]
     coroutine = _watching(policy, obj, token, result, ended)
-    tracker = policy.tracker
-    if tracker is not None:
-        weakref.finalize(coroutine, _leave_unawaited, tracker, obj, ended)
+    weakref.finalize(coroutine, _leave_unawaited, policy.tracker, obj, ended)
     return coroutine
 
 
@@ -245,9 +254,7 @@ async def _watching(
         policy.put(obj, token, policy.is_broken(exc, obj))  # leaves the tracker too
         raise
     ended[0] = True
-    tracker = policy.tracker
-    if tracker is not None:
-        tracker.leave(obj)
+    policy.tracker.leave(obj)
     return value
 
 
