@@ -185,6 +185,30 @@ def ftplib(exc: BaseException, ftp: Any) -> bool:
     return isinstance(exc, module.error_temp) and str(exc)[:3] == "421"
 
 
+def asyncpg(exc: BaseException, conn: Any) -> bool:
+    """asyncpg's ``Connection``: dead when it says so (``is_closed()``: asyncpg marks a
+    connection whose transport was lost, ``protocol.pyx`` ``connection_lost``), or by SQLSTATE
+    (``ConnectionDoesNotExistError`` 08003 and the rest of class 08, ``AdminShutdownError``
+    57P01, ...), or a socket error. ``InterfaceError`` "cannot perform operation: another
+    operation is in progress" (``connection.py`` ``_check_open``/``_check_listeners`` callers)
+    is a *misuse* on a live connection: two tasks used it at once; it is kept, and so are a
+    statement error, a ``QueryCanceledError`` (57014) and a client-side ``TimeoutError``
+    (asyncpg cancels the query on the server and the connection stays usable)."""
+    if conn is not None:
+        is_closed = getattr(conn, "is_closed", None)
+        if callable(is_closed) and is_closed() is True:
+            return True
+    exceptions = _module("asyncpg.exceptions")
+    if exceptions is None:
+        return isinstance(exc, OSError)
+    if isinstance(exc, exceptions.PostgresError):
+        return str(getattr(exc, "sqlstate", "") or "").startswith(PG_DISCONNECT_SQLSTATES)
+    if isinstance(exc, exceptions.InterfaceError):
+        return "connection is closed" in str(exc)
+    # A timeout (TimeoutError is an OSError) leaves it alive: asyncpg cancels the query.
+    return isinstance(exc, OSError) and not isinstance(exc, TimeoutError)
+
+
 __all__ = [
     "MYSQL_DISCONNECT_CODES",
     "PG_DISCONNECT_MESSAGES",
@@ -197,4 +221,5 @@ __all__ = [
     "sqlite3",
     "smtplib",
     "ftplib",
+    "asyncpg",
 ]

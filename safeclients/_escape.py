@@ -77,6 +77,7 @@ class Escaping(Holder, Protocol):
 
     profile: Any
     nothing_to_give_back: bool
+    tracker: Any  # check mode's _check.Tracker, or None
 
     @property
     def holds_across_await(self) -> bool:
@@ -192,7 +193,9 @@ def _awaitable(
     if policy.nothing_to_give_back and type(token) is not _uses.Pin:
         # per_thread, per_process, per_loop: the instance stays where it is whatever happens, so
         # there is no use to hold; only an error while awaiting still counts (discard_on).
-        return _watched(policy, obj, token, result)
+        if policy.tracker is None:
+            return _watched(policy, obj, token, result)
+        return _watched_checked(policy, obj, token, result)
     # Not the context's pin: an awaitable is often awaited in another task (gather).
     return held_awaitable(_uses.hold(policy, obj, token, name, register=False), result)
 
@@ -229,6 +232,37 @@ async def _watched(policy: Escaping, obj: Any, token: Any, result: Awaitable[Any
         if policy.is_broken(exc, obj):
             policy.put(obj, token, True)
         raise
+
+
+def _watched_checked(policy: Escaping, obj: Any, token: Any, result: Awaitable[Any]) -> Any:
+    """``_watched`` under check mode: the use lasts until the await ends, so the tracker
+    (entered by the call) is left then, or when the coroutine is dropped unawaited, never
+    before (the loop's or thread's other tasks may be inside the instance meanwhile)."""
+    ended = [False]
+    coroutine = _watching(policy, obj, token, result, ended)
+    weakref.finalize(coroutine, _leave_unawaited, policy.tracker, obj, ended)
+    return coroutine
+
+
+async def _watching(
+    policy: Escaping, obj: Any, token: Any, result: Awaitable[Any], ended: list[bool]
+) -> Any:
+    try:
+        value = await result
+    except BaseException as exc:
+        ended[0] = True
+        policy.put(obj, token, policy.is_broken(exc, obj))  # leaves the tracker too
+        raise
+    ended[0] = True
+    policy.tracker.leave(obj)
+    return value
+
+
+def _leave_unawaited(tracker: Any, obj: Any, ended: list[bool]) -> None:
+    """A watched coroutine was dropped without being awaited (to the end): its use ends."""
+    if not ended[0]:
+        ended[0] = True
+        tracker.leave(obj)
 
 
 def derived_result(derived: Derived, hold: Hold, result: Any, name: str) -> Any:

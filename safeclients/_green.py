@@ -39,7 +39,7 @@ import sys
 import threading
 from typing import Any, Protocol
 
-from safeclients import _codegen, _fork
+from safeclients import _codegen, _context, _fork
 
 
 class GreenAware(Protocol):
@@ -87,6 +87,7 @@ def renew_all() -> None:
     """Reset inherited policies (fork check), then make every policy's locks green."""
     _fork.check()
     _codegen.rebind_green()
+    _name_greenlets()
     for policy in _policies():
         policy.green_reset()
     RENEWALS[0] += 1
@@ -116,7 +117,16 @@ def subscribe() -> bool:
         return True
 
 
+def _name_greenlets() -> None:
+    """A context is the greenlet itself once ``threading`` is patched (``_context``)."""
+    greenlet = sys.modules.get("greenlet")
+    if greenlet is not None:
+        _context.green(greenlet.getcurrent)
+
+
 subscribe()
+if threading_patched():  # imported after patch_all(): no patch event will come
+    _name_greenlets()
 
 __all__ = [
     "threading_patched",

@@ -98,6 +98,10 @@ class Policy(Generic[T]):
     #: Whether ``async with checkout(proxy)`` is allowed: only where nothing is held across an
     #: await (``per_loop``); a lock or a slot held across one is the lead's open question.
     async_blocks: ClassVar[bool] = False
+    #: Whether the tasks of one thread share an instance by design (``per_loop``, and
+    #: ``per_thread``, which promises an instance per thread): check mode's tracker then keys
+    #: by thread, not by task (``_check.Tracker``).
+    tasks_share: ClassVar[bool] = False
 
     # Bound at creation from the compiled USE (instance attributes: one dict lookup per use).
     get: Callable[[], tuple[Any, Any]]
@@ -143,7 +147,9 @@ class Policy(Generic[T]):
         # Called once with the type of the first instance (the proxy installs fast forwarders).
         self.on_first_instance: Callable[[type], None] | None = None
         self.tracker: _check.Tracker | None = (
-            _check.Tracker(self.kind) if checkable and _check.enabled() else None
+            _check.Tracker(self.kind, tasks=not self.tasks_share)
+            if checkable and _check.enabled()
+            else None
         )
         self._final = False
         # Per context (thread, greenlet, task): the instance its open uses hold (``_uses``).

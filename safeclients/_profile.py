@@ -14,7 +14,7 @@ from safeclients._probes import Probe
 
 #: The policy names a profile's ``suggest`` holds (a registration through the older
 #: ``safeclients.audit.register`` may hold free text instead; the audit prints it verbatim).
-POLICIES = frozenset({"pooled", "per_thread", "locked", "per_process"})
+POLICIES = frozenset({"pooled", "per_thread", "locked", "per_process", "per_loop"})
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Profile:
 
     qualname: str  # "pymysql.connections.Connection" (type's module + qualname)
     reason: str  # why it is unsafe (the audit prints it)
-    suggest: str  # "pooled" | "per_thread" | "locked" | "per_process"
+    suggest: str  # "pooled" | "per_thread" | "locked" | "per_process" | "per_loop"
     sources: tuple[str, ...]  # URLs of the client's docs/source backing each claim
     probe: Probe | None = None  # audit: describe its open connection, or None; never sends
     broken: tuple[str, ...] = ()  # qualified names of exception classes meaning "this

@@ -280,6 +280,37 @@ PSYCOPG = Profile(
 )
 
 
+# --- asyncpg ---------------------------------------------------------------------------------
+# - asyncpg docs, "asyncpg Usage", Connection Pools: "a single connection can only be used by
+#   one coroutine at a time" is why the pool exists; Connection._check_open and the protocol's
+#   busy state raise InterfaceError "cannot perform operation: another operation is in
+#   progress" when a second task uses a connection that is mid-query (connection.py).
+# - A connection (and a pool) belongs to the loop it was made in: "Future attached to a
+#   different loop" from any other.
+# - Served safely by a pool per loop: per_loop(lambda: asyncpg.create_pool(dsn)) (per_loop
+#   awaits the coroutine create_pool returns, in the loop that will use it, and awaits
+#   pool.close() at the loop's end); each call acquires one of the pool's connections for
+#   itself, and a transaction is `async with pool.acquire() as conn, conn.transaction():`.
+#   A bare Connection under per_loop is one connection for every task of the loop: a
+#   concurrent use raises the misuse error above, which is *not* a disconnect (kept).
+# - disconnect: is_closed(), SQLSTATE class 08 and 57P01-03, socket errors; not a timeout
+#   (asyncpg cancels the query, the connection stays usable) (_disconnect.asyncpg).
+ASYNCPG_CONNECTION = Profile(
+    qualname="asyncpg.connection.Connection",
+    reason="An asyncpg connection serves one coroutine at a time and is bound to the event "
+    "loop that made it: a second task gets InterfaceError 'another operation is in "
+    "progress', a second loop 'attached to a different loop'. Use a pool per loop: "
+    "safeclients.per_loop(lambda: asyncpg.create_pool(dsn)). " + _FORKED,
+    suggest="per_loop",
+    sources=(
+        "https://magicstack.github.io/asyncpg/current/usage.html#connection-pools",
+        "https://github.com/MagicStack/asyncpg/blob/master/asyncpg/connection.py",
+        "https://github.com/MagicStack/asyncpg/blob/master/asyncpg/exceptions/__init__.py",
+    ),
+    disconnect=_disconnect.asyncpg,
+)
+
+
 # --- pika ------------------------------------------------------------------------------------
 # - pika docs, FAQ "Is Pika thread safe?": "Pika does not have any notion of threading in the
 #   code. If you want to use Pika with threading, make sure you have a Pika connection per
@@ -723,6 +754,7 @@ SHIPPED: tuple[Profile, ...] = (
     MYSQLCLIENT,
     PSYCOPG2,
     PSYCOPG,
+    ASYNCPG_CONNECTION,
     PIKA_CONNECTION,
     PIKA_CHANNEL,
     REDIS,

@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from safeclients import _codegen, _fork
+from safeclients import _codegen, _context, _fork
 from safeclients._escape import escaped
 from safeclients._fork import ARMED
 from safeclients._pending import PLAIN_OR_PENDING
@@ -68,8 +68,8 @@ def _make(policy, is_broken, tracker, name):
         if not ARMED[0]:
             fork_check()
 {get}
-        try:
-{enter}            result = {action}
+{enter}        try:
+            result = {action}
         except BaseException as exc:
 {leave}            if is_broken(exc, obj):
 {put_broken}
@@ -134,13 +134,24 @@ class Compiled:
                 "lose": lose,
                 "refuse_lost": refuse_lost,
                 "escaped": escaped,
+                # The calling task, thread or greenlet (guarded's "who is inside").
+                "current_context": _context.current,
             }
         )
         self._fragments = {
             "get": _indent(use.get, 8),
             "put_ok": _indent(use.put_ok, 16),
             "put_broken": _indent(use.put_broken, 16),
-            "enter": "            tracker.enter(obj)\n" if checked else "",
+            # An enter that raised is not left: the instance goes back, the error goes up.
+            "enter": (
+                "        try:\n"
+                "            tracker.enter(obj)\n"
+                "        except BaseException:\n"
+                + _indent(use.put_ok, 12)
+                + "\n            raise\n"
+            )
+            if checked
+            else "",
             "leave": "            tracker.leave(obj)\n" if checked else "",
             "leave_ok": "            tracker.leave(obj)\n" if checked else "",
             "put_ok_after": _indent(use.put_ok, 12),
@@ -149,16 +160,9 @@ class Compiled:
             path: self._path(path, "") for path in ("call", "apply")
         }
         self._forwarders: dict[str, Callable[..., Any]] = {}
-        enter_get = ""
-        if checked:
-            enter_get = (
-                "        try:\n"
-                "            tracker.enter(obj)\n"
-                "        except BaseException:\n"
-                + _indent(use.put_ok, 12)
-                + "\n            raise\n"
-            )
-        get_source = _GET_TEMPLATE.format(get=self._fragments["get"], enter_get=enter_get)
+        get_source = _GET_TEMPLATE.format(
+            get=self._fragments["get"], enter_get=self._fragments["enter"]
+        )
         put_source = _PUT_TEMPLATE.format(
             leave_put="        tracker.leave(obj)\n" if checked else "",
             put_ok=_indent(use.put_ok, 12),
@@ -220,6 +224,7 @@ _RESERVED = frozenset(
         "ARMED",
         "fork_check",
         "get_ident",
+        "current_context",
         "monotonic",
         "PLAIN",
         "escaped",

@@ -304,8 +304,11 @@ def hold(policy: Holder, obj: Any, token: Any, name: str | None, *, register: bo
     which may be awaited in another task): the pin is not the context's, so the context's
     other calls do not run on it."""
     if type(token) is Pin:
+        # The call ran on the context's pin (pooled): the pin covers the result; the call's own
+        # use ends (a Pin token gives nothing back; check mode's tracker is left).
         with _count_lock:
             token.count += 1
+        policy.put(obj, token, False)
         return Hold(token, name)
     current = policy.pins.get()
     if current is not None and current.obj is obj and current.mine():

@@ -1,13 +1,17 @@
-"""``guarded``: a detector. No locking; it watches for two threads inside one client at once.
+"""``guarded``: a detector. No locking; it watches for two contexts inside one client at once.
 
-Every call marks "thread T is inside method m" in ``inside`` (a dict keyed by thread ident; each
-thread writes only its own key, and a dict store or delete is atomic under the GIL) and then
-looks at the dict's size. A second thread arriving while the first is still inside sees two
-entries: with ``on_conflict="raise"`` it gets ``ConcurrentUseError`` *before* touching the
-client, with a message naming both threads, the method each is in, and the other thread's
-current stack (``sys._current_frames()``), so both sides of the race are on screen.
-``"warn"`` logs the same message (logger ``safeclients``) and proceeds; ``"count"`` only counts.
-``stats(proxy).conflicts`` counts every conflict seen.
+A context is an asyncio task, else a thread or greenlet (``_context.current``, looked up at each
+call, so after gevent's patch two greenlets of one OS thread are two contexts, and two tasks of
+one loop are two as well). Every call marks "context C is inside method m" in ``inside`` (a dict
+keyed by context; each context writes only its own key, and a dict store or delete is atomic
+under the GIL) and then looks at the dict's size. A use that outlives its call (a held
+awaitable, a cursor) stays inside until it ends, wherever it ends: it leaves by the key it
+entered with. A second context arriving while the first is still inside sees two entries: with
+``on_conflict="raise"`` it gets ``ConcurrentUseError`` *before* touching the client, with a
+message naming both contexts, the method each is in, and the other one's current stack (a
+thread's from ``sys._current_frames()``, a task's from ``Task.get_stack()``), so both sides of
+the race are on screen. ``"warn"`` logs the same message (logger ``safeclients``) and proceeds;
+``"count"`` only counts. ``stats(proxy).conflicts`` counts every conflict seen.
 
 Across a fork: like every policy, the child drops the instance it inherited (without closing it)
 and, given a factory, creates its own on first use, so an app whose client was used once at
@@ -16,7 +20,7 @@ given without a factory cannot be recreated: its first use in the child raises
 ``ForkedUseError`` (the parent's connection would be shared). ``dispose(proxy)`` in the child
 forgets it (without closing it).
 
-Dispose: an instance disposed while a thread is inside a call on it is closed by the last thread
+Dispose: an instance disposed while a context is inside a call on it is closed by the last one
 to leave, never under a running call.
 """
 
@@ -26,12 +30,12 @@ import functools
 import gc
 import os
 import sys
-import threading
 import traceback
 from collections.abc import Callable
 from types import FrameType
 from typing import Any, TypeVar, overload
 
+from safeclients import _context
 from safeclients._factory import NOT_GIVEN, FunctionFactory, instance_or_factory, proxy_or_decorator
 from safeclients._policy import log
 from safeclients._proxy import make_proxy
@@ -63,13 +67,6 @@ def _current_frames() -> dict[int, FrameType]:
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
-def _thread_name(ident: int) -> str:
-    for thread in threading.enumerate():
-        if thread.ident == ident:
-            return thread.name
-    return "?"
-
-
 def _use(client: str, name: str | None) -> str:
     """How a use reads in the message: ``Client.method()``, or a generic use of the client."""
     if name is None:
@@ -77,12 +74,11 @@ def _use(client: str, name: str | None) -> str:
     return f"{client}.{name}()"
 
 
-def _format_stack(frame: FrameType | None) -> str:
-    """The other thread keeps running: take its frames and line numbers first, sources after."""
-    if frame is None:
-        return "  (the thread has left)\n"
-    summary = traceback.StackSummary.extract(traceback.walk_stack(frame), lookup_lines=False)
-    summary.reverse()
+def _format_stack(found: list[FrameType]) -> str:
+    """The other context keeps running: take its frames and line numbers first, sources after."""
+    if not found:
+        return "  (it has left, or it is a greenlet not running now)\n"
+    summary = traceback.StackSummary.extract(((f, f.f_lineno) for f in found), lookup_lines=False)
     # Our own frames between the caller and the client only hide the two sides of the race.
     ours = [f for f in summary if not f.filename.startswith(_PACKAGE_DIR)]
     return "".join(traceback.StackSummary.from_list(ours).format())
@@ -101,13 +97,14 @@ class GuardedPolicy(SingleInstancePolicy[T]):
     kind = "guarded"
 
     # `name` is the method of the use (None for special methods and blocks). `token` is the
-    # thread ident the use registered in `inside`, or None for a nested use from a callback.
+    # context the use registered in `inside`, or None for a nested use (a callback, a second
+    # call while a held awaitable of the same context is open).
     USE = Use(
         get="""
             obj = policy.instance
             if obj is None:
                 obj = policy.create_instance()
-            token = get_ident()
+            token = current_context()
             inside = policy.inside
             if token in inside:
                 token = None
@@ -138,40 +135,40 @@ class GuardedPolicy(SingleInstancePolicy[T]):
         # _create_lock (the base's) also guards `retiring`; calls are never serialized.
         super().renew(drop=drop)
         if drop:
-            # Thread ident -> name of the (outermost) method that thread is inside right now.
-            self.inside: dict[int, str | None] = {}
-            # Instances disposed while a thread was inside a call: closed by the last one out.
+            # Context -> name of the (outermost) method that context is inside right now.
+            self.inside: dict[_context.Context, str | None] = {}
+            # Instances disposed while a context was inside a call: closed by the last one out.
             self.retiring: list[T] = []
 
     # -- detection -----------------------------------------------------------------------------
 
-    def conflict(self, me: int, name: str | None) -> None:
-        """Slow path: another thread is inside the client too. Raise, warn or count."""
-        others = [(ident, other) for ident, other in list(self.inside.items()) if ident != me]
+    def conflict(self, me: _context.Context, name: str | None) -> None:
+        """Slow path: another context is inside the client too. Raise, warn or count."""
+        others = [(who, other) for who, other in list(self.inside.items()) if who != me]
         if not others:
             return
         self.counters.conflict()
         if self.on_conflict == "count":
             return
         if self.on_conflict == "raise":
-            # This thread will not touch the client: leave `inside` before the (slow) message is
-            # built, so threads arriving meanwhile are not reported as racing with it.
+            # This context will not touch the client: leave `inside` before the (slow) message
+            # is built, so contexts arriving meanwhile are not reported as racing with it.
             self.inside.pop(me, None)
         client = type(self.instance).__name__
         frames = _current_frames()
         parts = [
-            f"thread {_thread_name(me)!r} (ident {me}) called {_use(client, name)} while "
-            f"thread {_thread_name(ident)!r} (ident {ident}) was still inside "
-            f"{_use(client, other)}"
-            for ident, other in others
+            f"{_context.describe(me)} called {_use(client, name)} while "
+            f"{_context.describe(who)} was still inside {_use(client, other)}"
+            for who, other in others
         ]
         message = "; ".join(parts) + (
-            ": one client instance used by two threads at once (it is not thread-safe; wrap it "
-            "with safeclients.per_thread, locked or pooled)."
+            ": one client instance used by two threads, greenlets or tasks at once (it is not "
+            "safe for that; wrap it with safeclients.per_thread, locked or pooled, or per_loop "
+            "for an async client)."
         )
-        for ident, _ in others:
-            message += f"\nStack of thread {_thread_name(ident)!r} at that moment:\n"
-            message += _format_stack(frames.get(ident))
+        for who, _ in others:
+            message += f"\nStack of {_context.describe(who)} at that moment:\n"
+            message += _format_stack(_context.stack(who, frames))
         del frames
         if self.on_conflict == "warn":
             log.warning("safeclients: %s", message)

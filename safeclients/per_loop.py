@@ -68,6 +68,7 @@ import weakref
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, Generic, TypeVar, overload
 
+from safeclients import _uses
 from safeclients._discard import DiscardOn
 from safeclients._factory import proxy_or_decorator
 from safeclients._pending import Deferrer, PendingCall
@@ -105,6 +106,7 @@ class _LoopRecord(Generic[T]):
 class PerLoopPolicy(Policy[T]):
     kind = "per_loop"
     async_blocks = True
+    tasks_share = True  # an async client serves the tasks of its loop at once
 
     USE = Use(
         get="""
@@ -186,6 +188,7 @@ class PerLoopPolicy(Policy[T]):
             if name is not None:
                 return Deferrer(self, NoRunningLoopError)  # type: ignore[return-value]
             raise self._no_loop()
+        _uses.refuse_lost(self)  # never a new instance in the middle of a lost block
         record = self.records.get(loop)
         if record is not None:
             return record.obj
@@ -404,6 +407,19 @@ class PerLoopPolicy(Policy[T]):
         for record in [*self.records.values(), *self._retiring]:
             record.state = ORPHANED
         super().after_fork()
+
+    def inherited(self) -> list[Any]:
+        """Fork child: every loop's instance the parent held, open or retiring (not only the
+        running loop's: a child forked outside any loop has none running), for ``_fork.keep``:
+        their finalizers never run here (an unclosed async client's ``__del__`` may abort a
+        transport whose connection is the parent's)."""
+        return [record.obj for record in [*self.records.values(), *self._retiring]]
+
+    def on_lost(self, obj: Any) -> None:
+        """A block's (or a derived object's) error showed the loop's instance dead: retire it
+        now; this context's next use inside that block is refused (``create_for_loop`` asks
+        ``refuse_lost``) while the loop's other tasks get a new instance."""
+        self.discard(obj)
 
 
 def _static_attribute(kind: type, name: str) -> object:

@@ -76,6 +76,7 @@ _PUT_BROKEN = "policy.discard(obj)"
 class PerThreadPolicy(Policy[T]):
     kind = "per_thread"
     track_holds = True  # vetted_own never retires an instance under an open cursor or block
+    tasks_share = True  # an instance per thread, not per task: check mode keys by thread
 
     USE = Use(get=_GET + "token = None\n", put_ok="", put_broken=_PUT_BROKEN)
 

@@ -214,6 +214,185 @@ def scenario_guarded() -> dict[str, Any]:
     return {"results": [g.value for g in greenlets]}
 
 
+def scenario_per_process_yield() -> dict[str, Any]:
+    """per_process made before the patch; two greenlets make its first use at once and the
+    factory yields to the hub (a connect). Its creation lock must be greenlet-aware."""
+    import time
+
+    made = [0]
+
+    class Connecting:
+        def __init__(self) -> None:
+            made[0] += 1
+            time.sleep(0.05)  # gevent's sleep once patched: the greenlet yields mid-creation
+
+        def m(self) -> int:
+            return made[0]
+
+    proxy = safeclients.per_process(Connecting)
+    patch()
+    import gevent
+
+    greenlets = [gevent.spawn(proxy.m) for _ in range(4)]
+    gevent.joinall(greenlets, timeout=WAIT)
+    return {
+        "results": [g.value for g in greenlets],
+        "errors": [repr(g.exception) for g in greenlets if g.exception is not None],
+        "made": made[0],
+    }
+
+
+class Cursor:
+    """A derived object that refers back to its connection (what makes it one: ``_escape``)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def execute(self) -> int:
+        return self.connection.id
+
+    def close(self) -> None:
+        pass
+
+
+class Connection:
+    count = 0
+
+    def __init__(self) -> None:
+        Connection.count += 1
+        self.id = Connection.count
+
+    def cursor(self) -> Cursor:
+        return Cursor(self)
+
+    def commit(self) -> int:
+        return self.id
+
+
+def scenario_pooled_pin(where: str) -> dict[str, Any]:
+    """pooled(size=2) made ``before`` or ``after`` the patch. Greenlets interleave: each
+    opens a cursor, yields to the hub (the others run), then calls ``db.commit()`` while its
+    cursor is open: the commit must run on the cursor's connection (the greenlet's pin)."""
+    if where == "before":
+        db = safeclients.pooled(Connection, size=2)
+        patch()
+    else:
+        patch()
+        db = safeclients.pooled(Connection, size=2)
+    import gevent
+
+    def unit() -> tuple[int, int]:
+        cur = db.cursor()
+        try:
+            on = cur.execute()
+            gevent.sleep(0.001)  # the other greenlets open their cursors meanwhile
+            return on, db.commit()
+        finally:
+            cur.close()
+
+    greenlets = [gevent.spawn(unit) for _ in range(2)]
+    gevent.joinall(greenlets, timeout=WAIT)
+    later = [gevent.spawn(unit) for _ in range(8)]  # more units than connections: they wait
+    gevent.joinall(later, timeout=WAIT)
+    pairs = [g.value for g in greenlets + later if g.successful()]
+    return {
+        "pairs": pairs,
+        "mismatched": sum(1 for on, committed in pairs if on != committed),
+        "errors": [repr(g.exception) for g in greenlets + later if g.exception is not None],
+        "distinct_in_first_two": len({on for on, _ in pairs[:2]}),
+        "live": safeclients.stats(db).live,
+    }
+
+
+def scenario_guarded_overlap(on_conflict: str) -> dict[str, Any]:
+    """guarded made before the patch: greenlet A is inside ``slow()`` (it yields to the hub
+    there); greenlet B calls ``quick()``: two greenlets of one OS thread inside one client."""
+
+    class Client:
+        def __init__(self) -> None:
+            self.entered: Any = None
+            self.release: Any = None
+
+        def slow(self) -> str:
+            self.entered.set()
+            if not self.release.wait(WAIT):
+                raise TimeoutError("release never set")
+            return "left"
+
+        def quick(self) -> int:
+            return 7
+
+    client = Client()
+    proxy = safeclients.guarded(client, on_conflict=on_conflict)
+    patch()
+    import gevent
+    import gevent.event
+
+    client.entered, client.release = gevent.event.Event(), gevent.event.Event()
+    first = gevent.spawn(proxy.slow)
+    if not client.entered.wait(WAIT):
+        return {"error": "first never entered"}
+    second = gevent.spawn(proxy.quick)
+    second.join(WAIT)
+    client.release.set()
+    first.join(WAIT)
+    alternate = [gevent.spawn(proxy.quick) for _ in range(10)]  # one after another: no conflict
+    gevent.joinall(alternate, timeout=WAIT)
+    return {
+        "first": first.value,
+        "second": second.value,
+        "second_error": repr(second.exception) if second.exception is not None else None,
+        "conflicts": safeclients.stats(proxy).conflicts,
+        "alternate": [g.value for g in alternate],
+    }
+
+
+def scenario_timeout(what: str) -> dict[str, Any]:
+    """pooled(size=1), patched; a ``gevent.Timeout`` cuts off the health check (``check``)
+    or the close of an instance being retired (``close``). The slot must stay usable."""
+    patch()
+    import time
+
+    import gevent
+
+    slow = [True]
+    closes = [0]
+
+    class Client:
+        def m(self) -> int:
+            return 1
+
+        def close(self) -> None:
+            closes[0] += 1
+            if what == "close" and slow[0]:
+                time.sleep(WAIT)  # gevent's sleep: cut off by the Timeout
+
+    def check(client: Client) -> bool:
+        if what == "check" and slow[0]:
+            time.sleep(WAIT)
+        return True
+
+    if what == "check":
+        proxy = safeclients.pooled(Client, size=1, timeout=WAIT, check=check, check_interval=0)
+    else:
+        proxy = safeclients.pooled(Client, size=1, timeout=WAIT, max_lifetime=0.01)
+    proxy.m()  # one instance, back in the pool
+    time.sleep(0.02)  # past max_lifetime (close): retired at the next use
+    cut = False
+    try:
+        with gevent.Timeout(0.05):
+            proxy.m()  # the check (or the retiring close) yields, and is cut off
+    except gevent.Timeout:
+        cut = True
+    slow[0] = False
+    results = []
+    for _ in range(3):
+        with gevent.Timeout(WAIT):  # a lost slot would wait here until PoolTimeout
+            results.append(proxy.m())
+    stats = safeclients.stats(proxy)
+    return {"cut": cut, "results": results, "live": stats.live, "created": stats.created}
+
+
 def main(argv: list[str]) -> None:
     if argv[0] == "hold":
         result = scenario_hold(argv[1], argv[2])
@@ -221,6 +400,14 @@ def main(argv: list[str]) -> None:
         result = scenario_per_thread()
     elif argv[0] == "guarded":
         result = scenario_guarded()
+    elif argv[0] == "per_process_yield":
+        result = scenario_per_process_yield()
+    elif argv[0] == "pooled_pin":
+        result = scenario_pooled_pin(argv[1])
+    elif argv[0] == "guarded_overlap":
+        result = scenario_guarded_overlap(argv[1])
+    elif argv[0] == "timeout":
+        result = scenario_timeout(argv[1])
     else:
         raise SystemExit(f"unknown scenario {argv[0]!r}")
     result["thread"] = threading.current_thread().name

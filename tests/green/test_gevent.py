@@ -117,3 +117,72 @@ def test_importing_safeclients_subscribes_without_importing_gevent() -> None:
 def test_guarded_made_before_the_patch_does_not_block_the_hub() -> None:
     seen = run_scenario("guarded", timeout=GUARDED_HANG)
     assert seen["results"] == [1, 1], seen
+
+
+def test_per_process_made_before_the_patch_with_a_yielding_factory() -> None:
+    # Issue 24: the worker froze when the factory yielded (a creation lock made before the
+    # patch is an OS lock, and the second greenlet blocked the one OS thread on it).
+    seen = run_scenario("per_process_yield", timeout=GUARDED_HANG)
+    assert seen["errors"] == [] and seen["results"] == [1, 1, 1, 1], seen
+    assert seen["made"] == 1, f"four greenlets at once must share one instance: {seen}"
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_pooled_commit_inside_a_cursors_life_runs_on_its_connection(where: str) -> None:
+    # Each greenlet holds a cursor across a yield, then commits through the proxy: the commit
+    # must land on the cursor's connection (the greenlet's pin), never on another greenlet's.
+    seen = run_scenario("pooled_pin", where)
+    assert seen["errors"] == [] and len(seen["pairs"]) == 10, seen
+    assert seen["mismatched"] == 0, f"a commit ran on another greenlet's connection: {seen}"
+    assert seen["distinct_in_first_two"] == 2, f"two open cursors shared a connection: {seen}"
+    assert seen["live"] == 2, seen
+
+
+def test_guarded_sees_two_greenlets_overlap() -> None:
+    seen = run_scenario("guarded_overlap", "raise")
+    assert seen["first"] == "left" and seen["second"] is None, seen
+    error = seen["second_error"] or ""
+    assert error.startswith("ConcurrentUseError") and "greenlet" in error, seen
+    assert "Client.slow()" in error and "in slow" in error, f"the other side's stack: {seen}"
+    assert seen["conflicts"] == 1, seen
+    assert seen["alternate"] == [7] * 10, "greenlets one after another are no conflict"
+
+
+def test_guarded_counts_two_greenlets_overlap() -> None:
+    seen = run_scenario("guarded_overlap", "count")
+    assert seen["second"] == 7 and seen["conflicts"] == 1, seen
+    assert seen["alternate"] == [7] * 10, seen
+
+
+@pytest.mark.parametrize("what", ["check", "close"])
+def test_a_gevent_timeout_cutting_off_a_check_or_a_close_loses_no_slot(what: str) -> None:
+    seen = run_scenario("timeout", what)
+    assert seen["cut"], f"the scenario's Timeout never fired: {seen}"
+    assert seen["results"] == [1, 1, 1], f"the pool's one slot was lost: {seen}"
+    assert seen["live"] == 1 and seen["created"] == 2, seen
+
+
+@pytest.mark.parametrize("order", ["import-then-patch", "patch-then-import"])
+def test_a_context_is_the_greenlet_whenever_safeclients_is_imported(order: str) -> None:
+    imports = ["import safeclients", "from gevent import monkey; monkey.patch_all()"]
+    if order == "patch-then-import":
+        imports.reverse()
+    code = "\n".join(
+        [
+            *imports,
+            "import gevent",
+            "from safeclients import _context",
+            "seen = [gevent.spawn(_context.current).get(timeout=10) for _ in range(2)]",
+            "print(type(seen[0]).__name__, int(seen[0] is not seen[1]))",
+        ]
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        timeout=CHILD_TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().split() == ["Greenlet", "1"], done.stdout.decode()

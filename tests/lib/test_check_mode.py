@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import types
@@ -12,7 +13,7 @@ import pytest
 import safeclients
 from safeclients._check import Tracker
 from safeclients._proxy import policy_of
-from tests.lib.fakes import FakeClient, UnsafeClient
+from tests.lib.fakes import AsyncFake, FakeClient, UnsafeClient
 from tests.lib.forking import FORKS, run_in_child
 
 JOIN = 30.0
@@ -109,3 +110,156 @@ def test_checking_policies_stay_quiet_across_a_fork(check_mode: None, fork: str)
         FORKS[fork], lambda: [[p.whoami()[1] for p in proxies], os.getpid()]
     )
     assert creators == [child_pid] * 3
+
+
+# -- asyncio tasks: one thread, many contexts --------------------------------------------------
+
+
+def test_tracker_reports_two_tasks_of_one_thread() -> None:
+    tracker = Tracker("pooled")
+    obj = FakeClient()
+    inside, leave = asyncio.Event, asyncio.Event  # made inside the loop below
+
+    async def main() -> list[Any]:
+        entered, done = inside(), leave()
+
+        async def holder() -> None:
+            tracker.enter(obj)
+            try:
+                entered.set()
+                await asyncio.wait_for(done.wait(), JOIN)
+            finally:
+                tracker.leave(obj)
+
+        async def intruder() -> None:
+            tracker.enter(obj)
+
+        first = asyncio.create_task(holder())
+        await asyncio.wait_for(entered.wait(), JOIN)
+        [error] = await asyncio.gather(intruder(), return_exceptions=True)
+        done.set()
+        await asyncio.wait_for(first, JOIN)
+        return [error]
+
+    [error] = asyncio.run(main())
+    assert isinstance(error, safeclients.ConcurrentUseError), error
+    assert "asyncio task" in str(error)
+    tracker.enter(obj)  # the holder left: free again
+    tracker.leave(obj)
+
+
+def test_tracker_lets_tasks_alternate_and_a_use_end_in_another_task() -> None:
+    tracker = Tracker("pooled")
+    obj = FakeClient()
+
+    async def use() -> None:
+        tracker.enter(obj)
+        tracker.leave(obj)
+
+    async def begun_here_ended_there() -> None:
+        tracker.enter(obj)  # a held awaitable made in this task ...
+        await asyncio.create_task(asyncio.sleep(0))
+        await asyncio.gather(asyncio.to_thread(tracker.leave, obj))  # ... ended elsewhere
+
+    async def main() -> None:
+        await asyncio.gather(*(use() for _ in range(50)))
+        await begun_here_ended_there()
+        await asyncio.gather(*(use() for _ in range(50)))
+
+    asyncio.run(main())
+    assert tracker._users == {}, "every use ended, wherever it ended"
+
+
+def test_a_busy_async_pool_reports_nothing_and_every_instance_stays_usable(
+    check_mode: None, call_path: str
+) -> None:
+    # Issue 24: false ConcurrentUseErrors on a busy async pool, and the instances then failed
+    # on every later use. Commands made in one task are awaited in gather's tasks (the use
+    # ends in another task than it began in), async def methods wait for a slot in the loop.
+    proxy = safeclients.pooled(AsyncFake, size=4, timeout=JOIN)
+
+    async def request(n: int) -> tuple[Any, Any]:
+        first, second = await asyncio.gather(proxy.command(n), proxy.fetch(-n))
+        return first[1], second[1]
+
+    async def main() -> list[tuple[Any, Any]]:
+        results = []
+        for _ in range(3):
+            results += await asyncio.gather(*(request(n) for n in range(32)))
+        return results
+
+    assert asyncio.run(main()) == [(n, -n) for n in range(32)] * 3
+    tracker = policy_of(proxy).tracker
+    assert tracker is not None and tracker._users == {}, tracker._users  # type: ignore[union-attr]
+    assert safeclients.stats(proxy).discarded == 0
+
+
+def test_a_pool_handing_one_instance_to_two_tasks_is_caught(check_mode: None) -> None:
+    # Sabotage: the free list holds one instance twice, so two tasks of one thread get it at
+    # once. Keyed by thread, the tracker saw one user; keyed by task, it sees both.
+    proxy = safeclients.pooled(AsyncFake, size=2, timeout=JOIN)
+    policy: Any = policy_of(proxy)
+    shared = AsyncFake()
+    policy.tracker.created(shared)
+
+    async def main() -> list[Any]:
+        async def first() -> Any:
+            return await proxy.fetch(1)  # inside across the fake's own await
+
+        async def second() -> Any:
+            return await proxy.fetch(2)
+
+        policy.free = [shared, shared]
+        policy._count = 2
+        return list(await asyncio.gather(first(), second(), return_exceptions=True))
+
+    outcomes = asyncio.run(main())
+    errors = [o for o in outcomes if isinstance(o, safeclients.ConcurrentUseError)]
+    assert len(errors) == 1, f"one of the two tasks must be refused: {outcomes}"
+    assert "asyncio task" in str(errors[0])
+
+
+def test_per_thread_tasks_share_the_threads_instance_without_reports(check_mode: None) -> None:
+    # per_thread promises an instance per thread, not per task: its check keys by thread. An
+    # awaited call's use lasts until its await ends, then leaves, wherever it was awaited.
+    proxy = safeclients.per_thread(AsyncFake)
+
+    async def main() -> list[Any]:
+        held = proxy.command(0)  # awaited below, in gather's task
+        return list(await asyncio.gather(held, *(proxy.fetch(n) for n in range(1, 16))))
+
+    assert [key for _, key in asyncio.run(main())] == list(range(16))
+    tracker = policy_of(proxy).tracker
+    assert tracker is not None and tracker._users == {}, "every use ended: nothing stays inside"
+
+
+def test_per_loop_tasks_share_the_loops_instance_without_reports(check_mode: None) -> None:
+    proxy = safeclients.per_loop(AsyncFake)
+
+    async def main() -> list[Any]:
+        return list(await asyncio.gather(*(proxy.fetch(n) for n in range(32))))
+
+    assert [key for _, key in asyncio.run(main())] == list(range(32))
+
+
+def test_calls_on_a_tasks_pinned_instance_end_their_uses(check_mode: None, call_path: str) -> None:
+    # Inside `async with checkout(pooled)`, each awaited command runs on the block's instance
+    # (the pin) and must end its own use: else the instance, back in the pool, looked used by
+    # the block's task forever, and the next task to get it was refused.
+    proxy = safeclients.pooled(AsyncFake, size=2, timeout=JOIN)
+
+    async def block(tag: int) -> set[int]:
+        seen = set()
+        async with safeclients.checkout(proxy) as client:
+            seen.add(client.id)
+            for _ in range(3):
+                seen.add((await proxy.command(tag))[0])
+        return seen
+
+    async def main() -> list[set[int]]:
+        return await asyncio.gather(*(block(n) for n in range(6)))
+
+    results = asyncio.run(main())
+    assert all(len(seen) == 1 for seen in results), results
+    tracker = policy_of(proxy).tracker
+    assert tracker is not None and tracker._users == {}, tracker._users  # type: ignore[union-attr]

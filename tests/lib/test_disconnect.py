@@ -421,3 +421,47 @@ def test_user_discard_on_predicate_takes_the_exception_only() -> None:
     assert len(seen) == 1 and isinstance(seen[0], StatementError)
     assert proxy.whoami()[0] != first, "the user's discard_on overrides the profile's judgement"
     safeclients.dispose(proxy)
+
+
+# -- asyncpg: a misuse is not a disconnect (issue 24) ------------------------------------------
+
+
+class _AsyncpgState:
+    """An asyncpg Connection's state as the judgement reads it (``is_closed()``)."""
+
+    def __init__(self, closed: bool) -> None:
+        self.closed = closed
+
+    def is_closed(self) -> bool:
+        return self.closed
+
+
+def _asyncpg_cases() -> list[Any]:
+    asyncpg = pytest.importorskip("asyncpg")
+    exc = asyncpg.exceptions
+    live, closed = _AsyncpgState(False), _AsyncpgState(True)
+    in_progress = "cannot perform operation: another operation is in progress"
+    return [
+        pytest.param(exc.InterfaceError(in_progress), live, False, id="misuse, live"),
+        pytest.param(exc.InterfaceError("connection is closed"), closed, True, id="closed"),
+        pytest.param(exc.InterfaceError("connection is closed"), None, True, id="closed text"),
+        pytest.param(exc.ConnectionDoesNotExistError("lost"), None, True, id="08003"),
+        pytest.param(exc.AdminShutdownError("terminating"), None, True, id="57P01"),
+        pytest.param(exc.UndefinedColumnError("no column"), live, False, id="statement error"),
+        pytest.param(exc.QueryCanceledError("canceled"), live, False, id="57014"),
+        pytest.param(TimeoutError(), live, False, id="client timeout"),
+        pytest.param(ConnectionResetError(), None, True, id="socket error"),
+        pytest.param(exc.UndefinedColumnError("no column"), closed, True, id="state wins"),
+    ]
+
+
+@pytest.mark.parametrize(("exc", "conn", "dead"), _asyncpg_cases())
+def test_asyncpg_judgement(exc: BaseException, conn: Any, dead: bool) -> None:
+    assert _disconnect.asyncpg(exc, conn) is dead
+
+
+def test_asyncpg_profile_keeps_a_connection_two_tasks_misused() -> None:
+    asyncpg = pytest.importorskip("asyncpg")
+    profile = profiles.profile_for(asyncpg.Connection)
+    assert profile is not None and profile.disconnect is _disconnect.asyncpg
+    assert profile.suggest == "per_loop" and "create_pool" in profile.reason

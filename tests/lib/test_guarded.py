@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 import safeclients
+from safeclients._proxy import policy_of
 from tests.lib.fakes import UnsafeClient
 
 JOIN = 30.0
@@ -115,3 +117,88 @@ def test_sequential_use_from_many_threads_is_not_a_conflict() -> None:
         thread.start()
         thread.join(JOIN)
     assert safeclients.stats(proxy).conflicts == 0
+
+
+# -- asyncio tasks: one thread, two contexts ---------------------------------------------------
+
+
+class AsyncSlow:
+    """``query`` awaits ``gate`` while inside the client; ``quick`` never suspends."""
+
+    def __init__(self) -> None:
+        self.entered: asyncio.Event | None = None
+        self.gate: asyncio.Event | None = None
+
+    async def query(self) -> str:
+        assert self.entered is not None and self.gate is not None
+        self.entered.set()
+        await asyncio.wait_for(self.gate.wait(), JOIN)
+        return "left"
+
+    async def quick(self, n: int) -> int:
+        return n
+
+    def sync(self, n: int) -> int:
+        return n
+
+
+async def overlap_tasks(proxy: Any, client: AsyncSlow) -> Any:
+    """Task 'first-task' sits in query(); task 'second-task' calls quick()."""
+    client.entered, client.gate = asyncio.Event(), asyncio.Event()
+
+    async def first_user() -> str:
+        return str(await proxy.query())
+
+    async def second_user() -> int:
+        return int(await proxy.quick(7))
+
+    first = asyncio.create_task(first_user(), name="first-task")
+    try:
+        await asyncio.wait_for(client.entered.wait(), JOIN)
+        second = asyncio.create_task(second_user(), name="second-task")
+        return await asyncio.wait_for(asyncio.gather(second, return_exceptions=True), JOIN)
+    finally:
+        client.gate.set()
+        assert await asyncio.wait_for(first, JOIN) == "left", "the first task was disturbed"
+
+
+def test_two_tasks_of_one_loop_overlapping_raise(call_path: str) -> None:
+    client = AsyncSlow()
+    proxy = safeclients.guarded(client)
+    [outcome] = asyncio.run(overlap_tasks(proxy, client))
+    assert isinstance(outcome, safeclients.ConcurrentUseError), outcome
+    message = str(outcome)
+    assert "asyncio task 'second-task'" in message and "asyncio task 'first-task'" in message
+    if call_path == "forwarder":  # the generic path names no method (a generic use)
+        assert "AsyncSlow.quick()" in message and "AsyncSlow.query()" in message
+    assert "Stack of asyncio task 'first-task'" in message
+    assert "in query" in message, "the other task's stack shows where it waits"
+    assert safeclients.stats(proxy).conflicts == 1
+
+
+def test_two_tasks_of_one_loop_overlapping_are_counted(call_path: str) -> None:
+    client = AsyncSlow()
+    proxy = safeclients.guarded(client, on_conflict="count")
+    assert asyncio.run(overlap_tasks(proxy, client)) == [7]
+    # The generic path makes two uses of `proxy.quick(7)`: reading the attribute, calling it.
+    assert safeclients.stats(proxy).conflicts == (1 if call_path == "forwarder" else 2)
+    inside = policy_of(proxy).inside  # type: ignore[attr-defined]
+    assert not inside, "every use left, the awaited ones too"
+
+
+def test_tasks_that_merely_alternate_are_not_conflicts(call_path: str) -> None:
+    proxy = safeclients.guarded(AsyncSlow)
+
+    async def worker(n: int) -> int:
+        total = 0
+        for i in range(20):
+            total += await proxy.quick(i) + proxy.sync(n)
+            await asyncio.sleep(0)  # the other tasks run between this task's uses
+        return total
+
+    async def main() -> list[int]:
+        return await asyncio.gather(*(worker(n) for n in range(16)))
+
+    assert asyncio.run(main()) == [190 + 20 * n for n in range(16)]
+    assert safeclients.stats(proxy).conflicts == 0
+    assert not policy_of(proxy).inside  # type: ignore[attr-defined]

@@ -495,3 +495,87 @@ def test_a_first_use_during_the_loops_shutdown_is_refused() -> None:
     assert len(seen) == 1 and "shut its async generators down" in str(seen[0])
     assert AsyncClient.made == [] and safeclients.stats(client).created == 0
     del kept
+
+
+class FinalizedAsync(AsyncFake):
+    """Notes its finalization (an unclosed async client's ``__del__`` may abort a transport
+    whose connection is the parent's) in the process's ``FINALIZED`` list."""
+
+    def __del__(self) -> None:
+        FINALIZED.append(self.id)
+
+
+FINALIZED: list[int] = []
+
+
+@pytest.mark.parametrize("fork", sorted(FORKS))
+def test_a_fork_child_keeps_every_loops_inherited_instance_unfinalized(fork: str) -> None:
+    from safeclients import _fork
+
+    client = safeclients.per_loop(FinalizedAsync)
+    loops = [asyncio.new_event_loop() for _ in range(2)]
+    try:
+        # Two loops' instances in the parent, both loops left open (not running at the fork).
+        parent_ids = [loop.run_until_complete(client.fetch(0))[0] for loop in loops]
+
+        def child() -> Any:
+            FINALIZED.clear()
+            result = asyncio.run(client.fetch(1))  # the reset drops the parent's instances
+            gc.collect()
+            kept = [getattr(obj, "id", None) for obj in _fork.INHERITED]
+            return [FINALIZED, kept, result[1], safeclients.stats(client).created]
+
+        finalized, kept, result, created = run_in_child(FORKS[fork], child)
+        assert not set(parent_ids) & set(finalized), "the child finalized a parent's instance"
+        assert set(parent_ids) <= set(kept), f"{parent_ids} not all kept: {kept}"
+        assert (result, created) == (1, 1), "the child made and used its own instance"
+        assert [loop.run_until_complete(client.fetch(2))[0] for loop in loops] == parent_ids
+    finally:
+        for loop in loops:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+
+class DeadCursor:
+    """A derived object (it refers back to its client) whose ``execute`` finds the connection
+    dead."""
+
+    def __init__(self, client: Dying) -> None:
+        self.client = client
+
+    def execute(self) -> None:
+        raise ConnectionResetError("the server closed the connection")
+
+    def close(self) -> None:
+        pass
+
+
+class Dying(AsyncFake):
+    def cursor(self) -> DeadCursor:
+        return DeadCursor(self)
+
+
+def test_a_lost_pin_retires_the_loops_instance_and_refuses_the_rest_of_its_use() -> None:
+    client = safeclients.per_loop(Dying)
+
+    async def main() -> tuple[Any, ...]:
+        first = (await client.fetch(0))[0]
+        cur = client.cursor()
+        with pytest.raises(ConnectionResetError):
+            cur.execute()  # the cursor's connection is dead: its pin is lost
+        with pytest.raises(safeclients.InstanceDiscardedError):
+            await client.fetch(1)  # the rest of the cursor's use: refused, never a new one
+
+        async def other_task() -> Any:
+            return (await client.fetch(2))[0]
+
+        other = await asyncio.create_task(other_task())
+        cur.close()
+        after = (await client.fetch(3))[0]
+        return first, other, after
+
+    first, other, after = asyncio.run(main())
+    assert other != first, "another task of the loop gets a new instance at once"
+    assert after == other, "after the cursor's end, this task uses the loop's new instance"
+    stats = safeclients.stats(client)
+    assert (stats.created, stats.discarded) == (2, 1), stats

@@ -1,0 +1,103 @@
+"""asyncpg on a real PostgreSQL (the ASYNCPG_CONNECTION profile): served by a pool per loop,
+and its misuse error is never taken for a dead connection.
+
+One asyncpg ``Connection`` serves one task at a time; a second task gets ``InterfaceError``
+"another operation is in progress". Under ``per_loop`` a bare connection is the loop's one
+instance for every task: the misuse error reaches the task that caused it, and the connection is
+*kept* (the profile's ``disconnect`` judgement), so the other task's query finishes on it. The
+form the profile and docs/green.md recommend, ``per_loop(lambda: asyncpg.create_pool(dsn))``,
+gives each call a connection of its own: every concurrent task answered right, in every loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+import safeclients
+from examples.support.backends.postgres import PostgreSQL
+
+asyncpg = pytest.importorskip("asyncpg")
+
+pytestmark = pytest.mark.integration
+
+WAIT = 30.0  # seconds any one awaited step may take
+TASKS = 32
+ROUNDS = 3
+
+
+def _dsn(server: PostgreSQL) -> dict[str, Any]:
+    p = server.params
+    return {
+        "host": p["host"],
+        "port": p["port"],
+        "user": p["user"],
+        "password": p["password"],
+        "database": p["dbname"],
+        "timeout": WAIT,
+    }
+
+
+def test_a_bare_connection_misused_by_two_tasks_is_kept(postgresql: PostgreSQL) -> None:
+    dsn = _dsn(postgresql)
+
+    @safeclients.per_loop
+    async def db() -> asyncpg.Connection:
+        return await asyncpg.connect(**dsn)
+
+    async def main() -> tuple[Any, list[Any], int]:
+        slow = asyncio.ensure_future(db.fetchval("SELECT pg_sleep(0.3)::text || 'slow'"))
+        await asyncio.sleep(0.05)  # the slow query is on the wire
+        intruder = await asyncio.gather(db.fetchval("SELECT 1"), return_exceptions=True)
+        first = await asyncio.wait_for(slow, WAIT)
+        after = await asyncio.wait_for(db.fetchval("SELECT 2"), WAIT)
+        return first, intruder, after
+
+    first, [intruder], after = asyncio.run(main())
+    assert isinstance(intruder, asyncpg.exceptions.InterfaceError), intruder
+    assert "another operation is in progress" in str(intruder)
+    assert first == "slow", "the first task's query finished on the kept connection"
+    assert after == 2
+    stats = safeclients.stats(db)
+    assert (stats.created, stats.discarded, stats.closed) == (1, 0, 1), (
+        f"the misuse must not discard the loop's connection: {stats}"
+    )
+
+
+def test_a_pool_per_loop_serves_every_concurrent_task(postgresql: PostgreSQL) -> None:
+    dsn = _dsn(postgresql)
+    pool = safeclients.per_loop(lambda: asyncpg.create_pool(min_size=1, max_size=4, **dsn))
+
+    async def request(n: int) -> Any:
+        return await pool.fetchval("SELECT $1::int * 2", n)
+
+    async def main() -> list[Any]:
+        return list(await asyncio.gather(*(request(n) for n in range(TASKS))))
+
+    for _ in range(ROUNDS):  # a new loop each round, as repeated asyncio.run()
+        assert asyncio.run(main()) == [2 * n for n in range(TASKS)]
+    stats = safeclients.stats(pool)
+    assert (stats.created, stats.closed, stats.discarded, stats.live) == (ROUNDS, ROUNDS, 0, 0), (
+        f"one pool per loop, each closed (awaited) inside its loop: {stats}"
+    )
+
+
+def test_a_transaction_on_one_of_the_loops_pool_connections(postgresql: PostgreSQL) -> None:
+    # docs/green.md's block form: `async with db.acquire() as conn, conn.transaction():`.
+    dsn = _dsn(postgresql)
+    pool = safeclients.per_loop(lambda: asyncpg.create_pool(min_size=1, max_size=4, **dsn))
+
+    async def unit(n: int) -> Any:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("CREATE TEMP TABLE IF NOT EXISTS t (v int) ON COMMIT DROP")
+            await conn.execute("INSERT INTO t VALUES ($1)", n)
+            return await conn.fetchval("SELECT sum(v) FROM t")
+
+    async def main() -> list[Any]:
+        return list(await asyncio.gather(*(unit(n) for n in range(8))))
+
+    assert asyncio.run(main()) == list(range(8)), "each block ran on one connection"
+    stats = safeclients.stats(pool)
+    assert (stats.created, stats.closed, stats.discarded) == (1, 1, 0), stats
