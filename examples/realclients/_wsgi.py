@@ -54,6 +54,24 @@ def policy_from_env() -> str:
     return policy
 
 
+def policy_client(policy: str, connect: Callable[[], Any], check: Callable[[Any], object]) -> Any:
+    """The app's global client as ``policy`` makes it: ``connect()`` itself (``unsafe``, at
+    import), or ``connect`` under ``per_thread``, ``locked``, ``pooled(size=POOL_SIZE)`` or
+    ``pooled(size=POOL_SIZE, check=check)`` (``pooled_check``). Runs at import, in the
+    master before the fork."""
+    if policy == "unsafe":
+        return connect()
+    if policy == "per_thread":
+        return safeclients.per_thread(connect)
+    if policy == "locked":
+        return safeclients.locked(connect)
+    if policy == "pooled":
+        return safeclients.pooled(connect, size=POOL_SIZE)
+    if policy == "pooled_check":
+        return safeclients.pooled(connect, size=POOL_SIZE, check=check)
+    raise UnknownPolicy(f"{POLICY_ENV}={policy!r} is not one of {', '.join(POLICIES)}")
+
+
 def env_url(name: str) -> str:
     url = os.environ.get(name, "")
     if not url:

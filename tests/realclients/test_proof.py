@@ -32,7 +32,7 @@ from examples.realclients.prove import (
     broken_promises,
     run_case,
 )
-from examples.support.backends import Backend
+from examples.realclients.targets import Target
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +41,10 @@ FIXTURE = {
     "postgresql": "postgresql",
     "rabbitmq": "rabbitmq",
     "redis": "redis_server",
+    "smtp": "smtp_target",
+    "ftp": "ftp_target",
+    "memcached": "memcached_target",
+    "mosquitto": "mqtt_target",
 }
 UNSAFE_ATTEMPTS = 2
 
@@ -52,7 +56,7 @@ RESULTS: list[CaseResult] = []
 @pytest.mark.parametrize("client", sorted(CLIENTS))
 def test_real_client(client: str, policy: str, server: str, request: pytest.FixtureRequest) -> None:
     spec = CLIENTS[client]
-    backend: Backend = request.getfixturevalue(FIXTURE[spec.backend])
+    backend: Target = request.getfixturevalue(FIXTURE[spec.backend])
     attempts = UNSAFE_ATTEMPTS if policy == "unsafe" else 1
     for _ in range(attempts):
         result = run_case(spec, policy, server, backend)
