@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from pymemcache.client.base import Client
-from pymemcache.exceptions import MemcacheError
+from pymemcache.client.base import Client  # type: ignore[import-untyped]
+from pymemcache.exceptions import MemcacheError  # type: ignore[import-untyped]
 
 from examples.realclients._wsgi import env_url, make_application, policy_client, policy_from_env
 from safeclients.profiles import registered_as

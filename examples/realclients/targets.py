@@ -59,6 +59,10 @@ class Restartable(Protocol):
     def restart(self) -> object: ...
 
 
+class DeliveringServer(Restartable, Delivering, Protocol):
+    """A restartable server that counts what it received per token."""
+
+
 class Restarted:
     """A server whose connections are cut by restarting it on the same port; it counts no
     connections. Its deliveries are the server's own, when it counts them."""
@@ -81,12 +85,12 @@ class Restarted:
 class DeliveringRestarted(Restarted):
     """:class:`Restarted` over a server that counts what it received per token."""
 
-    def __init__(self, server: Any) -> None:
+    def __init__(self, server: DeliveringServer) -> None:
         super().__init__(server)
+        self.counted = server
 
     def deliveries(self) -> Counter[str]:
-        counted: Counter[str] = self.server.deliveries()
-        return counted
+        return self.counted.deliveries()
 
 
 class MqttTarget:
@@ -107,7 +111,7 @@ class MqttTarget:
         client.on_connect = lambda c, *_: c.subscribe(f"{TOPIC}/#", qos=1)
         client.on_subscribe = lambda *_: self.subscribed.set()
         client.on_message = self._message
-        client.reconnect_delay_set(min_delay=0.1, max_delay=0.5)
+        client.reconnect_delay_set(min_delay=1, max_delay=2)
         self.client = client
         client.connect(broker.host, broker.port, keepalive=10)
         client.loop_start()

@@ -209,6 +209,54 @@ def test_a_profile_check_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None
         profiles.unregister(profile.qualname)
 
 
+@pytest.fixture
+def profile_checking_every_use() -> Iterator[profiles.Profile]:
+    """Conn's profile with a check that runs before every use (``check_interval=0``), as
+    paho-mqtt's: its failures are return codes, only its check can notice a dead client."""
+    profile = profiles.Profile(
+        qualname=f"{Conn.__module__}.{Conn.__qualname__}",
+        reason="test client",
+        suggest="pooled",
+        sources=("tests/lib/test_health.py",),
+        check=lambda conn: conn.ping(),
+        check_interval=0,
+    )
+    profiles.register(profile)
+    try:
+        yield profile
+    finally:
+        profiles.unregister(profile.qualname)
+
+
+@pytest.mark.usefixtures("profile_checking_every_use")
+@pytest.mark.parametrize("make", LONG_LIVED)
+def test_a_profiles_check_interval_is_the_default(make: Any) -> None:
+    proxy = make(Conn)
+    first = proxy.query(0)[0]
+    kill(proxy)
+    assert proxy.query(1)[0] != first, "the profile's check ran before this use, at once"
+    safeclients.dispose(proxy)
+
+
+@pytest.mark.usefixtures("profile_checking_every_use")
+@pytest.mark.parametrize("make", LONG_LIVED)
+def test_the_apps_check_interval_beats_the_profiles(make: Any) -> None:
+    proxy = make(Conn, check_interval=3600)
+    proxy.query(0)
+    kill(proxy)
+    with pytest.raises(OperationalError):
+        proxy.query(1)  # used moments ago: presumed alive, as the app asked
+    safeclients.dispose(proxy)
+
+
+@pytest.mark.parametrize("interval", [-1, float("inf"), "0", True])
+def test_a_profiles_bad_check_interval_is_refused(interval: Any) -> None:
+    with pytest.raises(ValueError, match="check_interval"):
+        profiles.Profile(
+            qualname="x.Y", reason="r", suggest="pooled", sources=(), check_interval=interval
+        )
+
+
 @pytest.mark.parametrize(
     "options",
     [{"check": 42}, {"check_interval": -1}, {"max_lifetime": float("nan")}, {"max_idle": "5"}],
