@@ -14,7 +14,8 @@ server already dropped often refuses a polite close).
 
 Which policy uses what: ``pooled`` vets an instance when it leaves the free list; ``per_thread``
 vets the calling thread's instance at most once per ``check_interval`` (or when its lifetime
-ends); ``locked`` and ``per_process`` (``_single``) vet their one instance the same way, never
+ends, or at its first use after ``max_idle`` seconds unused); ``locked`` and ``per_process``
+(``_single``) vet their one instance the same way, never
 while a block or a derived object holds it. A policy compiled with no health option pays
 nothing for this module.
 
@@ -118,6 +119,11 @@ class Ages:
         times = self._times.get(id(obj))
         if times is not None:
             times[1] = time.monotonic()
+
+    def idle(self, obj: object) -> float:
+        """Seconds since ``obj`` was last given back (0.0 for an instance not recorded)."""
+        times = self._times.get(id(obj))
+        return time.monotonic() - times[1] if times is not None else 0.0
 
     def forget(self, obj: object) -> None:
         self._times.pop(id(obj), None)

@@ -126,6 +126,28 @@ def test_limits_of_zero_replace_an_instance_at_every_reuse(option: str) -> None:
     assert safeclients.stats(proxy).live == 1
 
 
+def test_per_thread_max_idle_replaces_an_instance_idle_that_long() -> None:
+    proxy = safeclients.per_thread(Conn, max_idle=0)
+    assert len({proxy.query(n)[0] for n in range(3)}) == 3, "each reuse came after max_idle=0"
+    assert safeclients.stats(proxy).live == 1, "each replaced instance was closed"
+    kept = safeclients.per_thread(Conn, max_idle=3600)
+    assert len({kept.query(n)[0] for n in range(3)}) == 1, "used moments ago: kept"
+    for p in (proxy, kept):
+        safeclients.dispose(p)
+
+
+def test_per_thread_max_idle_counts_from_the_end_of_the_last_use() -> None:
+    from safeclients._proxy import policy_of
+
+    proxy = safeclients.per_thread(Conn, max_idle=3600)
+    first = proxy.query(0)[0]
+    ages = policy_of(proxy).ages
+    ((key, times),) = ages._times.items()
+    times[1] -= 7200  # as if the last use ended two hours ago
+    assert proxy.query(1)[0] != first, "idle longer than max_idle: replaced"
+    safeclients.dispose(proxy)
+
+
 def test_per_thread_max_lifetime_replaces_the_threads_instance() -> None:
     proxy = safeclients.per_thread(Conn, max_lifetime=0)
     assert len({proxy.query(n)[0] for n in range(3)}) == 3
@@ -147,11 +169,18 @@ def test_single_instance_limits_replace_the_instance(make: Any, option: str) -> 
     assert stats.created >= 3  # the generic path's attribute lookup is a use of its own
 
 
-@pytest.mark.parametrize("make", SINGLE)
-def test_single_instance_is_never_retired_under_a_block_or_a_cursor(make: Any) -> None:
+@pytest.mark.parametrize(
+    ("make", "option"),
+    [
+        *((make, "max_lifetime") for make in SINGLE),
+        (safeclients.per_thread, "max_idle"),
+        (safeclients.per_thread, "max_lifetime"),
+    ],
+)
+def test_an_instance_is_never_retired_under_a_block_or_a_cursor(make: Any, option: str) -> None:
     from tests.lib.test_derived import Connection
 
-    proxy = make(Connection, max_lifetime=0)
+    proxy = make(Connection, **{option: 0})
     with safeclients.checkout(proxy):
         assert len({proxy.whoami()[0] for _ in range(3)}) == 1, "retired inside the block"
     cursor = proxy.cursor()
