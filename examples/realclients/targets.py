@@ -27,6 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from examples.support.backends.mosquitto import Mosquitto
 from examples.support.ftp import FtpServer
+from examples.support.grpc_echo import GrpcEcho
 from examples.support.memcached import Memcached
 from examples.support.smtp import SmtpServer
 
@@ -151,8 +152,9 @@ class MqttTarget:
 
 @contextmanager
 def started_target(name: str) -> Iterator[Target]:
-    """The target ``name`` (``smtp``, ``ftp``, ``memcached``, ``mosquitto``) started for a run
-    of the harness as a script, stopped (by PID, or its thread joined) when the block ends."""
+    """The target ``name`` (``smtp``, ``ftp``, ``memcached``, ``grpc``, ``mosquitto``)
+    started for a run of the harness as a script, stopped (by PID, or its thread joined) when
+    the block ends."""
     with ExitStack() as stack:
         if name == "smtp":
             smtp = SmtpServer().start()
@@ -165,6 +167,8 @@ def started_target(name: str) -> Iterator[Target]:
             yield DeliveringRestarted(ftp)
         elif name == "memcached":
             yield Restarted(MemcachedUrl(stack.enter_context(Memcached())))
+        elif name == "grpc":
+            yield Restarted(stack.enter_context(GrpcEcho()))
         elif name == "mosquitto":
             broker = Mosquitto()
             stack.callback(broker.close)

@@ -27,6 +27,7 @@ from examples.support.backends import Backend, MariaDB, PostgreSQL, RabbitMQ
 from examples.support.backends._base import admin_cursor
 from examples.support.backends.mosquitto import Mosquitto
 from examples.support.ftp import FtpServer
+from examples.support.grpc_echo import GrpcEcho
 from examples.support.memcached import Memcached
 from examples.support.smtp import SmtpHandler, SmtpServer
 
@@ -151,6 +152,14 @@ def ftp_target(ftp_server: FtpServer) -> Target:
 def memcached_target(memcached: Memcached) -> Target:
     """The proof's view of the session's memcached: restarted on its port to cut."""
     return Restarted(MemcachedUrl(memcached))
+
+
+@pytest.fixture
+def grpc_target() -> Iterator[Target]:
+    """The proof's view of a fresh gRPC echo server (a child process): restarted on its port
+    to cut."""
+    with GrpcEcho() as server:
+        yield Restarted(server)
 
 
 @pytest.fixture(scope="session")
