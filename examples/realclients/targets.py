@@ -9,10 +9,10 @@ A target that also offers ``deliveries()`` (a :class:`Delivering`: how many time
 reached the server) lets the harness check that every answered request's message arrived once.
 
 The adapters here restart a server that has no admin command to count or kill connections:
-SMTP (aiosmtpd), FTP (pyftpdlib), memcached, Mosquitto (whose deliveries a subscriber of the
-harness's own counts: :class:`MqttTarget`), gRPC (:class:`GrpcEchoServer`, a server of the
-harness's own). Runs in the harness's process (a test session's main thread or the script);
-the subscriber's callbacks run on paho's network thread.
+SMTP (aiosmtpd), FTP (pyftpdlib), memcached, gRPC (an echo server of our own,
+``examples.support.grpc_echo``) and Mosquitto (whose deliveries a subscriber of the harness's
+own counts: :class:`MqttTarget`). Runs in the harness's process (a test session's main thread
+or the script); the subscriber's callbacks run on paho's network thread.
 """
 
 from __future__ import annotations
