@@ -17,8 +17,13 @@ import ftplib
 import io
 from urllib.parse import urlsplit
 
-from examples.realclients._wsgi import env_url, make_application, policy_client, policy_from_env
-from safeclients.profiles import registered_as
+from examples.realclients._wsgi import (
+    env_url,
+    make_application,
+    policy_client,
+    policy_from_env,
+    profile_check,
+)
 
 POLICY = policy_from_env()
 
@@ -31,9 +36,7 @@ def connect() -> ftplib.FTP:
     return ftp
 
 
-PROFILE = registered_as("ftplib.FTP")
-assert PROFILE is not None and PROFILE.check is not None  # shipped with safeclients
-ftp = policy_client(POLICY, connect, PROFILE.check)
+ftp = policy_client(POLICY, connect, profile_check("ftplib.FTP"))
 ftp.pwd()  # at import, as apps do (this opens the first session, in the master)
 
 

@@ -17,8 +17,13 @@ from urllib.parse import urlsplit
 from pymemcache.client.base import Client  # type: ignore[import-untyped]
 from pymemcache.exceptions import MemcacheError  # type: ignore[import-untyped]
 
-from examples.realclients._wsgi import env_url, make_application, policy_client, policy_from_env
-from safeclients.profiles import registered_as
+from examples.realclients._wsgi import (
+    env_url,
+    make_application,
+    policy_client,
+    policy_from_env,
+    profile_check,
+)
 
 POLICY = policy_from_env()
 
@@ -28,9 +33,7 @@ def connect() -> Client:
     return Client((url.hostname or "127.0.0.1", url.port or 11211), connect_timeout=5, timeout=5)
 
 
-PROFILE = registered_as("pymemcache.client.base.Client")
-assert PROFILE is not None and PROFILE.check is not None  # shipped with safeclients
-cache = policy_client(POLICY, connect, PROFILE.check)
+cache = policy_client(POLICY, connect, profile_check("pymemcache.client.base.Client"))
 cache.version()  # at import, as apps do (this opens the first connection, in the master)
 
 

@@ -22,8 +22,13 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from examples.realclients._wsgi import env_url, make_application, policy_client, policy_from_env
-from safeclients.profiles import registered_as
+from examples.realclients._wsgi import (
+    env_url,
+    make_application,
+    policy_client,
+    policy_from_env,
+    profile_check,
+)
 
 POLICY = policy_from_env()
 TOPIC = "safeclients-proof"
@@ -47,9 +52,7 @@ def connect() -> paho.Client:
     return client
 
 
-PROFILE = registered_as("paho.mqtt.client.Client")
-assert PROFILE is not None and PROFILE.check is not None  # shipped with safeclients
-mqtt: Any = policy_client(POLICY, connect, PROFILE.check)
+mqtt: Any = policy_client(POLICY, connect, profile_check("paho.mqtt.client.Client"))
 mqtt.is_connected()  # at import, as apps do (this connects the first client, in the master)
 
 

@@ -17,8 +17,13 @@ from __future__ import annotations
 import smtplib
 from urllib.parse import urlsplit
 
-from examples.realclients._wsgi import env_url, make_application, policy_client, policy_from_env
-from safeclients.profiles import registered_as
+from examples.realclients._wsgi import (
+    env_url,
+    make_application,
+    policy_client,
+    policy_from_env,
+    profile_check,
+)
 
 POLICY = policy_from_env()
 SENDER = "app@example.com"
@@ -29,9 +34,7 @@ def connect() -> smtplib.SMTP:
     return smtplib.SMTP(url.hostname or "127.0.0.1", url.port or 25, timeout=5)
 
 
-PROFILE = registered_as("smtplib.SMTP")
-assert PROFILE is not None and PROFILE.check is not None  # shipped with safeclients
-mailer = policy_client(POLICY, connect, PROFILE.check)
+mailer = policy_client(POLICY, connect, profile_check("smtplib.SMTP"))
 mailer.noop()  # at import, as apps do (this opens the first session, in the master)
 
 

@@ -220,14 +220,20 @@ def test_per_process_closes_a_retired_instance_at_the_next_vetting() -> None:
     assert first.close_calls == 1
 
 
-def test_a_profile_check_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    profile = profiles.Profile(
+def conn_profile(**options: Any) -> profiles.Profile:
+    """A profile for Conn whose check pings, with ``options`` on top."""
+    return profiles.Profile(
         qualname=f"{Conn.__module__}.{Conn.__qualname__}",
         reason="test client",
         suggest="pooled",
         sources=("tests/lib/test_health.py",),
         check=lambda conn: conn.ping(),
+        **options,
     )
+
+
+def test_a_profile_check_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    profile = conn_profile()
     profiles.register(profile)
     try:
         proxy = safeclients.pooled(Conn, check_interval=0)
@@ -242,14 +248,7 @@ def test_a_profile_check_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None
 def profile_checking_every_use() -> Iterator[profiles.Profile]:
     """Conn's profile with a check that runs before every use (``check_interval=0``), as
     paho-mqtt's: its failures are return codes, only its check can notice a dead client."""
-    profile = profiles.Profile(
-        qualname=f"{Conn.__module__}.{Conn.__qualname__}",
-        reason="test client",
-        suggest="pooled",
-        sources=("tests/lib/test_health.py",),
-        check=lambda conn: conn.ping(),
-        check_interval=0,
-    )
+    profile = conn_profile(check_interval=0)
     profiles.register(profile)
     try:
         yield profile
