@@ -3,10 +3,10 @@
 For each real client (mysqlclient, PyMySQL, psycopg2, psycopg 3, pika, redis-py, pymemcache,
 smtplib, ftplib) and each policy, ``tests/realclients/forked_parent.py`` runs as its own
 process: it connects through a proxy, forks a child that uses the proxy and one that does not,
-each ending with an ordinary
-interpreter exit, and after each child queries again. The parent's next query must succeed on
-the very connection it had: mysqlclient's finalizer (``mysql_close``: ``COM_QUIT``) and
-libpq's (``PQfinish``: Terminate) would otherwise end the parent's session from the child.
+each ending with an ordinary interpreter exit, and after each child queries again. The
+parent's next query must succeed on the very connection it had: mysqlclient's finalizer
+(``mysql_close``: ``COM_QUIT``) and libpq's (``PQfinish``: Terminate) would otherwise end the
+parent's session from the child.
 """
 
 from __future__ import annotations
