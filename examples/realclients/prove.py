@@ -1,23 +1,28 @@
 """The proof harness: each real-client app under our server and real uWSGI, checked, then healed.
 
-    .venv/bin/python -m examples.realclients.prove [--clients mysql,redis] [--servers ours]
+    .venv/bin/python -m examples.realclients.prove [--clients pymysql,redis] [--servers ours]
 
-For each client (PyMySQL, psycopg2, pika, redis-py) x policy (unsafe, per_thread, locked,
-pooled) x server (``ours``: ``server.testing``; ``uwsgi``: real uWSGI, default loading, no
-at-fork hooks), with 2 workers x 8 threads:
+For each client (:data:`CLIENTS`: PyMySQL, mysqlclient, psycopg2, psycopg 3, pika, redis-py,
+smtplib, ftplib, pymemcache, gRPC, paho-mqtt) x policy (unsafe, per_thread, locked, pooled,
+pooled_check) x server (``ours``: ``server.testing``; ``uwsgi``: real uWSGI, default loading,
+no at-fork hooks), with 2 workers x 8 threads, against a running target
+(:mod:`examples.realclients.targets`):
 
-1. ``before``: ``REQUESTS_BEFORE`` checked requests at concurrency ``CONCURRENCY``;
-2. the backend's view of the connections the app holds (``connection_count()``), then
-   ``kill_all_connections()`` server-side, as a database restart or failover does;
+1. ``before``: ``REQUESTS_BEFORE`` checked requests at concurrency ``CONCURRENCY``; what the
+   backend acknowledged must reach it (a target that counts deliveries) before the cut;
+2. the backend's view of the connections the app holds (``connection_count()``; None where
+   the backend cannot count them), then ``kill_all_connections()``: killed server-side, as a
+   database restart or failover does, or the server restarted on its port;
 3. ``after`` and ``settled``: twice ``REQUESTS_AFTER`` requests, where each instance may fail
    once (it meets its dead connection) and must then heal: at most one failure per instance
-   held, over both (an instance first used in the second batch fails there); with ``check=``
-   (``pooled_check``) none may fail;
-5. the app server is stopped by PID, and the backend must show 0 connections.
+   held (or that the policy may hold, where not counted), over both (an instance first used in
+   the second batch fails there); with ``check=`` (``pooled_check``) none may fail;
+4. the app server is stopped by PID, and the backend must show 0 connections (where counted);
+   a target that counts deliveries must have seen every answered request's message once.
 
 :func:`broken_promises` says, in sentences, what a case did not do that the policy promises;
 ``tests/realclients/test_proof.py`` asserts that list is empty. The backends are started here
-(``examples.support.backends``) when run as a script; the tests use session fixtures.
+(:func:`started_backends`) when run as a script; the tests use fixtures.
 """
 
 from __future__ import annotations
