@@ -70,6 +70,11 @@ class Client:
     #: channel made before the fork answered every call in the workers here (grpcio 1.85,
     #: whose fork support the profile's sources call unsupported for pre-fork channels).
     trap: bool = True
+    #: Whether ``pooled_check`` must give 0 failures after the cut. False for gRPC: its check is
+    #: the app's (``channel_ready_future``, the profile has none) and a channel that reconnects
+    #: by itself can fall back into TRANSIENT_FAILURE after it: 4 of 200 calls failed once in
+    #: five runs under uWSGI; the one-failure-per-instance bound applies instead.
+    check_heals: bool = True
 
 
 CLIENTS: dict[str, Client] = {
@@ -125,6 +130,7 @@ CLIENTS: dict[str, Client] = {
             "GRPC_URL",
             "token",
             trap=False,
+            check_heals=False,
         ),
         Client(
             "paho-mqtt",
@@ -198,9 +204,12 @@ HEADER = (
 )
 
 
-def broken_promises(result: CaseResult, workers: int = WORKERS, *, trap: bool = True) -> list[str]:
+def broken_promises(
+    result: CaseResult, workers: int = WORKERS, *, trap: bool = True, check_heals: bool = True
+) -> list[str]:
     """Each way ``result`` falls short of the issue's contract, as a sentence with numbers;
-    ``trap``: whether the unsafe global must fail (:attr:`Client.trap`)."""
+    ``trap``: whether the unsafe global must fail (:attr:`Client.trap`); ``check_heals``:
+    whether ``pooled_check`` must give 0 failures after the cut (:attr:`Client.check_heals`)."""
     r, broken = result, []
     if r.start_error:
         return [f"the app server did not start: {r.start_error}"]
@@ -219,7 +228,7 @@ def broken_promises(result: CaseResult, workers: int = WORKERS, *, trap: bool = 
         promise = promised_connections(r.policy, workers)
         # Not counted at the backend: an instance per request thread at most (the promise).
         instances, counted = (promise, "at most") if r.held is None else (r.held, "held")
-        if r.policy == "pooled_check" and healed:
+        if r.policy == "pooled_check" and check_heals and healed:
             broken.append(
                 f"{healed} failed requests of {r.after.sent + r.settled.sent} after the "
                 f"kill; with check= a dead connection is replaced before reuse: 0"
@@ -419,7 +428,9 @@ def main(argv: list[str] | None = None) -> int:
                         before=args.before,
                         after=args.after,
                     )
-                    broken = broken_promises(result, trap=client.trap)
+                    broken = broken_promises(
+                        result, trap=client.trap, check_heals=client.check_heals
+                    )
                     problems += bool(broken)
                     rows.append(result.row() + ("" if not broken else "  <- " + "; ".join(broken)))
     print(HEADER)
