@@ -6,13 +6,16 @@ after which an instance is replaced). ``check_interval`` bounds the cost: an ins
 the last ``check_interval`` seconds is presumed alive and not checked (0: check before every
 reuse). Its default depends on who asked: an explicit ``check=`` on a pool runs before every
 reuse (psycopg_pool's behaviour: the caller asked for it); the check a client profile brings by
-default, and every ``per_thread`` check, run at most once per ``DEFAULT_CHECK_INTERVAL``.
+default, and every ``per_thread`` check, run at most once per ``DEFAULT_CHECK_INTERVAL``, unless
+the profile names its own ``check_interval`` (paho-mqtt: 0, a check with no round trip, and the
+only way to notice a lost broker, whose failures are return codes, not exceptions).
 A retired instance is closed quietly (one log line if its close fails: a connection the
 server already dropped often refuses a polite close).
 
 Which policy uses what: ``pooled`` vets an instance when it leaves the free list; ``per_thread``
 vets the calling thread's instance at most once per ``check_interval`` (or when its lifetime
-ends); ``locked`` and ``per_process`` (``_single``) vet their one instance the same way, never
+ends, or at its first use after ``max_idle`` seconds unused); ``locked`` and ``per_process``
+(``_single``) vet their one instance the same way, never
 while a block or a derived object holds it. A policy compiled with no health option pays
 nothing for this module.
 
@@ -26,7 +29,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 log = logging.getLogger("safeclients")
@@ -43,6 +46,7 @@ class Health:
     check_interval: float = DEFAULT_CHECK_INTERVAL
     max_lifetime: float | None = None
     max_idle: float | None = None
+    interval_given: bool = False  # check_interval= was passed (a profile's never overrides it)
 
     @property
     def active(self) -> bool:
@@ -88,7 +92,16 @@ def health_options(
         check_interval=interval,
         max_lifetime=_seconds(kind, "max_lifetime", max_lifetime, allow_none=True),
         max_idle=_seconds(kind, "max_idle", max_idle, allow_none=True),
+        interval_given=check_interval is not None,
     )
+
+
+def with_profile_interval(given: Health, profile_interval: float | None) -> Health:
+    """``given`` (the app's options) with the client profile's check interval where the app
+    named neither a check nor an interval: the profile's check is then the one in force."""
+    if profile_interval is None or given.check is not None or given.interval_given:
+        return given
+    return replace(given, check_interval=profile_interval)
 
 
 class Ages:
@@ -106,6 +119,11 @@ class Ages:
         times = self._times.get(id(obj))
         if times is not None:
             times[1] = time.monotonic()
+
+    def idle(self, obj: object) -> float:
+        """Seconds since ``obj`` was last given back (0.0 for an instance not recorded)."""
+        times = self._times.get(id(obj))
+        return time.monotonic() - times[1] if times is not None else 0.0
 
     def forget(self, obj: object) -> None:
         self._times.pop(id(obj), None)

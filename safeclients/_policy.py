@@ -78,7 +78,7 @@ from safeclients._calls import CallThrough
 from safeclients._counters import Counters
 from safeclients._discard import DiscardOn, default_discard, discard_predicate
 from safeclients._factory import annotated_type, check_factory
-from safeclients._health import Health
+from safeclients._health import Health, with_profile_interval
 from safeclients._use import Use, compiled
 from safeclients.errors import FactoryError, PoolClosed
 from safeclients.stats import Stats
@@ -138,8 +138,11 @@ class Policy(Generic[T]):
             self._provisional = self.client_type is not None
         if instance is not None:
             self.client_type = type(instance)
+        # The health options the app gave (None: a policy without health options); the one in
+        # force (``health``) takes the client profile's check interval where the app gave none.
+        self._given_health: Health | None = getattr(self, "health", None)
         if self.client_type is not None:
-            self.profile = profiles.profile_for(self.client_type)
+            self._learn_profile()
         # A weak reference to the proxy (set by make_proxy): a fluent call gets it back.
         self.proxy_ref: Callable[[], Any] = lambda: None
         # Reinstalls the forwarders on the proxy class (set by make_proxy; see rebind).
@@ -162,6 +165,14 @@ class Policy(Generic[T]):
         self.renew(drop=True)
         self._bind_use()
         _fork.register(self)
+
+    def _learn_profile(self) -> None:
+        """The client type is known (or corrected): its profile, and with it the profile's
+        check interval (``with_profile_interval``). Slow path only."""
+        self.profile = profiles.profile_for(self.client_type) if self.client_type else None
+        if self._given_health is not None:
+            interval = self.profile.check_interval if self.profile is not None else None
+            self.health = with_profile_interval(self._given_health, interval)
 
     @property
     def effective_check(self) -> Callable[[Any], object] | None:
@@ -320,7 +331,7 @@ class Policy(Generic[T]):
         if self.client_type is None or self._provisional:
             self.client_type = type(obj)
             self._provisional = False
-            self.profile = profiles.profile_for(self.client_type)
+            self._learn_profile()
             if self._selected_use() is not self._bound_use:
                 self._bind_use()  # the forwarders are installed right after, by the hook
         hook, self.on_first_instance = self.on_first_instance, None

@@ -40,6 +40,10 @@ class Profile:
     # dead, by error code, connection state or reply code (``_disconnect``). When set it is
     # the whole judgement: a live connection after a statement error is kept, transaction and
     # all, whatever the exception's class.
+    check_interval: float | None = None  # seconds between runs of `check` when the app gives
+    # neither check= nor check_interval= (None: the policies' default, once a second). 0 for
+    # a check that costs no round trip and a client whose failures the proxy never sees as
+    # exceptions (paho's publish() returns an error code): only its check can notice.
 
     def __post_init__(self) -> None:
         if not isinstance(self.qualname, str) or "." not in self.qualname.strip("."):
@@ -57,6 +61,16 @@ class Profile:
             raise TypeError(
                 f"Profile {self.qualname}: disconnect must be a callable (exc, obj) -> bool, "
                 f"not {self.disconnect!r}."
+            )
+        interval = self.check_interval
+        if interval is not None and (
+            isinstance(interval, bool)
+            or not isinstance(interval, (int, float))
+            or not 0 <= interval < float("inf")
+        ):
+            raise ValueError(
+                f"Profile {self.qualname}: check_interval must be None or a finite number of "
+                f"seconds >= 0, not {interval!r}."
             )
         if not isinstance(self.derived, frozenset):
             raise TypeError(

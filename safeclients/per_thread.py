@@ -80,7 +80,7 @@ class PerThreadPolicy(Policy[T]):
 
     USE = Use(get=_GET + "token = None\n", put_ok="", put_broken=_PUT_BROKEN)
 
-    # With check=/max_lifetime= (or a profile's check): vet the thread's instance when its
+    # With check=/max_lifetime=/max_idle= (or a profile's check): vet the thread's instance when its
     # next check is due (at most once per check_interval), not on every call.
     USE_HEALTH = Use(
         get=_GET
@@ -93,6 +93,26 @@ token = None
         put_ok="",
         put_broken=_PUT_BROKEN,
     )
+
+    # With max_idle= too: each use that ends notes its time (``Ages.used``, by identity, so a
+    # hold released in another thread counts); a thread's instance idle for max_idle seconds
+    # or more is vetted, hence replaced, at its next use (never under an open hold: vetted_own).
+    USE_IDLE = Use(
+        get=_GET
+        + """\
+else:
+    if local.due <= monotonic() or policy.ages.idle(obj) >= policy.health.max_idle:
+        obj = policy.vetted_own(obj)
+token = None
+""",
+        put_ok="policy.ages.used(obj)",
+        put_broken=_PUT_BROKEN,
+    )
+
+    def use_for(self, *, health: bool) -> Use:
+        if health and self.health.max_idle is not None:
+            return self.USE_IDLE
+        return super().use_for(health=health)
 
     def __init__(
         self,
@@ -304,6 +324,7 @@ def per_thread(
     check: Callable[[T], object] | None = ...,
     check_interval: float | None = ...,
     max_lifetime: float | None = ...,
+    max_idle: float | None = ...,
 ) -> T: ...
 
 
@@ -316,6 +337,7 @@ def per_thread(
     check: Callable[[Any], object] | None = ...,
     check_interval: float | None = ...,
     max_lifetime: float | None = ...,
+    max_idle: float | None = ...,
 ) -> Callable[[Callable[[], T]], T]: ...
 
 
@@ -327,6 +349,7 @@ def per_thread(
     check: Callable[[T], object] | None = None,
     check_interval: float | None = None,
     max_lifetime: float | None = None,
+    max_idle: float | None = None,
 ) -> T | Callable[[Callable[[], T]], T]:
     """A proxy that gives each thread its own instance from ``factory``, created on first use.
 
@@ -341,14 +364,19 @@ def per_thread(
 
     Health: ``check(client)`` runs on a thread's instance at most once per ``check_interval``
     seconds, and replaces it if it raises or returns False (default: the client profile's
-    check); ``max_lifetime`` (seconds) replaces older instances.
+    check); ``max_lifetime`` (seconds) replaces older instances; ``max_idle`` (seconds)
+    replaces a thread's instance that was not used for that long, at that thread's next use
+    (a server's idle timeout has closed it meanwhile, or the app wants fewer idle connections;
+    a thread that never comes back keeps its instance until it ends or ``dispose()``). None of
+    them retires an instance under an open use of it (a cursor, a ``with`` block, a
+    checkout): the rest of that use would run on another connection.
     """
     health = health_options(
         "per_thread",
         check=check,
         check_interval=check_interval,
         max_lifetime=max_lifetime,
-        max_idle=None,
+        max_idle=max_idle,
     )
 
     def make(factory: Callable[[], T]) -> T:

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import safeclients
+from safeclients import profiles
 
 POLICY_ENV = "SAFECLIENTS_EXAMPLE_POLICY"
 POLICIES = ("unsafe", "per_thread", "locked", "pooled", "pooled_check")
@@ -52,6 +53,33 @@ def policy_from_env() -> str:
     if policy not in POLICIES:
         raise UnknownPolicy(f"{POLICY_ENV}={policy!r} is not one of {', '.join(POLICIES)}")
     return policy
+
+
+def policy_client(policy: str, connect: Callable[[], Any], check: Callable[[Any], object]) -> Any:
+    """The app's global client as ``policy`` makes it: ``connect()`` itself (``unsafe``, at
+    import), or ``connect`` under ``per_thread``, ``locked``, ``pooled(size=POOL_SIZE)`` or
+    ``pooled(size=POOL_SIZE, check=check)`` (``pooled_check``). Runs at import, in the
+    master before the fork."""
+    if policy == "unsafe":
+        return connect()
+    if policy == "per_thread":
+        return safeclients.per_thread(connect)
+    if policy == "locked":
+        return safeclients.locked(connect)
+    if policy == "pooled":
+        return safeclients.pooled(connect, size=POOL_SIZE)
+    if policy == "pooled_check":
+        return safeclients.pooled(connect, size=POOL_SIZE, check=check)
+    raise UnknownPolicy(f"{POLICY_ENV}={policy!r} is not one of {', '.join(POLICIES)}")
+
+
+def profile_check(qualname: str) -> Callable[[Any], object]:
+    """The health check of the profile safeclients ships for ``qualname`` (what
+    ``pooled_check`` passes as ``check=``)."""
+    profile = profiles.registered_as(qualname)
+    if profile is None or profile.check is None:
+        raise LookupError(f"safeclients ships no profile with a check for {qualname}")
+    return profile.check
 
 
 def env_url(name: str) -> str:

@@ -39,6 +39,7 @@ class Tally:
     wrong: int = 0
     errors: int = 0
     examples: list[str] = field(default_factory=list)
+    ok_tokens: list[str] = field(default_factory=list)  # the tokens of the ok answers
 
     @property
     def failures(self) -> int:
@@ -107,9 +108,11 @@ def run_checked_load(
             next_i[0] += 1
             return next_i[0] - 1
 
-    def record(outcome: str, detail: str) -> None:
+    def record(outcome: str, detail: str, token: str) -> None:
         with lock:
             setattr(tally, outcome, getattr(tally, outcome) + 1)
+            if outcome == "ok":
+                tally.ok_tokens.append(token)
             if detail and len(tally.examples) < MAX_EXAMPLES:
                 tally.examples.append(f"{outcome}: {detail}")
 
@@ -126,7 +129,7 @@ def run_checked_load(
                 outcome, detail = "errors", f"{type(exc).__name__}: {exc}"
             finally:
                 conn.close()
-            record(outcome, detail)
+            record(outcome, detail, token)
 
     threads = [
         threading.Thread(target=worker, name=f"realclients-load-{k}", daemon=True)
@@ -138,4 +141,11 @@ def run_checked_load(
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
     with lock:
-        return Tally(total, tally.ok, tally.wrong, tally.errors, list(tally.examples))
+        return Tally(
+            total,
+            tally.ok,
+            tally.wrong,
+            tally.errors,
+            list(tally.examples),
+            list(tally.ok_tokens),
+        )

@@ -61,6 +61,16 @@ class Memcached(Daemon):
                 return self
         raise MemcachedError(f"memcached could not bind any of {len(tried)} ports: {tried}")
 
+    def restart(self) -> Memcached:
+        """Stop, then start again on the same port (a client's address stays valid), as a
+        memcached restart does: every connection is cut and every item lost. Raises
+        :class:`MemcachedError` when the port was taken meanwhile."""
+        port = self.port
+        self.stop()
+        if not self._start_on(port):
+            raise MemcachedError(f"memcached could not listen on port {port} again: taken")
+        return self
+
     def _start_on(self, port: int) -> bool:
         """Start on ``port``; False when the port was taken, raise on any other failure."""
         argv = [

@@ -126,6 +126,28 @@ def test_limits_of_zero_replace_an_instance_at_every_reuse(option: str) -> None:
     assert safeclients.stats(proxy).live == 1
 
 
+def test_per_thread_max_idle_replaces_an_instance_idle_that_long() -> None:
+    proxy = safeclients.per_thread(Conn, max_idle=0)
+    assert len({proxy.query(n)[0] for n in range(3)}) == 3, "each reuse came after max_idle=0"
+    assert safeclients.stats(proxy).live == 1, "each replaced instance was closed"
+    kept = safeclients.per_thread(Conn, max_idle=3600)
+    assert len({kept.query(n)[0] for n in range(3)}) == 1, "used moments ago: kept"
+    for p in (proxy, kept):
+        safeclients.dispose(p)
+
+
+def test_per_thread_max_idle_counts_from_the_end_of_the_last_use() -> None:
+    from safeclients._proxy import policy_of
+
+    proxy = safeclients.per_thread(Conn, max_idle=3600)
+    first = proxy.query(0)[0]
+    ages = policy_of(proxy).ages
+    ((key, times),) = ages._times.items()
+    times[1] -= 7200  # as if the last use ended two hours ago
+    assert proxy.query(1)[0] != first, "idle longer than max_idle: replaced"
+    safeclients.dispose(proxy)
+
+
 def test_per_thread_max_lifetime_replaces_the_threads_instance() -> None:
     proxy = safeclients.per_thread(Conn, max_lifetime=0)
     assert len({proxy.query(n)[0] for n in range(3)}) == 3
@@ -147,11 +169,18 @@ def test_single_instance_limits_replace_the_instance(make: Any, option: str) -> 
     assert stats.created >= 3  # the generic path's attribute lookup is a use of its own
 
 
-@pytest.mark.parametrize("make", SINGLE)
-def test_single_instance_is_never_retired_under_a_block_or_a_cursor(make: Any) -> None:
+@pytest.mark.parametrize(
+    ("make", "option"),
+    [
+        *((make, "max_lifetime") for make in SINGLE),
+        (safeclients.per_thread, "max_idle"),
+        (safeclients.per_thread, "max_lifetime"),
+    ],
+)
+def test_an_instance_is_never_retired_under_a_block_or_a_cursor(make: Any, option: str) -> None:
     from tests.lib.test_derived import Connection
 
-    proxy = make(Connection, max_lifetime=0)
+    proxy = make(Connection, **{option: 0})
     with safeclients.checkout(proxy):
         assert len({proxy.whoami()[0] for _ in range(3)}) == 1, "retired inside the block"
     cursor = proxy.cursor()
@@ -191,14 +220,20 @@ def test_per_process_closes_a_retired_instance_at_the_next_vetting() -> None:
     assert first.close_calls == 1
 
 
-def test_a_profile_check_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    profile = profiles.Profile(
+def conn_profile(**options: Any) -> profiles.Profile:
+    """A profile for Conn whose check pings, with ``options`` on top."""
+    return profiles.Profile(
         qualname=f"{Conn.__module__}.{Conn.__qualname__}",
         reason="test client",
         suggest="pooled",
         sources=("tests/lib/test_health.py",),
         check=lambda conn: conn.ping(),
+        **options,
     )
+
+
+def test_a_profile_check_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    profile = conn_profile()
     profiles.register(profile)
     try:
         proxy = safeclients.pooled(Conn, check_interval=0)
@@ -207,6 +242,47 @@ def test_a_profile_check_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None
         assert proxy.query(1)[0] != first
     finally:
         profiles.unregister(profile.qualname)
+
+
+@pytest.fixture
+def profile_checking_every_use() -> Iterator[profiles.Profile]:
+    """Conn's profile with a check that runs before every use (``check_interval=0``), as
+    paho-mqtt's: its failures are return codes, only its check can notice a dead client."""
+    profile = conn_profile(check_interval=0)
+    profiles.register(profile)
+    try:
+        yield profile
+    finally:
+        profiles.unregister(profile.qualname)
+
+
+@pytest.mark.usefixtures("profile_checking_every_use")
+@pytest.mark.parametrize("make", LONG_LIVED)
+def test_a_profiles_check_interval_is_the_default(make: Any) -> None:
+    proxy = make(Conn)
+    first = proxy.query(0)[0]
+    kill(proxy)
+    assert proxy.query(1)[0] != first, "the profile's check ran before this use, at once"
+    safeclients.dispose(proxy)
+
+
+@pytest.mark.usefixtures("profile_checking_every_use")
+@pytest.mark.parametrize("make", LONG_LIVED)
+def test_the_apps_check_interval_beats_the_profiles(make: Any) -> None:
+    proxy = make(Conn, check_interval=3600)
+    proxy.query(0)
+    kill(proxy)
+    with pytest.raises(OperationalError):
+        proxy.query(1)  # used moments ago: presumed alive, as the app asked
+    safeclients.dispose(proxy)
+
+
+@pytest.mark.parametrize("interval", [-1, float("inf"), "0", True])
+def test_a_profiles_bad_check_interval_is_refused(interval: Any) -> None:
+    with pytest.raises(ValueError, match="check_interval"):
+        profiles.Profile(
+            qualname="x.Y", reason="r", suggest="pooled", sources=(), check_interval=interval
+        )
 
 
 @pytest.mark.parametrize(

@@ -10,19 +10,26 @@ pytest process (main thread).
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from examples.realclients.targets import (
+    DeliveringRestarted,
+    MemcachedUrl,
+    MqttTarget,
+    Restarted,
+    Target,
+)
 from examples.support.backends import Backend, MariaDB, PostgreSQL, RabbitMQ
 from examples.support.backends._base import admin_cursor
 from examples.support.backends.mosquitto import Mosquitto
-from examples.support.processes import free_port
+from examples.support.ftp import FtpServer
+from examples.support.grpc_echo import GrpcEcho
+from examples.support.memcached import Memcached
+from examples.support.smtp import SmtpHandler, SmtpServer
 
 
 def _serve(backend: Backend) -> Iterator[Backend]:
@@ -104,134 +111,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(table)
 
 
-class FtpServer:
-    """pyftpdlib serving ``root`` to an anonymous user on a free loopback port, in a thread of
-    the test process; ``close_next`` makes the next command of any session get "421" and a
-    closed connection (a server's idle timeout or shutdown). ``restart()`` cuts every session
-    and serves again on the same port."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.port = free_port()
-        self.close_next = threading.Event()
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-
-    def factory(self) -> Any:
-        import ftplib
-
-        ftp = ftplib.FTP()
-        ftp.connect("127.0.0.1", self.port, timeout=10)
-        ftp.login()
-        return ftp
-
-    def start(self) -> None:
-        from pyftpdlib.authorizers import DummyAuthorizer  # type: ignore[import-untyped]
-        from pyftpdlib.handlers import FTPHandler  # type: ignore[import-untyped]
-        from pyftpdlib.servers import FTPServer  # type: ignore[import-untyped]
-
-        close_next = self.close_next
-
-        class Handler(FTPHandler):  # type: ignore[misc]
-            def pre_process_command(self, line: str, cmd: str, arg: str) -> None:
-                if close_next.is_set():
-                    close_next.clear()
-                    self.respond("421 Service not available, closing control connection.")
-                    self.close_when_done()
-                    return
-                super().pre_process_command(line, cmd, arg)
-
-        authorizer = DummyAuthorizer()
-        authorizer.add_anonymous(str(self.root))
-        Handler.authorizer = authorizer
-        self._server = FTPServer(("127.0.0.1", self.port), Handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"timeout": 0.05}, name="ftp-server"
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is not None:
-            server.close_all()  # ends serve_forever's loop
-        if thread is not None:
-            thread.join(30)
-            assert not thread.is_alive(), "the FTP server's thread did not stop"
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-
 @pytest.fixture(scope="session")
 def mosquitto() -> Iterator[Backend]:
     yield from _serve(Mosquitto())
-
-
-class SmtpHandler:
-    """Delivers; refuses ``nobody@`` with 550 and answers 421 to ``shutdown@`` (smtplib then
-    closes its session); answers NOOP with 421 and closes the session once ``time_out`` is set
-    (an idle timeout: Postfix's smtpd_timeout, Exim's smtp_receive_timeout)."""
-
-    def __init__(self) -> None:
-        self.time_out = threading.Event()
-        self.delivered: list[list[str]] = []
-        self.lock = threading.Lock()  # guards delivered (the server's loop thread appends)
-
-    async def handle_NOOP(self, server: Any, session: Any, envelope: Any, arg: str) -> str:
-        if self.time_out.is_set():
-            self.time_out.clear()
-            asyncio.get_running_loop().call_soon(server.transport.close)
-            return "421 4.4.2 Timeout exceeded, closing connection"
-        return "250 OK"
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
-    ) -> str:
-        if address.startswith("nobody@"):
-            return "550 5.1.1 No such user"
-        if address.startswith("shutdown@"):
-            return "421 4.3.2 Service shutting down"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        with self.lock:
-            self.delivered.append(list(envelope.rcpt_tos))
-        return "250 Message accepted"
-
-
-class SmtpServer:
-    """aiosmtpd on a free loopback port; ``restart()`` cuts every session and serves again on
-    the same port (a new Controller: one cannot be started twice)."""
-
-    def __init__(self, handler: SmtpHandler) -> None:
-        self.handler = handler
-        self.port = free_port()
-        self.controller: Any = None
-
-    def factory(self) -> Any:
-        import smtplib
-
-        return smtplib.SMTP("127.0.0.1", self.port, timeout=10)
-
-    def start(self) -> None:
-        from aiosmtpd.controller import Controller
-
-        self.controller = Controller(
-            self.handler, hostname="127.0.0.1", port=self.port, ready_timeout=10
-        )
-        self.controller.start()
-
-    def stop(self) -> None:
-        controller, self.controller = self.controller, None
-        if controller is not None:
-            controller.stop()
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
 
 @pytest.fixture
@@ -252,3 +134,40 @@ def ftp_server(tmp_path: Path) -> Iterator[FtpServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def smtp_target(smtp_server: SmtpServer) -> Target:
+    """The proof's view of a fresh SMTP server: restarted to cut, deliveries counted."""
+    return DeliveringRestarted(smtp_server)
+
+
+@pytest.fixture
+def ftp_target(ftp_server: FtpServer) -> Target:
+    """The proof's view of a fresh FTP server: restarted to cut, stored files counted."""
+    return DeliveringRestarted(ftp_server)
+
+
+@pytest.fixture
+def memcached_target(memcached: Memcached) -> Target:
+    """The proof's view of the session's memcached: restarted on its port to cut."""
+    return Restarted(MemcachedUrl(memcached))
+
+
+@pytest.fixture
+def grpc_target() -> Iterator[Target]:
+    """The proof's view of a fresh gRPC echo server (a child process): restarted on its port
+    to cut."""
+    with GrpcEcho() as server:
+        yield Restarted(server)
+
+
+@pytest.fixture(scope="session")
+def mqtt_target(mosquitto: Mosquitto) -> Iterator[Target]:
+    """The proof's view of the session's Mosquitto: restarted on its port to cut; a subscriber
+    of its own counts the deliveries."""
+    target = MqttTarget(mosquitto)
+    try:
+        yield target
+    finally:
+        target.close()

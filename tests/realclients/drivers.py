@@ -64,6 +64,24 @@ def pymemcache(params: dict[str, Any]) -> Callable[[], Any]:
     return lambda: Client((params["host"], params["port"]), connect_timeout=5, timeout=5)
 
 
+def smtplib(params: dict[str, Any]) -> Callable[[], Any]:
+    import smtplib
+
+    return lambda: smtplib.SMTP(params["host"], params["port"], timeout=10)
+
+
+def ftplib(params: dict[str, Any]) -> Callable[[], Any]:
+    import ftplib
+
+    def connect() -> Any:
+        ftp = ftplib.FTP()
+        ftp.connect(params["host"], params["port"], timeout=10)
+        ftp.login()
+        return ftp
+
+    return connect
+
+
 def query(connection: Any, sql: str) -> list[tuple[Any, ...]]:
     """Run ``sql`` on a cursor of ``connection`` (a proxy or a raw DB-API connection) and return
     its rows ([] for a statement without a result); the cursor is closed either way."""
@@ -83,6 +101,8 @@ FACTORIES: dict[str, Callable[[dict[str, Any]], Callable[[], Any]]] = {
     "redis": redis,
     "pika": pika,
     "pymemcache": pymemcache,
+    "smtplib": smtplib,
+    "ftplib": ftplib,
 }
 MYSQL = {"pymysql": pymysql, "mysqlclient": mysqlclient}
 POSTGRES = {"psycopg2": psycopg2, "psycopg": psycopg}

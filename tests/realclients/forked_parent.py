@@ -45,6 +45,13 @@ def session_id(driver: str, proxy: Any) -> object:
         return value
     if driver == "redis":
         return proxy.client_id()
+    if driver == "smtplib":
+        code, _ = proxy.noop()
+        if code != 250:
+            raise RuntimeError(f"NOOP answered {code}")
+        return None  # no session id: `created` says the rest
+    if driver == "ftplib":
+        return proxy.pwd() and None  # a round trip; `created` says the rest
     if driver == "pymemcache":
         proxy.set("forked-parent", str(os.getpid()).encode())
         return proxy.get("forked-parent") and None  # no session id: `created` says the rest

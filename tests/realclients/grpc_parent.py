@@ -15,30 +15,15 @@ from __future__ import annotations
 import json
 import os
 import sys
-from concurrent import futures
 from typing import Any
 
 import grpc  # type: ignore[import-untyped]
 
 import safeclients
+from examples.support.grpc_echo import METHOD, serve
 from examples.support.processes import free_port
 
 CALLS = 50
-METHOD = "/safeclients.Echo/Echo"
-
-
-def serve(port: int) -> Any:
-    def echo(request: bytes, context: Any) -> bytes:
-        return request
-
-    handler = grpc.method_handlers_generic_handler(
-        "safeclients.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
-    )
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    server.add_generic_rpc_handlers((handler,))
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    server.start()
-    return server
 
 
 def calls(proxy: Any, tag: str) -> dict[str, int]:

@@ -1,12 +1,12 @@
 """A fork child never closes, finalizes or writes to an inherited instance (``_fork.keep``).
 
-For each real client (mysqlclient, PyMySQL, psycopg2, psycopg 3, pika, redis-py, pymemcache) and
-each
-policy, ``tests/realclients/forked_parent.py`` runs as its own process: it connects through a
-proxy, forks a child that uses the proxy and one that does not, each ending with an ordinary
-interpreter exit, and after each child queries again. The parent's next query must succeed on
-the very connection it had: mysqlclient's finalizer (``mysql_close``: ``COM_QUIT``) and
-libpq's (``PQfinish``: Terminate) would otherwise end the parent's session from the child.
+For each real client (mysqlclient, PyMySQL, psycopg2, psycopg 3, pika, redis-py, pymemcache,
+smtplib, ftplib) and each policy, ``tests/realclients/forked_parent.py`` runs as its own
+process: it connects through a proxy, forks a child that uses the proxy and one that does not,
+each ending with an ordinary interpreter exit, and after each child queries again. The
+parent's next query must succeed on the very connection it had: mysqlclient's finalizer
+(``mysql_close``: ``COM_QUIT``) and libpq's (``PQfinish``: Terminate) would otherwise end the
+parent's session from the child.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ SERVER = {
     "pika": "rabbitmq",
     "redis": "redis_server",
     "pymemcache": "memcached",
+    "smtplib": "smtp_server",
+    "ftplib": "ftp_server",
 }
 
 
@@ -41,7 +43,7 @@ def test_parent_keeps_its_connection_when_children_use_and_exit(
     server = request.getfixturevalue(SERVER[driver])
     if isinstance(server, Backend):
         params = server.params
-    else:  # examples.support.memcached: no params of its own
+    else:  # memcached, the SMTP and FTP servers: no params of their own
         params = {"host": server.host, "port": server.port}
     done = subprocess.run(
         [

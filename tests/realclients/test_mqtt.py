@@ -53,12 +53,15 @@ class Subscriber:
         self.seen: Counter[str] = Counter()
         self.lock = threading.Lock()  # guards seen
         self.arrived = threading.Condition(self.lock)
+        self.subscribed = threading.Event()  # the broker's SUBACK: messages reach us from now on
         self.client = _connected_client(server, on_connect=self._subscribe)
         self.client.on_message = self._message
+        if not self.subscribed.wait(WAIT):
+            self.close()
+            raise TimeoutError(f"no SUBACK from mosquitto within {WAIT:g} s")
 
     def _subscribe(self, client: Any) -> None:
-        ready = threading.Event()
-        client.on_subscribe = lambda *args: ready.set()
+        client.on_subscribe = lambda *args: self.subscribed.set()
         client.subscribe(self.topic, qos=1)
 
     def _message(self, client: Any, userdata: Any, message: Any) -> None:
@@ -94,8 +97,7 @@ def test_mqtt_publishes_once_across_a_broker_restart(mosquitto: Any) -> None:
     try:
         first = [f"a{n}" for n in range(20)]
         assert _publish(proxy, topic, first) == 0
-        mosquitto.stop()
-        mosquitto.start()
+        mosquitto.restart()  # same port: other session users keep their address
         subscriber.close()
         subscriber = Subscriber(mosquitto, topic)
         second = [f"b{n}" for n in range(20)]

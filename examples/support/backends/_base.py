@@ -216,6 +216,20 @@ class Backend(Daemon):
             f"{'; '.join(failures)}\n{self.log_tail()}"
         )
 
+    def restart(self) -> Backend:
+        """Stop, then start again on the same port (a clients' URL stays valid), as a backend
+        restart or failover does; every client connection is cut. Raises
+        :class:`BackendStartError` when the server does not come back on that port."""
+        port = self.port
+        self.stop()
+        failures: list[str] = []
+        if not self._start_once(failures):
+            raise BackendStartError(
+                f"{self.name} did not restart on port {port}: {'; '.join(failures)}\n"
+                f"{self.log_tail()}"
+            )
+        return self
+
     def _start_once(self, failures: list[str]) -> bool:
         proc = start_daemon(
             self._command(),
