@@ -209,6 +209,20 @@ def asyncpg(exc: BaseException, conn: Any) -> bool:
     return isinstance(exc, OSError) and not isinstance(exc, TimeoutError)
 
 
+def asyncpg_pool(exc: BaseException, pool: Any) -> bool:
+    """asyncpg's ``Pool``: dead only when it is closing or closed (``is_closing()``). A query
+    whose connection the server terminated fails its caller, but the pool is alive: it
+    reconnects a closed connection at its next acquire (``pool.py``
+    ``PoolConnectionHolder.acquire``: ``if self._con is None or self._con.is_closed()``), and
+    its other connections serve the loop's other tasks meanwhile; retiring the pool for one of
+    its connections would close it under them ("pool is closing")."""
+    if pool is not None:
+        is_closing = getattr(pool, "is_closing", None)
+        if callable(is_closing) and is_closing() is True:
+            return True
+    return False
+
+
 __all__ = [
     "MYSQL_DISCONNECT_CODES",
     "PG_DISCONNECT_MESSAGES",
@@ -222,4 +236,5 @@ __all__ = [
     "smtplib",
     "ftplib",
     "asyncpg",
+    "asyncpg_pool",
 ]

@@ -310,6 +310,31 @@ ASYNCPG_CONNECTION = Profile(
     disconnect=_disconnect.asyncpg,
 )
 
+# - asyncpg docs, "asyncpg Usage", Connection Pools: a pool serves concurrent coroutines, each
+#   call acquiring a connection of its own; like its connections it belongs to the loop that
+#   made it (create_pool's loop), so the form is a pool per loop:
+#   per_loop(lambda: asyncpg.create_pool(dsn)).
+# - disconnect: only a pool that is closing or closed (Pool.is_closing()). A connection of it
+#   that the server terminated fails the query that was on it and is reconnected by the pool at
+#   its next acquire (pool.py PoolConnectionHolder.acquire); before this profile the default
+#   judgement took that ConnectionDoesNotExistError for the pool's death, and per_loop closed
+#   the loop's pool under its other tasks ("pool is closing": 32 of 76 requests after a kill
+#   under gunicorn's uvicorn worker, tests/realclients/test_asgi.py).
+# - Proven on PostgreSQL: tests/realclients/test_asyncpg.py, and the ASGI proof
+#   (examples/asgi: load, every backend killed, load).
+ASYNCPG_POOL = Profile(
+    qualname="asyncpg.pool.Pool",
+    reason="An asyncpg pool serves the concurrent tasks of one event loop, and only that loop "
+    "(the loop create_pool ran in): a second loop gets 'attached to a different loop'. Use one "
+    "pool per loop: safeclients.per_loop(lambda: asyncpg.create_pool(dsn)). " + _FORKED,
+    suggest="per_loop",
+    sources=(
+        "https://magicstack.github.io/asyncpg/current/usage.html#connection-pools",
+        "https://github.com/MagicStack/asyncpg/blob/master/asyncpg/pool.py",
+    ),
+    disconnect=_disconnect.asyncpg_pool,
+)
+
 
 # --- pika ------------------------------------------------------------------------------------
 # - pika docs, FAQ "Is Pika thread safe?": "Pika does not have any notion of threading in the
@@ -772,6 +797,7 @@ SHIPPED: tuple[Profile, ...] = (
     PSYCOPG2,
     PSYCOPG,
     ASYNCPG_CONNECTION,
+    ASYNCPG_POOL,
     PIKA_CONNECTION,
     PIKA_CHANNEL,
     REDIS,

@@ -465,3 +465,40 @@ def test_asyncpg_profile_keeps_a_connection_two_tasks_misused() -> None:
     profile = profiles.profile_for(asyncpg.Connection)
     assert profile is not None and profile.disconnect is _disconnect.asyncpg
     assert profile.suggest == "per_loop" and "create_pool" in profile.reason
+
+
+class _AsyncpgPoolState:
+    """An asyncpg Pool's state as the judgement reads it (``is_closing()``)."""
+
+    def __init__(self, closing: bool) -> None:
+        self.closing = closing
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+
+def _asyncpg_pool_cases() -> list[Any]:
+    asyncpg = pytest.importorskip("asyncpg")
+    exc = asyncpg.exceptions
+    open_, closing = _AsyncpgPoolState(False), _AsyncpgPoolState(True)
+    return [
+        # One of its connections was terminated: the pool reconnects it at the next acquire.
+        pytest.param(exc.ConnectionDoesNotExistError("lost"), open_, False, id="08003, open"),
+        pytest.param(exc.AdminShutdownError("terminating"), open_, False, id="57P01, open"),
+        pytest.param(ConnectionResetError(), open_, False, id="socket error, open"),
+        pytest.param(exc.InterfaceError("pool is closing"), closing, True, id="closing"),
+        pytest.param(exc.UndefinedColumnError("no column"), closing, True, id="state wins"),
+        pytest.param(exc.ConnectionDoesNotExistError("lost"), None, False, id="no pool"),
+    ]
+
+
+@pytest.mark.parametrize(("exc", "pool", "dead"), _asyncpg_pool_cases())
+def test_asyncpg_pool_judgement(exc: BaseException, pool: Any, dead: bool) -> None:
+    assert _disconnect.asyncpg_pool(exc, pool) is dead
+
+
+def test_asyncpg_pool_profile() -> None:
+    asyncpg = pytest.importorskip("asyncpg")
+    profile = profiles.profile_for(asyncpg.Pool)
+    assert profile is not None and profile.disconnect is _disconnect.asyncpg_pool
+    assert profile.suggest == "per_loop"

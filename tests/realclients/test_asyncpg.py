@@ -101,3 +101,40 @@ def test_a_transaction_on_one_of_the_loops_pool_connections(postgresql: PostgreS
     assert asyncio.run(main()) == list(range(8)), "each block ran on one connection"
     stats = safeclients.stats(pool)
     assert (stats.created, stats.closed, stats.discarded) == (1, 1, 0), stats
+
+
+def test_one_dead_connection_does_not_retire_the_loops_pool(postgresql: PostgreSQL) -> None:
+    # Found by the ASGI proof (tests/realclients/test_asgi.py): a query whose connection the
+    # server terminated raised ConnectionDoesNotExistError, per_loop took it for the *pool's*
+    # death and closed the loop's pool under the other tasks ("pool is closing", 32 of 76
+    # requests). The pool replaces a closed connection itself at its next acquire.
+    dsn = _dsn(postgresql)
+    pool = safeclients.per_loop(lambda: asyncpg.create_pool(min_size=2, max_size=4, **dsn))
+
+    async def main() -> tuple[BaseException | None, Any]:
+        admin = await asyncpg.connect(**dsn)
+        try:
+            doomed = asyncio.ensure_future(pool.fetchval("SELECT 'doomed' || pg_sleep(30)"))
+            pid = None
+            for _ in range(600):  # the server's view of the query, polled (bounded)
+                pid = await admin.fetchval(
+                    "SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT ''doomed''%'"
+                )
+                if pid is not None or doomed.done():
+                    break
+                await asyncio.sleep(0.01)
+            assert pid is not None, "the doomed query never showed in pg_stat_activity"
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+            [failed] = await asyncio.wait_for(asyncio.gather(doomed, return_exceptions=True), WAIT)
+            after = await asyncio.wait_for(pool.fetchval("SELECT 2"), WAIT)
+            return failed, after
+        finally:
+            await admin.close()
+
+    failed, after = asyncio.run(main())
+    assert isinstance(failed, (asyncpg.PostgresError, asyncpg.InterfaceError)), failed
+    assert after == 2
+    stats = safeclients.stats(pool)
+    assert (stats.created, stats.discarded, stats.closed) == (1, 0, 1), (
+        f"one dead connection of the pool must not retire the loop's pool: {stats}"
+    )
