@@ -40,6 +40,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 START_TIMEOUT = 60.0  # a loaded 2-core machine: imports of the app in each worker
 STOP_TIMEOUT = 15.0
+MASTER_POLL = 0.5  # seconds between checks that the master is still alive while it starts
 
 
 class ServerFailed(RuntimeError):
@@ -116,12 +117,20 @@ class ExternalServer:
                     self.port = int(match.group(1))
                     return
                 remaining = deadline - time.monotonic()
-                if self._eof or remaining <= 0:
-                    why = "exited" if self._eof else f"not ready after {START_TIMEOUT:.0f} s"
+                # The master may exit while a worker it forked still holds the output pipe (no
+                # EOF then): gunicorn's "Worker failed to boot" shutdown leaves one behind.
+                exited = self._proc is not None and self._proc.poll() is not None
+                if self._eof or exited or remaining <= 0:
+                    why = (
+                        "exited"
+                        if self._eof or exited
+                        else f"not ready after {START_TIMEOUT:.0f} s"
+                    )
                     raise ServerFailed(
                         f"{self.name} {why} ({booted}/{self.workers} workers up):\n{text[-8000:]}"
                     )
-                self._lines_changed.wait(remaining)
+                # Woken by every line; the bound re-checks the master (an exit writes no line).
+                self._lines_changed.wait(min(remaining, MASTER_POLL))
 
     def _wait_http(self, deadline: float) -> None:
         """One answered request proves a worker accepts (the log says only that it forked)."""
@@ -131,6 +140,12 @@ class ExternalServer:
                     response.read()
                     return
             except (urllib.error.URLError, OSError) as exc:
+                if self._proc is not None and self._proc.poll() is not None:
+                    # Its workers failed to boot (gunicorn then stops), after the log said they
+                    # were booting: no answer will ever come.
+                    raise ServerFailed(
+                        f"{self.name} exited ({exc}):\n{self.log_text()[-8000:]}"
+                    ) from None
                 if time.monotonic() > deadline:
                     raise ServerFailed(
                         f"{self.name} does not answer on {self.url}: {exc}\n"

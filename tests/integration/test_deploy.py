@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from examples.load import run_load
+from examples.realclients.load import run_checked_load
+from examples.support.backends import Redis
 from examples.support.servers import (
     ExternalServer,
     gunicorn_server,
@@ -52,3 +54,20 @@ def test_server_sh(gearman_env: dict[str, str]) -> None:
             env=gearman_env,
         )
     )
+
+
+@pytest.mark.parametrize("preload", [False, True])
+def test_gunicorn_asgi_conf(preload: bool, redis_server: Redis) -> None:
+    # The ASGI example (examples/asgi) under uvicorn's worker, its per_loop form.
+    server = gunicorn_server(
+        "examples.asgi.redis_app:application",
+        preload=preload,
+        config=DEPLOY / "gunicorn_asgi.conf.py",
+        env={"REDIS_URL": redis_server.url, "SAFECLIENTS_EXAMPLE_FORM": "per_loop"},
+    )
+    with server as srv:
+        tally = run_checked_load(
+            srv.url, total=REQUESTS, concurrency=16, expect="token", timeout=10.0
+        )
+        log = srv.log_text()
+    assert tally.ok == REQUESTS, f"{tally.summary()} {tally.examples}\n{log[-2000:]}"

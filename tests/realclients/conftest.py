@@ -102,13 +102,17 @@ def table_ids(server: MariaDB | PostgreSQL, table: str) -> list[int]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """The real-client results table (client x policy x server), when any case ran."""
-    from tests.realclients.test_proof import results_table
+    """The real-client results tables (client x policy x server; the ASGI proof's client x
+    form x preload x warm-up), for those whose cases ran."""
+    from tests.realclients import test_asgi, test_proof
 
-    table = results_table()
-    if table:
-        terminalreporter.write_sep("-", "real clients: results")
-        terminalreporter.write_line(table)
+    for title, table in (
+        ("real clients: results", test_proof.results_table()),
+        ("ASGI under gunicorn's uvicorn worker: results", test_asgi.results_table()),
+    ):
+        if table:
+            terminalreporter.write_sep("-", title)
+            terminalreporter.write_line(table)
 
 
 @pytest.fixture(scope="session")
