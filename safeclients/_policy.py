@@ -282,8 +282,8 @@ class Policy(Generic[T]):
 
         A factory that is async (it returned a coroutine: ``async def``, ``asyncpg.connect``)
         is refused with ``FactoryError``: a sync use cannot await it, and a coroutine taken for
-        the client fails on every call. ``per_loop`` awaits one, in its loop (``call_factory``
-        and ``adopt`` are its two halves). A client that is merely awaitable as well
+        the client fails on every call. ``per_loop`` and ``pooled`` await one, in the loop that
+        will use the instance (``call_factory`` and ``adopt`` are the two halves). A client that is merely awaitable as well
         (``redis.asyncio.Redis``) is an instance as it is."""
         made = self.call_factory()
         if inspect.iscoroutine(made) or isinstance(made, asyncio.Future):
@@ -292,8 +292,9 @@ class Policy(Generic[T]):
             raise FactoryError(
                 f"the factory {self._factory_name()} passed to {self.kind}() is async (it "
                 f"returned a {type(made).__name__}): a {self.kind} proxy makes its "
-                f"instances in sync code, where nothing can await it; use safeclients.per_loop, "
-                f"which awaits the factory in the loop that will use the instance"
+                f"instances in sync code, where nothing can await it; use safeclients.per_loop or "
+                f"safeclients.pooled, which await the factory in the loop that will use the "
+                f"instance"
             )
         return self.adopt(made)
 
