@@ -283,8 +283,8 @@ class Policy(Generic[T]):
         A factory that is async (it returned a coroutine: ``async def``, ``asyncpg.connect``)
         is refused with ``FactoryError``: a sync use cannot await it, and a coroutine taken for
         the client fails on every call. ``per_loop`` and ``pooled`` await one, in the loop that
-        will use the instance (``call_factory`` and ``adopt`` are the two halves). A client that is merely awaitable as well
-        (``redis.asyncio.Redis``) is an instance as it is."""
+        will use the instance (``call_factory`` and ``adopt`` are the two halves). A client
+        that is merely awaitable as well (``redis.asyncio.Redis``) is an instance as it is."""
         made = self.call_factory()
         if inspect.iscoroutine(made) or isinstance(made, asyncio.Future):
             if inspect.iscoroutine(made):

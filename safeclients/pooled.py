@@ -239,9 +239,16 @@ class PooledPolicy(Policy[T]):
 
     def _loop_list(self, loop: asyncio.AbstractEventLoop) -> list[T]:
         """The idle list of ``loop``'s instances (made on first need; in ``loop``'s thread)."""
-        free = self._loop_free.get(loop)
+        lists = self._loop_free
+        free = lists.get(loop)
         if free is None:
-            free = self._loop_free.setdefault(loop, [])
+            # A new loop (each asyncio.run() is one): forget closed loops with nothing idle,
+            # so repeated runs do not pile up. Lock-free: a closed loop's list gets no more
+            # instances (one coming back to a list no longer here is closed, ``_current``).
+            for old, idle in tuple(lists.items()):
+                if not idle and old.is_closed():
+                    lists.pop(old, None)
+            free = lists.setdefault(loop, [])
         return free
 
     def _own_list(self, loop: asyncio.AbstractEventLoop | None) -> list[T]:
@@ -252,7 +259,8 @@ class PooledPolicy(Policy[T]):
 
     def _current(self, free: list[T]) -> bool:
         """Whether ``free`` is a list of the current generation (not one a dispose replaced)."""
-        return free is self.free or any(mine is free for mine in self._loop_free.values())
+        # A snapshot: another loop's thread may add its list meanwhile.
+        return free is self.free or any(mine is free for mine in tuple(self._loop_free.values()))
 
     def _evict_locked(self, keep: list[T]) -> tuple[T, asyncio.AbstractEventLoop | None] | None:
         """Under ``_cond``'s lock, every slot taken: the longest-idle instance of another list
@@ -501,7 +509,7 @@ class PooledPolicy(Policy[T]):
         idle instance, a free slot, or another list's idle instance to evict)."""
         if self._own_list(loop) or self._count < self.size:
             return True
-        return bool(self.free) or any(self._loop_free.values())
+        return bool(self.free) or any(tuple(self._loop_free.values()))
 
     def _wake_one_task(self, prefer: asyncio.AbstractEventLoop | None = None) -> None:
         """Resolve the first waiting task's future (one of loop ``prefer`` first: it can take

@@ -541,3 +541,15 @@ def test_loops_in_two_threads_never_share_an_instance() -> None:
     assert not seen[0] & seen[1], f"an instance served two loops: {seen}"
     stats = safeclients.stats(proxy)
     assert stats.live == 0 and stats.closed == stats.created, stats
+
+
+def test_repeated_runs_do_not_pile_up_loops() -> None:
+    # A sync app calling an async client through asyncio.run() per request: each run is a new
+    # loop; the pool keeps no list for the loops that are gone.
+    proxy = safeclients.pooled(make_async, size=2, timeout=5.0)
+    for n in range(20):
+        assert asyncio.run(proxy.fetch(n))[1] == n
+    policy: Any = _proxy.policy_of(proxy)
+    assert len(policy._loop_free) <= 1, policy._loop_free
+    stats = safeclients.stats(proxy)
+    assert (stats.created, stats.closed, stats.live) == (20, 20, 0), stats
