@@ -77,6 +77,7 @@ from safeclients import _check, _fork, _uses, profiles
 from safeclients._calls import CallThrough
 from safeclients._counters import Counters
 from safeclients._discard import DiscardOn, default_discard, discard_predicate
+from safeclients._escape import watched_call
 from safeclients._factory import annotated_type, check_factory
 from safeclients._health import Health, with_profile_interval
 from safeclients._use import Use, compiled
@@ -533,6 +534,11 @@ class Policy(Generic[T]):
 
         forward.__name__ = forward.__qualname__ = name
         return forward
+
+    def watched(self, obj: T, token: Any, result: Any) -> Any:
+        """An awaited call on an instance never given back (per_thread, per_process,
+        per_loop): the coroutine that awaits ``result`` and counts its errors."""
+        return watched_call(self, obj, token, result)
 
     def attribute(self, name: str) -> Any:
         """``proxy.name`` for a name with no fast forwarder: a value, or a call-through."""
