@@ -117,10 +117,11 @@ class PerLoopPolicy(Policy[T]):
     USE = Use(
         get="""
             try:
-                obj = policy.table[policy.ref(policy.running_loop())].obj
+                token = policy.table[policy.ref(policy.running_loop())]
+                obj = token.obj
             except (KeyError, TypeError):
                 obj = policy.create_for_loop(name)
-            token = None
+                token = policy.record_of(obj)
         """,
         put_ok="",
         put_broken="policy.discard(obj)",
@@ -359,16 +360,19 @@ class PerLoopPolicy(Policy[T]):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def record_of(self, obj: T) -> _LoopRecord[T] | None:
+        """Slow path: the running loop's record if ``obj`` is its instance (the token of a
+        use; None for a deferred call)."""
+        loop = self.running_loop()
+        record = self.records.get(loop) if loop is not None else None
+        return record if record is not None and record.obj is obj else None
+
     def watched(self, obj: T, token: Any, result: Any) -> Any:
-        """An awaited call on the running loop's instance: counted while it runs (see
-        ``_close_when_idle``), its errors judged as every call's are."""
-        try:
-            record = self.table[self.ref(self.running_loop())]  # type: ignore[arg-type]  # None: TypeError
-        except (KeyError, TypeError):
-            return super().watched(obj, token, result)
-        if record.obj is not obj:
-            return super().watched(obj, token, result)
-        return self._running(record, obj, token, result)
+        """An awaited call on a loop's instance (the token is its record): counted while it
+        runs (see ``_close_when_idle``), its errors judged as every call's are."""
+        if type(token) is _LoopRecord:
+            return self._running(token, obj, token, result)
+        return super().watched(obj, token, result)
 
     async def _running(self, record: _LoopRecord[T], obj: T, token: Any, result: Any) -> Any:
         record.running += 1
