@@ -80,6 +80,7 @@ from safeclients._discard import DiscardOn, default_discard, discard_predicate
 from safeclients._escape import watched_call
 from safeclients._factory import annotated_type, check_factory
 from safeclients._health import Health, with_profile_interval
+from safeclients._shutdown import at_loop_shutdown
 from safeclients._use import Use, compiled
 from safeclients.errors import FactoryError, PoolClosed
 from safeclients.stats import Stats
@@ -236,6 +237,8 @@ class Policy(Generic[T]):
         self.counters = Counters()
         # Async closes under way (``_await_close``), kept alive until they end.
         self._async_closes: set[asyncio.Task[None]] = set()
+        # Closes cancelled before they ended, to run again at their loop's shutdown.
+        self._late_closes: set[Any] = set()
         # id(instance) -> how many pins (any context) hold it now; guarded by _uses._count_lock.
         self.held: dict[int, int] = {}
         # Lost pins still open (``_uses.lose``), and ids of held instances discarded by another
@@ -356,19 +359,7 @@ class Policy(Generic[T]):
                 pass  # its own __exit__ (or the server) closed it: a second close may raise
             else:
                 loop = _get_running_loop()
-                result: object = None
-                if self._close_fn is not None:
-                    result = self._close_fn(obj)
-                elif self.profile is not None and self.profile.close is not None:
-                    result = self.profile.close(obj)
-                else:
-                    # An async client's own aclose() first (redis.asyncio's close() is a
-                    # deprecated alias of it; httpx.AsyncClient has only aclose()).
-                    close = getattr(obj, "aclose", None)
-                    if not callable(close):
-                        close = getattr(obj, "close", None)
-                    if callable(close):
-                        result = close()
+                result = self._close_call(obj)
                 if inspect.isawaitable(result):
                     self._await_close(obj, result, loop, discarded=discarded)
                     return True  # counted when the close has been awaited
@@ -388,6 +379,20 @@ class Policy(Generic[T]):
         if interrupted is not None:
             raise interrupted
         return ok
+
+    def _close_call(self, obj: Any) -> object:
+        """Call the instance's close (``close=``, the profile's, else its own ``aclose()`` or
+        ``close()``) and return what it returns (an awaitable for an async client)."""
+        if self._close_fn is not None:
+            return self._close_fn(obj)
+        if self.profile is not None and self.profile.close is not None:
+            return self.profile.close(obj)
+        # An async client's own aclose() first (redis.asyncio's close() is a deprecated alias
+        # of it; httpx.AsyncClient has only aclose()).
+        close = getattr(obj, "aclose", None)
+        if not callable(close):
+            close = getattr(obj, "close", None)
+        return close() if callable(close) else None
 
     def _await_close(
         self,
@@ -422,18 +427,62 @@ class Policy(Generic[T]):
 
         def done(task: asyncio.Task[None]) -> None:
             self._async_closes.discard(task)
-            failed = task.cancelled() or task.exception() is not None
-            if failed and not task.cancelled():
+            if task.cancelled():
+                # Cancelled, most often by asyncio.run, which cancels the tasks left before it
+                # shuts the loop down (a discard or an eviction just before the end): closed
+                # again, from the top, at the loop's shutdown (never dropped unclosed).
+                if inspect.iscoroutine(closing):
+                    closing.close()  # unstarted: no "never awaited"; started: its finally runs
+                self._close_at_shutdown(obj, discarded=discarded)
+                return
+            error = task.exception()
+            if error is not None:
                 log.warning(
                     "safeclients: closing a %s held by a %s proxy raised %r; the instance is "
                     "dropped",
                     type(obj).__name__,
                     self.kind,
-                    task.exception(),
+                    error,
                 )
-            self.counters.closed(not failed, discarded=discarded)
+            self.counters.closed(error is None, discarded=discarded)
 
         task.add_done_callback(done)
+
+    def _close_at_shutdown(self, obj: Any, *, discarded: bool) -> None:
+        """In the loop's thread: close ``obj`` (awaited) at the running loop's shutdown."""
+
+        async def close_again() -> None:
+            ok = False
+            try:
+                result = self._close_call(obj)
+                if inspect.isawaitable(result):
+                    await result
+                ok = True
+            except Exception as exc:
+                log.warning(
+                    "safeclients: closing a %s held by a %s proxy at its loop's shutdown "
+                    "raised %r; the instance is dropped",
+                    type(obj).__name__,
+                    self.kind,
+                    exc,
+                )
+            finally:
+                self.counters.closed(ok, discarded=discarded)
+                self._late_closes.difference_update(mine)
+
+        mine: list[Any] = []
+        closer = at_loop_shutdown(close_again)
+        if closer is None:
+            log.warning(
+                "safeclients: the close of a %s held by a %s proxy was cancelled and its loop "
+                "runs no shutdown step to finish it; the instance is dropped unclosed",
+                type(obj).__name__,
+                self.kind,
+            )
+            self.counters.closed(False, discarded=discarded)
+            return
+        mine.append(closer)
+        self._late_closes.add(closer)  # kept until the loop's shutdown runs it
 
     def stats(self) -> Stats:
         # live() outside the counters' lock: never nest it inside another lock.

@@ -553,3 +553,33 @@ def test_repeated_runs_do_not_pile_up_loops() -> None:
     assert len(policy._loop_free) <= 1, policy._loop_free
     stats = safeclients.stats(proxy)
     assert (stats.created, stats.closed, stats.live) == (20, 20, 0), stats
+
+
+def test_a_close_cancelled_by_the_loops_end_is_finished_at_its_shutdown() -> None:
+    # A dead connection discarded just before asyncio.run ends: its close task is cancelled
+    # with the other tasks left; it used to be dropped unclosed (counted as a failed close,
+    # the server still holding the connection). It is closed at the loop's shutdown instead.
+    class Dying(AsyncFake):
+        async def fetch(self, key: Any) -> tuple[int, Any]:
+            raise ConnectionResetError("connection lost")
+
+        async def aclose(self) -> None:
+            for _ in range(3):
+                await asyncio.sleep(0)  # a real close awaits its transports
+            self.closes += 1
+
+    proxy = safeclients.pooled(Dying, size=1, timeout=5.0)
+    made: list[Dying] = []
+
+    async def main() -> None:
+        async with safeclients.checkout(proxy) as raw:
+            made.append(raw)
+        with pytest.raises(ConnectionResetError):
+            await proxy.fetch(1)  # discarded: its close is a task that has not run yet
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # never "coroutine ... was never awaited"
+        asyncio.run(main())
+    stats = safeclients.stats(proxy)
+    assert made[0].closes == 1, "the discarded instance was never closed"
+    assert (stats.discarded, stats.close_failed, stats.live) == (1, 0, 0), stats
