@@ -213,6 +213,7 @@ def held_awaitable(
 
     async def held() -> Any:
         try:
+            hold.pin.policy.bind_awaited(hold.pin.obj)
             value = await result
             return value if then is None or type(value) in PLAIN else then(value)
         except BaseException as exc:

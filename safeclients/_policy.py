@@ -68,6 +68,7 @@ import functools
 import inspect
 import logging
 import textwrap
+import weakref
 from asyncio.events import _get_running_loop
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -239,6 +240,12 @@ class Policy(Generic[T]):
         self._async_closes: set[asyncio.Task[None]] = set()
         # Closes cancelled before they ended, to run again at their loop's shutdown.
         self._late_closes: set[Any] = set()
+        # id(instance) -> the loop it is bound to (``watched``), and each loop's shutdown
+        # steps that retire them.
+        self._loop_bound: dict[int, asyncio.AbstractEventLoop] = {}
+        self._loop_ends: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Any]] = (
+            weakref.WeakKeyDictionary()
+        )
         # id(instance) -> how many pins (any context) hold it now; guarded by _uses._count_lock.
         self.held: dict[int, int] = {}
         # Lost pins still open (``_uses.lose``), and ids of held instances discarded by another
@@ -586,8 +593,66 @@ class Policy(Generic[T]):
 
     def watched(self, obj: T, token: Any, result: Any) -> Any:
         """An awaited call on an instance never given back (per_thread, per_process,
-        per_loop): the coroutine that awaits ``result`` and counts its errors."""
-        return watched_call(self, obj, token, result)
+        guarded; per_loop has its own): the coroutine that awaits ``result`` and counts its
+        errors. The instance's first awaited call in a loop binds it to that loop (when it is
+        awaited: ``asyncio.run(client.get(1))`` makes the call before its loop runs)."""
+        return self._awaited(obj, token, result)
+
+    async def _awaited(self, obj: T, token: Any, result: Any) -> Any:
+        self.bind_awaited(obj)
+        return await watched_call(self, obj, token, result)
+
+    def bind_awaited(self, obj: T) -> None:
+        """In the loop that awaits a call on ``obj`` (``_awaited``, ``_escape.held_awaitable``):
+        bind it to that loop (``_bind_to_loop_end``). pooled binds its own way (a free list per
+        loop): nothing here."""
+        loop = _get_running_loop()
+        if loop is not None and self._loop_bound.get(id(obj)) is not loop:
+            if is_async_client(type(obj)):  # a sync client's async helper binds it to nothing
+                self._bind_to_loop_end(obj, loop)
+
+    def _bind_to_loop_end(self, obj: T, loop: asyncio.AbstractEventLoop) -> None:
+        """An async client belongs to the loop it is first awaited in: at that loop's shutdown
+        (``asyncio.run`` ending), inside it, the instance is retired and its close awaited
+        (``retire_at_loop_end``), so the next loop gets an instance of its own instead of one
+        whose connections are "attached to a different loop". An instance bound to another
+        loop still running (two threads' loops on one per_process instance) stays bound there.
+        In the loop's thread; once per instance and loop."""
+        bound = self._loop_bound
+        key = id(obj)
+        earlier = bound.get(key)
+        if earlier is not None and not earlier.is_closed():
+            return
+        try:
+            ref: Callable[[], T | None] = weakref.ref(obj, lambda _: bound.pop(key, None))
+        except TypeError:  # not weakly referenceable: held until the loop's shutdown
+
+            def ref() -> T | None:
+                return obj
+
+        async def retire() -> None:
+            if bound.get(key) is loop:
+                del bound[key]
+            target = ref()
+            if target is not None:
+                await self.retire_at_loop_end(target)
+
+        closer = at_loop_shutdown(retire)
+        if closer is None:
+            return  # a loop with no shutdown step: nothing to bind to
+        bound[key] = loop
+        self._loop_ends.setdefault(loop, []).append(closer)  # kept until the loop goes
+
+    async def retire_at_loop_end(self, obj: T) -> None:
+        """Inside a loop's shutdown: ``obj``, bound to that loop, is retired if it is still in
+        use by this policy (override; default: nothing)."""
+
+    async def closes_awaited(self) -> None:
+        """Await the async closes under way (in the running loop's shutdown: a task made then
+        would not run otherwise)."""
+        closing = list(self._async_closes)
+        if closing:
+            await asyncio.gather(*closing, return_exceptions=True)
 
     def attribute(self, name: str) -> Any:
         """``proxy.name`` for a name with no fast forwarder: a value, or a call-through."""
@@ -617,4 +682,25 @@ class Policy(Generic[T]):
         self.apply(delattr, name)
 
 
-__all__ = ["Policy", "log"]
+def is_async_client(kind: type | None) -> bool:
+    """Whether instances of ``kind`` are async clients: their life is async (``async with``, or
+    a ``close``/``aclose`` that is a coroutine function: redis.asyncio, asyncpg, httpx, aiohttp),
+    so each belongs to the loop it was made in. A sync client with an async method or two is
+    not one. Once per client type (slow path)."""
+    if kind is None:
+        return False
+    known = _ASYNC_CLIENTS.get(kind)
+    if known is not None:
+        return known
+    _ASYNC_CLIENTS[kind] = found = any(
+        inspect.iscoroutinefunction(inspect.getattr_static(kind, name, None))
+        for name in ("__aenter__", "aclose", "close")
+    )
+    return found
+
+
+# Client type -> whether it is async (``is_async_client``); weak: classes made at run time go.
+_ASYNC_CLIENTS: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
+
+
+__all__ = ["Policy", "is_async_client", "log"]

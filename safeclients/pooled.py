@@ -81,7 +81,7 @@ from safeclients._health import (
 )
 from safeclients._limits import DEFAULT_SIZE, DEFAULT_TIMEOUT, validate_size, validate_timeout
 from safeclients._pending import Deferrer, NoToken
-from safeclients._policy import Policy, log
+from safeclients._policy import Policy, is_async_client, log
 from safeclients._proxy import make_proxy
 from safeclients._shutdown import at_loop_shutdown
 from safeclients._use import Use
@@ -735,6 +735,9 @@ class PooledPolicy(Policy[T]):
             return  # an async factory's instance joins the free list when it is made
         self.put(obj, free, False)
 
+    def bind_awaited(self, obj: T) -> None:
+        pass  # bound where it is made (a free list per loop): ``_install``
+
     def existing(self) -> T | None:
         raise AttributeError(
             "a pooled proxy has no single wrapped instance: take one for a block with "
@@ -840,19 +843,6 @@ class _CreationStarted(Exception):  # noqa: N818 (a signal, not an error)
 
 # Set by ``aget`` around its get: a new instance's awaitable goes back to it (``_Awaiting``).
 _IN_AGET: ContextVar[bool] = ContextVar("safeclients_pooled_aget", default=False)
-
-
-def is_async_client(kind: type | None) -> bool:
-    """Whether instances of ``kind`` are async clients: their life is async (``async with``, or
-    a ``close``/``aclose`` that is a coroutine function: redis.asyncio, asyncpg, httpx, aiohttp),
-    so each belongs to the loop it was made in. A sync client with an async method or two is
-    not one. Once per client type (slow path)."""
-    if kind is None:
-        return False
-    return any(
-        inspect.iscoroutinefunction(inspect.getattr_static(kind, name, None))
-        for name in ("__aenter__", "aclose", "close")
-    )
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
