@@ -85,6 +85,10 @@ class Escaping(Holder, Protocol):
 
     def own_proxy(self) -> Any: ...
 
+    def watched(self, obj: Any, token: Any, result: Awaitable[Any]) -> Any:
+        """An awaited call on an instance never given back, awaiting ``result`` (its errors
+        count): ``watched_call``, or per_loop's, which also counts the call running."""
+
 
 # Attribute names by which a result commonly refers to the client that made it.
 _BACK_REFERENCES = ("connection", "_connection", "conn", "_conn", "client", "_client")
@@ -194,7 +198,7 @@ def _awaitable(
         # per_thread, per_process, per_loop: the instance stays where it is whatever happens, so
         # there is no use to hold; only an error while awaiting still counts (discard_on).
         if policy.tracker is None:
-            return _watched(policy, obj, token, result)
+            return policy.watched(obj, token, result)
         return _watched_checked(policy, obj, token, result)
     # Not the context's pin: an awaitable is often awaited in another task (gather).
     return held_awaitable(_uses.hold(policy, obj, token, name, register=False), result)
@@ -209,6 +213,7 @@ def held_awaitable(
 
     async def held() -> Any:
         try:
+            hold.pin.policy.bind_awaited(hold.pin.obj)
             value = await result
             return value if then is None or type(value) in PLAIN else then(value)
         except BaseException as exc:
@@ -224,8 +229,9 @@ def held_awaitable(
     return coroutine
 
 
-async def _watched(policy: Escaping, obj: Any, token: Any, result: Awaitable[Any]) -> Any:
-    """An awaited call on an instance that is never given back: count its errors."""
+async def watched_call(policy: Escaping, obj: Any, token: Any, result: Awaitable[Any]) -> Any:
+    """An awaited call on an instance that is never given back: count its errors (the
+    default ``Policy.watched``)."""
     try:
         return await result
     except BaseException as exc:
@@ -235,7 +241,7 @@ async def _watched(policy: Escaping, obj: Any, token: Any, result: Awaitable[Any
 
 
 def _watched_checked(policy: Escaping, obj: Any, token: Any, result: Awaitable[Any]) -> Any:
-    """``_watched`` under check mode: the use lasts until the await ends, so the tracker
+    """``watched_call`` under check mode: the use lasts until the await ends, so the tracker
     (entered by the call) is left then, or when the coroutine is dropped unawaited, never
     before (the loop's or thread's other tasks may be inside the instance meanwhile)."""
     ended = [False]

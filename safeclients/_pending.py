@@ -180,13 +180,58 @@ class PendingCall(Coroutine[Any, Any, Any]):
         if name.startswith(("_", "cr_", "gi_", "ag_")):
             raise AttributeError(name)
         # A public name: the caller took the pending call for the call's result.
+        raise self._misused(f"reading .{name} from it")
+
+    def _misused(self, use: str) -> Exception:
+        """The error for using the pending call as the call's value (a sync method's result
+        is only had by awaiting it): never a silent wrong value such as its repr or True."""
         kind, why = self._policy.kind, _WHY.get(self._error, "blocking")
-        raise self._error(
+        return self._error(
             f"{self._name}() on a {kind} proxy could not get an instance without "
             f"{why}, so it was deferred: it is a pending call, good for "
-            f"`await`, `async with` and `async for` in a running loop; reading .{name} from it "
+            f"`await`, `async with` and `async for` in a running loop; {use} "
             f"needs the call's result (await it first)"
         )
+
+    # -- used as the call's value: refused (repr stays, for debuggers and logs) ------------------
+
+    def __str__(self) -> str:
+        raise self._misused("str() of it")
+
+    def __format__(self, spec: str) -> str:
+        raise self._misused("formatting it")
+
+    def __bool__(self) -> bool:
+        raise self._misused("its truth value")
+
+    def __eq__(self, other: object) -> bool:
+        raise self._misused("comparing it")
+
+    def __ne__(self, other: object) -> bool:
+        raise self._misused("comparing it")
+
+    __hash__ = object.__hash__  # asyncio keys tasks by their coroutine: identity, as before
+
+    def __len__(self) -> int:
+        raise self._misused("len() of it")
+
+    def __iter__(self) -> Any:
+        raise self._misused("iterating it")
+
+    def __contains__(self, item: object) -> bool:
+        raise self._misused("`in` on it")
+
+    def __getitem__(self, key: Any) -> Any:
+        raise self._misused("indexing it")
+
+    def __int__(self) -> int:
+        raise self._misused("int() of it")
+
+    def __float__(self) -> float:
+        raise self._misused("float() of it")
+
+    def __index__(self) -> int:
+        raise self._misused("using it as an index")
 
     def __repr__(self) -> str:
         return f"<safeclients pending call {self._name}() of a {self._policy.kind} proxy>"

@@ -68,6 +68,7 @@ import functools
 import inspect
 import logging
 import textwrap
+import weakref
 from asyncio.events import _get_running_loop
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -77,8 +78,10 @@ from safeclients import _check, _fork, _uses, profiles
 from safeclients._calls import CallThrough
 from safeclients._counters import Counters
 from safeclients._discard import DiscardOn, default_discard, discard_predicate
+from safeclients._escape import watched_call
 from safeclients._factory import annotated_type, check_factory
 from safeclients._health import Health, with_profile_interval
+from safeclients._shutdown import at_loop_shutdown
 from safeclients._use import Use, compiled
 from safeclients.errors import FactoryError, PoolClosed
 from safeclients.stats import Stats
@@ -235,6 +238,14 @@ class Policy(Generic[T]):
         self.counters = Counters()
         # Async closes under way (``_await_close``), kept alive until they end.
         self._async_closes: set[asyncio.Task[None]] = set()
+        # Closes cancelled before they ended, to run again at their loop's shutdown.
+        self._late_closes: set[Any] = set()
+        # id(instance) -> the loop it is bound to (``watched``), and each loop's shutdown
+        # steps that retire them.
+        self._loop_bound: dict[int, asyncio.AbstractEventLoop] = {}
+        self._loop_ends: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Any]] = (
+            weakref.WeakKeyDictionary()
+        )
         # id(instance) -> how many pins (any context) hold it now; guarded by _uses._count_lock.
         self.held: dict[int, int] = {}
         # Lost pins still open (``_uses.lose``), and ids of held instances discarded by another
@@ -282,9 +293,9 @@ class Policy(Generic[T]):
 
         A factory that is async (it returned a coroutine: ``async def``, ``asyncpg.connect``)
         is refused with ``FactoryError``: a sync use cannot await it, and a coroutine taken for
-        the client fails on every call. ``per_loop`` awaits one, in its loop (``call_factory``
-        and ``adopt`` are its two halves). A client that is merely awaitable as well
-        (``redis.asyncio.Redis``) is an instance as it is."""
+        the client fails on every call. ``per_loop`` and ``pooled`` await one, in the loop that
+        will use the instance (``call_factory`` and ``adopt`` are the two halves). A client
+        that is merely awaitable as well (``redis.asyncio.Redis``) is an instance as it is."""
         made = self.call_factory()
         if inspect.iscoroutine(made) or isinstance(made, asyncio.Future):
             if inspect.iscoroutine(made):
@@ -292,8 +303,9 @@ class Policy(Generic[T]):
             raise FactoryError(
                 f"the factory {self._factory_name()} passed to {self.kind}() is async (it "
                 f"returned a {type(made).__name__}): a {self.kind} proxy makes its "
-                f"instances in sync code, where nothing can await it; use safeclients.per_loop, "
-                f"which awaits the factory in the loop that will use the instance"
+                f"instances in sync code, where nothing can await it; use safeclients.per_loop or "
+                f"safeclients.pooled, which await the factory in the loop that will use the "
+                f"instance"
             )
         return self.adopt(made)
 
@@ -354,19 +366,7 @@ class Policy(Generic[T]):
                 pass  # its own __exit__ (or the server) closed it: a second close may raise
             else:
                 loop = _get_running_loop()
-                result: object = None
-                if self._close_fn is not None:
-                    result = self._close_fn(obj)
-                elif self.profile is not None and self.profile.close is not None:
-                    result = self.profile.close(obj)
-                else:
-                    # An async client's own aclose() first (redis.asyncio's close() is a
-                    # deprecated alias of it; httpx.AsyncClient has only aclose()).
-                    close = getattr(obj, "aclose", None)
-                    if not callable(close):
-                        close = getattr(obj, "close", None)
-                    if callable(close):
-                        result = close()
+                result = self._close_call(obj)
                 if inspect.isawaitable(result):
                     self._await_close(obj, result, loop, discarded=discarded)
                     return True  # counted when the close has been awaited
@@ -386,6 +386,20 @@ class Policy(Generic[T]):
         if interrupted is not None:
             raise interrupted
         return ok
+
+    def _close_call(self, obj: Any) -> object:
+        """Call the instance's close (``close=``, the profile's, else its own ``aclose()`` or
+        ``close()``) and return what it returns (an awaitable for an async client)."""
+        if self._close_fn is not None:
+            return self._close_fn(obj)
+        if self.profile is not None and self.profile.close is not None:
+            return self.profile.close(obj)
+        # An async client's own aclose() first (redis.asyncio's close() is a deprecated alias
+        # of it; httpx.AsyncClient has only aclose()).
+        close = getattr(obj, "aclose", None)
+        if not callable(close):
+            close = getattr(obj, "close", None)
+        return close() if callable(close) else None
 
     def _await_close(
         self,
@@ -420,18 +434,62 @@ class Policy(Generic[T]):
 
         def done(task: asyncio.Task[None]) -> None:
             self._async_closes.discard(task)
-            failed = task.cancelled() or task.exception() is not None
-            if failed and not task.cancelled():
+            if task.cancelled():
+                # Cancelled, most often by asyncio.run, which cancels the tasks left before it
+                # shuts the loop down (a discard or an eviction just before the end): closed
+                # again, from the top, at the loop's shutdown (never dropped unclosed).
+                if inspect.iscoroutine(closing):
+                    closing.close()  # unstarted: no "never awaited"; started: its finally runs
+                self._close_at_shutdown(obj, discarded=discarded)
+                return
+            error = task.exception()
+            if error is not None:
                 log.warning(
                     "safeclients: closing a %s held by a %s proxy raised %r; the instance is "
                     "dropped",
                     type(obj).__name__,
                     self.kind,
-                    task.exception(),
+                    error,
                 )
-            self.counters.closed(not failed, discarded=discarded)
+            self.counters.closed(error is None, discarded=discarded)
 
         task.add_done_callback(done)
+
+    def _close_at_shutdown(self, obj: Any, *, discarded: bool) -> None:
+        """In the loop's thread: close ``obj`` (awaited) at the running loop's shutdown."""
+
+        async def close_again() -> None:
+            ok = False
+            try:
+                result = self._close_call(obj)
+                if inspect.isawaitable(result):
+                    await result
+                ok = True
+            except Exception as exc:
+                log.warning(
+                    "safeclients: closing a %s held by a %s proxy at its loop's shutdown "
+                    "raised %r; the instance is dropped",
+                    type(obj).__name__,
+                    self.kind,
+                    exc,
+                )
+            finally:
+                self.counters.closed(ok, discarded=discarded)
+                self._late_closes.difference_update(mine)
+
+        mine: list[Any] = []
+        closer = at_loop_shutdown(close_again)
+        if closer is None:
+            log.warning(
+                "safeclients: the close of a %s held by a %s proxy was cancelled and its loop "
+                "runs no shutdown step to finish it; the instance is dropped unclosed",
+                type(obj).__name__,
+                self.kind,
+            )
+            self.counters.closed(False, discarded=discarded)
+            return
+        mine.append(closer)
+        self._late_closes.add(closer)  # kept until the loop's shutdown runs it
 
     def stats(self) -> Stats:
         # live() outside the counters' lock: never nest it inside another lock.
@@ -533,6 +591,69 @@ class Policy(Generic[T]):
         forward.__name__ = forward.__qualname__ = name
         return forward
 
+    def watched(self, obj: T, token: Any, result: Any) -> Any:
+        """An awaited call on an instance never given back (per_thread, per_process,
+        guarded; per_loop has its own): the coroutine that awaits ``result`` and counts its
+        errors. The instance's first awaited call in a loop binds it to that loop (when it is
+        awaited: ``asyncio.run(client.get(1))`` makes the call before its loop runs)."""
+        return self._awaited(obj, token, result)
+
+    async def _awaited(self, obj: T, token: Any, result: Any) -> Any:
+        self.bind_awaited(obj)
+        return await watched_call(self, obj, token, result)
+
+    def bind_awaited(self, obj: T) -> None:
+        """In the loop that awaits a call on ``obj`` (``_awaited``, ``_escape.held_awaitable``):
+        bind it to that loop (``_bind_to_loop_end``). pooled binds its own way (a free list per
+        loop): nothing here."""
+        loop = _get_running_loop()
+        if loop is not None and self._loop_bound.get(id(obj)) is not loop:
+            if is_async_client(type(obj)):  # a sync client's async helper binds it to nothing
+                self._bind_to_loop_end(obj, loop)
+
+    def _bind_to_loop_end(self, obj: T, loop: asyncio.AbstractEventLoop) -> None:
+        """An async client belongs to the loop it is first awaited in: at that loop's shutdown
+        (``asyncio.run`` ending), inside it, the instance is retired and its close awaited
+        (``retire_at_loop_end``), so the next loop gets an instance of its own instead of one
+        whose connections are "attached to a different loop". An instance bound to another
+        loop still running (two threads' loops on one per_process instance) stays bound there.
+        In the loop's thread; once per instance and loop."""
+        bound = self._loop_bound
+        key = id(obj)
+        earlier = bound.get(key)
+        if earlier is not None and not earlier.is_closed():
+            return
+        try:
+            ref: Callable[[], T | None] = weakref.ref(obj, lambda _: bound.pop(key, None))
+        except TypeError:  # not weakly referenceable: held until the loop's shutdown
+
+            def ref() -> T | None:
+                return obj
+
+        async def retire() -> None:
+            if bound.get(key) is loop:
+                del bound[key]
+            target = ref()
+            if target is not None:
+                await self.retire_at_loop_end(target)
+
+        closer = at_loop_shutdown(retire)
+        if closer is None:
+            return  # a loop with no shutdown step: nothing to bind to
+        bound[key] = loop
+        self._loop_ends.setdefault(loop, []).append(closer)  # kept until the loop goes
+
+    async def retire_at_loop_end(self, obj: T) -> None:
+        """Inside a loop's shutdown: ``obj``, bound to that loop, is retired if it is still in
+        use by this policy (override; default: nothing)."""
+
+    async def closes_awaited(self) -> None:
+        """Await the async closes under way (in the running loop's shutdown: a task made then
+        would not run otherwise)."""
+        closing = list(self._async_closes)
+        if closing:
+            await asyncio.gather(*closing, return_exceptions=True)
+
     def attribute(self, name: str) -> Any:
         """``proxy.name`` for a name with no fast forwarder: a value, or a call-through."""
         value = self.apply(getattr, name)
@@ -561,4 +682,25 @@ class Policy(Generic[T]):
         self.apply(delattr, name)
 
 
-__all__ = ["Policy", "log"]
+def is_async_client(kind: type | None) -> bool:
+    """Whether instances of ``kind`` are async clients: their life is async (``async with``, or
+    a ``close``/``aclose`` that is a coroutine function: redis.asyncio, asyncpg, httpx, aiohttp),
+    so each belongs to the loop it was made in. A sync client with an async method or two is
+    not one. Once per client type (slow path)."""
+    if kind is None:
+        return False
+    known = _ASYNC_CLIENTS.get(kind)
+    if known is not None:
+        return known
+    _ASYNC_CLIENTS[kind] = found = any(
+        inspect.iscoroutinefunction(inspect.getattr_static(kind, name, None))
+        for name in ("__aenter__", "aclose", "close")
+    )
+    return found
+
+
+# Client type -> whether it is async (``is_async_client``); weak: classes made at run time go.
+_ASYNC_CLIENTS: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
+
+
+__all__ = ["Policy", "is_async_client", "log"]

@@ -95,6 +95,9 @@ class Holder(Protocol):
 
     def is_broken(self, exc: BaseException, obj: Any) -> bool: ...
 
+    def bind_awaited(self, obj: Any) -> None:
+        """In the loop that awaits a use of ``obj``: bind it to that loop (``_policy``)."""
+
     def on_pin(self, pin: Pin) -> None: ...
 
     def on_lost(self, obj: Any) -> None:

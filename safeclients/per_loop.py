@@ -31,10 +31,11 @@ A method call on the proxy takes the calling loop's instance and returns what th
 returns (the coroutine), which the caller awaits: ``await client.get("k")``. Nothing is held
 meanwhile; ``_records_lock`` guards only the table's changes (a few dict operations). An error
 that ``discard_on`` accepts retires the loop's instance, whether the call raised it or the
-awaited coroutine did (``_escape._watched``); the next use creates another. A cancellation is
+awaited coroutine did (``watched``); the next use creates another. A cancellation is
 never such an error here: one task's cancelled call does not close the instance under the other
-tasks (async clients recover from it themselves). Known gap: an instance retired for another
-error is closed (in a task) while other tasks' calls on it may still be running.
+tasks (async clients recover from it themselves). An instance retired for another error, or by
+``dispose``, is closed only once no awaited call on it still runs (each is counted while it
+runs: ``watched``); a coroutine made on it but not yet awaited then meets a closed client.
 
 Calls made before their loop runs, async factories
 --------------------------------------------------
@@ -89,13 +90,18 @@ OPEN, RETIRED, CLOSED, ORPHANED = "open", "retired", "closed", "orphaned"
 class _LoopRecord(Generic[T]):
     """One loop's instance, and the async generator that closes it at the loop's shutdown."""
 
-    __slots__ = ("obj", "pid", "state", "discarded", "closer", "loop_ref")
+    __slots__ = ("obj", "pid", "state", "discarded", "closer", "loop_ref", "running", "close_due")
 
     def __init__(self, obj: T, loop: asyncio.AbstractEventLoop) -> None:
         self.obj = obj
         self.pid = os.getpid()
         self.state = OPEN
         self.discarded = False
+        # Awaited calls on the instance still running (``PerLoopPolicy.watched``); only
+        # changed and read in the loop's thread. A retired record whose calls still run is
+        # closed when the last one ends (``close_due``).
+        self.running = 0
+        self.close_due = False
         self.closer: AsyncGenerator[None, None] | None = None
         self.loop_ref = weakref.ref(loop)
 
@@ -111,10 +117,11 @@ class PerLoopPolicy(Policy[T]):
     USE = Use(
         get="""
             try:
-                obj = policy.table[policy.ref(policy.running_loop())].obj
+                token = policy.table[policy.ref(policy.running_loop())]
+                obj = token.obj
             except (KeyError, TypeError):
                 obj = policy.create_for_loop(name)
-            token = None
+                token = policy.record_of(obj)
         """,
         put_ok="",
         put_broken="policy.discard(obj)",
@@ -333,19 +340,54 @@ class PerLoopPolicy(Policy[T]):
         record.state = RETIRED
         with self._records_lock:
             self._retiring.add(record)
-
-        def spawn() -> None:
-            task = loop.create_task(self.close_once(record))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
         try:
             if self.running_loop() is loop:
-                spawn()
+                self._close_when_idle(loop, record)
             else:
-                loop.call_soon_threadsafe(spawn)
+                loop.call_soon_threadsafe(self._close_when_idle, loop, record)
         except RuntimeError:
             pass  # the loop closed meanwhile: the next prune drops the record
+
+    def _close_when_idle(self, loop: asyncio.AbstractEventLoop, record: _LoopRecord[T]) -> None:
+        """In ``loop``'s thread: close a retired record's instance in a task, now if no awaited
+        call on it still runs, else when the last one ends (``watched``): an error in one task,
+        or a dispose, never closes the instance under another task's running call."""
+        if record.running:
+            record.close_due = True
+            return
+        record.close_due = False
+        task = loop.create_task(self.close_once(record))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def record_of(self, obj: T) -> _LoopRecord[T] | None:
+        """Slow path: the running loop's record if ``obj`` is its instance (the token of a
+        use; None for a deferred call)."""
+        loop = self.running_loop()
+        record = self.records.get(loop) if loop is not None else None
+        return record if record is not None and record.obj is obj else None
+
+    def watched(self, obj: T, token: Any, result: Any) -> Any:
+        """An awaited call on a loop's instance (the token is its record): counted while it
+        runs (see ``_close_when_idle``), its errors judged as every call's are."""
+        if type(token) is _LoopRecord:
+            return self._running(token, obj, token, result)
+        return super().watched(obj, token, result)
+
+    async def _running(self, record: _LoopRecord[T], obj: T, token: Any, result: Any) -> Any:
+        record.running += 1
+        try:
+            return await result
+        except BaseException as exc:
+            if self.is_broken(exc, obj):
+                self.put(obj, token, True)  # retires the record: closed when this call ends
+            raise
+        finally:
+            record.running -= 1
+            if record.close_due and not record.running:
+                loop = record.loop_ref()
+                if loop is not None and not loop.is_closed():
+                    self._close_when_idle(loop, record)
 
     def discard(self, obj: T) -> None:
         """A call raised one of discard_on before returning: retire this loop's instance."""

@@ -25,6 +25,19 @@ special method raises ``WouldBlockLoopError``. ``aget`` (``async def`` methods, 
 ``async with checkout(proxy)``) waits *in* the loop: a future per waiting task, resolved by the
 releaser through ``call_soon_threadsafe``.
 
+Async clients and async factories. An instance made inside a running loop belongs to it: an
+async client (``is_async_client``: ``async with``, an async ``close``/``aclose``) is kept in its
+loop's own free list (``get_bound``, ``_loop_free``), so a task of another loop (another thread's)
+never gets it; when every slot is taken by another loop's idle instances, the longest idle of
+them is closed, in its own loop, and its slot reused (``_evict_locked``); at a loop's shutdown its
+idle instances are closed there and their slots freed. With no loop running, a method call of an
+async client is deferred to the loop that awaits it. A factory that returns an awaitable
+(``async def``, ``asyncpg.connect``, ``asyncpg.create_pool``) is awaited in the loop that will
+use the instance, in the slot reserved for it: by the waiting task itself (``aget``), or, from
+sync code in the loop (a plain method returning a coroutine), in a task of that loop whose
+instance joins the free list when made, the call deferred meanwhile; a sync block cannot wait for
+it (``FactoryError``), nor can anything with no loop running.
+
 No lost wake-up, no lost slot, whatever interrupts a wait. Threads and tasks wait on the same
 counts: a waiting task increments ``waiting`` and registers its future under ``_cond``'s lock
 *before* re-checking the free list and the slots, so a releaser that appended before the check is
@@ -34,7 +47,8 @@ again). A task cancelled (or interrupted by any ``BaseException``) while it wait
 under the same lock; if its future had already been resolved, the wake-up it consumed is passed
 on to the next waiter. A wait never holds a slot: a slot is reserved and an instance popped only
 synchronously, after the wait, in the same step that returns it (no ``await`` in between), and
-a creation that fails or is interrupted gives its reserved slot back (``_create_in_slot``); a
+a creation that fails or is interrupted gives its reserved slot back (``_create_in_slot``; an
+async factory's awaitable, awaited in ``aget`` or in its own task, likewise); a
 health check or a retiring close that is interrupted gives the slot back too (``vetted``).
 
 Across a fork: ``after_fork`` drops the free list and the counts without closing anything and
@@ -52,6 +66,7 @@ import time
 import types
 import weakref
 from collections.abc import AsyncGenerator, Callable
+from contextvars import ContextVar
 from typing import Any, TypeVar, overload
 
 from safeclients._calls import CallThrough
@@ -66,11 +81,17 @@ from safeclients._health import (
 )
 from safeclients._limits import DEFAULT_SIZE, DEFAULT_TIMEOUT, validate_size, validate_timeout
 from safeclients._pending import Deferrer, NoToken
-from safeclients._policy import Policy
+from safeclients._policy import Policy, is_async_client, log
 from safeclients._proxy import make_proxy
 from safeclients._shutdown import at_loop_shutdown
 from safeclients._use import Use
-from safeclients.errors import PoolTimeout, SharedStateError, WouldBlockLoopError
+from safeclients.errors import (
+    FactoryError,
+    NoRunningLoopError,
+    PoolTimeout,
+    SharedStateError,
+    WouldBlockLoopError,
+)
 
 T = TypeVar("T")
 
@@ -117,12 +138,25 @@ else:
 """
 
 
+# The use of an async client's instances (``loop_bound``): each instance belongs to the loop it
+# was made in, so the get looks in the running loop's own free list (``get_bound``), and every
+# instance goes back through ``release_slow`` (to the list it came from).
+_GET_BOUND = """\
+obj, token = policy.get_bound(name)
+"""
+_PUT_OK_BOUND = """\
+if type(token) is list:
+    policy.release_slow(obj, token, False)
+"""
+
+
 @functools.cache
-def pooled_use(*, health: bool) -> Use:
-    """The pooled ``Use``, with or without health checks, composed from the fragments above."""
-    get, put_ok = _GET, _PUT_OK
+def pooled_use(*, health: bool, bound: bool = False) -> Use:
+    """The pooled ``Use``, with or without health checks, for sync clients or loop-bound
+    (async) ones, composed from the fragments above."""
+    get, put_ok = (_GET_BOUND, _PUT_OK_BOUND) if bound else (_GET, _PUT_OK)
     if health:
-        get += "obj = policy.vetted(obj, token)\n"
+        get += "obj, token = policy.vetted(obj, token)\n"
         put_ok = "if type(token) is list:\n    policy.ages.used(obj)\n" + put_ok
     return Use(
         get=_GET_PINNED + textwrap.indent(get, "    "), put_ok=put_ok, put_broken=_PUT_BROKEN
@@ -157,7 +191,20 @@ class PooledPolicy(Policy[T]):
         self.ages = Ages()
         # The running loop of the calling thread, or None (C function; no exception to catch).
         self.running_loop = asyncio._get_running_loop
+        # Set once the factory has returned an awaitable (``async def``, asyncpg.connect, a
+        # client that must be awaited to start: asyncpg.create_pool, redis.asyncio.Redis).
+        self.async_factory = False
+        # Set by ``use_for``: the client is async (or its factory is), so each instance belongs
+        # to the loop it was made in and the compiled get is ``get_bound``.
+        self.loop_bound = False
+        # Creations of an async factory's instances started from sync code in a loop
+        # (``_create_later``), kept alive until they end.
+        self._creations: set[asyncio.Task[None]] = set()
         super().__init__(factory, close=close, discard_on=discard_on)
+
+    def use_for(self, *, health: bool) -> Use:
+        self.loop_bound = self.async_factory or is_async_client(self.client_type)
+        return pooled_use(health=health, bound=self.loop_bound)
 
     def renew(self, *, drop: bool) -> None:
         # Guards _count, waiting and _live; waiters wait on it for a free instance or slot.
@@ -167,8 +214,13 @@ class PooledPolicy(Policy[T]):
         if not drop:
             return
         self.ages.clear()
-        # Idle instances of the current generation, most recently returned last (LIFO).
+        # Idle instances of the current generation, most recently returned last (LIFO): those
+        # made outside any running loop (all of a sync client's) ...
         self.free: list[T] = []
+        # ... and, for a loop-bound client, each loop's own (current generation). A loop's
+        # list is only created and popped in that loop's thread; closed loops are pruned in
+        # the slow paths (``_evict_locked``), their idle instances' slots reused.
+        self._loop_free: dict[asyncio.AbstractEventLoop, list[T]] = {}
         # Instances of the current generation that exist (idle, in use, or being created).
         self._count = 0
         # Threads and tasks in the slow path; a releaser wakes one only when this is non-zero.
@@ -183,22 +235,126 @@ class PooledPolicy(Policy[T]):
         # Every instance this process created and has not closed, for live().
         self._live = 0
 
+    # -- free lists ----------------------------------------------------------------------------
+
+    def _loop_list(self, loop: asyncio.AbstractEventLoop) -> list[T]:
+        """The idle list of ``loop``'s instances (made on first need; in ``loop``'s thread)."""
+        lists = self._loop_free
+        free = lists.get(loop)
+        if free is None:
+            # A new loop (each asyncio.run() is one): forget closed loops with nothing idle,
+            # so repeated runs do not pile up. Lock-free: a closed loop's list gets no more
+            # instances (one coming back to a list no longer here is closed, ``_current``).
+            for old, idle in tuple(lists.items()):
+                if not idle and old.is_closed():
+                    lists.pop(old, None)
+            free = lists.setdefault(loop, [])
+        return free
+
+    def _own_list(self, loop: asyncio.AbstractEventLoop | None) -> list[T]:
+        """Where a context of ``loop`` (None: no running loop) takes instances from."""
+        if loop is None or not self.loop_bound:
+            return self.free
+        return self._loop_list(loop)
+
+    def _current(self, free: list[T]) -> bool:
+        """Whether ``free`` is a list of the current generation (not one a dispose replaced)."""
+        # A snapshot: another loop's thread may add its list meanwhile.
+        return free is self.free or any(mine is free for mine in tuple(self._loop_free.values()))
+
+    def _evict_locked(self, keep: list[T]) -> tuple[T, asyncio.AbstractEventLoop | None] | None:
+        """Under ``_cond``'s lock, every slot taken: the longest-idle instance of another list
+        (a closed loop's first), out of the pool, its slot kept for the caller; or None.
+        A loop-bound instance is never handed to another loop: it is closed instead."""
+        candidates: list[tuple[list[T], asyncio.AbstractEventLoop | None]] = []
+        for loop, free in list(self._loop_free.items()):
+            if loop.is_closed():
+                if not free:
+                    del self._loop_free[loop]
+                    continue
+                candidates.insert(0, (free, loop))
+            elif free and free is not keep:
+                candidates.append((free, loop))
+        if self.free and self.free is not keep:
+            candidates.append((self.free, None))
+        for idle, home in candidates:
+            if idle:
+                obj = idle.pop(0)
+                self._live -= 1
+                return obj, home
+        return None
+
+    def _close_home(
+        self, obj: T, home: asyncio.AbstractEventLoop | None, *, discarded: bool = False
+    ) -> None:
+        """Close ``obj`` in its own loop ``home``: here if that is the running loop (or it has
+        none, or it is gone), else scheduled into ``home``'s thread, where an async close is
+        awaited."""
+        self.ages.forget(obj)
+        if home is not None and home is not self.running_loop() and home.is_running():
+            try:
+                home.call_soon_threadsafe(
+                    functools.partial(self.close_instance, obj, discarded=discarded)
+                )
+                return
+            except RuntimeError:
+                pass  # closed meanwhile: close it here
+        self.close_instance(obj, discarded=discarded)
+
+    def _reuse_slot(
+        self, evicted: tuple[T, asyncio.AbstractEventLoop | None], free: list[T]
+    ) -> None:
+        """Close an evicted instance; its slot now belongs to ``free``'s caller (given back if
+        the close is cut off by a BaseException)."""
+        try:
+            self._close_home(*evicted)
+        except BaseException:
+            self._give_back_slot(free)
+            raise
+
     # -- slow paths ----------------------------------------------------------------------------
+
+    def get_bound(self, name: str | None) -> tuple[T, Any]:
+        """The compiled get of a loop-bound client: the running loop's own free list, else
+        ``acquire_slow``. With no running loop, a method call is deferred to the loop that
+        awaits it (``asyncio.run(client.get(1))``): an instance used there belongs there."""
+        loop = self.running_loop()
+        if loop is None:
+            if name is not None:
+                return Deferrer(self, NoRunningLoopError), NoToken()  # type: ignore[return-value]
+            free = self.free
+        else:
+            free = self._loop_free.get(loop) or self.free  # an empty or absent list: slow path
+            if free is self.free:
+                return self.acquire_slow(name)
+        try:
+            return free.pop(), free
+        except IndexError:
+            return self.acquire_slow(name)
 
     def acquire_slow(self, name: str | None = None) -> tuple[T, list[T]]:
         """Nothing was free: create within ``size``, or wait up to ``timeout``. Returns the
         instance and the free list it must go back to. In a thread whose event loop runs, never
         waits: a method call (``name``) is deferred, anything else refused (module docstring)."""
-        if self.running_loop() is not None:
-            taken = self.take_now()
+        loop = self.running_loop()
+        if loop is not None:
+            try:
+                taken = self.take_now(loop)
+            except _CreationStarted:
+                if name is not None:
+                    return Deferrer(self, FactoryError), NoToken()  # type: ignore[return-value]
+                raise self._being_made() from None
             if taken is not None:
                 return taken
             if name is not None:
                 return Deferrer(self, WouldBlockLoopError), NoToken()  # type: ignore[return-value]
             raise self._would_block()
+        if self.async_factory and name is not None:
+            return Deferrer(self, FactoryError), NoToken()  # type: ignore[return-value]
         cond = self._cond
         started: float | None = None
         obj: T | None = None
+        evicted: tuple[T, asyncio.AbstractEventLoop | None] | None = None
         reserved = timed_out = False
         with cond:
             self.waiting += 1
@@ -212,6 +368,10 @@ class PooledPolicy(Policy[T]):
                         pass
                     if self._count < self.size:
                         self._count += 1
+                        reserved = True
+                        break
+                    evicted = self._evict_locked(free)
+                    if evicted is not None:
                         reserved = True
                         break
                     now = time.monotonic()
@@ -237,20 +397,41 @@ class PooledPolicy(Policy[T]):
         if not reserved:
             assert obj is not None
             return obj, free
-        return self._create_in_slot(free), free
+        if evicted is not None:
+            self._reuse_slot(evicted, free)
+        try:
+            obj, free = self._create_in_slot(free)
+        except FactoryError:
+            if self.async_factory and name is not None:
+                # Just learnt the factory is async: the call runs when awaited, in its loop.
+                return Deferrer(self, FactoryError), NoToken()  # type: ignore[return-value]
+            raise
+        if self.loop_bound and name is not None:
+            # Just learnt the client is async (its first instance): an instance used outside
+            # a loop would bind to whichever loop awaits the call; leave it idle, defer the call.
+            self.release_slow(obj, free, False)
+            return Deferrer(self, NoRunningLoopError), NoToken()  # type: ignore[return-value]
+        return obj, free
 
-    def take_now(self) -> tuple[T, list[T]] | None:
-        """A free instance, or a new one in a free slot, without waiting; None if neither."""
+    def take_now(self, loop: asyncio.AbstractEventLoop | None = None) -> tuple[T, list[T]] | None:
+        """A free instance of the running loop, or a new one in a free slot (or in the slot of
+        an idle instance of another loop, closed for it), without waiting; None if none."""
+        evicted: tuple[T, asyncio.AbstractEventLoop | None] | None = None
         with self._cond:
             if self._final:
                 raise self.closed_error()
-            free = self.free
+            free = self._own_list(loop)
             if free:
                 return free.pop(), free
             if self._count >= self.size:
-                return None
-            self._count += 1
-        return self._create_in_slot(free), free
+                evicted = self._evict_locked(free)
+                if evicted is None:
+                    return None
+            else:
+                self._count += 1
+        if evicted is not None:
+            self._reuse_slot(evicted, free)
+        return self._create_in_slot(free)
 
     def _would_block(self) -> WouldBlockLoopError:
         return WouldBlockLoopError(
@@ -259,20 +440,36 @@ class PooledPolicy(Policy[T]):
             f"safeclients.checkout(proxy)` (or await the call) inside a coroutine, or raise size="
         )
 
+    def _being_made(self) -> FactoryError:
+        return FactoryError(
+            f"the factory {self._factory_name()} of a pooled proxy is async and the instance "
+            f"this use needs is still being awaited: a sync use (a `with` block, a special "
+            f"method) cannot wait for it; use `async with safeclients.checkout(proxy)` or await "
+            f"a call"
+        )
+
     async def aget(self) -> tuple[Any, Any]:
         """The use's ``get`` for a task: waits for a free instance *in* the loop (see the module
-        docstring for why no wake-up and no slot is lost, even to a cancellation)."""
+        docstring for why no wake-up and no slot is lost, even to a cancellation), and awaits
+        an async factory's new instance here, in the loop that will use it."""
         loop = asyncio.get_running_loop()
         started: float | None = None
         while True:
+            flag = _IN_AGET.set(True)
             try:
-                taken = self.get()  # in a loop thread: takes one now, or raises, never waits
+                taken: Any = self.get()  # in a loop thread: takes one now, or raises, never waits
             except WouldBlockLoopError:
-                pass
-            else:
+                taken = None
+            except _Awaiting as pending:
+                taken = pending
+            finally:
+                _IN_AGET.reset(flag)
+            if type(taken) is _Awaiting:
+                taken = await self._await_creation(taken, loop)
+            if taken is not None and type(taken[0]) is not Deferrer:
                 if started is not None:
                     self.counters.waited(time.monotonic() - started)
-                return taken
+                return taken[0], taken[1]
             now = time.monotonic()
             if started is None:
                 started = now
@@ -288,7 +485,7 @@ class PooledPolicy(Policy[T]):
         future: asyncio.Future[None] = loop.create_future()
         waiter = (loop, future)
         with self._cond:
-            if self.free or self._count < self.size or self._final:
+            if self._final or self._available_locked(loop):
                 return  # freed since get() looked: look again
             self.waiting += 1
             self._task_waiters.append(waiter)
@@ -307,30 +504,129 @@ class PooledPolicy(Policy[T]):
                     if not woken:
                         self._wake_one_task()
 
-    def _wake_one_task(self) -> None:
-        """Resolve the first waiting task's future; under ``_cond``'s lock."""
-        while self._task_waiters:
-            loop, future = self._task_waiters.pop(0)
+    def _available_locked(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Under ``_cond``'s lock: whether a get in ``loop`` would find something now (its own
+        idle instance, a free slot, or another list's idle instance to evict)."""
+        if self._own_list(loop) or self._count < self.size:
+            return True
+        return bool(self.free) or any(tuple(self._loop_free.values()))
+
+    def _wake_one_task(self, prefer: asyncio.AbstractEventLoop | None = None) -> None:
+        """Resolve the first waiting task's future (one of loop ``prefer`` first: it can take
+        the instance just returned to that loop's list); under ``_cond``'s lock."""
+        waiters = self._task_waiters
+        index = 0
+        if prefer is not None:
+            index = next((i for i, (loop, _) in enumerate(waiters) if loop is prefer), 0)
+        while waiters:
+            loop, future = waiters.pop(index)
+            index = 0
             try:
                 loop.call_soon_threadsafe(_resolve, future)
                 return
             except RuntimeError:
                 continue  # its loop is closed: that task will never run again
 
-    def _create_in_slot(self, free: list[T]) -> T:
-        """A slot of generation ``free`` is reserved: fill it, or give it back on failure."""
+    def _create_in_slot(self, free: list[T]) -> tuple[T, list[T]]:
+        """A slot of generation ``free`` is reserved: fill it, or give it back on failure.
+        Returns the instance and the list it belongs to.
+
+        An awaitable from the factory, inside a running loop, is awaited in that loop: by the
+        task itself in ``aget`` (``_Awaiting`` carries it there, the slot still reserved), else
+        in a task of its own (``_create_later``: the instance joins the free list when made).
+        Outside a loop, a coroutine or future is refused (nothing can await it); a client
+        that is merely awaitable as well (redis.asyncio.Redis) is an instance as it is."""
+        loop = self.running_loop()
         try:
-            obj = self.create()
+            made = self.call_factory()
+            if inspect.isawaitable(made):
+                self.async_factory = True
+                if loop is None and (inspect.iscoroutine(made) or isinstance(made, asyncio.Future)):
+                    raise self._refuse_async(made)
         except BaseException:
             self._give_back_slot(free)
             raise
+        if loop is not None and inspect.isawaitable(made):
+            if _IN_AGET.get():
+                raise _Awaiting(made, free)
+            self._create_later(loop, made, free)
+        try:
+            obj = self.adopt(made)
+        except BaseException:
+            self._give_back_slot(free)
+            raise
+        return self._install(obj, free, loop)
+
+    def _refuse_async(self, made: Any) -> FactoryError:
+        if inspect.iscoroutine(made):
+            made.close()  # never to be awaited: no "never awaited" warning
+        else:
+            made.cancel()
+        return FactoryError(
+            f"the factory {self._factory_name()} passed to pooled() is async (it returned a "
+            f"{type(made).__name__}) and no event loop runs here to await it: use the proxy "
+            f"inside a coroutine (its instances are made and awaited in the loop that uses "
+            f"them), or give pooled() a sync factory"
+        )
+
+    def _install(
+        self, obj: T, free: list[T], loop: asyncio.AbstractEventLoop | None
+    ) -> tuple[T, list[T]]:
+        """A new instance in its reserved slot: counted, dated, and (made in a running loop)
+        bound to that loop: in its list if the client is loop-bound, closed at its shutdown."""
         with self._cond:
             self._live += 1
         self.ages.born(obj)
-        loop = self.running_loop()
         if loop is not None:
+            if self.loop_bound and free is self.free:
+                free = self._loop_list(loop)  # the first instance told us the client is async
             self._bind_to_loop(loop, obj, free)
-        return obj
+        return obj, free
+
+    async def _await_creation(
+        self, pending: _Awaiting, loop: asyncio.AbstractEventLoop
+    ) -> tuple[T, list[T]]:
+        """In the task of ``aget``: await the factory's awaitable in its slot. Cancelled or
+        failed, the slot is given back; the instance is this task's."""
+        free = pending.free
+        try:
+            obj = self.adopt(await pending.made)
+        except BaseException:
+            self._give_back_slot(free)
+            raise
+        taken = self._install(obj, free, loop)
+        if self.tracker is not None:
+            self.tracker.enter(taken[0])  # the compiled get's check-mode enter, skipped above
+        return taken
+
+    def _create_later(self, loop: asyncio.AbstractEventLoop, made: Any, free: list[T]) -> None:
+        """From sync code in ``loop`` (a plain method returning a coroutine, a sync block):
+        await the factory's awaitable in a task of ``loop``; the instance joins the free list
+        when made (waking a waiter), and the slot is given back if it fails. Raises
+        ``_CreationStarted``: the caller defers its call, or refuses a sync block."""
+
+        async def finish() -> None:
+            try:
+                obj = self.adopt(await made)
+            except BaseException as exc:
+                self._give_back_slot(free)
+                if isinstance(exc, Exception):
+                    log.warning(
+                        "safeclients: the async factory %s of a pooled proxy raised %s: %s "
+                        "(the waiting call will try it again)",
+                        self._factory_name(),
+                        type(exc).__name__,
+                        exc,
+                    )
+                    return
+                raise
+            obj, home = self._install(obj, free, loop)
+            self.release_slow(obj, home, False)
+
+        task = loop.create_task(finish())
+        self._creations.add(task)
+        task.add_done_callback(self._creations.discard)
+        raise _CreationStarted
 
     def _bind_to_loop(self, loop: asyncio.AbstractEventLoop, obj: T, free: list[T]) -> None:
         """An instance made inside a running loop is that loop's (an async client binds to
@@ -365,10 +661,10 @@ class PooledPolicy(Policy[T]):
         if closing:
             await asyncio.gather(*closing, return_exceptions=True)
 
-    def vetted(self, obj: T, free: list[T]) -> T:
+    def vetted(self, obj: T, free: Any) -> tuple[T, Any]:
         """Health variant: replace ``obj`` (in its slot) if it is too old, idle or dead."""
         if type(obj) is Deferrer:
-            return obj  # a deferred call: vetted when it takes its instance
+            return obj, free  # a deferred call: vetted when it takes its instance
         try:
             reason = self.ages.verdict(self.health, self.effective_check, obj)
         except BaseException:
@@ -378,7 +674,7 @@ class PooledPolicy(Policy[T]):
             self.release_slow(obj, free, True)
             raise
         if not reason:
-            return obj
+            return obj, free
         retire_note(self.kind, obj, reason)
         self.ages.forget(obj)
         with self._cond:
@@ -388,11 +684,16 @@ class PooledPolicy(Policy[T]):
         except BaseException:
             self._give_back_slot(free)  # the retiring close was cut off: the slot stays free
             raise
-        return self._create_in_slot(free)  # the same slot; given back if creation fails
+        try:
+            return self._create_in_slot(free)  # the same slot; given back if creation fails
+        except _CreationStarted:
+            # An async factory's replacement is being awaited in a task: this call waits for
+            # it when awaited (a sync block cannot: it is refused).
+            return Deferrer(self, FactoryError), NoToken()  # type: ignore[return-value]
 
     def _give_back_slot(self, free: list[T]) -> None:
         with self._cond:
-            if free is self.free:
+            if self._current(free):
                 self._count -= 1
             self._cond.notify()
             self._wake_one_task()
@@ -401,11 +702,12 @@ class PooledPolicy(Policy[T]):
         """A releaser saw waiters: wake one thread and one task (each re-checks itself)."""
         with self._cond:
             self._cond.notify()
-            self._wake_one_task()
+            self._wake_one_task(self.running_loop())
 
     def release_slow(self, obj: T, free: list[T], broken: bool) -> None:
-        """Broken instance, disposed generation, or final dispose: close instead of returning."""
-        if not broken and free is self.free and not self._final:
+        """Broken instance, disposed generation, or final dispose: close instead of returning.
+        (A loop-bound instance comes here every time: back to its loop's list.)"""
+        if not broken and not self._final and self._current(free):
             free.append(obj)
             if self.waiting:
                 self.wake()
@@ -421,12 +723,20 @@ class PooledPolicy(Policy[T]):
     # -- override surface ----------------------------------------------------------------------
 
     def prime(self) -> None:
+        loop = self.running_loop()
         with self._cond:
             if self._count >= self.size or self._final:
                 return
             self._count += 1
-            free = self.free
-        self.put(self._create_in_slot(free), free, False)
+            free = self._own_list(loop)
+        try:
+            obj, free = self._create_in_slot(free)
+        except _CreationStarted:
+            return  # an async factory's instance joins the free list when it is made
+        self.put(obj, free, False)
+
+    def bind_awaited(self, obj: T) -> None:
+        pass  # bound where it is made (a free list per loop): ``_install``
 
     def existing(self) -> T | None:
         raise AttributeError(
@@ -443,15 +753,17 @@ class PooledPolicy(Policy[T]):
         # uncleared in a fork child.
         pin = self.pins.get()
         held = [pin.obj] if pin is not None and pin.obj is not None else []
-        return [*self.free, *held]
+        idle = [obj for free in self._loop_free.values() for obj in free]
+        return [*self.free, *idle, *held]
 
     def dispose(self, final: bool) -> None:
         with self._cond:
             if final:
                 self._final = True
             old, self.free = self.free, []
+            lists, self._loop_free = self._loop_free, {}
             self._count = 0
-            self._live -= len(old)
+            self._live -= len(old) + sum(len(free) for free in lists.values())
             self._cond.notify_all()
             while self._task_waiters:
                 self._wake_one_task()
@@ -459,19 +771,33 @@ class PooledPolicy(Policy[T]):
             obj = old.pop()
             self.ages.forget(obj)
             self.close_instance(obj, discarded=False)
+        for home, free in lists.items():
+            while free:
+                self._close_home(free.pop(), home)
 
     def attribute(self, name: str) -> Any:
-        """``proxy.name`` with no forwarder. Looking it up takes an instance; in a loop thread
-        with none free, a method of the client's class is looked up on the class instead, and
-        each call of it is a use of its own (deferred if it must wait: ``acquire_slow``)."""
+        """``proxy.name`` with no forwarder. Looking it up takes an instance; where none can be
+        had without waiting (a loop thread with none free; an async client with no loop
+        running), a method of the client's class is looked up on the class instead, and each
+        call of it is a use of its own (deferred if it must wait: ``acquire_slow``). An async
+        factory's first use, the client type still unknown: the call runs when awaited."""
         kind = self.client_type
-        if kind is not None and self.running_loop() is not None and not self.free:
+        loop = self.running_loop()
+        waits = not self._own_list(loop) if loop is not None else self.loop_bound
+        if kind is not None and waits:
             static = inspect.getattr_static(kind, name, None)
             if isinstance(static, (types.FunctionType, types.MethodDescriptorType)):
                 if inspect.iscoroutinefunction(static):
                     return functools.partial(self.async_forwarder(name), self.own_proxy())
                 return CallThrough(self, (name,), static)
-        return super().attribute(name)
+        try:
+            return super().attribute(name)
+        except (FactoryError, WouldBlockLoopError) as exc:
+            # No instance now, and no class to look the name up on yet (an async factory's
+            # first instance is still being awaited): taken for a method, its call deferred.
+            if self.client_type is not None or not self.async_factory or name.startswith("__"):
+                raise
+            return getattr(Deferrer(self, type(exc)), name)
 
     def set_attribute(self, name: str, value: Any) -> None:
         """``proxy.name = value``: only inside a block or a derived object's life, on the
@@ -498,6 +824,25 @@ class PooledPolicy(Policy[T]):
             f"instances, chosen at random: do it in the factory, or inside `with "
             f"safeclients.checkout(proxy) as client:`"
         )
+
+
+class _Awaiting(Exception):  # noqa: N818 (a signal, not an error)
+    """Internal, from ``_create_in_slot`` to ``aget`` in the same task: the factory returned
+    ``made``, an awaitable, for the slot reserved in ``free``; await it here."""
+
+    def __init__(self, made: Any, free: list[Any]) -> None:
+        super().__init__()
+        self.made = made
+        self.free = free
+
+
+class _CreationStarted(Exception):  # noqa: N818 (a signal, not an error)
+    """Internal: an async factory's instance is being awaited in a task of the running loop
+    (``_create_later``); a sync use cannot wait for it."""
+
+
+# Set by ``aget`` around its get: a new instance's awaitable goes back to it (``_Awaiting``).
+_IN_AGET: ContextVar[bool] = ContextVar("safeclients_pooled_aget", default=False)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

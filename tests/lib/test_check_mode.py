@@ -209,7 +209,7 @@ def test_a_pool_handing_one_instance_to_two_tasks_is_caught(check_mode: None) ->
         async def second() -> Any:
             return await proxy.fetch(2)
 
-        policy.free = [shared, shared]
+        policy._own_list(asyncio.get_running_loop())[:] = [shared, shared]  # this loop's idle list
         policy._count = 2
         return list(await asyncio.gather(first(), second(), return_exceptions=True))
 

@@ -74,3 +74,62 @@ def test_repr_names_the_call_and_the_policy() -> None:
     pending = safeclients.per_loop(AsyncFake).command("k")
     assert "command()" in repr(pending) and "per_loop" in repr(pending)
     pending.close()
+
+
+@pytest.mark.parametrize(
+    "use",
+    [
+        str,
+        lambda p: f"{p}",
+        bool,
+        lambda p: p == 3,
+        lambda p: p != 3,
+        len,
+        list,
+        lambda p: 3 in p,
+        lambda p: p[0],
+        int,
+        float,
+        lambda p: [0, 1, 2, 3][p],
+    ],
+    ids=[
+        "str",
+        "format",
+        "bool",
+        "eq",
+        "ne",
+        "len",
+        "iter",
+        "in",
+        "index",
+        "int",
+        "float",
+        "as-index",
+    ],
+)
+def test_a_deferred_sync_methods_value_is_never_a_silent_wrong_one(use: Any) -> None:
+    # A pooled proxy in a loop with every instance in use defers a plain method; the pending
+    # call is not its value: every use of it as one raises the policy's error (it used to give
+    # its repr to str(), True to bool(), False to ==).
+    client = safeclients.pooled(Mixed, size=1, timeout=5.0)
+
+    async def main() -> Any:
+        held, done = asyncio.Event(), asyncio.Event()
+
+        async def holder() -> None:
+            async with safeclients.checkout(client):  # the only instance is this task's
+                held.set()
+                await done.wait()
+
+        task = asyncio.create_task(holder())
+        await held.wait()
+        pending = client.size()
+        done.set()
+        await task
+        # There is an instance again, but this call was deferred already.
+        assert isinstance(pending, PendingCall)
+        with pytest.raises(safeclients.WouldBlockLoopError, match="await it first"):
+            use(pending)
+        return await pending
+
+    assert asyncio.run(main()) == 3

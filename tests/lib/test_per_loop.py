@@ -433,7 +433,7 @@ def test_an_async_factory_that_fails_fails_every_waiting_call_then_heals() -> No
 
 
 def test_a_sync_policy_refuses_an_async_factory_with_a_sentence() -> None:
-    for make_proxy in (safeclients.per_thread, safeclients.locked, safeclients.pooled):
+    for make_proxy in (safeclients.per_thread, safeclients.locked):  # pooled awaits one
         proxy = make_proxy(async_make)
 
         async def main(proxy: Any = proxy) -> None:
@@ -579,3 +579,59 @@ def test_a_lost_pin_retires_the_loops_instance_and_refuses_the_rest_of_its_use()
     assert after == other, "after the cursor's end, this task uses the loop's new instance"
     stats = safeclients.stats(client)
     assert (stats.created, stats.discarded) == (2, 1), stats
+
+
+class Shared(AsyncClient):
+    """One instance serving many tasks: ``get("slow")`` waits on a gate, ``get("dead")``
+    fails as a dropped connection does; each records whether the client was closed under it."""
+
+    gate: ClassVar[asyncio.Event]
+    started: ClassVar[asyncio.Event]
+    closed_under: ClassVar[list[str]] = []
+
+    async def get(self, key: str) -> str:
+        self._bind()
+        if key == "dead":
+            raise ConnectionResetError("connection lost")
+        if key == "slow":
+            Shared.started.set()
+            await Shared.gate.wait()
+        if self.closes:
+            Shared.closed_under.append(key)
+        return key.upper()
+
+
+@pytest.mark.parametrize("retire", ["error", "dispose"])
+def test_an_instance_retired_under_running_calls_is_closed_when_they_end(
+    call_path: str, retire: str
+) -> None:
+    # Another task's dead-connection error, or a dispose, retires the loop's instance while a
+    # task's call is still running on it: the close waits for that call (it used to close the
+    # client under it).
+    client = safeclients.per_loop(Shared)
+    Shared.closed_under = []
+
+    async def main() -> tuple[str, int, int]:
+        Shared.gate, Shared.started = asyncio.Event(), asyncio.Event()
+        slow = asyncio.ensure_future(client.get("slow"))
+        await Shared.started.wait()
+        if retire == "error":
+            with pytest.raises(ConnectionResetError):
+                await client.get("dead")
+        else:
+            safeclients.dispose(client)
+        for _ in range(5):
+            await asyncio.sleep(0)  # a close task, if one was spawned, runs here
+        closes_while_running = AsyncClient.made[0].closes
+        Shared.gate.set()
+        answer = await slow
+        for _ in range(5):
+            await asyncio.sleep(0)
+        return answer, closes_while_running, AsyncClient.made[0].closes
+
+    answer, closes_while_running, closes_after = asyncio.run(main())
+    assert answer == "SLOW" and Shared.closed_under == []
+    assert closes_while_running == 0, "the instance was closed under a running call"
+    assert closes_after == 1, "the retired instance is closed once its last call ended"
+    stats = safeclients.stats(client)
+    assert stats.discarded == (1 if retire == "error" else 0) and stats.live == 0, stats

@@ -4,13 +4,14 @@ Each policy's own behaviour: ``test_<policy>.py``."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import safeclients
-from tests.lib.fakes import FakeClient
+from tests.lib.fakes import AsyncFake, FakeClient
 from tests.lib.threads import in_thread
 
 # Every test here runs over both call paths (tests/lib/conftest.py).
@@ -107,3 +108,29 @@ def test_with_block_on_locked_proxy_holds_the_lock() -> None:
         with pytest.raises(safeclients.LockTimeout):
             in_thread(proxy.ping)
     assert in_thread(proxy.ping)[0] == session.id
+
+
+@pytest.mark.parametrize(
+    "make", [safeclients.per_thread, safeclients.per_process, safeclients.guarded]
+)
+def test_an_async_instance_is_bound_to_its_loop_in_every_policy(make: Any) -> None:
+    # One asyncio.run() after another (a script, a test suite, a sync app calling an async
+    # client): the instance a loop used is closed inside that loop at its end, and the next
+    # loop gets its own. It used to be reused: "Future attached to a different loop".
+    proxy = make(AsyncFake)
+    first = asyncio.run(proxy.fetch("a"))
+    second = asyncio.run(proxy.fetch("b"))
+    assert first[1] == "a" and second[1] == "b" and first[0] != second[0]
+    stats = safeclients.stats(proxy)
+    assert (stats.created, stats.closed, stats.close_failed, stats.live) == (2, 2, 0, 0), stats
+
+
+def test_a_sync_client_awaited_once_is_not_bound_to_the_loop() -> None:
+    # A sync client with an async helper method is no async client: a loop's end leaves it.
+    class SyncWithHelper(FakeClient):
+        async def helper(self) -> int:
+            return self.id
+
+    proxy = safeclients.per_thread(SyncWithHelper)
+    made = asyncio.run(proxy.helper())
+    assert proxy.ping()[0] == made and safeclients.stats(proxy).closed == 0

@@ -43,30 +43,16 @@ UNWRAPPED_ATTEMPTS = 2
 MISUSE = "another operation is in progress"  # asyncpg's InterfaceError for two tasks at once
 
 # Library failures found by this proof, each shown in isolation by a test of its own.
-_UNBOUND_WARM_UP = (
-    "pooled.py: the warm-up asyncio.run(cache.ping()) makes its instance outside any loop, "
-    "unbound to the loop that awaits it: the worker's loop gets it ('Event loop is closed', "
-    "without --preload) or the master keeps its connection (9 held for 8, with --preload): "
-    "tests/lib/test_pooled.py::test_a_call_made_before_its_loop_runs_leaves_the_pool_with_that_loop"
-)
 _ASYNC_CHECK = (
     "pooled.py/_health.py: an async check= is never awaited ('coroutine alive was never "
     "awaited'): tests/lib/test_pooled.py::test_an_async_check_is_awaited_before_reuse"
-)
-_ASYNC_FACTORY = (
-    "pooled.py: an async factory (async def db(): return await asyncpg.connect(dsn)) is "
-    "refused with FactoryError; the lead's change awaits it in the loop that will use it"
 )
 
 
 def _known_failure(client: str, form: str, warm_up: bool) -> str | None:
     """Why this case fails today for a library reason (an xfail's reason), or None."""
-    if client == "asyncpg" and form in ("pooled", "pooled_check"):
-        return _ASYNC_FACTORY
-    if client == "redis" and form == "pooled_check":
+    if form == "pooled_check":
         return _ASYNC_CHECK
-    if client == "redis" and form == "pooled" and warm_up:
-        return _UNBOUND_WARM_UP
     return None
 
 

@@ -103,6 +103,44 @@ def test_a_transaction_on_one_of_the_loops_pool_connections(postgresql: PostgreS
     assert (stats.created, stats.closed, stats.discarded) == (1, 1, 0), stats
 
 
+def test_pooled_awaits_an_async_factory_in_the_loop_that_uses_it(postgresql: PostgreSQL) -> None:
+    # The issue's form: `pooled` around `asyncpg.connect`, an async factory (it used to be
+    # refused); each task gets a connection of its own, so no "another operation is in
+    # progress"; each connection is made, used and closed (awaited) in one loop.
+    dsn = _dsn(postgresql)
+
+    @safeclients.pooled(size=4, timeout=WAIT)
+    async def db() -> asyncpg.Connection:
+        return await asyncpg.connect(**dsn)
+
+    async def main() -> list[Any]:
+        return list(
+            await asyncio.gather(*(db.fetchval("SELECT $1::int * 2", n) for n in range(TASKS)))
+        )
+
+    for _ in range(ROUNDS):
+        assert asyncio.run(main()) == [2 * n for n in range(TASKS)]
+    stats = safeclients.stats(db)
+    assert stats.created <= 4 * ROUNDS and stats.live == 0 and stats.discarded == 0, stats
+    assert stats.closed == stats.created, f"every connection closed inside its loop: {stats}"
+
+
+def test_pooled_starts_a_pool_it_is_given_unstarted(postgresql: PostgreSQL) -> None:
+    # `pooled(lambda: asyncpg.create_pool(dsn))` used to hand out an uninitialised pool
+    # ("pool is not initialized"): the awaitable the factory returns is awaited first.
+    dsn = _dsn(postgresql)
+    pool = safeclients.pooled(
+        lambda: asyncpg.create_pool(min_size=1, max_size=4, **dsn), size=1, timeout=WAIT
+    )
+
+    async def main() -> list[Any]:
+        return list(await asyncio.gather(*(pool.fetchval("SELECT $1::int", n) for n in range(8))))
+
+    assert asyncio.run(main()) == list(range(8))
+    stats = safeclients.stats(pool)
+    assert (stats.created, stats.closed, stats.live) == (1, 1, 0), stats
+
+
 def test_one_dead_connection_does_not_retire_the_loops_pool(postgresql: PostgreSQL) -> None:
     # Found by the ASGI proof (tests/realclients/test_asgi.py): a query whose connection the
     # server terminated raised ConnectionDoesNotExistError, per_loop took it for the *pool's*
