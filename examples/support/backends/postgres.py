@@ -8,7 +8,7 @@ connection is the ``postgres`` superuser over the unix socket; apps connect as `
 
 Server-side views: :meth:`connection_count` counts ``pg_stat_activity`` rows of type
 ``client backend`` other than the asking one; :meth:`kill_all_connections` runs
-``pg_terminate_backend`` on each.
+``pg_terminate_backend`` on each and returns once they have exited (its timeout argument).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 from ._base import Backend, admin_cursor
 from .data import APP_DATABASE, APP_PASSWORD, APP_USER, item_rows
 
+TERMINATE_WAIT_MS = 5000  # how long pg_terminate_backend waits for each backend to exit
 OTHERS = (
     "SELECT pid FROM pg_stat_activity "
     "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
@@ -146,5 +147,10 @@ class PostgreSQL(Backend):
 
     def kill_all_connections(self) -> int:
         with admin_cursor(self.admin()) as cur:
-            cur.execute(f"SELECT pg_terminate_backend(pid) FROM ({OTHERS}) AS others")
+            # With a timeout (PostgreSQL >= 14) each call returns once that backend has exited,
+            # so the kill has happened when this returns: a client's next use meets a closed
+            # connection, not one still being terminated.
+            cur.execute(
+                f"SELECT pg_terminate_backend(pid, {TERMINATE_WAIT_MS}) FROM ({OTHERS}) AS others"
+            )
             return sum(1 for (done,) in cur.fetchall() if done)
