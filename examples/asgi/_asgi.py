@@ -49,10 +49,6 @@ class UnknownForm(ValueError):
     """``SAFECLIENTS_EXAMPLE_FORM`` names no form this example has."""
 
 
-class MissingBackendUrl(LookupError):
-    """The app's URL variable (``REDIS_URL``, ``DATABASE_URL``) is not set."""
-
-
 class UnknownWarmUp(ValueError):
     """``SAFECLIENTS_EXAMPLE_WARM_UP`` is neither "1" nor "0"."""
 
@@ -78,16 +74,6 @@ def warm_up_from_env() -> bool:
     if value not in ("0", "1"):
         raise UnknownWarmUp(f"{WARM_UP_ENV}={value!r} is neither 1 nor 0")
     return value == "1"
-
-
-def env_url(name: str) -> str:
-    url = os.environ.get(name, "")
-    if not url:
-        raise MissingBackendUrl(
-            f"set {name} to the backend's URL (a launcher of "
-            f"examples.support.backends gives it as .url)"
-        )
-    return url
 
 
 async def _json(send: Send, status: int, body: dict[str, Any]) -> None:

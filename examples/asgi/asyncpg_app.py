@@ -34,11 +34,11 @@ import asyncpg
 import safeclients
 from examples.asgi._asgi import (
     POOL_SIZE,
-    env_url,
     form_from_env,
     make_application,
     warm_up_from_env,
 )
+from examples.realclients._wsgi import env_url  # the threaded examples' own
 
 FORMS = ("unwrapped", "per_loop_connect", "per_loop_pool", "pooled", "pooled_check")
 FORM = form_from_env(FORMS)

@@ -42,6 +42,7 @@ from examples.realclients.prove import (
     REQUEST_TIMEOUT,
     STOP_AFTER_FAILURES,
     settled_count,
+    start_error_line,
     started_backends,
 )
 from examples.realclients.targets import Target
@@ -243,7 +244,6 @@ def run_case(
         server.start()
     except ServerFailed as exc:
         text = str(exc)
-        last = next((ln for ln in reversed(text.splitlines()) if "Error" in ln), text[:200])
         empty = Tally(0)
         return CaseResult(
             client.name,
@@ -256,7 +256,7 @@ def run_case(
             empty,
             settled_count(backend),
             seconds=time.monotonic() - started,
-            start_error=last.strip(),
+            start_error=start_error_line(text).strip(),
             log_tail=text[-3000:],
         )
     try:

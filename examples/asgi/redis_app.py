@@ -30,11 +30,11 @@ import redis.asyncio
 import safeclients
 from examples.asgi._asgi import (
     POOL_SIZE,
-    env_url,
     form_from_env,
     make_application,
     warm_up_from_env,
 )
+from examples.realclients._wsgi import env_url  # the threaded examples' own
 
 FORMS = ("unwrapped", "per_loop", "pooled", "pooled_check")
 FORM = form_from_env(FORMS)

@@ -268,6 +268,13 @@ def serve(kind: str, app: str, env: Mapping[str, str]) -> AbstractContextManager
     raise ValueError(f"unknown server kind {kind!r}; expected one of {ALL_SERVERS}")
 
 
+def start_error_line(log: str) -> str:
+    """What a server that did not start says went wrong: the last line of its ``log`` that
+    names an error (the app's import failed: ``FactoryError: ...``), else its first 200
+    characters."""
+    return next((line for line in reversed(log.splitlines()) if "Error" in line), log[:200])
+
+
 def settled_count(backend: Target, timeout: float = SETTLE_TIMEOUT) -> int | None:
     """The backend's connection count once it reaches 0, or the last count after ``timeout``
     (closed sockets reach the server a moment later; an external state, polled with a bound);
@@ -329,9 +336,7 @@ def run_case(
             srv = stack.enter_context(serve(server, client.app, env))
         except (ServerStartError, ServerFailed) as exc:
             text = str(exc)
-            last = next(
-                (line for line in reversed(text.splitlines()) if "Error" in line), text[:200]
-            )
+            last = start_error_line(text)
             empty = Tally(0)
             return CaseResult(
                 client.name,
