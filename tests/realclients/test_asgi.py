@@ -17,6 +17,9 @@ more and stops gunicorn by PID. Asserted, per case:
   loop, which the docs advise against for concurrent tasks) never gives a wrong answer: the
   tasks that overlap get asyncpg's misuse error (a 503), not another request's row.
 
+The app's ASGI plumbing (``examples/asgi/_asgi.py``) is tested in-process at the end: routes,
+bad input, lifespan, a websocket refused, bad settings refused.
+
 Every shortfall is named in one message (:func:`examples.asgi.prove.broken_promises`) with the
 case's counts and the end of gunicorn's log. The cases that fail for a library reason the lead
 is fixing in ``pooled.py`` are marked xfail (strict) with the reason and the isolated test that
@@ -25,8 +28,22 @@ shows it.
 
 from __future__ import annotations
 
+import asyncio
+import json
+from typing import Any
+
 import pytest
 
+from examples.asgi._asgi import (
+    FORM_ENV,
+    WARM_UP_ENV,
+    UnknownForm,
+    UnknownWarmUp,
+    UnsupportedScope,
+    form_from_env,
+    make_application,
+    warm_up_from_env,
+)
 from examples.asgi.prove import (
     CLIENTS,
     HEADER,
@@ -127,3 +144,92 @@ def _bare_connection_promises(result: CaseResult) -> list[str]:
 
 def results_table() -> str:
     return "\n".join([HEADER, *(r.row() for r in RESULTS)]) if RESULTS else ""
+
+
+# -- the app's ASGI plumbing, called in-process (no sockets, no backend) ------------------------
+
+
+class DriverDown(Exception):
+    """Stands in for a driver's own error class (``backend_errors``)."""
+
+
+async def _handle(n: int, token: str) -> str:
+    if token == "down":
+        raise DriverDown("connection refused")
+    if token == "other-loop":
+        raise RuntimeError("Event loop is closed")
+    return token
+
+
+APP = make_application(_handle, client=object(), form="unwrapped", backend_errors=(DriverDown,))
+
+
+def _call(scope: dict[str, Any], incoming: list[dict[str, Any]] | None = None) -> list[Any]:
+    """Run the app on one scope in a loop of its own; the messages it sent."""
+    sent: list[Any] = []
+    queue = list(incoming or [])
+
+    async def receive() -> dict[str, Any]:
+        return queue.pop(0)
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    asyncio.run(asyncio.wait_for(APP(scope, receive, send), 5.0))
+    return sent
+
+
+def _http(path: str, query: str = "", method: str = "GET") -> tuple[int, dict[str, Any]]:
+    scope = {"type": "http", "method": method, "path": path, "query_string": query.encode()}
+    start, body = _call(scope)
+    return start["status"], json.loads(body["body"])
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "method", "status", "says"),
+    [
+        ("/item", "n=3&token=t-1", "GET", 200, "t-1"),
+        ("/item", "n=3", "GET", 400, "need ?n=<digits>&token=<text>"),
+        ("/item", "n=x&token=t", "GET", 400, "need ?n=<digits>&token=<text>"),
+        ("/item", "n=3&token=down", "GET", 503, "DriverDown: connection refused"),
+        ("/item", "n=3&token=other-loop", "GET", 500, "RuntimeError: Event loop is closed"),
+        ("/item", "n=3&token=t", "POST", 405, "only GET"),
+        ("/nowhere", "", "GET", 404, "no route /nowhere"),
+        ("/health", "", "GET", 200, ""),
+    ],
+)
+def test_the_app_answers(path: str, query: str, method: str, status: int, says: str) -> None:
+    got, body = _http(path, query, method)
+    assert got == status, body
+    if status == 200 and path == "/item":
+        assert (body["n"], body["token"], body["echo"]) == (3, "t-1", "t-1")
+    else:
+        assert says in json.dumps(body), body
+
+
+def test_lifespan_is_acknowledged() -> None:
+    sent = _call(
+        {"type": "lifespan"}, [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    )
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+def test_a_websocket_is_refused_with_a_named_error() -> None:
+    with pytest.raises(UnsupportedScope, match="http only, not 'websocket'"):
+        _call({"type": "websocket", "path": "/item"})
+
+
+@pytest.mark.parametrize(
+    ("env", "error"),
+    [({FORM_ENV: "threaded"}, UnknownForm), ({WARM_UP_ENV: "yes"}, UnknownWarmUp)],
+)
+def test_bad_settings_are_refused_before_the_app_is_built(
+    env: dict[str, str], error: type[Exception], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in (FORM_ENV, WARM_UP_ENV):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(error):
+        form_from_env(("unwrapped", "per_loop"))
+        warm_up_from_env()
