@@ -583,3 +583,49 @@ def test_a_close_cancelled_by_the_loops_end_is_finished_at_its_shutdown() -> Non
     stats = safeclients.stats(proxy)
     assert made[0].closes == 1, "the discarded instance was never closed"
     assert (stats.discarded, stats.close_failed, stats.live) == (1, 0, 0), stats
+
+
+# -- found by the ASGI proof (examples/asgi, tests/realclients/test_asgi.py) ---------------------
+
+
+@pytest.mark.parametrize("method", ["command", "fetch"])
+def test_a_call_made_before_its_loop_runs_leaves_the_pool_with_that_loop(
+    method: str, call_path: str
+) -> None:
+    # An import-time warm-up, asyncio.run(cache.ping()): the call is made before its loop
+    # runs; its instance is that loop's, closed there when it ends, and the worker's loop
+    # makes its own (it used to get the warm-up's: "Event loop is closed").
+    proxy = safeclients.pooled(AsyncFake, size=2, timeout=5.0)
+    warm = asyncio.run(getattr(proxy, method)("warm"))  # made outside, awaited in asyncio.run
+    stats = safeclients.stats(proxy)
+    assert (stats.closed, stats.live) == (1, 0), (
+        f"the warm-up's instance is closed inside its loop when asyncio.run ends it: {stats}"
+    )
+    served = asyncio.run(getattr(proxy, method)("worker"))  # the worker's loop
+    assert served[0] != warm[0], "the worker's loop made its own instance"
+
+
+@pytest.mark.parametrize("method", ["command", "fetch"])
+def test_an_async_check_is_awaited_before_reuse(method: str) -> None:
+    # An async def method waits in the loop (aget); a plain method returning a coroutine
+    # (redis.asyncio's commands) is deferred to it when its instance must be checked first.
+    checked: list[int] = []
+
+    async def alive(client: AsyncFake) -> bool:
+        checked.append(client.id)
+        await asyncio.sleep(0)
+        return False  # dead: replace it
+
+    proxy = safeclients.pooled(AsyncFake, size=1, timeout=5.0, check=alive)
+
+    async def main() -> tuple[Any, Any]:
+        call = getattr(proxy, method)
+        return await call(1), await call(2)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first, second = asyncio.run(main())
+    never_awaited = [w for w in caught if "never awaited" in str(w.message)]
+    assert not never_awaited, never_awaited
+    assert checked == [first[0]], "the check ran, awaited, before the instance's reuse"
+    assert second[0] != first[0], "the check said dead: the instance was replaced"
