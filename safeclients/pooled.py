@@ -649,6 +649,8 @@ class PooledPolicy(Policy[T]):
             try:
                 obj = self.adopt(await made)
             except BaseException as exc:
+                if inspect.iscoroutine(made):
+                    made.close()  # cancelled before it started: no "never awaited"
                 self._give_back_slot(free)
                 if isinstance(exc, Exception):
                     log.warning(
