@@ -139,3 +139,51 @@ def test_pooled_starts_a_pool_it_is_given_unstarted(postgresql: PostgreSQL) -> N
     assert asyncio.run(main()) == list(range(8))
     stats = safeclients.stats(pool)
     assert (stats.created, stats.closed, stats.live) == (1, 1, 0), stats
+
+
+def test_a_bare_connection_keeps_another_tasks_write_out_of_a_transaction(
+    postgresql: PostgreSQL,
+) -> None:
+    # Found by the ASGI proof: a bare connection under per_loop is the loop's one connection;
+    # another task's statement made inside a task's transaction block would run inside that
+    # transaction and be rolled back with it while its caller was told it succeeded. The
+    # profile says the connection serves one task at a time (one_task): refused, named.
+    dsn = _dsn(postgresql)
+
+    @safeclients.per_loop
+    async def db() -> asyncpg.Connection:
+        return await asyncpg.connect(**dsn)
+
+    async def main() -> tuple[BaseException | None, list[int]]:
+        await db.execute("CREATE TEMP TABLE t (v int)")  # the loop's one connection's own
+        in_transaction, written = asyncio.Event(), asyncio.Event()
+
+        async def rolled_back() -> None:
+            async with db.transaction():
+                await db.execute("INSERT INTO t VALUES (1)")
+                in_transaction.set()
+                await asyncio.wait_for(written.wait(), WAIT)
+                raise _Rollback
+
+        async def own_write() -> None:
+            await asyncio.wait_for(in_transaction.wait(), WAIT)
+            try:
+                await db.execute("INSERT INTO t VALUES (2)")  # no transaction of its own
+            finally:
+                written.set()
+
+        outcomes = await asyncio.gather(rolled_back(), own_write(), return_exceptions=True)
+        assert isinstance(outcomes[0], _Rollback), outcomes[0]
+        rows = [r["v"] for r in await db.fetch("SELECT v FROM t ORDER BY v")]
+        return outcomes[1], rows
+
+    refused, rows = asyncio.run(main())
+    assert isinstance(refused, safeclients.ConcurrentUseError), refused  # refused, named
+    assert refused is not None or rows == [2], (
+        f"the second task's write was told it succeeded, yet it is gone (rows {rows}): it ran "
+        f"inside the first task's transaction and was rolled back with it"
+    )
+
+
+class _Rollback(Exception):
+    """Raised inside the first task's transaction block to roll it back."""
