@@ -619,15 +619,7 @@ class PooledPolicy(Policy[T]):
             raise
         reason = self.ages.judged(obj, alive)
         if reason:
-            retire_note(self.kind, obj, reason)
-            self.ages.forget(obj)
-            with self._cond:
-                self._live -= 1
-            try:
-                self.close_instance(obj, discarded=True)
-            except BaseException:
-                self._give_back_slot(free)
-                raise
+            self._retire_in_slot(obj, free, reason)
             flag = _IN_AGET.set(True)
             try:
                 obj, free = self._create_in_slot(free)
@@ -730,6 +722,17 @@ class PooledPolicy(Policy[T]):
             raise
         if not reason:
             return obj, free
+        self._retire_in_slot(obj, free, reason)
+        try:
+            return self._create_in_slot(free)  # the same slot; given back if creation fails
+        except _CreationStarted:
+            # An async factory's replacement is being awaited in a task: this call waits for
+            # it when awaited (a sync block cannot: it is refused).
+            return Deferrer(self, FactoryError), NoToken()  # type: ignore[return-value]
+
+    def _retire_in_slot(self, obj: T, free: list[T], reason: str) -> None:
+        """A vetted instance must go (``reason``): close it; its slot stays reserved for its
+        replacement, or is given back if the close is cut off."""
         retire_note(self.kind, obj, reason)
         self.ages.forget(obj)
         with self._cond:
@@ -739,12 +742,6 @@ class PooledPolicy(Policy[T]):
         except BaseException:
             self._give_back_slot(free)  # the retiring close was cut off: the slot stays free
             raise
-        try:
-            return self._create_in_slot(free)  # the same slot; given back if creation fails
-        except _CreationStarted:
-            # An async factory's replacement is being awaited in a task: this call waits for
-            # it when awaited (a sync block cannot: it is refused).
-            return Deferrer(self, FactoryError), NoToken()  # type: ignore[return-value]
 
     def _give_back_slot(self, free: list[T]) -> None:
         with self._cond:
