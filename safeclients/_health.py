@@ -25,12 +25,15 @@ instance; ``Ages`` is touched by one thread per instance at a time (the one hold
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
+
+from safeclients.errors import AsyncUseError
 
 log = logging.getLogger("safeclients")
 
@@ -120,6 +123,12 @@ class Ages:
         if times is not None:
             times[1] = time.monotonic()
 
+    def fresh(self, obj: object) -> bool:
+        """Whether ``obj`` was never given back since it was made (a policy that notes every
+        give-back, ``pooled``, checks only an instance being *reused*)."""
+        times = self._times.get(id(obj))
+        return times is not None and times[0] == times[1]
+
     def idle(self, obj: object) -> float:
         """Seconds since ``obj`` was last given back (0.0 for an instance not recorded)."""
         times = self._times.get(id(obj))
@@ -147,11 +156,47 @@ class Ages:
             try:
                 alive = check(obj)
             except Exception as exc:
-                return f"its check raised {type(exc).__name__}: {exc}"
-            if alive is False:
-                return "its check returned False"
-            times[1] = now
+                alive = exc
+            if inspect.isawaitable(alive):
+                raise CheckPending(alive)  # an async check: the caller awaits it, or refuses
+            return self.judged(obj, alive)
         return ""
+
+    def judged(self, obj: Any, alive: object) -> str:
+        """A check's outcome (its result, or the Exception it raised): why ``obj`` must be
+        replaced, or "" (and it counts as used now)."""
+        if isinstance(alive, Exception):
+            return f"its check raised {type(alive).__name__}: {alive}"
+        if alive is False:
+            return "its check returned False"
+        times = self._times.get(id(obj))
+        if times is not None:
+            times[1] = time.monotonic()
+        return ""
+
+
+class CheckPending(Exception):  # noqa: N818 (a signal, not an error)
+    """Internal: the check returned an awaitable (an async check, ``async def alive(r): return
+    await r.ping()``). ``pooled`` awaits it in the loop (``Ages.judged`` takes the outcome);
+    a policy that checks in sync code refuses it (``async_check_refused``)."""
+
+    def __init__(self, awaitable: Any) -> None:
+        super().__init__()
+        self.awaitable = awaitable
+
+
+def async_check_refused(kind: str, pending: CheckPending) -> AsyncUseError:
+    """The error for an async check where nothing can await it (the awaitable is closed: no
+    "never awaited" warning). Never a silent pass: a coroutine is truthy."""
+    awaitable = pending.awaitable
+    if inspect.iscoroutine(awaitable):
+        awaitable.close()
+    return AsyncUseError(
+        f"the check= of a {kind} proxy returned an awaitable ({type(awaitable).__name__}), and "
+        f"a {kind} proxy checks in sync code, where nothing can await it: give it a sync "
+        f"check, or use safeclients.pooled inside a coroutine (it awaits an async check in "
+        f"the loop)"
+    )
 
 
 def next_due(health: Health, checked: bool) -> float:

@@ -416,14 +416,13 @@ class Policy(Generic[T]):
         if loop is None:
             if inspect.iscoroutine(closing):
                 closing.close()
-            log.warning(
-                "safeclients: the close of a %s held by a %s proxy is async, and no event loop "
-                "runs in this thread to await it; the instance is dropped unclosed (dispose the "
-                "proxy inside its loop, or use per_loop, which closes inside each loop)",
-                type(obj).__name__,
-                self.kind,
+            self._dropped_unclosed(
+                obj,
+                "is async, and no event loop runs in this thread to await it; the instance is "
+                "dropped unclosed (dispose the proxy inside its loop, or use per_loop, which "
+                "closes inside each loop)",
+                discarded=discarded,
             )
-            self.counters.closed(False, discarded=discarded)
             return
 
         async def awaited() -> None:
@@ -455,6 +454,16 @@ class Policy(Generic[T]):
 
         task.add_done_callback(done)
 
+    def _dropped_unclosed(self, obj: object, why: str, *, discarded: bool) -> None:
+        """An async close that cannot be awaited: logged, counted as a failed close."""
+        log.warning(
+            "safeclients: the close of a %s held by a %s proxy %s",
+            type(obj).__name__,
+            self.kind,
+            why,
+        )
+        self.counters.closed(False, discarded=discarded)
+
     def _close_at_shutdown(self, obj: Any, *, discarded: bool) -> None:
         """In the loop's thread: close ``obj`` (awaited) at the running loop's shutdown."""
 
@@ -480,13 +489,12 @@ class Policy(Generic[T]):
         mine: list[Any] = []
         closer = at_loop_shutdown(close_again)
         if closer is None:
-            log.warning(
-                "safeclients: the close of a %s held by a %s proxy was cancelled and its loop "
-                "runs no shutdown step to finish it; the instance is dropped unclosed",
-                type(obj).__name__,
-                self.kind,
+            self._dropped_unclosed(
+                obj,
+                "was cancelled and its loop runs no shutdown step to finish it; the instance "
+                "is dropped unclosed",
+                discarded=discarded,
             )
-            self.counters.closed(False, discarded=discarded)
             return
         mine.append(closer)
         self._late_closes.add(closer)  # kept until the loop's shutdown runs it

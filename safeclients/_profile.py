@@ -40,6 +40,9 @@ class Profile:
     # dead, by error code, connection state or reply code (``_disconnect``). When set it is
     # the whole judgement: a live connection after a statement error is kept, transaction and
     # all, whatever the exception's class.
+    one_task: bool = False  # serves one task at a time, and a task's transaction is the
+    # connection's (asyncpg's Connection): under per_loop, the loop's one instance is refused
+    # to another task while a task holds it (a block, a transaction, a cursor)
     check_interval: float | None = None  # seconds between runs of `check` when the app gives
     # neither check= nor check_interval= (None: the policies' default, once a second). 0 for
     # a check that costs no round trip and a client whose failures the proxy never sees as

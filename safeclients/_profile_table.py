@@ -292,7 +292,11 @@ PSYCOPG = Profile(
 #   pool.close() at the loop's end); each call acquires one of the pool's connections for
 #   itself, and a transaction is `async with pool.acquire() as conn, conn.transaction():`.
 #   A bare Connection under per_loop is one connection for every task of the loop: a
-#   concurrent use raises the misuse error above, which is *not* a disconnect (kept).
+#   concurrent use raises the misuse error above, which is *not* a disconnect (kept); and
+#   while one task holds it (a transaction, a block, a cursor), another task's statement
+#   would run inside that task's transaction and be rolled back with it, silently: per_loop
+#   refuses it (one_task, ConcurrentUseError). pooled(asyncpg.connect) gives each task a
+#   connection of its own.
 # - disconnect: is_closed(), SQLSTATE class 08 and 57P01-03, socket errors; not a timeout
 #   (asyncpg cancels the query, the connection stays usable) (_disconnect.asyncpg).
 ASYNCPG_CONNECTION = Profile(
@@ -308,6 +312,7 @@ ASYNCPG_CONNECTION = Profile(
         "https://github.com/MagicStack/asyncpg/blob/master/asyncpg/exceptions/__init__.py",
     ),
     disconnect=_disconnect.asyncpg,
+    one_task=True,
 )
 
 # - asyncpg docs, "asyncpg Usage", Connection Pools: a pool serves concurrent coroutines, each

@@ -34,7 +34,15 @@ from typing import ClassVar, TypeVar
 
 from safeclients import _uses
 from safeclients._discard import DiscardOn
-from safeclients._health import NO_HEALTH, Ages, Health, next_due, retire_note
+from safeclients._health import (
+    NO_HEALTH,
+    Ages,
+    CheckPending,
+    Health,
+    async_check_refused,
+    next_due,
+    retire_note,
+)
 from safeclients._policy import Policy
 from safeclients._use import Use
 from safeclients.errors import ForkedUseError
@@ -163,7 +171,10 @@ class SingleInstancePolicy(Policy[T]):
             if self.held_by_a_use(obj):
                 self.due = next_due(self.health, checked)
                 return obj
-            reason = self.ages.verdict(self.health, self.effective_check, obj)
+            try:
+                reason = self.ages.verdict(self.health, self.effective_check, obj)
+            except CheckPending as pending:
+                raise async_check_refused(self.kind, pending) from None
             if not reason:
                 self.due = next_due(self.health, checked)
                 return obj

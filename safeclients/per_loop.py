@@ -77,7 +77,7 @@ from safeclients._policy import Policy, log
 from safeclients._proxy import make_proxy
 from safeclients._shutdown import at_loop_shutdown
 from safeclients._use import Use
-from safeclients.errors import FactoryError, NoRunningLoopError
+from safeclients.errors import ConcurrentUseError, FactoryError, NoRunningLoopError
 
 T = TypeVar("T")
 
@@ -113,6 +113,7 @@ class PerLoopPolicy(Policy[T]):
     kind = "per_loop"
     async_blocks = True
     tasks_share = True  # an async client serves the tasks of its loop at once
+    track_holds = True  # a one-task client (asyncpg's Connection) is refused to other tasks
 
     USE = Use(
         get="""
@@ -249,7 +250,29 @@ class PerLoopPolicy(Policy[T]):
                 task = self._creating.get(loop)
             if task is not None:
                 await asyncio.shield(task)
-        return self.get()
+        taken = self.get()
+        self._refuse_if_held(taken[0])
+        return taken
+
+    def _refuse_if_held(self, obj: T) -> None:
+        """A client that serves one task at a time (the profile's ``one_task``: asyncpg's
+        Connection), held by another task of the loop (a block, a transaction, a cursor):
+        this task's use would run inside that task's transaction, and be committed or rolled
+        back with it. Refused, never silently wrong."""
+        profile = self.profile
+        if profile is None or not profile.one_task or id(obj) not in self.held:
+            return
+        pin = self.pins.get()
+        if pin is not None and pin.obj is obj and pin.mine():
+            return  # this task's own block: its calls are the block's
+        raise ConcurrentUseError(
+            f"this loop's {type(obj).__name__} is held by another task (a transaction, a block "
+            f"or a cursor), and it serves one task at a time: this task's statement would run "
+            f"inside that task's transaction. per_loop shares one instance per loop; give each "
+            f"task a connection of its own: safeclients.pooled(connect), with `async def "
+            f"connect(): return await asyncpg.connect(dsn)`, or per_loop(lambda: "
+            f"asyncpg.create_pool(dsn))"
+        )
 
     def _shutting_down(self) -> NoRunningLoopError:
         return NoRunningLoopError(
@@ -375,6 +398,13 @@ class PerLoopPolicy(Policy[T]):
         return super().watched(obj, token, result)
 
     async def _running(self, record: _LoopRecord[T], obj: T, token: Any, result: Any) -> Any:
+        if self.held:
+            try:
+                self._refuse_if_held(obj)
+            except ConcurrentUseError:
+                if inspect.iscoroutine(result):
+                    result.close()  # never to run: no "never awaited"
+                raise
         record.running += 1
         try:
             return await result

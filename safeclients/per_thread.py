@@ -33,7 +33,9 @@ from safeclients._factory import proxy_or_decorator
 from safeclients._health import (
     NO_HEALTH,
     Ages,
+    CheckPending,
     Health,
+    async_check_refused,
     health_options,
     retire_note,
 )
@@ -234,7 +236,10 @@ token = None
         connection. It is vetted again at the next call after that use ends."""
         if _uses.held_now(self, obj):
             return obj
-        reason = self.ages.verdict(self.health, self.effective_check, obj)
+        try:
+            reason = self.ages.verdict(self.health, self.effective_check, obj)
+        except CheckPending as pending:
+            raise async_check_refused(self.kind, pending) from None
         if not reason:
             self._local.due = self._next_due()
             return obj

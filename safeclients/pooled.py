@@ -75,7 +75,9 @@ from safeclients._factory import proxy_or_decorator
 from safeclients._health import (
     NO_HEALTH,
     Ages,
+    CheckPending,
     Health,
+    async_check_refused,
     health_options,
     retire_note,
 )
@@ -460,12 +462,14 @@ class PooledPolicy(Policy[T]):
                 taken: Any = self.get()  # in a loop thread: takes one now, or raises, never waits
             except WouldBlockLoopError:
                 taken = None
-            except _Awaiting as pending:
+            except (_Awaiting, _AwaitCheck) as pending:
                 taken = pending
             finally:
                 _IN_AGET.reset(flag)
             if type(taken) is _Awaiting:
                 taken = await self._await_creation(taken, loop)
+            elif type(taken) is _AwaitCheck:
+                taken = await self._await_check(taken, loop)
             if taken is not None and type(taken[0]) is not Deferrer:
                 if started is not None:
                     self.counters.waited(time.monotonic() - started)
@@ -599,6 +603,34 @@ class PooledPolicy(Policy[T]):
             self.tracker.enter(taken[0])  # the compiled get's check-mode enter, skipped above
         return taken
 
+    async def _await_check(
+        self, pending: _AwaitCheck, loop: asyncio.AbstractEventLoop
+    ) -> tuple[T, list[T]]:
+        """In the task of ``aget``: await an async check of the instance it took; a live one
+        is this task's, a dead one is replaced in its slot. Cut off (a cancellation), the
+        instance is discarded and its slot given back (it may be mid-reply)."""
+        obj, free = pending.obj, pending.free
+        try:
+            alive: object = await pending.awaitable
+        except Exception as exc:
+            alive = exc
+        except BaseException:
+            self.release_slow(obj, free, True)
+            raise
+        reason = self.ages.judged(obj, alive)
+        if reason:
+            self._retire_in_slot(obj, free, reason)
+            flag = _IN_AGET.set(True)
+            try:
+                obj, free = self._create_in_slot(free)
+            except _Awaiting as creating:
+                return await self._await_creation(creating, loop)
+            finally:
+                _IN_AGET.reset(flag)
+        if self.tracker is not None:
+            self.tracker.enter(obj)  # the compiled get's check-mode enter, skipped above
+        return obj, free
+
     def _create_later(self, loop: asyncio.AbstractEventLoop, made: Any, free: list[T]) -> None:
         """From sync code in ``loop`` (a plain method returning a coroutine, a sync block):
         await the factory's awaitable in a task of ``loop``; the instance joins the free list
@@ -609,6 +641,8 @@ class PooledPolicy(Policy[T]):
             try:
                 obj = self.adopt(await made)
             except BaseException as exc:
+                if inspect.iscoroutine(made):
+                    made.close()  # cancelled before it started: no "never awaited"
                 self._give_back_slot(free)
                 if isinstance(exc, Exception):
                     log.warning(
@@ -663,10 +697,23 @@ class PooledPolicy(Policy[T]):
 
     def vetted(self, obj: T, free: Any) -> tuple[T, Any]:
         """Health variant: replace ``obj`` (in its slot) if it is too old, idle or dead."""
-        if type(obj) is Deferrer:
-            return obj, free  # a deferred call: vetted when it takes its instance
+        if type(obj) is Deferrer or self.ages.fresh(obj):
+            # A deferred call: vetted when it takes its instance. A new one: nothing to vet
+            # (psycopg_pool's rule: a connection is checked when it is reused).
+            return obj, free
         try:
             reason = self.ages.verdict(self.health, self.effective_check, obj)
+        except CheckPending as pending:
+            if _IN_AGET.get():
+                raise _AwaitCheck(pending.awaitable, obj, free) from None
+            if self.running_loop() is None:
+                self.release_slow(obj, free, False)
+                raise async_check_refused(self.kind, pending) from None
+            # A sync call in the loop: it runs when awaited, after the check, awaited there.
+            if inspect.iscoroutine(pending.awaitable):
+                pending.awaitable.close()  # this one is never awaited: no warning
+            self.release_slow(obj, free, False)
+            return Deferrer(self, WouldBlockLoopError), NoToken()  # type: ignore[return-value]
         except BaseException:
             # The check was cut off (a cancellation, gevent.Timeout, KeyboardInterrupt): the
             # instance may be mid-reply. Discard it; its slot is given back even if the close
@@ -675,6 +722,17 @@ class PooledPolicy(Policy[T]):
             raise
         if not reason:
             return obj, free
+        self._retire_in_slot(obj, free, reason)
+        try:
+            return self._create_in_slot(free)  # the same slot; given back if creation fails
+        except _CreationStarted:
+            # An async factory's replacement is being awaited in a task: this call waits for
+            # it when awaited (a sync block cannot: it is refused).
+            return Deferrer(self, FactoryError), NoToken()  # type: ignore[return-value]
+
+    def _retire_in_slot(self, obj: T, free: list[T], reason: str) -> None:
+        """A vetted instance must go (``reason``): close it; its slot stays reserved for its
+        replacement, or is given back if the close is cut off."""
         retire_note(self.kind, obj, reason)
         self.ages.forget(obj)
         with self._cond:
@@ -684,12 +742,6 @@ class PooledPolicy(Policy[T]):
         except BaseException:
             self._give_back_slot(free)  # the retiring close was cut off: the slot stays free
             raise
-        try:
-            return self._create_in_slot(free)  # the same slot; given back if creation fails
-        except _CreationStarted:
-            # An async factory's replacement is being awaited in a task: this call waits for
-            # it when awaited (a sync block cannot: it is refused).
-            return Deferrer(self, FactoryError), NoToken()  # type: ignore[return-value]
 
     def _give_back_slot(self, free: list[T]) -> None:
         with self._cond:
@@ -833,6 +885,17 @@ class _Awaiting(Exception):  # noqa: N818 (a signal, not an error)
     def __init__(self, made: Any, free: list[Any]) -> None:
         super().__init__()
         self.made = made
+        self.free = free
+
+
+class _AwaitCheck(Exception):  # noqa: N818 (a signal, not an error)
+    """Internal, from ``vetted`` to ``aget`` in the same task: the check of ``obj`` (taken
+    from ``free``) returned an awaitable; await it here."""
+
+    def __init__(self, awaitable: Any, obj: Any, free: list[Any]) -> None:
+        super().__init__()
+        self.awaitable = awaitable
+        self.obj = obj
         self.free = free
 
 

@@ -53,13 +53,10 @@ async def connect() -> asyncpg.Connection:
     return await asyncpg.connect(DSN, timeout=TIMEOUT, server_settings=SETTINGS)
 
 
-def alive(conn: asyncpg.Connection) -> bool:
-    """The health check: the connection is open. A check of the state, not a round trip:
-    pooled runs ``check=`` in sync code, where a coroutine cannot be awaited (an ``async def``
-    check is never awaited today: tests/lib/test_pooled.py). asyncpg marks a connection closed
-    as soon as its loop has read the end of the stream, which a terminated backend sends as it
-    exits."""
-    return not conn.is_closed()
+async def alive(conn: asyncpg.Connection) -> bool:
+    """The health check: a round trip (raises when the connection is dead), awaited by
+    ``pooled`` in the worker's loop before an instance is reused."""
+    return bool(await conn.fetchval("SELECT 1") == 1)
 
 
 if FORM == "unwrapped":

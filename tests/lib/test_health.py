@@ -3,6 +3,7 @@ instances before reuse, lifetimes and idle limits retire old ones."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -303,3 +304,20 @@ def test_an_explicit_check_on_a_pool_runs_before_every_reuse() -> None:
         # At least before the 2nd and 3rd call and this checkout (the generic path makes two
         # uses a call); with an interval it would be 0: each reuse came moments after the last.
         assert conn.pings >= 3, f"checked {conn.pings} times"
+
+
+@pytest.mark.parametrize(
+    "make", [safeclients.per_thread, safeclients.locked, safeclients.per_process]
+)
+def test_an_async_check_where_nothing_can_await_it_is_refused(make: Any) -> None:
+    # A coroutine is truthy: an async check= run in sync code used to pass every instance,
+    # dead or not, with a "never awaited" warning. A policy that checks in sync code refuses it.
+    async def alive(client: Any) -> bool:
+        return False  # pragma: no cover (never awaited)
+
+    proxy = make(FakeClient, check=alive, check_interval=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the check's coroutine is closed, never left unawaited
+        with pytest.raises(safeclients.AsyncUseError, match="returned an awaitable"):
+            for _ in range(2):  # the check runs at the first use or the next
+                proxy.ping()

@@ -11,12 +11,13 @@ import gc
 import pickle
 import threading
 import weakref
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pytest
 
 import safeclients
-from safeclients import _proxy
+from safeclients import _proxy, profiles
 from safeclients.per_loop import PerLoopPolicy
 from tests.lib.fakes import AsyncFake
 from tests.lib.forking import FORKS, run_in_child
@@ -635,3 +636,70 @@ def test_an_instance_retired_under_running_calls_is_closed_when_they_end(
     assert closes_after == 1, "the retired instance is closed once its last call ended"
     stats = safeclients.stats(client)
     assert stats.discarded == (1 if retire == "error" else 0) and stats.live == 0, stats
+
+
+class OneTask(AsyncClient):
+    """asyncpg's Connection's shape: serves one task at a time; a transaction is the
+    connection's (``async with conn.transaction()``)."""
+
+    def transaction(self) -> Transaction:
+        return Transaction(self)
+
+
+class Transaction:
+    def __init__(self, connection: OneTask) -> None:
+        self.connection = connection
+
+    async def __aenter__(self) -> Transaction:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def one_task_profile() -> Iterator[None]:
+    profile = profiles.Profile(
+        qualname=f"{OneTask.__module__}.{OneTask.__qualname__}",
+        reason="test client",
+        suggest="per_loop",
+        sources=("tests/lib/test_per_loop.py",),
+        derived=frozenset({"transaction"}),
+        one_task=True,
+    )
+    profiles.register(profile)
+    try:
+        yield
+    finally:
+        profiles.unregister(profile.qualname)
+
+
+@pytest.mark.usefixtures("one_task_profile")
+def test_a_one_task_client_held_by_a_task_is_refused_to_the_others(call_path: str) -> None:
+    # asyncpg's Connection under per_loop: another task's statement inside a task's
+    # transaction block would run in that transaction (and be rolled back with it, silently).
+    client = safeclients.per_loop(OneTask)
+
+    async def main() -> tuple[Any, str, str]:
+        inside, done = asyncio.Event(), asyncio.Event()
+
+        async def holder() -> str:
+            async with client.transaction():
+                inside.set()
+                await done.wait()
+                return await client.get("mine")  # the holder's own calls run
+
+        async def other() -> Any:
+            await inside.wait()
+            try:
+                return await client.get("other")
+            finally:
+                done.set()
+
+        held, refused = await asyncio.gather(holder(), other(), return_exceptions=True)
+        return refused, held, await client.get("after")  # free again once the block ended
+
+    refused, held, after = asyncio.run(main())
+    assert isinstance(refused, safeclients.ConcurrentUseError), refused
+    assert "held by another task" in str(refused)
+    assert (held, after) == ("MINE", "AFTER")

@@ -21,9 +21,7 @@ The app's ASGI plumbing (``examples/asgi/_asgi.py``) is tested in-process at the
 bad input, lifespan, a websocket refused, bad settings refused.
 
 Every shortfall is named in one message (:func:`examples.asgi.prove.broken_promises`) with the
-case's counts and the end of gunicorn's log. The cases that fail for a library reason the lead
-is fixing in ``pooled.py`` are marked xfail (strict) with the reason and the isolated test that
-shows it.
+case's counts and the end of gunicorn's log.
 """
 
 from __future__ import annotations
@@ -59,19 +57,6 @@ FIXTURE = {"redis": "redis_server", "postgresql": "postgresql"}
 UNWRAPPED_ATTEMPTS = 2
 MISUSE = "another operation is in progress"  # asyncpg's InterfaceError for two tasks at once
 
-# Library failures found by this proof, each shown in isolation by a test of its own.
-_ASYNC_CHECK = (
-    "pooled.py/_health.py: an async check= is never awaited ('coroutine alive was never "
-    "awaited'): tests/lib/test_pooled.py::test_an_async_check_is_awaited_before_reuse"
-)
-
-
-def _known_failure(client: str, form: str, warm_up: bool) -> str | None:
-    """Why this case fails today for a library reason (an xfail's reason), or None."""
-    if client == "redis" and form == "pooled_check":  # redis.asyncio has no sync check
-        return _ASYNC_CHECK
-    return None
-
 
 def _cases() -> list[object]:
     cases: list[object] = []
@@ -79,15 +64,11 @@ def _cases() -> list[object]:
         for form in spec.forms:
             for preload in (False, True):
                 for warm_up in (True,) if form == "unwrapped" else (True, False):
-                    why = _known_failure(name, form, warm_up)
-                    marks = [pytest.mark.xfail(strict=True, reason=why)] if why else []
                     case_id = (
                         f"{name}-{form}-{'preload' if preload else 'no_preload'}"
                         f"-{'warm_up' if warm_up else 'cold'}"
                     )
-                    cases.append(
-                        pytest.param(name, form, preload, warm_up, marks=marks, id=case_id)
-                    )
+                    cases.append(pytest.param(name, form, preload, warm_up, id=case_id))
     return cases
 
 

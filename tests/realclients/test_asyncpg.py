@@ -178,17 +178,13 @@ def test_one_dead_connection_does_not_retire_the_loops_pool(postgresql: PostgreS
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="per_loop.py: a bare asyncpg connection under per_loop is one connection for every "
-    "task of the loop, with nothing to keep one task's transaction to itself: another task's "
-    "statement, made between the transaction's statements, runs inside it and is rolled back "
-    "with it, silently (found writing the ASGI proof's per_loop_connect form; fixing it needs "
-    "per-task serialisation of the loop's instance, which per_loop does not have)",
-)
 def test_a_bare_connection_keeps_another_tasks_write_out_of_a_transaction(
     postgresql: PostgreSQL,
 ) -> None:
+    # Found by the ASGI proof: a bare connection under per_loop is the loop's one connection;
+    # another task's statement made inside a task's transaction block would run inside that
+    # transaction and be rolled back with it while its caller was told it succeeded. The
+    # profile says the connection serves one task at a time (one_task): refused, named.
     dsn = _dsn(postgresql)
 
     @safeclients.per_loop
@@ -219,6 +215,7 @@ def test_a_bare_connection_keeps_another_tasks_write_out_of_a_transaction(
         return outcomes[1], rows
 
     refused, rows = asyncio.run(main())
+    assert isinstance(refused, safeclients.ConcurrentUseError), refused  # refused, named
     assert refused is not None or rows == [2], (
         f"the second task's write was told it succeeded, yet it is gone (rows {rows}): it ran "
         f"inside the first task's transaction and was rolled back with it"
