@@ -295,8 +295,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", type=int, default=REQUESTS_BEFORE)
     parser.add_argument("--after", type=int, default=REQUESTS_AFTER)
     args = parser.parse_args(argv)
-    clients = [CLIENTS[c] for c in args.clients.split(",") if c]
+    names = [c for c in args.clients.split(",") if c]
+    unknown = [c for c in names if c not in CLIENTS]
+    if unknown:
+        parser.error(f"unknown clients {unknown}; expected some of {', '.join(CLIENTS)}")
+    clients = [CLIENTS[c] for c in names]
     wanted = {f for f in args.forms.split(",") if f}
+    known = {f for c in clients for f in c.forms}
+    if wanted - known:
+        parser.error(f"unknown forms {sorted(wanted - known)}; these clients have {sorted(known)}")
     choice = {"both": (False, True), "yes": (True,), "no": (False,)}
     preloads, warm_ups = choice[args.preload], choice[args.warm_up]
     rows: list[str] = []
