@@ -123,15 +123,26 @@ def pika_channel(channel: Any) -> str | None:
     return f"AMQP channel {getattr(channel, 'channel_number', '?')} open"
 
 
-def redis(client: Any) -> str | None:
+def _redis_pool(client: Any, connected_attr: str) -> str | None:
     # redis-py: a client's ConnectionPool keeps its Connection objects in
-    # _available_connections/_in_use_connections; each holds `_sock` while connected.
+    # _available_connections/_in_use_connections; each holds `connected_attr` while connected.
     pool = getattr(client, "connection_pool", None)
     held = [*getattr(pool, "_available_connections", ()), *getattr(pool, "_in_use_connections", ())]
-    if not any(getattr(c, "_sock", None) is not None for c in held):
+    if not any(getattr(c, connected_attr, None) is not None for c in held):
         return None
     kwargs = getattr(pool, "connection_kwargs", {})
     return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+
+
+def redis(client: Any) -> str | None:
+    # A sync Connection holds `_sock` while connected.
+    return _redis_pool(client, "_sock")
+
+
+def redis_asyncio(client: Any) -> str | None:
+    # An asyncio Connection (redis/asyncio/connection.py) holds its StreamWriter, `_writer`,
+    # while connected (even one whose loop has closed: what an import-time warm-up leaves).
+    return _redis_pool(client, "_writer")
 
 
 def paramiko(client: Any) -> str | None:

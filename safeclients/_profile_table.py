@@ -463,6 +463,38 @@ REDIS = Profile(
 )
 
 
+# --- redis.asyncio ---------------------------------------------------------------------------
+# - redis/asyncio/client.py and connection.py: each command borrows a connection of the client's
+#   ConnectionPool, so one client serves the tasks of one loop at once; a connection's
+#   StreamReader/StreamWriter belong to the loop that opened it. Used from another loop it fails
+#   ("Event loop is closed" after an import-time asyncio.run(r.ping()) warm-up; "attached to a
+#   different loop"). The asyncio pool has no pid check (the sync pool's _checkpid): a client
+#   connected before a fork hands its connections to every worker.
+# - broken: none, as redis-py's: a failed command drops its connection and is retried on a new
+#   one (the client's Retry); the client object itself never goes dead.
+# - close: aclose() (the policies' default for an async client).
+# - Proven: examples/asgi under gunicorn -k uvicorn.workers.UvicornWorker, with and without
+#   --preload (tests/realclients/test_asgi.py): the unwrapped global warmed up at import fails
+#   once per worker, per_loop and pooled answer every request and heal after every connection is
+#   killed. Before this profile the audit did not see that global at all.
+REDIS_ASYNCIO = Profile(
+    qualname="redis.asyncio.client.Redis",
+    reason="A redis.asyncio client serves the tasks of one event loop (each command borrows a "
+    "pooled connection), but its connections belong to the loop that opened them: a global "
+    "touched at import (asyncio.run(client.ping())) carries a connection of a closed loop into "
+    "the server's loop ('Event loop is closed'), and one connected before the server forks "
+    "hands that connection to every worker (the asyncio pool does not check its pid).",
+    suggest="per_loop",
+    sources=(
+        "https://github.com/redis/redis-py/blob/master/redis/asyncio/client.py",
+        "https://github.com/redis/redis-py/blob/master/redis/asyncio/connection.py",
+        "https://redis.readthedocs.io/en/stable/examples/asyncio_examples.html",
+    ),
+    probe=_probes.redis_asyncio,
+    disconnect=_disconnect.never,
+)
+
+
 # --- pymemcache ------------------------------------------------------------------------------
 # - pymemcache docs, "Using a client pool": "pymemcache.client.base.PooledClient is a
 #   thread-safe client pool that provides the same API as pymemcache.client.base.Client"; the
@@ -806,6 +838,7 @@ SHIPPED: tuple[Profile, ...] = (
     PIKA_CONNECTION,
     PIKA_CHANNEL,
     REDIS,
+    REDIS_ASYNCIO,
     PYMEMCACHE,
     SQLITE3,
     HTTP_CONNECTION,

@@ -588,3 +588,20 @@ def test_the_policies_use_entry_point_profiles_without_the_audit() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "safeclients.profiles entry point of a test distribution" in done.stdout
+
+
+def test_an_unwrapped_redis_asyncio_global_is_found() -> None:
+    # The ASGI proof's trap (examples/asgi/redis_app.py, form unwrapped): the audit used to list
+    # no unsafe global for it. Not connected yet here (its probe reads the pool's connections).
+    redis_asyncio = driver("redis.asyncio")
+    app = types.ModuleType("asgi_app")
+    vars(app).update(cache=redis_asyncio.Redis(host="127.0.0.1", port=9, socket_timeout=1))
+    [found] = audit.find_unsafe([app])
+    assert (found.type_name, found.connected) == ("redis.asyncio.client.Redis", False)
+    assert found.suggest == "safeclients.per_loop(factory)"
+    profile = profile_for(redis_asyncio.Redis)
+    assert profile is not None and "Event loop is closed" in profile.reason
+    assert profile.disconnect is not None
+    assert profile.disconnect(redis_asyncio.ConnectionError("lost"), None) is False, (
+        "a redis.asyncio client reconnects by itself: no error makes it dead"
+    )
