@@ -22,6 +22,10 @@ connection (or pool), touched at import with ``asyncio.run()``, a per-request ro
 Each request asks ``SELECT $1::text`` of its own token. ``SAFECLIENTS_EXAMPLE_WARM_UP=0``
 leaves out the import-time ``asyncio.run(db.fetchval("SELECT 1"))`` (``unwrapped`` connects at
 import either way).
+
+Which process runs what: the module body (the client and its warm-up) at import, in gunicorn's
+master before the fork with ``--preload``, else in each worker before its loop starts; ``item``
+in a worker's event loop, one task per request.
 """
 
 from __future__ import annotations

@@ -18,6 +18,10 @@ touched at import with ``asyncio.run(cache.ping())``, a per-request key.
 
 Each request sets its own key to its token and reads it back. ``SAFECLIENTS_EXAMPLE_WARM_UP=0``
 leaves out the import-time ``asyncio.run(cache.ping())``.
+
+Which process runs what: the module body (the client and its warm-up) at import, in gunicorn's
+master before the fork with ``--preload``, else in each worker before its loop starts; ``item``
+in a worker's event loop, one task per request.
 """
 
 from __future__ import annotations
