@@ -117,6 +117,18 @@ def _indent(code: str, spaces: int) -> str:
     return textwrap.indent(body, " " * spaces)
 
 
+class _Empty:
+    """The value a get's ``pop()`` of an empty free list stands for (never an instance)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<empty free list>"
+
+
+EMPTY = _Empty()
+
+
 class Compiled:
     """The makers compiled from one :class:`Use` (cached per policy class and check mode)."""
 
@@ -130,6 +142,8 @@ class Compiled:
                 "monotonic": time.monotonic,
                 # A pending call (``_pending``) holds no instance: returned as it is.
                 "PLAIN": PLAIN_OR_PENDING,
+                # An empty free list (pooled's get): the slow path runs outside the except.
+                "EMPTY": EMPTY,
                 "Pin": Pin,
                 "lose": lose,
                 "refuse_lost": refuse_lost,
@@ -268,4 +282,4 @@ def compiled(use: Use, kind: str, checked: bool) -> Compiled:
     return found
 
 
-__all__ = ["Use", "Compiled", "compiled"]
+__all__ = ["EMPTY", "Use", "Compiled", "compiled"]

@@ -86,7 +86,7 @@ from safeclients._pending import Deferrer, NoToken
 from safeclients._policy import Policy, is_async_client, log
 from safeclients._proxy import make_proxy
 from safeclients._shutdown import at_loop_shutdown
-from safeclients._use import Use
+from safeclients._use import EMPTY, Use
 from safeclients.errors import (
     FactoryError,
     NoRunningLoopError,
@@ -107,7 +107,9 @@ def validate_limits(size: object, timeout: object) -> None:
 # The use of a pooled instance (see _use). First the context's pin (``_uses``): while a block
 # or a derived object of this context holds an instance, every call of the context runs on it
 # (the token is then the Pin, and nothing is given back). Else pop a free one (the free list is
-# the token, so a disposed generation's instances are closed on return), else the slow path.
+# the token, so a disposed generation's instances are closed on return), else the slow path,
+# outside the ``except``: a PoolTimeout or a factory's error must not read "during handling of
+# IndexError: pop from empty list".
 _GET_PINNED = """\
 pin = policy.pins.get()
 if pin is not None and pin.obj is not None and pin.mine():
@@ -122,6 +124,8 @@ token = policy.free
 try:
     obj = token.pop()
 except IndexError:
+    obj = EMPTY
+if obj is EMPTY:
     obj, token = policy.acquire_slow(name)
 """
 _PUT_OK = """\
@@ -330,9 +334,12 @@ class PooledPolicy(Policy[T]):
             if free is self.free:
                 return self.acquire_slow(name)
         try:
-            return free.pop(), free
+            obj: T | object = free.pop()
         except IndexError:
+            obj = EMPTY
+        if obj is EMPTY:  # the slow path outside the except: its errors blame no IndexError
             return self.acquire_slow(name)
+        return obj, free  # type: ignore[return-value]  # not EMPTY: an instance
 
     def acquire_slow(self, name: str | None = None) -> tuple[T, list[T]]:
         """Nothing was free: create within ``size``, or wait up to ``timeout``. Returns the

@@ -631,14 +631,6 @@ def test_an_async_check_is_awaited_before_reuse(method: str) -> None:
     assert second[0] != first[0], "the check said dead: the instance was replaced"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pooled.py: the compiled get calls acquire_slow inside `except IndexError:` (the "
-    "free list's pop), so a PoolTimeout (or FactoryError, WouldBlockLoopError) reads 'During "
-    "handling of the above exception (IndexError: pop from empty list), another exception "
-    "occurred' (seen in the ASGI proof's worker logs); STYLE: never raise inside the except "
-    "of an empty queue",
-)
 def test_a_pool_timeout_does_not_blame_the_free_list() -> None:
     proxy = safeclients.pooled(FakeClient, size=1, timeout=0.01)
     with safeclients.checkout(proxy):
