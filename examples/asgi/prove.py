@@ -79,7 +79,7 @@ CLIENTS: dict[str, Client] = {
         "redis",
         "examples.asgi.redis_app:application",
         "REDIS_URL",
-        ("unwrapped", "per_loop", "pooled", "pooled_check"),
+        ("unwrapped", "per_loop", "per_loop_async", "pooled", "pooled_check"),
     ),
     "asyncpg": Client(
         "asyncpg",

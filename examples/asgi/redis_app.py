@@ -12,6 +12,8 @@ touched at import with ``asyncio.run(cache.ping())``, a per-request key.
   ``--preload`` the forked workers share that connection too);
 * ``per_loop``: ``@safeclients.per_loop`` over a sync factory: one client per running loop,
   each worker's loop its own, closed inside it when the worker stops;
+* ``per_loop_async``: the same over an async factory (``async def``, a ``PING`` before the
+  client is handed out), awaited in the loop that will use it;
 * ``pooled``: ``@safeclients.pooled(size=4)``: at most 4 clients per worker, one per command,
   a task waits *in* the loop for a free one;
 * ``pooled_check``: the same with ``check=alive`` (a ``PING``) before each reuse.
@@ -40,7 +42,7 @@ from examples.asgi._asgi import (
 )
 from examples.realclients._wsgi import env_url  # the threaded examples' own
 
-FORMS = ("unwrapped", "per_loop", "pooled", "pooled_check")
+FORMS = ("unwrapped", "per_loop", "per_loop_async", "pooled", "pooled_check")
 FORM = form_from_env(FORMS)
 
 
@@ -62,6 +64,13 @@ elif FORM == "per_loop":
     @safeclients.per_loop
     def cache() -> redis.asyncio.Redis:
         return connect()
+elif FORM == "per_loop_async":
+
+    @safeclients.per_loop
+    async def cache() -> redis.asyncio.Redis:
+        client = connect()
+        await client.ping()  # connected before the first request uses it
+        return client
 elif FORM == "pooled":
 
     @safeclients.pooled(size=POOL_SIZE)
