@@ -303,9 +303,11 @@ ASYNCPG_CONNECTION = Profile(
     qualname="asyncpg.connection.Connection",
     reason="An asyncpg connection serves one coroutine at a time and is bound to the event "
     "loop that made it: a second task gets InterfaceError 'another operation is in "
-    "progress', a second loop 'attached to a different loop'. Use a pool per loop: "
+    "progress', a second loop 'attached to a different loop'. Give each task a connection: "
+    "safeclients.pooled over `async def connect(): return await asyncpg.connect(dsn)` (each "
+    "awaited in the loop that uses it), or a pool per loop, "
     "safeclients.per_loop(lambda: asyncpg.create_pool(dsn)). " + _FORKED,
-    suggest="per_loop",
+    suggest="pooled",
     sources=(
         "https://magicstack.github.io/asyncpg/current/usage.html#connection-pools",
         "https://github.com/MagicStack/asyncpg/blob/master/asyncpg/connection.py",

@@ -464,7 +464,8 @@ def test_asyncpg_profile_keeps_a_connection_two_tasks_misused() -> None:
     asyncpg = pytest.importorskip("asyncpg")
     profile = profiles.profile_for(asyncpg.Connection)
     assert profile is not None and profile.disconnect is _disconnect.asyncpg
-    assert profile.suggest == "per_loop" and "create_pool" in profile.reason
+    assert profile.suggest == "pooled" and "create_pool" in profile.reason  # a task, a connection
+    assert profile.one_task, "per_loop refuses it to a task while another holds it"
 
 
 class _AsyncpgPoolState:

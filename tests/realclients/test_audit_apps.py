@@ -93,7 +93,8 @@ def test_the_audit_flags_each_unwrapped_asgi_global(
     assert unwrapped.returncode == 1, unwrapped.stdout + unwrapped.stderr
     assert "UNSAFE" in unwrapped.stdout, unwrapped.stdout
     assert ASGI_REASON_WORDS[client] in " ".join(unwrapped.stdout.split()), unwrapped.stdout
-    assert "safeclients.per_loop(factory)" in unwrapped.stdout
+    suggested = {"redis": "per_loop", "asyncpg": "pooled"}[client]  # asyncpg: a task, a connection
+    assert f"safeclients.{suggested}(factory)" in unwrapped.stdout, unwrapped.stdout
     if client in ASGI_PROBED:
         assert "OPEN connection" in unwrapped.stdout, "the warm-up connected at import: say so"
     wrapped = _run_audit(module, {**env, FORM_ENV: "pooled"})
