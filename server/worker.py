@@ -38,7 +38,7 @@ import time
 
 from . import app_loader, logs
 from .config import TICK, WORKER_EXTRA_DRAIN, Config
-from .connection import READ, READY, TURN_REQUESTS, Connection
+from .connection import Connection
 from .dispatch import Dispatcher
 from .scoreboard import Scoreboard
 from .wsgi import WSGIApp, base_environ
@@ -219,24 +219,9 @@ class Worker:
 
     def _serve(self, conn: Connection, core: int) -> None:
         """Answer the requests ``conn`` has in (a core), then give it back to the dispatcher;
-        an idle kept-alive connection is closed instead when the worker is stopping.
-
-        A kept-alive connection left idle is read once more (non-blocking) before it is
-        parked: its client often sent the next request while this core waited to get the GIL
-        back after sending the response, and then this core answers it at once, without an
-        epoll_ctl and another core's wake-up (up to TURN_REQUESTS in a row, as a pipeline's
-        turn; a client that has nothing there yet is parked as before)."""
+        an idle kept-alive connection is closed instead when the worker is stopping."""
         try:
             step = conn.serve(core)
-            turns = 1
-            while step == READ and conn.idle and turns < TURN_REQUESTS:
-                if self.stopping.is_set():
-                    break
-                step = conn.on_readable(time.monotonic())
-                if step != READY:
-                    break  # nothing yet (parked), part of a request (parked), or closed
-                step = conn.serve(core)
-                turns += 1
             if self.stopping.is_set() and conn.idle:
                 conn.close()  # idle kept-alive while stopping: done with it
             else:

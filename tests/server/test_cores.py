@@ -1,26 +1,16 @@
 """Core 0 runs on the worker's main thread (uWSGI's ``uwsgi_loop_cores_run()``), and the worker
 still stops, recycles and drains while its main thread serves; idle kept-alive connections do not
-hold a core. Each test runs its own server in a child process, stopped by PID. Last, in this
-process, a core answering the next request already in before it parks the connection."""
+hold a core. Each test runs its own server in a child process, stopped by PID."""
 
 from __future__ import annotations
 
 import concurrent.futures
 import json
-import os
-import select
 import signal
-import socket
-import time
 
 import pytest
 
-from server import config
-from server.connection import READY, Connection
-from server.dispatch import Dispatcher
 from server.testing import ServerProcess
-from server.worker import Worker
-from tests.server import apps
 from tests.server.client import Client, get
 
 pytestmark = pytest.mark.integration
@@ -129,42 +119,3 @@ def test_a_connection_accepted_before_a_recycle_still_gets_its_answer() -> None:
             response = early.read_response()
         assert response is not None and response.status == 200
         assert response.header("connection") == "close"
-
-
-# -- a core and a kept-alive connection, in this process (no server child) ------------------
-
-
-def test_a_core_answers_the_next_request_already_in_before_parking() -> None:
-    """Worker._serve: after a response on a kept-alive connection, the next request that is
-    already in the socket is answered by the same core (no epoll_ctl, no other core woken);
-    with nothing more there the connection is parked."""
-    cfg = config.parse(["tests.server.apps:hello_raw", "--threads", "1"])
-    listener = socket.create_server(("127.0.0.1", 0))
-    client = socket.create_connection(listener.getsockname(), timeout=5)
-    wake_r, wake_w = os.pipe()
-    worker = Worker(0, cfg, listener, apps.hello_raw, -1, 0)
-    dispatcher = worker._dispatcher = Dispatcher(listener, wake_r, worker, 10)
-    try:
-        server_end, remote = listener.accept()
-        conn = Connection(server_end, remote[:2], worker, dispatcher._closed, dispatcher.budget)
-        request = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
-        client.sendall(request)
-        assert conn.on_readable(time.monotonic()) == READY  # the first request only
-        client.sendall(request)
-        assert select.select([server_end], [], [], 5)[0], "the second request never arrived"
-        worker._serve(conn, 0)
-        assert conn.served == 2, "the request already in waited for another core"
-        assert dispatcher.parked_count() == 1, "not parked once nothing more was there"
-        received = b""
-        while received.count(b"Hello, world!") < 2:
-            data = client.recv(65536)
-            assert data, "the server closed before both responses"
-            received += data
-        assert received.count(b"HTTP/1.1 200 OK") == 2
-    finally:
-        client.close()
-        dispatcher.close_parked()
-        dispatcher.close()
-        listener.close()
-        os.close(wake_r)
-        os.close(wake_w)
