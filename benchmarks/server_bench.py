@@ -42,8 +42,8 @@ a connection whose request says ``Connection: close``.
 * ``uwsgi-socket`` is ``--http-socket`` (the plain C loop, as behind a proxy): it closes every
   connection after one response, so it runs only in the close scenario, where it is uWSGI's
   fastest honest connection-per-request figure ("vs sock"). It closes without saying
-  ``Connection: close``, which wrk counts as a read error per request (the ``closed`` column,
-  not an error of the response).
+  ``Connection: close`` (so does the router in the close scenario), which wrk counts as a read
+  error per request (the ``closed`` column, not an error of the response).
 
 **Fixed rate** (``hello-ka-fixed``): p99 at each server's own maximum throughput compares a
 server at 6x gunicorn's load with gunicorn at its own; with the same offered load for all
