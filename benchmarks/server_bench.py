@@ -1,30 +1,60 @@
 """Throughput, tail latency and keep-alive fairness: our server vs gunicorn (gthread) vs uWSGI.
 
-Not a test. One run starts every server (same app, same workers x threads, all on 127.0.0.1
-port 0; with ``--before DIR`` also the server package found in DIR, e.g. an export of main's
+Not a test. One run starts every server (same app, same workers x threads, all on 127.0.0.1;
+with ``--before DIR`` also the server package found in DIR, e.g. an export of main's
 ``server/``, as ``before``), then:
 
 * **fairness**: opens 64 keep-alive connections to each server, sends one request on each (all
   at once), and counts the responses that arrive within 3 s and the slowest one; the connections
   stay open (idle, kept alive) until the end, as a browser's or a pool's would;
 * **scenarios** (issue 23): ``hello-ka`` (hello world, keep-alive), ``hello-close`` (a new
-  connection per request), ``heavy-ka`` (a page of Python work, ~20 kB of JSON, keep-alive);
-  each driven by ``wrk --latency`` at each concurrency, in interleaved rounds (ours, gunicorn,
-  uwsgi, ours, ...); it prints the median requests/s with p50 and p99 latency, and the ratios
-  to gunicorn and uWSGI. The machine may be shared: look at the spread.
+  connection per request), ``heavy-ka`` (a page of Python work, ~20 kB of JSON, keep-alive),
+  and ``hello-ka-fixed`` (hello keep-alive at the same offered load for every server, below
+  the slowest one's capacity: see below); each driven by ``wrk --latency`` in interleaved
+  rounds (ours, gunicorn, uwsgi, ours, ...); it prints the median requests/s with p50 and p99
+  latency, and the ratios to gunicorn and uWSGI. The machine may be shared: look at the spread.
 
     .venv/bin/python benchmarks/server_bench.py              # 2 x 8, -t2 -c32 -d5s, 3 rounds
     git archive main server | tar -x -C /tmp/before           # main's server, as "before"
     .venv/bin/python benchmarks/server_bench.py --before /tmp/before
 
-uWSGI runs with ``--http11-socket`` (its ``--http-socket`` with HTTP/1.1 keep-alive): plain
-``--http-socket`` answers HTTP/1.0-style and closes every connection without saying so, which
-wrk counts as read errors, so it has no keep-alive figure to compare.
+**Why three uWSGIs.** wrk reports only the requests that were answered: a connection that never
+gets a response counts nowhere, not even as a timeout (wrk counts a timeout only when a late
+response arrives). So the run also samples, with ``ss``, the listening socket's accept queue
+while wrk runs; ``waiting`` is the smallest queue seen from 1 s into the run to its end:
+connections wrk opened that waited the whole run without being accepted (keep-alive scenarios
+only: a kept-alive connection, once accepted, never queues again; with a connection per request
+the queue is an ordinary waiting line). The fairness table also says whether each server closes
+a connection whose request says ``Connection: close``.
+
+* ``uwsgi`` is ``--http11-socket``, the issue's measurement (kept visible): each core holds one
+  kept-alive connection until the client closes it, so at ``-c32`` on 2 x 8 cores it serves
+  16 connections and 16 wait the whole run (``waiting 16``, fairness 16/64); its req/s is that
+  of 16 connections and its p99 leaves out the 16 that never got an answer. It also ignores the
+  client's ``Connection: close`` (no RFC 9112 §9.6 close): its ``hello-close`` is keep-alive on
+  16 connections, not a connection per request.
+* ``uwsgi-http`` is what a user deploys to face clients directly: the ``--http`` router (one
+  async C process in front of the workers) with ``--http-keepalive``. It answers every
+  connection (64/64) and closes when asked: the like-for-like uWSGI in every scenario, and the
+  one the "vs uwsgi" ratio uses. With ``--http-buffer-size 65536`` and ``--tcp-nodelay``: at
+  the default 4 kB buffer the router sends the 20 kB page in pieces and stalls on delayed ACKs
+  (heavy-ka: 700 req/s at p50 44 ms, against 3,200 at 7.7 ms with the larger buffer).
+* ``uwsgi-socket`` is ``--http-socket`` (the plain C loop, as behind a proxy): it closes every
+  connection after one response, so it runs only in the close scenario, where it is uWSGI's
+  fastest honest connection-per-request figure ("vs sock"). It closes without saying
+  ``Connection: close`` (so does the router in the close scenario), which wrk counts as a read
+  error per request (the ``closed`` column, not an error of the response).
+
+**Fixed rate** (``hello-ka-fixed``): p99 at each server's own maximum throughput compares a
+server at 6x gunicorn's load with gunicorn at its own; with the same offered load for all
+(``--fixed-rate`` requests/s over the same connections, each pausing between its requests:
+wrk's ``delay()``), p99 says how long a user waits at a load every server can carry.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import selectors
@@ -34,18 +64,37 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from examples.support.processes import free_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 APP = "tests.server.apps:bench_raw"
-SCENARIOS = {  # name: (path, keep-alive)
-    "hello-ka": ("/", True),
-    "hello-close": ("/", False),
-    "heavy-ka": ("/heavy", True),
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    path: str
+    keepalive: bool
+    fixed_rate: bool = False  # the same offered load for every server (--fixed-rate)
+
+
+SCENARIOS = {
+    "hello-ka": Scenario("/", True),
+    "hello-close": Scenario("/", False),
+    "heavy-ka": Scenario("/heavy", True),
+    "hello-ka-fixed": Scenario("/", True, fixed_rate=True),
 }
+CLOSE_ONLY = {"uwsgi-socket"}  # servers that close every connection: close scenarios only
+RATIOS = {"gunicorn": "vs gunicorn", "uwsgi-http": "vs uwsgi", "uwsgi-socket": "vs sock"}
 BIN = Path(sys.executable).parent
+# wrk's Lua hook for hello-ka-fixed: each connection pauses WRK_DELAY_MS after a response.
+DELAY_SCRIPT = 'local d = tonumber(os.getenv("WRK_DELAY_MS"))\nfunction delay() return d end\n'
 
 
 class Launched:
@@ -142,55 +191,43 @@ def ours(name: str, workers: int, threads: int, cwd: Path = REPO) -> Launched:
     )
 
 
-def launch_all(workers: int, threads: int, before: Path | None) -> list[Launched]:
+def uwsgi(name: str, workers: int, threads: int, mode: str) -> Launched:
+    """uWSGI with ``mode``: ``--http11-socket``, ``--http-socket`` (each on port 0) or the
+    ``--http`` router with keep-alive (on a free port: the router does not say which port 0
+    gave it)."""
+    if mode == "--http":
+        port = free_port()
+        bind = ["--http", f"127.0.0.1:{port}", "--http-keepalive", "--tcp-nodelay"]
+        bind += ["--http-buffer-size", "65536"]  # 4 kB by default: 44 ms stalls on 20 kB pages
+        port_re = rf"uWSGI http bound on 127\.0\.0\.1:({port})"
+    else:
+        bind = [mode, "127.0.0.1:0"]
+        port_re = r"bound to TCP address 127\.0\.0\.1:(\d+)"
+    command = [str(BIN / "uwsgi"), "--master", "--processes", str(workers)]
+    command += ["--threads", str(threads), *bind, "--module", APP, "--pythonpath", "."]
+    command += ["--disable-logging", "--listen", "100"]
+    return Launched(name, command, port_re, r"spawned uWSGI worker", workers)
+
+
+def launch_all(workers: int, threads: int, before: Path | None, names: set[str]) -> list[Launched]:
     w, t = str(workers), str(threads)
-    return [
-        ours("ours", workers, threads),
-        *([ours("before", workers, threads, before)] if before is not None else []),
-        Launched(
+    gunicorn = [str(BIN / "gunicorn"), "-k", "gthread", "--workers", w, "--threads", t]
+    gunicorn += ["-b", "127.0.0.1:0", "--backlog", "1024", APP]
+    launchers: dict[str, Callable[[], Launched]] = {
+        "ours": lambda: ours("ours", workers, threads),
+        "before": lambda: ours("before", workers, threads, before or REPO),
+        "gunicorn": lambda: Launched(
             "gunicorn",
-            [
-                str(BIN / "gunicorn"),
-                "-k",
-                "gthread",
-                "--workers",
-                w,
-                "--threads",
-                t,
-                "-b",
-                "127.0.0.1:0",
-                "--backlog",
-                "1024",
-                APP,
-            ],
+            gunicorn,
             r"Listening at: http://127\.0\.0\.1:(\d+)",
             r"Booting worker",
             workers,
         ),
-        Launched(
-            "uwsgi",
-            [
-                str(BIN / "uwsgi"),
-                "--master",
-                "--processes",
-                w,
-                "--threads",
-                t,
-                "--http11-socket",
-                "127.0.0.1:0",
-                "--module",
-                APP,
-                "--pythonpath",
-                ".",
-                "--disable-logging",
-                "--listen",
-                "100",
-            ],
-            r"bound to TCP address 127\.0\.0\.1:(\d+)",
-            r"spawned uWSGI worker",
-            workers,
-        ),
-    ]
+        "uwsgi": lambda: uwsgi("uwsgi", workers, threads, "--http11-socket"),
+        "uwsgi-http": lambda: uwsgi("uwsgi-http", workers, threads, "--http"),
+        "uwsgi-socket": lambda: uwsgi("uwsgi-socket", workers, threads, "--http-socket"),
+    }
+    return [launch() for name, launch in launchers.items() if name in names]
 
 
 def fairness(port: int, connections: int = 64, within: float = 3.0) -> tuple[int, float]:
@@ -233,27 +270,108 @@ def fairness(port: int, connections: int = 64, within: float = 3.0) -> tuple[int
             sock.close()
 
 
+@dataclasses.dataclass
+class Run:
+    """One wrk run: requests/s, p50 and p99 in ms, errors (connect, write, timeout, non-2xx),
+    read errors (``closed``: the server closed a connection wrk meant to reuse), and the
+    connections that waited in the accept queue the whole run (``waiting``)."""
+
+    rps: float
+    p50: float
+    p99: float
+    errors: int
+    closed: int
+    waiting: int
+
+
+def accept_queue(port: int) -> int:
+    """Connections in the listening socket's accept queue on ``port`` now (``ss``'s Recv-Q)."""
+    out = subprocess.run(
+        ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, timeout=5
+    ).stdout.split()
+    return int(out[1]) if len(out) > 1 else 0
+
+
+def closes_when_asked(port: int, within: float = 2.0) -> bool:
+    """True when the server closes the connection after answering a request that says
+    ``Connection: close`` (RFC 9112 §9.6: it MUST)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=within) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        deadline = time.monotonic() + within
+        try:
+            while sock.recv(65536):
+                if time.monotonic() > deadline:
+                    return False
+        except TimeoutError:
+            return False
+    return True
+
+
 def wrk(
-    url: str, *, keepalive: bool, threads: int, connections: int, duration: float
-) -> tuple[float, float, float, int]:
-    """(requests/s, p50 and p99 latency in ms, socket errors + non-2xx) of one wrk run."""
+    url: str,
+    port: int,
+    *,
+    keepalive: bool,
+    threads: int,
+    connections: int,
+    duration: float,
+    delay_ms: float = 0.0,
+) -> Run:
+    """One wrk run, with the accept queue of ``port`` sampled every 0.25 s from 1 s in."""
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency", url]
+    env = dict(os.environ)
+    script = None
     if not keepalive:
         command[1:1] = ["-H", "Connection: close"]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60)
+    if delay_ms:
+        script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+        script.write(DELAY_SCRIPT)
+        script.close()
+        command[1:1] = ["-s", script.name]
+        env["WRK_DELAY_MS"] = f"{delay_ms:g}"
+    samples: list[int] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        if done.wait(1.0):
+            return
+        while not done.wait(0.25):
+            samples.append(accept_queue(port))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        proc = subprocess.run(
+            command, capture_output=True, text=True, timeout=duration + 60, env=env
+        )
+    finally:
+        done.set()
+        sampler.join()
+        if script is not None:
+            os.unlink(script.name)
     out = proc.stdout
     found = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if found is None:
         raise RuntimeError(f"wrk failed on {url}: {proc.stdout}{proc.stderr}")
-    rps = float(found.group(1))
 
     def percentile(p: str) -> float:
         value, unit = re.search(p + r"%\s+([\d.]+)(us|ms|s)\b", out).groups()  # type: ignore[union-attr]
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
-    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return rps, percentile("50"), percentile("99"), errors + (int(non2xx.group(1)) if non2xx else 0)
+    def count(kind: str) -> int:
+        found = re.search(kind + r" (\d+)", out)
+        return int(found.group(1)) if found else 0
+
+    errors = count("connect") + count("write") + count("timeout")
+    errors += count("Non-2xx or 3xx responses:")
+    return Run(
+        float(found.group(1)),
+        percentile("50"),
+        percentile("99"),
+        errors,
+        count("read"),
+        min(samples, default=0),
+    )
 
 
 def main() -> int:
@@ -262,10 +380,21 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--connections", default="32", help="wrk concurrencies, comma-separated")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated")
+    parser.add_argument(
+        "--servers",
+        default="ours,before,gunicorn,uwsgi,uwsgi-http,uwsgi-socket",
+        help="comma-separated (before only with --before)",
+    )
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--fair-connections", type=int, default=64)
+    parser.add_argument(
+        "--fixed-rate",
+        type=float,
+        default=3000.0,
+        help="requests/s offered to every server in hello-ka-fixed (all connections together)",
+    )
     parser.add_argument("--before", type=Path, help="a directory holding an older server/")
     args = parser.parse_args()
     concurrencies = [int(c) for c in args.connections.split(",") if c]
@@ -273,80 +402,122 @@ def main() -> int:
     unknown = sorted(set(scenarios) - set(SCENARIOS))
     if unknown:
         parser.error(f"unknown scenarios {unknown}; known: {', '.join(SCENARIOS)}")
-    if args.before is not None and not (args.before / "server" / "__main__.py").is_file():
+    names = {name for name in args.servers.split(",") if name}
+    if args.before is None:
+        names.discard("before")
+    elif not (args.before / "server" / "__main__.py").is_file():
         parser.error(f"--before {args.before}: no server/ package there")
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 1
-    servers = launch_all(args.workers, args.threads, args.before)
-    results: dict[tuple[str, str, int], list[tuple[float, float, float, int]]] = {}
+    servers = launch_all(args.workers, args.threads, args.before, names)
+    results: dict[tuple[str, str, int], list[Run]] = {}
     fair: dict[str, tuple[int, float]] = {}
+    closes: dict[str, bool] = {}
     try:
         for server in servers:
             server.wait_ready()
-            wrk(server.url, keepalive=True, threads=1, connections=4, duration=1)  # warm-up
+            wrk(server.url, server.port, keepalive=True, threads=1, connections=4, duration=1)
         for server in servers:
             fair[server.name] = fairness(server.port, args.fair_connections)
+            closes[server.name] = closes_when_asked(server.port)
             print(
-                f"fairness {server.name:9} {fair[server.name][0]}/{args.fair_connections} "
-                f"within 3 s, slowest {fair[server.name][1]:.0f} ms",
+                f"fairness {server.name:12} {fair[server.name][0]}/{args.fair_connections} "
+                f"within 3 s, slowest {fair[server.name][1]:.0f} ms; closes when asked: "
+                f"{closes[server.name]}",
                 flush=True,
             )
         for round_no in range(args.rounds):
             for connections in concurrencies:
                 for scenario in scenarios:
-                    path, keepalive = SCENARIOS[scenario]
+                    sc = SCENARIOS[scenario]
+                    delay = connections / args.fixed_rate * 1000 if sc.fixed_rate else 0.0
                     for server in servers:
+                        if server.name in CLOSE_ONLY and sc.keepalive:
+                            continue
                         run = wrk(
-                            server.url.rstrip("/") + path,
-                            keepalive=keepalive,
+                            server.url.rstrip("/") + sc.path,
+                            server.port,
+                            keepalive=sc.keepalive,
                             threads=args.wrk_threads,
                             connections=connections,
                             duration=args.duration,
+                            delay_ms=delay,
                         )
                         results.setdefault((server.name, scenario, connections), []).append(run)
                         print(
-                            f"round {round_no + 1} {server.name:9} c{connections} {scenario:12}"
-                            f"{run[0]:9.0f} req/s  p50 {run[1]:7.2f} ms  "
-                            f"p99 {run[2]:7.2f} ms  errors {run[3]}",
+                            f"round {round_no + 1} {server.name:12} c{connections} {scenario:15}"
+                            f"{run.rps:9.0f} req/s  p50 {run.p50:7.2f} ms  p99 {run.p99:7.2f} ms"
+                            f"  errors {run.errors}  closed {run.closed}  waiting {run.waiting}",
                             flush=True,
                         )
     finally:
         for server in servers:
             server.stop()
+    report(args, servers, fair, closes, results, concurrencies, scenarios)
+    return 0
+
+
+def report(
+    args: argparse.Namespace,
+    servers: list[Launched],
+    fair: dict[str, tuple[int, float]],
+    closes: dict[str, bool],
+    results: dict[tuple[str, str, int], list[Run]],
+    concurrencies: list[int],
+    scenarios: list[str],
+) -> None:
+    """The summary: fairness, then the median of each scenario's rounds per server."""
     print(
         f"\n{args.workers} workers x {args.threads} threads; "
         f"fairness: {args.fair_connections} keep-alive connections, one request each, at once"
     )
-    print(f"{'server':9} {'answered in 3 s':>15} {'slowest ms':>10}")
+    print(f"{'server':12} {'answered in 3 s':>15} {'slowest ms':>10} {'closes when asked':>17}")
     for server in servers:
         answered, slowest = fair[server.name]
-        print(f"{server.name:9} {f'{answered}/{args.fair_connections}':>15} {slowest:10.0f}")
+        print(
+            f"{server.name:12} {f'{answered}/{args.fair_connections}':>15} {slowest:10.0f} "
+            f"{'yes' if closes[server.name] else 'NO':>17}"
+        )
     print(
-        f"\nwrk -t{args.wrk_threads} -d{args.duration:g}s --latency, "
-        f"median of {args.rounds} interleaved rounds"
+        f"\nwrk -t{args.wrk_threads} -d{args.duration:g}s --latency, median of {args.rounds} "
+        f"interleaved rounds; hello-ka-fixed offers {args.fixed_rate:g} req/s; waiting "
+        "(keep-alive): connections never accepted during the run (not in wrk's figures)"
     )
+    refs = [name for name in RATIOS if name in fair]
     print(
-        f"{'scenario':12} {'conns':>5} {'server':9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'vs gunicorn':>11} {'vs uwsgi':>9} {'errors':>7}"
+        f"{'scenario':15} {'conns':>5} {'server':12} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+        + "".join(f"{RATIOS[name]:>12}" for name in refs)
+        + f" {'errors':>6} {'closed':>7} {'waiting':>7}"
     )
     for connections in concurrencies:
         for scenario in scenarios:
             medians = {
-                name: [statistics.median(r[i] for r in runs) for i in range(3)]
+                name: (
+                    statistics.median(r.rps for r in runs),
+                    statistics.median(r.p50 for r in runs),
+                    statistics.median(r.p99 for r in runs),
+                )
                 for (name, sc, conns), runs in results.items()
                 if sc == scenario and conns == connections
             }
-            gunicorn, uwsgi = medians["gunicorn"][0], medians["uwsgi"][0]
             for server in servers:
+                if server.name not in medians:
+                    continue
                 runs = results[(server.name, scenario, connections)]
                 rps, p50, p99 = medians[server.name]
-                print(
-                    f"{scenario:12} {connections:5} {server.name:9} {rps:9.0f} "
-                    f"{p50:8.2f} {p99:8.2f} "
-                    f"{rps / gunicorn:10.2f}x {rps / uwsgi:8.2f}x {sum(r[3] for r in runs):7d}"
+                waiting = (
+                    str(max(r.waiting for r in runs)) if SCENARIOS[scenario].keepalive else "-"
                 )
-    return 0
+                ratios = "".join(
+                    f"{rps / medians[ref][0]:11.2f}x" if ref in medians else f"{'-':>12}"
+                    for ref in refs
+                )
+                print(
+                    f"{scenario:15} {connections:5} {server.name:12} {rps:8.0f} {p50:7.2f} "
+                    f"{p99:7.2f} {ratios} {sum(r.errors for r in runs):6d} "
+                    f"{sum(r.closed for r in runs):7d} {waiting:>7}"
+                )
 
 
 if __name__ == "__main__":

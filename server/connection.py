@@ -126,6 +126,7 @@ class Connection:
         )
         self.served = 0
         self.polled = False  # registered with the dispatcher's epoll (set by the dispatcher)
+        self.registering = 0  # parks whose epoll_ctl is under way (the dispatcher's, its lock)
         now = time.monotonic()
         self.mode: _Mode = "read"
         self.deadline = now + config.header_timeout  # the whole first head, from accept

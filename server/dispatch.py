@@ -74,9 +74,9 @@ class Dispatcher:
         self._epoll = select.epoll()
         self._epoll.register(self._listen_fd, _ONESHOT)
         self._epoll.register(wake_fd, select.EPOLLIN)
-        # Guards _parked (fd -> connection) together with each parked connection's epoll
-        # registration, _open, _listener_armed, _accepting, _next_sweep, _resume_at and the
-        # accept-error counters.
+        # Guards _parked (fd -> connection), each connection's ``registering`` count, _open,
+        # _listener_armed, _accepting, _next_sweep, _resume_at and the accept-error counters.
+        # Never held across a system call that releases the GIL.
         self._lock = threading.Lock()
         self._parked: dict[int, Connection] = {}
         self._open = 0  # connections accepted and not closed (parked or held by a core)
@@ -122,16 +122,24 @@ class Dispatcher:
         """Watch a connection not held by a core until it can move or its deadline passes."""
         fd = conn.fileno()
         events = conn.events | select.EPOLLONESHOT
-        # Under the lock with the registration: no other core may pop (and close) it before
-        # epoll watches it, and its event cannot be taken before it is in _parked.
+        # In _parked before epoll watches it, so its event finds it. Marked ``registering``
+        # until epoll_ctl returns, so no sweep or eviction closes it in between (its fd could
+        # be reused by a new connection, whose registration we would then change). epoll_ctl
+        # itself runs outside the lock: it releases the GIL, and a lock held across it makes
+        # every core that takes an event wait for this one (measured: server/README, Speed).
         with self._lock:
             self._parked[fd] = conn
+            conn.registering += 1
             unarmed = not self._listener_armed
+        try:
             if conn.polled:
                 self._epoll.modify(fd, events)
             else:
                 conn.polled = True
                 self._epoll.register(fd, events)
+        finally:
+            with self._lock:
+                conn.registering -= 1
         if unarmed and conn.idle:
             self._maybe_arm_listener()  # at the cap, an idle connection can make room
 
@@ -151,7 +159,11 @@ class Dispatcher:
             if now < self._next_sweep:
                 return
             self._next_sweep = now + TICK
-            expired = [fd for fd, conn in self._parked.items() if conn.deadline <= now]
+            expired = [
+                fd
+                for fd, conn in self._parked.items()
+                if conn.deadline <= now and not conn.registering
+            ]
             expiring = [self._parked.pop(fd) for fd in expired]
         for conn in expiring:
             if conn.expire() != CLOSED:
@@ -217,7 +229,7 @@ class Dispatcher:
     def _evict_oldest_idle(self) -> bool:
         """Close the parked idle kept-alive connection that has been idle longest, if any."""
         with self._lock:
-            idle = [conn for conn in self._parked.values() if conn.idle]
+            idle = [conn for conn in self._parked.values() if conn.idle and not conn.registering]
             if not idle:
                 return False
             oldest = min(idle, key=lambda conn: conn.idle_since)
@@ -275,7 +287,9 @@ class Dispatcher:
         """Close the parked idle kept-alive connections (the worker is stopping); keep those
         still owed an answer (a request on its way, a response going out). How many remain."""
         with self._lock:
-            closing = [fd for fd, conn in self._parked.items() if conn.idle]
+            closing = [
+                fd for fd, conn in self._parked.items() if conn.idle and not conn.registering
+            ]
             closed = [self._parked.pop(fd) for fd in closing]
             remaining = len(self._parked)
         for conn in closed:

@@ -60,6 +60,29 @@ class _State(Enum):
     CLOSED = "closed"  # after a request that ends the connection: the rest is ignored
 
 
+# The states by plain names: in Python 3.11 an Enum member looked up on its class goes
+# through EnumType.__getattr__, about 4x a module global, on every byte fed.
+(
+    _START,
+    _HEAD,
+    _LENGTH,
+    _CHUNK_SIZE,
+    _CHUNK_DATA,
+    _CHUNK_END,
+    _TRAILERS,
+    _CLOSED,
+) = (
+    _State.START,
+    _State.HEAD,
+    _State.LENGTH,
+    _State.CHUNK_SIZE,
+    _State.CHUNK_DATA,
+    _State.CHUNK_END,
+    _State.TRAILERS,
+    _State.CLOSED,
+)
+
+
 @dataclasses.dataclass(slots=True)
 class Request:
     """One parsed request: head, then body as it arrives (handed out once the body ended).
@@ -95,7 +118,7 @@ class RequestParser:
         self._buf = bytearray()
         self._pos = 0  # the first byte of _buf not consumed yet
         self._scan = 0  # where the search for the end of a head or trailer section resumes
-        self._state = _State.START
+        self._state = _START
         self._ready: collections.deque[Request] = collections.deque()
         self._current: Request | None = None
         self._remaining = 0  # body bytes still due (LENGTH) or of the current chunk
@@ -120,7 +143,7 @@ class RequestParser:
         """
         if self._error is not None:
             raise self._error
-        if self._state is _State.CLOSED or not data:
+        if self._state is _CLOSED or not data:
             self._leftover = self._leftover or bool(data)
             return  # bytes after a request that closes the connection are not read.
         buf = self._buf
@@ -137,7 +160,7 @@ class RequestParser:
             self._run()
         except errors.HTTPError as exc:
             self._error = exc
-            self._state = _State.CLOSED
+            self._state = _CLOSED
             if not self._ready:
                 raise
 
@@ -152,12 +175,12 @@ class RequestParser:
     @property
     def between_requests(self) -> bool:
         """True when nothing of a next request has arrived since the last complete one."""
-        return self._state is _State.START
+        return self._state is _START
 
     @property
     def in_head(self) -> bool:
         """True while a request has begun but its head is not complete."""
-        return self._state is _State.HEAD
+        return self._state is _HEAD
 
     @property
     def body_size(self) -> int:
@@ -168,7 +191,7 @@ class RequestParser:
     @property
     def in_body(self) -> bool:
         """True while a request's head is in and its body (or trailer section) is not."""
-        return self._state not in (_State.START, _State.HEAD, _State.CLOSED)
+        return self._state not in (_START, _HEAD, _CLOSED)
 
     @property
     def has_request(self) -> bool:
@@ -179,12 +202,12 @@ class RequestParser:
     def has_leftover(self) -> bool:
         """True when bytes arrived after the request that closes the connection (they were
         not read): closing at once could reset the connection under our response."""
-        return self._leftover or (self._state is _State.CLOSED and self._pos < len(self._buf))
+        return self._leftover or (self._state is _CLOSED and self._pos < len(self._buf))
 
     @property
     def closed(self) -> bool:
         """True after a request that ends the connection (close, CONNECT) or a refusal."""
-        return self._state is _State.CLOSED
+        return self._state is _CLOSED
 
     def take_continue(self) -> bool:
         """True once when the current request awaits ``100 Continue`` before sending its body."""
@@ -197,25 +220,25 @@ class RequestParser:
         """Consume as much of the buffer as forms messages (several when pipelined)."""
         while self._pos < len(self._buf):
             state = self._state
-            if state is _State.START:
-                self._state = _State.HEAD
+            if state is _START:
+                self._state = _HEAD
                 self._scan = self._checked = self._pos
                 self._blank = 0
                 self._line_ok = False
-            elif state is _State.HEAD:
+            elif state is _HEAD:
                 if not self._head():
                     return
-            elif state is _State.LENGTH:
+            elif state is _LENGTH:
                 self._length_body()
-            elif state is _State.CHUNK_SIZE:
+            elif state is _CHUNK_SIZE:
                 if not self._chunk_size():
                     return
-            elif state is _State.CHUNK_DATA:
+            elif state is _CHUNK_DATA:
                 self._chunk_data()
-            elif state is _State.CHUNK_END:
+            elif state is _CHUNK_END:
                 if not self._chunk_end():
                     return
-            elif state is _State.TRAILERS:
+            elif state is _TRAILERS:
                 if not self._trailers():
                     return
             else:  # CLOSED
@@ -332,9 +355,9 @@ class RequestParser:
     def _begin_body(self, request: Request) -> None:
         self._extension_bytes = 0
         if self._chunked:
-            self._state = _State.CHUNK_SIZE
+            self._state = _CHUNK_SIZE
         elif self._remaining:
-            self._state = _State.LENGTH
+            self._state = _LENGTH
         else:
             self._complete()
             return
@@ -385,15 +408,15 @@ class RequestParser:
         self._remaining = int(digits or b"0", 16)
         self._pos = end + 2
         if self._remaining:
-            self._state = _State.CHUNK_DATA
+            self._state = _CHUNK_DATA
         else:
-            self._state = _State.TRAILERS
+            self._state = _TRAILERS
             self._scan = self._checked = self._pos
         return True
 
     def _chunk_data(self) -> None:
         if self._take_body():
-            self._state = _State.CHUNK_END
+            self._state = _CHUNK_END
 
     def _chunk_end(self) -> bool:
         buf, pos = self._buf, self._pos
@@ -404,7 +427,7 @@ class RequestParser:
         if buf[pos : pos + 2] != b"\r\n":
             raise errors.BadRequest("A chunk's data is longer than its size (RFC 9112 §7.1).")
         self._pos += 2
-        self._state = _State.CHUNK_SIZE
+        self._state = _CHUNK_SIZE
         return True
 
     def _trailers(self) -> bool:
@@ -450,9 +473,9 @@ class RequestParser:
         self._ready.append(request)
         self._current = None
         if not request.keep_alive or request.upgrade:
-            self._state = _State.CLOSED  # what follows is not read (close, or tunnel data)
+            self._state = _CLOSED  # what follows is not read (close, or tunnel data)
         else:
-            self._state = _State.START
+            self._state = _START
 
     # -- llhttp callbacks (called from inside feed_data, for one head) -----------------------
 

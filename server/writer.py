@@ -28,6 +28,10 @@ SendFile = Callable[[int, int, int], None]
 
 log = logs.get()
 
+# Plain names for the framings (an Enum member looked up on its class goes through
+# EnumType.__getattr__ in Python 3.11: this module reads them several times a response).
+_CHUNKED, _LENGTH, _NONE = Framing.CHUNKED, Framing.LENGTH, Framing.NONE
+
 
 class ResponseWriter:
     """One response: head, body framing (length, chunked, close-delimited or none), end."""
@@ -48,7 +52,7 @@ class ResponseWriter:
         self.start = start
         self._keepalive_enabled = keepalive_enabled
         self._stopping = stopping
-        self.framing = Framing.NONE
+        self.framing = _NONE
         self.remaining = 0
         self.headers_sent = False
         self.failed = False  # the application failed: the connection closes after this response
@@ -80,7 +84,7 @@ class ResponseWriter:
         self.status_code = start.status[:3]
         length = self._content_length()
         self.framing = response.framing(request.method, start.status, request.version, length)
-        if self.framing is Framing.LENGTH:
+        if self.framing is _LENGTH:
             assert length is not None
             self.remaining = length
         headers = start.headers
@@ -89,7 +93,7 @@ class ResponseWriter:
         head = response.serialize_head(
             start.status,
             headers,
-            chunked=self.framing is Framing.CHUNKED,
+            chunked=self.framing is _CHUNKED,
             keep_alive=self.keep_alive,
             version=request.version,
         )
@@ -107,15 +111,15 @@ class ResponseWriter:
         else:
             out = self._head()
         framing = self.framing
-        if framing is Framing.LENGTH:
+        if framing is _LENGTH:
             if len(data) > self.remaining:
                 log.warning("application sent more than its Content-Length; the rest is dropped")
                 data = data[: self.remaining]
             self.remaining -= len(data)
-        elif framing is Framing.NONE:
+        elif framing is _NONE:
             data = b""
         self.body_bytes += len(data)
-        if framing is Framing.CHUNKED and data:
+        if framing is _CHUNKED and data:
             data = response.encode_chunk(data)
         if out or data:
             self._send(out + data)
@@ -138,7 +142,7 @@ class ResponseWriter:
         size = os.fstat(fd).st_size
         count = min(start.content_length, max(0, size - offset))
         self._send(self._head())
-        if self.framing is Framing.LENGTH:
+        if self.framing is _LENGTH:
             self._send_file(fd, offset, count)
             self.remaining -= count
             self.body_bytes += count
@@ -167,9 +171,9 @@ class ResponseWriter:
             if self.request.method != "HEAD":
                 self.declare_length(0)  # an empty body: say so instead of chunking nothing.
             out = self._head()
-        if self.framing is Framing.CHUNKED:
+        if self.framing is _CHUNKED:
             out += response.LAST_CHUNK
-        elif self.framing is Framing.LENGTH and self.remaining:
+        elif self.framing is _LENGTH and self.remaining:
             log.warning(
                 "application sent %d bytes less than its Content-Length; closing", self.remaining
             )

@@ -4,21 +4,29 @@ Hundreds of slowloris, slow-body and slow-read connections, each test bounded in
 server's cores stay free for fresh requests, because only the dispatcher moves a slow client's
 bytes. Then the connection cap (the oldest idle connection closed first) and an exhausted
 open-file limit (accept() pauses, no busy loop, no log flood). Each test runs its own server in
-a child process, stopped by PID; every socket it opens is closed in ``finally``.
+a child process, stopped by PID; every socket it opens is closed in ``finally``. Last, the
+dispatcher's bookkeeping in this process: a connection whose epoll registration is under way
+(outside the lock) is never swept or evicted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import select
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from server.connection import READ, READY, Connection
+from server.dispatch import Dispatcher
 from server.testing import ServerProcess
 from tests.server.client import Client, get
+from tests.server.test_connection import FakeWorker, no_content_app
 
 pytestmark = pytest.mark.integration
 
@@ -239,3 +247,68 @@ def test_bodies_being_received_are_bounded_per_worker() -> None:
                     response = client.read_response()
                     statuses.append(response.status if response else None)
                 assert sorted(statuses, key=str) == [200, 200, 503], statuses
+
+
+# -- the dispatcher's own bookkeeping, in this process (no server child) ---------------------
+
+
+class GatedEpoll:
+    """The dispatcher's epoll set with ``register`` held until the test releases it: the
+    window in which park() has put a connection in line but epoll does not watch it yet."""
+
+    def __init__(self, epoll: select.epoll) -> None:
+        self.epoll = epoll
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def register(self, fd: int, events: int) -> None:
+        self.entered.set()
+        assert self.release.wait(10), "the test never released register()"
+        self.epoll.register(fd, events)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.epoll, name)
+
+
+def test_a_connection_being_registered_is_neither_swept_nor_evicted() -> None:
+    """park() calls epoll_ctl outside the dispatcher's lock (it releases the GIL); until it
+    returns, a sweep past the connection's deadline and an eviction at the cap leave that
+    connection alone (closing it there would let its fd be reused under the registration).
+    Once registered, the same sweep closes it."""
+    worker = FakeWorker(no_content_app)
+    wake_r, wake_w = os.pipe()
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname(), timeout=5)
+    dispatcher = Dispatcher(listener, wake_r, worker, max_connections=10)
+    gated = GatedEpoll(dispatcher._epoll)
+    parking: threading.Thread | None = None
+    try:
+        server_end, _ = listener.accept()
+        conn = Connection(server_end, ("127.0.0.1", 1), worker, lambda c: None, dispatcher.budget)
+        client.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert conn.on_readable(time.monotonic()) == READY
+        assert conn.serve(0) == READ and conn.idle  # answered: idle, kept alive
+        conn.deadline = 0.0  # its keep-alive deadline has passed
+        dispatcher._epoll = gated  # type: ignore[assignment]
+        parking = threading.Thread(target=dispatcher.park, args=(conn,))
+        parking.start()
+        assert gated.entered.wait(10), "park() never reached epoll_ctl"
+        dispatcher._next_sweep = 0.0
+        dispatcher.sweep()
+        assert not dispatcher._evict_oldest_idle(), "evicted while epoll_ctl was under way"
+        assert conn.sock.fileno() != -1, "closed while epoll_ctl was under way"
+        gated.release.set()
+        parking.join(10)
+        assert not parking.is_alive()
+        dispatcher._next_sweep = 0.0
+        dispatcher.sweep()
+        assert conn.sock.fileno() == -1, "an expired idle connection outlived the sweep"
+    finally:
+        gated.release.set()
+        if parking is not None:
+            parking.join(10)
+        client.close()
+        listener.close()
+        dispatcher.close()
+        os.close(wake_r)
+        os.close(wake_w)
