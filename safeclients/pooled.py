@@ -651,7 +651,7 @@ class PooledPolicy(Policy[T]):
                 if inspect.iscoroutine(made):
                     made.close()  # cancelled before it started: no "never awaited"
                 self._give_back_slot(free)
-                if isinstance(exc, Exception):
+                if not isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
                     log.warning(
                         "safeclients: the async factory %s of a pooled proxy raised %s: %s "
                         "(the waiting call will try it again)",

@@ -640,3 +640,27 @@ def test_a_pool_timeout_does_not_blame_the_free_list() -> None:
     assert error.__context__ is None or error.__suppress_context__, (
         f"the PoolTimeout's traceback blames {type(error.__context__).__name__}"
     )
+
+
+def test_a_creation_task_cut_off_leaves_no_unretrieved_error() -> None:
+    # A plain method's first call starts the async factory in a task of its own; a
+    # BaseException there (gevent.Timeout-like) gives the slot back and is logged, never left
+    # to the loop as "Task exception was never retrieved"; the waiting call tries again.
+    attempts: list[int] = []
+
+    async def factory() -> AsyncFake:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise Cutoff
+        return AsyncFake()
+
+    proxy = safeclients.pooled(factory, size=1, timeout=5.0)
+    unhandled: list[dict[str, Any]] = []
+
+    async def main() -> Any:
+        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: unhandled.append(ctx))
+        return await proxy.command("k")
+
+    assert asyncio.run(main())[1] == "k"
+    assert not unhandled, unhandled
+    assert len(attempts) == 2 and safeclients.stats(proxy).live == 0
