@@ -638,8 +638,10 @@ class Policy(Generic[T]):
             def ref() -> T | None:
                 return obj
 
+        loop_ref = weakref.ref(loop)  # the shutdown step must not keep its loop alive
+
         async def retire() -> None:
-            if bound.get(key) is loop:
+            if bound.get(key) is loop_ref():
                 del bound[key]
             target = ref()
             if target is not None:

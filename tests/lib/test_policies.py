@@ -5,6 +5,8 @@ Each policy's own behaviour: ``test_<policy>.py``."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -134,3 +136,35 @@ def test_a_sync_client_awaited_once_is_not_bound_to_the_loop() -> None:
     proxy = safeclients.per_thread(SyncWithHelper)
     made = asyncio.run(proxy.helper())
     assert proxy.ping()[0] == made and safeclients.stats(proxy).closed == 0
+
+
+@pytest.mark.parametrize(
+    "make", [safeclients.per_thread, safeclients.per_process, safeclients.guarded]
+)
+def test_binding_an_instance_to_its_loop_keeps_no_loop_alive(make: Any) -> None:
+    # One asyncio.run() per request in a sync app: the step that retires each loop's
+    # instance at its shutdown must not keep that loop (and its selector) alive afterwards.
+    proxy = make(AsyncFake)
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def use(n: int) -> Any:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        return await proxy.fetch(n)
+
+    for n in range(5):
+        assert asyncio.run(use(n))[1] == n
+    gc.collect()
+    assert [ref for ref in loops if ref() is not None] == [], "a finished loop is kept alive"
+    # Loops closed by hand, with no shutdown step: at most the latest is still referenced (the
+    # binding of the instance it used); the shutdown steps that never ran keep none alive.
+    for n in range(5):
+        loop = asyncio.new_event_loop()
+        try:
+            assert loop.run_until_complete(use(n))[1] == n
+        finally:
+            loop.close()
+        del loop
+        safeclients.dispose(proxy)  # the instance a closed loop used cannot serve the next
+    gc.collect()
+    alive = [ref for ref in loops[5:] if ref() is not None]
+    assert len(alive) <= 1, f"{len(alive)} loops closed by hand are kept alive"
