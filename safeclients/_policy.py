@@ -629,7 +629,14 @@ class Policy(Generic[T]):
         bound = self._loop_bound
         key = id(obj)
         earlier = bound.get(key)
-        if earlier is not None and not earlier.is_closed():
+        if earlier is not None:
+            if not earlier.is_closed():
+                return
+            # Its loop was closed by hand (``loop.close()`` with no shutdown step): the instance
+            # is stale. Retired now, so the next use makes one for this loop (this call, made on
+            # it already, meets the client's own error: one failure, then healed).
+            del bound[key]
+            self.retire_from_loop(obj)
             return
         try:
             ref: Callable[[], T | None] = weakref.ref(obj, lambda _: bound.pop(key, None))
@@ -655,7 +662,15 @@ class Policy(Generic[T]):
 
     async def retire_at_loop_end(self, obj: T) -> None:
         """Inside a loop's shutdown: ``obj``, bound to that loop, is retired if it is still in
-        use by this policy (override; default: nothing)."""
+        use by this policy, its close awaited there."""
+        if self.retire_from_loop(obj):
+            await self.closes_awaited()
+
+    def retire_from_loop(self, obj: T) -> bool:
+        """``obj``'s loop is ending or gone: take it out of use and close it (an async close
+        runs in a task of the running loop). Whether it was still in use (override; default:
+        nothing to retire)."""
+        return False
 
     async def closes_awaited(self) -> None:
         """Await the async closes under way (in the running loop's shutdown: a task made then

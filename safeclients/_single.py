@@ -146,16 +146,16 @@ class SingleInstancePolicy(Policy[T]):
     def on_lost(self, obj: T) -> None:
         self.discard_instance(obj)
 
-    async def retire_at_loop_end(self, obj: T) -> None:
-        """The loop the async instance is bound to shuts down: the next use (the next loop's)
-        makes a new one; this one is closed inside the ending loop, awaited."""
+    def retire_from_loop(self, obj: T) -> bool:
+        """The loop the async instance is bound to ends or is gone: the next use (the next
+        loop's) makes a new one."""
         with self._create_lock:
             if not self.replaceable or self.instance is not obj:
-                return
+                return False
             self.instance = None
         self.ages.forget(obj)
         self.close_instance(obj, discarded=False)
-        await self.closes_awaited()
+        return True
 
     def vetted(self, obj: T) -> T | None:
         """Health variant, slow path: the instance is due. Returns it if it may be used, or

@@ -282,12 +282,13 @@ token = None
     def on_lost(self, obj: T) -> None:
         self.discard(obj)
 
-    async def retire_at_loop_end(self, obj: T) -> None:
-        """The loop this thread's async client is bound to shuts down (in this thread): the
-        thread's next loop gets a new instance; this one is closed here, awaited."""
-        if getattr(self._local, "obj", None) is obj:
-            self._drop_own(self._local, discarded=False)
-            await self.closes_awaited()
+    def retire_from_loop(self, obj: T) -> bool:
+        """The loop this thread's async client is bound to ends or is gone (in this thread):
+        the thread's next loop gets a new instance."""
+        if getattr(self._local, "obj", None) is not obj:
+            return False
+        self._drop_own(self._local, discarded=False)
+        return True
 
     def inherited(self) -> list[T]:
         # Every thread's instance not closed (the other threads are gone in the child).

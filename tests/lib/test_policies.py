@@ -168,3 +168,30 @@ def test_binding_an_instance_to_its_loop_keeps_no_loop_alive(make: Any) -> None:
     gc.collect()
     alive = [ref for ref in loops[5:] if ref() is not None]
     assert len(alive) <= 1, f"{len(alive)} loops closed by hand are kept alive"
+
+
+@pytest.mark.parametrize(
+    "make", [safeclients.per_thread, safeclients.per_process, safeclients.guarded]
+)
+def test_an_instance_of_a_loop_closed_by_hand_heals_after_one_failure(make: Any) -> None:
+    # The older idiom, `loop.run_until_complete(...); loop.close()`, runs no shutdown step: the
+    # instance stays bound to a closed loop. The next loop's first call meets the client's own
+    # error; the instance is retired then, and the loop's later calls run on one of its own (it
+    # used to fail for ever: "attached to a different loop").
+    proxy = make(AsyncFake)
+
+    def in_new_loop(*keys: int) -> list[Any]:
+        loop = asyncio.new_event_loop()
+        outcomes: list[Any] = []
+        try:
+            for key in keys:
+                try:
+                    outcomes.append(loop.run_until_complete(proxy.fetch(key))[1])
+                except RuntimeError as error:
+                    outcomes.append(str(error))
+        finally:
+            loop.close()
+        return outcomes
+
+    assert in_new_loop(1) == [1]
+    assert in_new_loop(2, 3, 4) == ["Future attached to a different loop", 3, 4]
