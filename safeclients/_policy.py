@@ -309,6 +309,15 @@ class Policy(Generic[T]):
             )
         return self.adopt(made)
 
+    def _being_made(self) -> FactoryError:
+        """A sync use needs an instance an async factory is still making (per_loop, pooled)."""
+        return FactoryError(
+            f"the factory {self._factory_name()} of a {self.kind} proxy is async and the "
+            f"instance this use needs is still being awaited: a sync use (a `with` block, a "
+            f"special method) cannot wait for it; use `async with safeclients.checkout(proxy)` "
+            f"or await a call"
+        )
+
     def call_factory(self) -> Any:
         """The factory's result, as it is (an awaitable if the factory is async)."""
         if self._final:

@@ -282,13 +282,6 @@ class PerLoopPolicy(Policy[T]):
             "client in a loop that is still running"
         )
 
-    def _being_made(self) -> FactoryError:
-        return FactoryError(
-            f"the factory {self._factory_name()} of a per_loop proxy is async and this loop's "
-            f"instance is still being awaited: a sync use (a `with` block, a special method) "
-            f"cannot wait for it; use `async with safeclients.checkout(proxy)` or await a call"
-        )
-
     def prune(self) -> None:
         """Drop (without closing) the records of loops that are closed."""
         with self._records_lock:

@@ -449,14 +449,6 @@ class PooledPolicy(Policy[T]):
             f"safeclients.checkout(proxy)` (or await the call) inside a coroutine, or raise size="
         )
 
-    def _being_made(self) -> FactoryError:
-        return FactoryError(
-            f"the factory {self._factory_name()} of a pooled proxy is async and the instance "
-            f"this use needs is still being awaited: a sync use (a `with` block, a special "
-            f"method) cannot wait for it; use `async with safeclients.checkout(proxy)` or await "
-            f"a call"
-        )
-
     async def aget(self) -> tuple[Any, Any]:
         """The use's ``get`` for a task: waits for a free instance *in* the loop (see the module
         docstring for why no wake-up and no slot is lost, even to a cancellation), and awaits
@@ -698,9 +690,7 @@ class PooledPolicy(Policy[T]):
             self.close_instance(obj, discarded=False)
         finally:
             self._give_back_slot(free)
-        closing = list(self._async_closes)
-        if closing:
-            await asyncio.gather(*closing, return_exceptions=True)
+        await self.closes_awaited()
 
     def vetted(self, obj: T, free: Any) -> tuple[T, Any]:
         """Health variant: replace ``obj`` (in its slot) if it is too old, idle or dead."""
