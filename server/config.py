@@ -90,6 +90,13 @@ SETTINGS: tuple[tuple[str, Callable[[str], Any], Any, str], ...] = (
     ),
     ("workers", _positive_int, 2, "worker processes"),
     ("threads", _positive_int, 4, "request threads per worker, each accept()ing on the socket"),
+    (
+        "protocol_cores",
+        _non_negative_int,
+        2,
+        "cores of a worker doing HTTP work (reading, parsing, writing) at once, in arrival "
+        "order; the application is not limited (0: no limit; see server/admission.py)",
+    ),
     ("backlog", _positive_int, 1024, "listen() backlog"),
     ("lazy_apps", _flag, False, "import the app in each worker after the fork, not in the master"),
     ("max_requests", _non_negative_int, 0, "recycle a worker after this many requests (0: never)"),
@@ -140,6 +147,7 @@ class Config:
     bind: tuple[str, int]
     workers: int
     threads: int
+    protocol_cores: int
     backlog: int
     lazy_apps: bool
     max_requests: int

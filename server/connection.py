@@ -49,6 +49,7 @@ from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 from . import logs, response
+from .admission import Admission
 from .budget import BodyBudget
 from .config import LINGER_BYTES, LINGER_SECONDS, Config
 from .errors import ClientGone, HTTPError, RequestTimeout, ServiceUnavailable
@@ -83,6 +84,7 @@ class WorkerView(Protocol):
 
     config: Config
     app: WSGIApp
+    admission: Admission
     base_environ: dict[str, Any]
     scoreboard: Scoreboard
     stopping: threading.Event
@@ -430,7 +432,7 @@ class Connection:
         start.sink = writer
         worker.request_started()  # first, so the last request before a recycle says "close"
         worker.scoreboard.begin(self.slot, request.method, environ["PATH_INFO"])
-        exchange = Exchange(request, environ, writer, self.remote)
+        exchange = Exchange(request, environ, writer, self.remote, worker.admission)
         self._body_started = self._last_progress = exchange.started  # the response's clock
         self._moved = 0
         done = False

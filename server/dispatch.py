@@ -2,10 +2,11 @@
 is whole, then hands it to a free core.
 
 One :class:`Dispatcher` per worker, created in the child after the fork. There is no
-dispatcher thread: every free core (request thread, and core 0 on the main thread) calls
-:meth:`Dispatcher.next`, waits in the epoll set for one event and handles it without blocking
-(:meth:`~server.connection.Connection.on_readable`, ``on_writable``). It returns to its core
-only with a connection whose request is complete (head and body), with ``WAKE`` or with None;
+dispatcher thread: every free core (request thread, and core 0 on the main thread) waits in
+the epoll set for one event (:meth:`Dispatcher.wait`), then, holding a permit
+(:mod:`server.admission`), handles it without blocking (:meth:`Dispatcher.take`:
+:meth:`~server.connection.Connection.on_readable`, ``on_writable``). That gives its core
+only a connection whose request is complete (head and body), ``WAKE`` or None;
 so a core runs an application or waits in epoll, and never waits on a client while others are
 queued. The set holds:
 
@@ -55,6 +56,7 @@ log = logs.get()
 
 WAKE: Literal["wake"] = "wake"
 Work = Connection | Literal["wake"] | None
+Event = tuple[int, int]  # (fd, epoll mask), as epoll.poll gives it
 _ONESHOT = select.EPOLLIN | select.EPOLLONESHOT
 _ACCEPT_RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
@@ -89,14 +91,17 @@ class Dispatcher:
 
     # -- what a free core calls ------------------------------------------------------------------
 
-    def next(self, timeout: float = TICK, slot: int = 0) -> Work:
-        """Block (``timeout`` at most) until there is work for the calling core (``slot``): a
-        connection with a whole request, ``WAKE``, or None (timeout, or an event that needed
-        no core). A response body continued here runs in ``slot``'s scoreboard slot."""
+    def wait(self, timeout: float = TICK) -> Event | None:
+        """Block (``timeout`` at most) in the epoll set until there is an event for the
+        calling core, or None. No permit is needed to wait (:mod:`server.admission`)."""
         events = self._epoll.poll(timeout, 1)
-        if not events:
-            return None
-        fd, mask = events[0]
+        return events[0] if events else None
+
+    def take(self, event: Event, slot: int = 0) -> Work:
+        """Handle ``event`` without blocking (the calling core holds a permit): a connection
+        with a whole request, ``WAKE``, or None (an event that needed no core). A response
+        body continued here runs in ``slot``'s scoreboard slot."""
+        fd, mask = event
         if fd == self._listen_fd:
             return self._accept()
         if fd == self._wake_fd:
@@ -274,7 +279,7 @@ class Dispatcher:
 
     def stop_accepting(self) -> None:
         """Take the listener and the wakeup pipe out of the set (main thread, draining): from
-        here on :meth:`next` only hands out parked connections."""
+        here on :meth:`wait` only finds parked connections."""
         with self._lock:
             self._accepting = False
         for fd in (self._listen_fd, self._wake_fd):

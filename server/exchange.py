@@ -10,7 +10,9 @@ client reads. However the response ends (complete, cut off, the client gone), th
 
 Which thread: the core that runs the application; for a body a slow reader has not taken yet,
 the free core that got the connection's ``EPOLLOUT`` event (in that core's scoreboard slot).
-One at a time, as the connection that holds it.
+One at a time, as the connection that holds it. That core holds a permit
+(:mod:`server.admission`) for the server's work and gives it up while the application's code
+runs: the call, the iteration of a body that is not a list, the iterable's ``close()``.
 
 Application errors are contained here: before the head went out, the client gets a 500 with
 no traceback (the traceback goes to the log); after, the connection is closed
@@ -25,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from . import logs, response
+from .admission import Admission
 from .config import WRITE_BUFFER
 from .errors import ClientGone, ResponseError
 from .parser import Request
@@ -38,7 +41,16 @@ access_log = logging.getLogger(logs.ACCESS_LOGGER_NAME)
 class Exchange:
     """One request and its response, from the application call to the iterable's close()."""
 
-    __slots__ = ("request", "environ", "writer", "remote", "started", "result", "iterator")
+    __slots__ = (
+        "request",
+        "environ",
+        "writer",
+        "remote",
+        "admission",
+        "started",
+        "result",
+        "iterator",
+    )
 
     def __init__(
         self,
@@ -46,11 +58,13 @@ class Exchange:
         environ: dict[str, Any],
         writer: ResponseWriter,
         remote: tuple[str, int],
+        admission: Admission,
     ) -> None:
         self.request = request
         self.environ = environ
         self.writer = writer
         self.remote = remote
+        self.admission = admission
         self.started = time.monotonic()
         self.result: Iterable[bytes] | None = None
         self.iterator: Iterator[bytes] | None = None
@@ -59,16 +73,28 @@ class Exchange:
         """Call the application and pump its body (a core). True when the application's
         part is done (what is unsent may still wait in ``out``); False when more than
         WRITE_BUFFER waits and the body's iterator has more (see :meth:`pump`)."""
-        writer = self.writer
+        writer, admission = self.writer, self.admission
         try:
-            result = self.result = app(self.environ, start)
-            if type(result) is list:
+            paused = admission.pause()  # the application's code runs without a permit
+            try:
+                result = self.result = app(self.environ, start)
+            finally:
+                if paused:
+                    admission.enter()
+            if type(result) is list:  # the common case: no application code left to run
                 writer.declare_length(sum(map(len, result)))
+                self.iterator = iter(result)
+                return self.pump(out)
             if isinstance(result, FileWrapper) and writer.send_file(result):
                 writer.finish()  # a Content-Length body: nothing is framed after the file
                 return True
-            self.iterator = iter(result)
-            return self.pump(out)
+            paused = admission.pause()
+            try:
+                self.iterator = iter(result)
+                return self.pump(out)
+            finally:
+                if paused:
+                    admission.enter()
         except ClientGone:
             raise
         except Exception as exc:  # the application's error: contained to this request.
@@ -90,8 +116,11 @@ class Exchange:
         return True
 
     def pump_more(self, out: bytearray) -> bool:
-        """:meth:`pump` again, for the dispatcher: the head is out, so an application error
-        ends the connection (ClientGone)."""
+        """:meth:`pump` again, for the dispatcher (without a permit: the body's iterator is
+        the application's code): the head is out, so an application error ends the
+        connection (ClientGone)."""
+        admission = self.admission
+        paused = admission.pause()
         try:
             return self.pump(out)
         except ClientGone:
@@ -99,6 +128,9 @@ class Exchange:
         except Exception as exc:
             self.failed(exc)
             raise ClientGone() from None
+        finally:
+            if paused:
+                admission.enter()
 
     def failed(self, exc: Exception) -> None:
         """Log the application's error; mark the response a 500 if its head has not gone
@@ -122,14 +154,20 @@ class Exchange:
             self.log_access()
 
     def close(self) -> None:
-        """PEP 3333: the iterable's ``close()``, once, however the response ended."""
+        """PEP 3333: the iterable's ``close()``, once, however the response ended (without a
+        permit: it is the application's code, and may wait on a database)."""
         close: Callable[[], Any] | None = getattr(self.result, "close", None)
         self.result = self.iterator = None
         if close is not None:
+            admission = self.admission
+            paused = admission.pause()
             try:
                 close()
             except Exception:
                 log.exception("application iterable close() failed")
+            finally:
+                if paused:
+                    admission.enter()
 
     def log_access(self) -> None:
         request, writer = self.request, self.writer

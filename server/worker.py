@@ -37,9 +37,10 @@ import threading
 import time
 
 from . import app_loader, logs
+from .admission import Admission
 from .config import TICK, WORKER_EXTRA_DRAIN, Config
 from .connection import Connection
-from .dispatch import Dispatcher
+from .dispatch import WAKE, Dispatcher, Work
 from .scoreboard import Scoreboard
 from .wsgi import WSGIApp, base_environ
 
@@ -96,6 +97,7 @@ class Worker:
         self.requests_served = 0
         self._wake_r = self._wake_w = -1
         self._dispatcher: Dispatcher  # built in the child, in run()
+        self.admission: Admission  # built in the child, in run()
 
     # -- child, main thread ----------------------------------------------------------------
 
@@ -110,6 +112,7 @@ class Worker:
                     "worker %d (pid: %d) could not load the application", self.index, os.getpid()
                 )
                 return WORKER_BOOT_ERROR
+        self.admission = Admission(self.config.protocol_cores or self.config.threads)
         self._dispatcher = Dispatcher(
             self.listener, self._wake_r, self, self.config.max_connections
         )
@@ -189,9 +192,7 @@ class Worker:
         dispatcher = self._dispatcher
         dispatcher.stop_accepting()
         while dispatcher.close_kept_alive() and (left := deadline - time.monotonic()) > 0:
-            work = dispatcher.next(min(left, TICK))
-            if isinstance(work, Connection):
-                self._serve(work, 0)
+            self._turn(min(left, TICK), 0)
             dispatcher.sweep()
 
     # -- child, every core (main thread = core 0, request threads = cores 1..M-1) ---------
@@ -205,17 +206,29 @@ class Worker:
         dispatcher, stopping = self._dispatcher, self.stopping
         while not stopping.is_set():
             try:
-                work = dispatcher.next(TICK, core)
+                work = self._turn(TICK, core)
             except Exception:  # a bug of ours on one event must not take the core down.
                 log.exception("internal error in the dispatcher (core %d)", core)
                 continue
-            if isinstance(work, Connection):
-                self._serve(work, core)
-            elif work is not None:  # WAKE
+            if work is WAKE:
                 self._read_wakeup()
             dispatcher.sweep()
             if core == 0 or work is None:
                 self._check_master()
+
+    def _turn(self, timeout: float, core: int) -> Work:
+        """Wait in the epoll set for one event (``timeout`` at most); then, holding a permit
+        (:mod:`server.admission`), handle it and serve the request it completed. What the
+        event gave: a connection (served by now), ``WAKE`` or None."""
+        dispatcher = self._dispatcher
+        event = dispatcher.wait(timeout)
+        if event is None:
+            return None
+        with self.admission:
+            work = dispatcher.take(event, core)
+            if isinstance(work, Connection):
+                self._serve(work, core)
+        return work
 
     def _serve(self, conn: Connection, core: int) -> None:
         """Answer the requests ``conn`` has in (a core), then give it back to the dispatcher;

@@ -221,6 +221,44 @@ def _heavy(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     return [body]
 
 
+GATHER_PARTIES = 3  # requests that must be inside the application at once (test_admission)
+_GATHERINGS = {
+    where: threading.Barrier(GATHER_PARTIES, timeout=10) for where in ("call", "body", "close")
+}
+
+
+def _gathered(where: str) -> bytes:
+    """Wait until GATHER_PARTIES requests wait here too (10 s at most): proof that the
+    application's code of that many requests runs at once in this worker."""
+    try:
+        _GATHERINGS[where].wait()
+    except threading.BrokenBarrierError:
+        return b"alone\n"
+    return b"gathered\n"
+
+
+class _GatheringClose:
+    """A body whose ``close()`` waits for the other requests' ``close()``."""
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield b"body\n"
+
+    def close(self) -> None:
+        _say(f"close {_gathered('close').decode().strip()}")
+
+
+def _gather(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    """``?in=call|body|close``: the request waits for GATHER_PARTIES - 1 others in the
+    application's call, in its body's iteration, or in its iterable's close()."""
+    where = environ["QUERY_STRING"].partition("=")[2] or "call"
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    if where == "call":
+        return [_gathered("call")]
+    if where == "body":
+        return (_gathered("body") for _ in range(1))
+    return _GatheringClose()
+
+
 def bench_raw(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     """The benchmark's app (benchmarks/server_bench.py): /heavy, anything else hello."""
     if environ["PATH_INFO"] == "/heavy":
@@ -242,6 +280,7 @@ ROUTES: dict[str, Callable[[Environ, StartResponse], Iterable[bytes]]] = {
     "/pid": _pid,
     "/midfail": _midfail,
     "/hello": _hello,
+    "/gather": _gather,
 }
 
 router = validator(_router)

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from server import config
+from server.admission import Admission
 from server.budget import BodyBudget
 from server.connection import CLOSED, READ, READY, TURN_REQUESTS, WRITE, Connection
 from server.scoreboard import Scoreboard
@@ -126,6 +127,7 @@ class FakeWorker:
     def __init__(self, app: Any) -> None:
         self.config = config.parse(["m:app", "--max-body", "100000"])
         self.app = app
+        self.admission = Admission(1)
         self.base_environ = base_environ("127.0.0.1", 80)
         self.scoreboard = Scoreboard(1)
         self.stopping = threading.Event()

@@ -1,0 +1,124 @@
+"""How many of a worker's cores do HTTP work at once (``--protocol-cores``), in arrival order.
+
+Why: a worker's cores are threads of one CPython process, so they take turns on the GIL, and
+every system call (``epoll_wait``, ``recv``, ``send``, ``epoll_ctl``) gives the GIL to whichever
+waiting thread the OS wakes first. With eight cores busy on a fast application, a request
+waits behind a lottery of the others' turns at each of its calls (CPython's "convoy effect",
+bpo-7946). Measured with ``benchmarks/server_bench.py`` (2 workers x 8 cores, wrk -c32): a
+hello-world p99 of 15-30 ms at a p50 under 1 ms; with 1 or 2 cores the same load had a p99 of
+4 ms. Fewer cores is no answer: an application that waits on a database needs them all.
+
+So the server's own work, from the event a core takes to the connection handed back (reading,
+parsing, writing, parking), runs under a permit: at most ``limit`` cores hold one, and a core
+that finds none waits in line and is handed one by the core that leaves (first come, first
+served; no barging). The application runs without a permit (:meth:`pause`): the call, the
+iteration of a body that is not a list, the body's ``close()``, so a request blocked on a
+database never holds one, and the worker still runs M requests at once. Its permit is lent
+meanwhile, not handed back: a core waiting in line gets it at once, a core arriving takes
+it, and if neither happened the caller takes it back without a thread switch (the hello-world
+application's call lasts microseconds). Server work never waits on a client (every socket is
+non-blocking), so a permit is held for microseconds.
+
+Which thread: any core of the worker (threads, and core 0 on the main thread), one permit per
+thread at most; the permit a thread holds is recorded per thread, so :meth:`pause` is safe in
+code that may run with or without one (an iterable closed by a sweep).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+
+class Admission:
+    """Per worker: at most ``limit`` permits out at once (``limit`` >= cores: never waits)."""
+
+    __slots__ = ("limit", "_running", "_lent", "_waiting", "_lock", "_held")
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"an admission limit is at least 1, not {limit}")
+        self.limit = limit
+        # While a core waits: _running == limit and _lent == 0 (a freed or lent permit
+        # goes to the first in line), so a core arriving never overtakes one waiting.
+        self._running = 0  # permits out (held or lent)
+        self._lent = 0  # of those, lent to an application's code (pause)
+        self._waiting: deque[threading.Lock] = deque()  # one locked lock per waiting core
+        self._lock = threading.Lock()  # guards the counts and _waiting; never held while waiting
+        self._held = threading.local()  # .permit: this thread holds one
+
+    def enter(self) -> None:
+        """Take a permit: one lent to an application's code (:meth:`pause`), else a new one
+        below ``limit``, else wait in line to be handed one."""
+        with self._lock:
+            if self._lent:
+                self._lent -= 1
+                self._held.permit = True
+                return
+            if self._running < self.limit:
+                self._running += 1
+                self._held.permit = True
+                return
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiting.append(turn)
+        try:
+            turn.acquire()  # released by the core that hands its permit over
+        except BaseException:  # a signal's exception on core 0 while waiting
+            self._give_up(turn)
+            raise
+        self._held.permit = True
+
+    def leave(self) -> None:
+        """Give the permit back: to the core waiting longest, if any."""
+        self._held.permit = False
+        with self._lock:
+            if self._waiting:
+                self._waiting.popleft().release()  # handed over: _running unchanged
+            else:
+                self._running -= 1
+
+    def pause(self) -> bool:
+        """Before the application's code: lend this thread's permit, if it holds one. The
+        core waiting longest is handed it at once; with none waiting it stays lent, so a
+        core arriving while this one waits on a database takes it, and if none did this
+        thread takes it back without a thread switch (a hello-world application's call
+        lasts microseconds). True when there was a permit: the caller calls :meth:`enter`
+        after that code, however it ends (``try``/``finally``)."""
+        held = self._held
+        if not getattr(held, "permit", False):
+            return False
+        held.permit = False
+        with self._lock:
+            if self._waiting:
+                self._waiting.popleft().release()  # handed over
+            else:
+                self._lent += 1
+        return True
+
+    def __enter__(self) -> None:
+        self.enter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.leave()
+
+    def holds(self) -> bool:
+        """Whether the calling thread holds a permit (tests, assertions)."""
+        return bool(getattr(self._held, "permit", False))
+
+    def counts(self) -> tuple[int, int, int]:
+        """(permits out, of which lent, cores waiting) now (tests)."""
+        with self._lock:
+            return self._running, self._lent, len(self._waiting)
+
+    def _give_up(self, turn: threading.Lock) -> None:
+        """An exception while ``turn`` waited: leave the line, or, if the permit was handed
+        over just before, pass it on."""
+        with self._lock:
+            try:
+                self._waiting.remove(turn)
+                return
+            except ValueError:
+                pass
+        self._held.permit = True
+        self.leave()
