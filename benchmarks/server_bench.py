@@ -45,6 +45,15 @@ a connection whose request says ``Connection: close``.
   ``Connection: close`` (so does the router in the close scenario), which wrk counts as a read
   error per request (the ``closed`` column, not an error of the response).
 
+``ours-pc2`` is ours with ``--protocol-cores 2``: at most 2 cores of a worker do HTTP work at
+once, first come first served (server/admission.py); the pair shows what the limit costs and
+buys in the same run.
+
+**Pinned** (``--pin``, with ``--workers 1 --wrk-threads 1 --connections 16``): each server on
+CPU 0 and wrk on CPU 1, so a worker has a CPU of its own and the load comes from elsewhere, as
+in a deployment; without it every server's workers and wrk share the machine's CPUs, and the
+tail measures the OS scheduler as much as the server.
+
 **Fixed rate** (``hello-ka-fixed``): p99 at each server's own maximum throughput compares a
 server at 6x gunicorn's load with gunicorn at its own; with the same offered load for all
 (``--fixed-rate`` requests/s over the same connections, each pausing between its requests:
@@ -175,14 +184,25 @@ class Launched:
         return f"http://127.0.0.1:{self.port}/"
 
 
-def ours(name: str, workers: int, threads: int, cwd: Path = REPO) -> Launched:
+def pinned(command: list[str], cpu: int | None) -> list[str]:
+    """``command`` run on CPU ``cpu`` only (``taskset``; its children inherit it), or as is."""
+    return command if cpu is None else ["taskset", "-c", str(cpu), *command]
+
+
+SERVER_CPU: int | None = None  # --pin: every server on CPU 0...
+WRK_CPU: int | None = None  # ...and wrk on CPU 1
+
+
+def ours(
+    name: str, workers: int, threads: int, cwd: Path = REPO, extra: tuple[str, ...] = ()
+) -> Launched:
     """``python -m server`` from ``cwd`` (its ``server`` package), the app from this checkout."""
     command = [sys.executable, "-m", "server", APP, "--bind", "127.0.0.1:0"]
-    command += ["--workers", str(workers), "--threads", str(threads)]
+    command += ["--workers", str(workers), "--threads", str(threads), *extra]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return Launched(
         name,
-        command,
+        pinned(command, SERVER_CPU),
         r"listening on http://127\.0\.0\.1:(\d+)",
         r"ready: \d+ workers",
         1,
@@ -206,7 +226,7 @@ def uwsgi(name: str, workers: int, threads: int, mode: str) -> Launched:
     command = [str(BIN / "uwsgi"), "--master", "--processes", str(workers)]
     command += ["--threads", str(threads), *bind, "--module", APP, "--pythonpath", "."]
     command += ["--disable-logging", "--listen", "100"]
-    return Launched(name, command, port_re, r"spawned uWSGI worker", workers)
+    return Launched(name, pinned(command, SERVER_CPU), port_re, r"spawned uWSGI worker", workers)
 
 
 def launch_all(workers: int, threads: int, before: Path | None, names: set[str]) -> list[Launched]:
@@ -215,10 +235,11 @@ def launch_all(workers: int, threads: int, before: Path | None, names: set[str])
     gunicorn += ["-b", "127.0.0.1:0", "--backlog", "1024", APP]
     launchers: dict[str, Callable[[], Launched]] = {
         "ours": lambda: ours("ours", workers, threads),
+        "ours-pc2": lambda: ours("ours-pc2", workers, threads, extra=("--protocol-cores", "2")),
         "before": lambda: ours("before", workers, threads, before or REPO),
         "gunicorn": lambda: Launched(
             "gunicorn",
-            gunicorn,
+            pinned(gunicorn, SERVER_CPU),
             r"Listening at: http://127\.0\.0\.1:(\d+)",
             r"Booting worker",
             workers,
@@ -318,17 +339,18 @@ def wrk(
     delay_ms: float = 0.0,
 ) -> Run:
     """One wrk run, with the accept queue of ``port`` sampled every 0.25 s from 1 s in."""
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency", url]
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency"]
     env = dict(os.environ)
     script = None
     if not keepalive:
-        command[1:1] = ["-H", "Connection: close"]
+        command += ["-H", "Connection: close"]
     if delay_ms:
         script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
         script.write(DELAY_SCRIPT)
         script.close()
-        command[1:1] = ["-s", script.name]
+        command += ["-s", script.name]
         env["WRK_DELAY_MS"] = f"{delay_ms:g}"
+    command = pinned([*command, url], WRK_CPU)
     samples: list[int] = []
     done = threading.Event()
 
@@ -382,7 +404,7 @@ def main() -> int:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated")
     parser.add_argument(
         "--servers",
-        default="ours,before,gunicorn,uwsgi,uwsgi-http,uwsgi-socket",
+        default="ours,ours-pc2,before,gunicorn,uwsgi,uwsgi-http,uwsgi-socket",
         help="comma-separated (before only with --before)",
     )
     parser.add_argument("--wrk-threads", type=int, default=2)
@@ -396,7 +418,18 @@ def main() -> int:
         help="requests/s offered to every server in hello-ka-fixed (all connections together)",
     )
     parser.add_argument("--before", type=Path, help="a directory holding an older server/")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="every server on CPU 0 and wrk on CPU 1 (taskset): a worker with a CPU of its "
+        "own, the load from elsewhere; use with --workers 1 --wrk-threads 1 --connections 16",
+    )
     args = parser.parse_args()
+    if args.pin:
+        if shutil.which("taskset") is None or (os.cpu_count() or 1) < 2:
+            parser.error("--pin needs taskset and 2 CPUs")
+        global SERVER_CPU, WRK_CPU
+        SERVER_CPU, WRK_CPU = 0, 1
     concurrencies = [int(c) for c in args.connections.split(",") if c]
     scenarios = [name for name in args.scenarios.split(",") if name]
     unknown = sorted(set(scenarios) - set(SCENARIOS))

@@ -1,23 +1,34 @@
-"""How many of a worker's cores do HTTP work at once (``--protocol-cores``), in arrival order.
+"""How many of a worker's cores do HTTP work at once (``--protocol-cores``), first come first
+served.
 
 Why: a worker's cores are threads of one CPython process, so they take turns on the GIL, and
-every system call (``epoll_wait``, ``recv``, ``send``, ``epoll_ctl``) gives the GIL to whichever
-waiting thread the OS wakes first. With eight cores busy on a fast application, a request
-waits behind a lottery of the others' turns at each of its calls (CPython's "convoy effect",
-bpo-7946). Measured with ``benchmarks/server_bench.py`` (2 workers x 8 cores, wrk -c32): a
-hello-world p99 of 15-30 ms at a p50 under 1 ms; with 1 or 2 cores the same load had a p99 of
-4 ms. Fewer cores is no answer: an application that waits on a database needs them all.
+every system call a request makes (``epoll_wait``, ``recv``, ``send``, ``epoll_ctl``) lets the
+GIL go to whichever thread gets it first, in no order (CPython's "convoy effect", bpo-7946).
+With eight cores busy on a fast application a request can lose that draw many times over:
+with a worker on a CPU of its own and the load from another (``benchmarks/server_bench.py
+--pin``), hello world kept alive had a p99 of 55 ms at a p50 of 0.6 ms. Fewer cores is no
+answer: an application that waits on a database needs them all. A limit alone is not either:
+the same test with at most 2 cores at once, but a freed permit going to whichever core asks
+first, kept the 60 ms tail; what removes it is the order.
 
 So the server's own work, from the event a core takes to the connection handed back (reading,
 parsing, writing, parking), runs under a permit: at most ``limit`` cores hold one, and a core
-that finds none waits in line and is handed one by the core that leaves (first come, first
-served; no barging). The application runs without a permit (:meth:`pause`): the call, the
-iteration of a body that is not a list, the body's ``close()``, so a request blocked on a
-database never holds one, and the worker still runs M requests at once. Its permit is lent
-meanwhile, not handed back: a core waiting in line gets it at once, a core arriving takes
-it, and if neither happened the caller takes it back without a thread switch (the hello-world
-application's call lasts microseconds). Server work never waits on a client (every socket is
-non-blocking), so a permit is held for microseconds.
+that finds none waits in line and is handed one by the core that leaves, in arrival order (no
+overtaking). The application runs without a permit (:meth:`pause`): the call, the iteration of
+a body that is not a list, the iterable's ``close()``, so a request waiting on a database never
+holds one, and the worker still runs M requests at once. Its permit is lent meanwhile: a core
+waiting in line is handed it at once; with none waiting, a core arriving takes it, and if none
+did the caller takes it back without a thread switch (a hello-world call lasts microseconds).
+Server work never waits on a client (every socket is non-blocking), so a permit is held for
+microseconds. Pinned as above, with ``--protocol-cores 2``: the same throughput, p99 1.4-3 ms.
+
+Why it is off by default (``--protocol-cores 0`` gives a limit of all the cores, so nobody
+ever waits): a hand-off wakes a sleeping thread, and the line waits until the OS runs it. When
+the workers share their CPUs with each other and with the load generator (the unpinned run of
+the same benchmark, 2 workers on 2 CPUs), that wake-up is slow and varies: with the limit,
+the hello-world keep-alive p99 was 9.8 ms in one run and 58.6 ms in the next (27-31 ms
+without), at 10-20 % fewer requests/s, while the connection-per-request and heavy-page tails
+were lower in both runs. Use it where each worker has a CPU (server/README.md, Speed).
 
 Which thread: any core of the worker (threads, and core 0 on the main thread), one permit per
 thread at most; the permit a thread holds is recorded per thread, so :meth:`pause` is safe in

@@ -12,9 +12,9 @@ queued. The set holds:
 
 * the listening socket, with ``EPOLLONESHOT``: exactly one free core of this worker is woken
   per incoming connection; it ``accept()``s (the other worker may have taken it first:
-  ``BlockingIOError``, nothing to do), re-arms the listener at once, and reads the new
-  connection right away (the request is usually there already). Cores still accept on the
-  shared socket, as uWSGI's do; the kernel picks which worker.
+  ``BlockingIOError``, nothing to do), re-arms the listener at once (before it waits for a
+  permit), and reads the new connection right away (the request is usually there already).
+  Cores still accept on the shared socket, as uWSGI's do; the kernel picks which worker.
 * every connection not held by a core (*parked*): reading a request, idle between requests,
   finishing a response to a slow reader, or lingering after a refusal; each with
   ``EPOLLONESHOT`` so one core takes it. Whoever pops it from ``_parked`` owns it.
@@ -91,19 +91,25 @@ class Dispatcher:
 
     # -- what a free core calls ------------------------------------------------------------------
 
-    def wait(self, timeout: float = TICK) -> Event | None:
+    def wait(self, timeout: float = TICK) -> Event | Connection | None:
         """Block (``timeout`` at most) in the epoll set until there is an event for the
-        calling core, or None. No permit is needed to wait (:mod:`server.admission`)."""
+        calling core, or None. No permit is needed (:mod:`server.admission`): a listener's
+        event is accepted here at once, so the listener is re-armed for the next free core
+        without waiting for a permit, and the new connection (not read yet) is returned."""
         events = self._epoll.poll(timeout, 1)
-        return events[0] if events else None
-
-    def take(self, event: Event, slot: int = 0) -> Work:
-        """Handle ``event`` without blocking (the calling core holds a permit): a connection
-        with a whole request, ``WAKE``, or None (an event that needed no core). A response
-        body continued here runs in ``slot``'s scoreboard slot."""
-        fd, mask = event
-        if fd == self._listen_fd:
+        if not events:
+            return None
+        if events[0][0] == self._listen_fd:
             return self._accept()
+        return events[0]
+
+    def take(self, event: Event | Connection, slot: int = 0) -> Work:
+        """Handle what :meth:`wait` gave without blocking (the calling core holds a permit):
+        a connection with a whole request, ``WAKE``, or None (an event that needed no core).
+        A response body continued here runs in ``slot``'s scoreboard slot."""
+        if isinstance(event, Connection):  # accepted in wait(): its first bytes
+            return self._after(event, event.on_readable(time.monotonic()))
+        fd, mask = event
         if fd == self._wake_fd:
             return WAKE
         with self._lock:
@@ -177,7 +183,7 @@ class Dispatcher:
 
     # -- accepting ---------------------------------------------------------------------------------
 
-    def _accept(self) -> Work:
+    def _accept(self) -> Connection | None:
         """Accept one connection (the listener's event is ours: it is re-armed here). Over
         the cap, the oldest idle connection makes room: one out for one in, decided after
         the accept, so two cores woken together never close two for one."""
@@ -203,7 +209,7 @@ class Dispatcher:
             sock.close()  # reset before we could set it up
             self._closed(None)
             return None
-        return self._after(conn, conn.on_readable(time.monotonic()))
+        return conn
 
     def _accept_failed(self, exc: OSError) -> None:
         if exc.errno not in _ACCEPT_RESOURCE_ERRORS:

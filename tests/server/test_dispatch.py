@@ -312,3 +312,35 @@ def test_a_connection_being_registered_is_neither_swept_nor_evicted() -> None:
         dispatcher.close()
         os.close(wake_r)
         os.close(wake_w)
+
+
+def test_the_listener_is_accepted_and_re_armed_before_a_permit() -> None:
+    """wait() accepts a listener's event itself and re-arms the listener (a core then waits
+    for a permit with a connection in hand, not with the listener): two connections come out
+    of two wait() calls with no take() between them; take() then reads the first."""
+    worker = FakeWorker(no_content_app)
+    wake_r, wake_w = os.pipe()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    dispatcher = Dispatcher(listener, wake_r, worker, max_connections=10)
+    clients = [socket.create_connection(listener.getsockname(), timeout=5) for _ in range(2)]
+    accepted: list[Connection] = []
+    try:
+        for _ in range(2):
+            work = dispatcher.wait(5)
+            assert isinstance(work, Connection), f"wait() gave {work!r}, not a new connection"
+            accepted.append(work)
+        assert accepted[0] is not accepted[1]
+        assert dispatcher.open_count() == 2
+        clients[0].sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert select.select([accepted[0].sock], [], [], 5)[0], "the request never arrived"
+        assert dispatcher.take(accepted[0]) is accepted[0]  # its request is whole: READY
+    finally:
+        for conn in accepted:
+            conn.close()
+        for client in clients:
+            client.close()
+        listener.close()
+        dispatcher.close()
+        os.close(wake_r)
+        os.close(wake_w)
