@@ -22,13 +22,14 @@ did the caller takes it back without a thread switch (a hello-world call lasts m
 Server work never waits on a client (every socket is non-blocking), so a permit is held for
 microseconds. Pinned as above, with ``--protocol-cores 2``: the same throughput, p99 1.4-3 ms.
 
-Why it is off by default (``--protocol-cores 0`` gives a limit of all the cores, so nobody
-ever waits): a hand-off wakes a sleeping thread, and the line waits until the OS runs it. When
-the workers share their CPUs with each other and with the load generator (the unpinned run of
-the same benchmark, 2 workers on 2 CPUs), that wake-up is slow and varies: with the limit,
-the hello-world keep-alive p99 was 9.8 ms in one run and 58.6 ms in the next (27-31 ms
-without), at 10-20 % fewer requests/s, while the connection-per-request and heavy-page tails
-were lower in both runs. Use it where each worker has a CPU (server/README.md, Speed).
+Why it is off by default (``--protocol-cores 0``: :class:`Unlimited`, whose methods do
+nothing, so the default path takes no lock): a hand-off wakes a sleeping thread, and the line
+waits until the OS runs it. When the workers share their CPUs with each other and with the
+load generator (the same benchmark unpinned, 2 workers on 2 CPUs), that wake-up is slow and
+varies: with the limit, the hello-world keep-alive p99 was 9.8 ms in one run, 58.6 ms in the
+next and 23.2 ms in a third (19-37 ms without), at 15-30 % fewer requests/s, while the
+connection-per-request and heavy-page tails were lower in all three. Use it where each worker
+has a CPU (server/README.md, Speed).
 
 Which thread: any core of the worker (threads, and core 0 on the main thread), one permit per
 thread at most; the permit a thread holds is recorded per thread, so :meth:`pause` is safe in
@@ -133,3 +134,19 @@ class Admission:
                 pass
         self._held.permit = True
         self.leave()
+
+
+class Unlimited(Admission):
+    """``--protocol-cores 0``: no limit, nothing to count (every method returns at once)."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+
+    def enter(self) -> None:
+        pass
+
+    def leave(self) -> None:
+        pass
+
+    def pause(self) -> bool:
+        return False

@@ -37,7 +37,7 @@ import threading
 import time
 
 from . import app_loader, logs
-from .admission import Admission
+from .admission import Admission, Unlimited
 from .config import TICK, WORKER_EXTRA_DRAIN, Config
 from .connection import Connection
 from .dispatch import WAKE, Dispatcher, Work
@@ -112,7 +112,8 @@ class Worker:
                     "worker %d (pid: %d) could not load the application", self.index, os.getpid()
                 )
                 return WORKER_BOOT_ERROR
-        self.admission = Admission(self.config.protocol_cores or self.config.threads)
+        limit = self.config.protocol_cores
+        self.admission = Admission(limit) if 0 < limit < self.config.threads else Unlimited()
         self._dispatcher = Dispatcher(
             self.listener, self._wake_r, self, self.config.max_connections
         )
