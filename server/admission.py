@@ -82,8 +82,13 @@ class Admission:
         self._held.permit = True
 
     def leave(self) -> None:
-        """Give the permit back: to the core waiting longest, if any."""
-        self._held.permit = False
+        """Give the permit back: to the core waiting longest, if any. Nothing if this thread
+        holds none (a ``with`` whose body's :meth:`enter` after a :meth:`pause` was
+        interrupted by a signal's exception: that permit was never taken)."""
+        held = self._held
+        if not getattr(held, "permit", False):
+            return
+        held.permit = False
         with self._lock:
             if self._waiting:
                 self._waiting.popleft().release()  # handed over: _running unchanged

@@ -190,6 +190,56 @@ def test_an_exception_while_waiting_leaves_the_line() -> None:
     assert admission.counts() == (0, 0, 0)
 
 
+def test_a_with_whose_re_entry_was_interrupted_gives_back_nothing() -> None:
+    """The core's ``with admission:`` wraps the application's call, whose permit is lent
+    (pause) and taken again (enter) after it. If that enter() is interrupted while waiting
+    (a signal's exception on core 0), the ``with`` exits holding no permit: its leave() must
+    not give one back (it would let a third core in under a limit of one, for good)."""
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    admission = Admission(1)
+    taker_in = threading.Event()
+    taker_out = threading.Event()
+
+    def taker() -> None:  # arrives while the permit is lent, and takes it
+        with admission:
+            taker_in.set()
+            assert taker_out.wait(WAIT)
+
+    previous = signal.signal(signal.SIGUSR1, interrupt)
+    thread: threading.Thread | None = None
+    try:
+        main = threading.main_thread().ident
+        assert main is not None
+        with pytest.raises(Interrupted):
+            with admission:
+                assert admission.pause()  # the application's call begins
+                thread = start(taker)
+                assert taker_in.wait(WAIT)
+                kicker = start(
+                    lambda: (
+                        until(waiting(admission, 1), "the main thread waiting"),
+                        signal.pthread_kill(main, signal.SIGUSR1),
+                    )
+                )
+                try:
+                    admission.enter()  # back from the application: waits, interrupted
+                finally:
+                    kicker.join(WAIT)
+        assert admission.counts() == (1, 0, 0), "the interrupted with gave back a permit"
+    finally:
+        taker_out.set()
+        if thread is not None:
+            thread.join(WAIT)
+        signal.signal(signal.SIGUSR1, previous)
+    assert admission.counts() == (0, 0, 0)
+
+
 def test_a_limit_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Admission(0)
