@@ -26,9 +26,9 @@ Why it is off by default (``--protocol-cores 0``: :class:`Unlimited`, whose meth
 nothing, so the default path takes no lock): a hand-off wakes a sleeping thread, and the line
 waits until the OS runs it. When the workers share their CPUs with each other and with the
 load generator (the same benchmark unpinned, 2 workers on 2 CPUs), that wake-up is slow and
-varies: with the limit, the hello-world keep-alive p99 was 9.8 ms in one run, 58.6 ms in the
-next and 23.2 ms in a third (19-37 ms without), at 15-30 % fewer requests/s, while the
-connection-per-request and heavy-page tails were lower in all three. Use it where each worker
+varies: with the limit, the hello-world keep-alive p99 was 9.8, 58.6, 23.2 and 23.9 ms in
+four runs (22.8-31.1 ms without), at 15-30 % fewer requests/s, while the connection-per-request
+and heavy-page tails were lower in all four. Use it where each worker
 has a CPU (server/README.md, Speed).
 
 Which thread: any core of the worker (threads, and core 0 on the main thread), one permit per

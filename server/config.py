@@ -96,7 +96,8 @@ SETTINGS: tuple[tuple[str, Callable[[str], Any], Any, str], ...] = (
         0,
         "cores of a worker doing HTTP work (reading, parsing, writing) at once, first come "
         "first served; the application is not limited. 2 cuts the tail at saturation when "
-        "each worker has a CPU of its own (0: no limit; see server/admission.py)",
+        "each worker has a CPU of its own (0, or --threads or more: no limit; see "
+        "server/admission.py)",
     ),
     ("backlog", _positive_int, 1024, "listen() backlog"),
     ("lazy_apps", _flag, False, "import the app in each worker after the fork, not in the master"),
