@@ -10,10 +10,11 @@ iterable's ``close()``; with a permit held there, the barrier breaks.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -148,45 +149,63 @@ def test_pause_without_a_permit_changes_nothing() -> None:
     assert admission.counts() == (0, 0, 0)
 
 
-def test_an_exception_while_waiting_leaves_the_line() -> None:
-    """Core 0 is the main thread: a signal handler's exception can interrupt its wait."""
+class Interrupted(Exception):
+    """Raised in the main thread by the SIGUSR1 handler of :func:`interrupting_main`."""
 
-    class Interrupted(Exception):
-        pass
+
+@contextlib.contextmanager
+def interrupting_main(admission: Admission) -> Iterator[None]:
+    """Core 0 is the main thread, where a signal handler's exception can interrupt a wait:
+    once the main thread waits in line, a SIGUSR1 makes its handler raise Interrupted."""
 
     def interrupt(signum: int, frame: object) -> None:
         raise Interrupted
 
-    admission = Admission(1)
-    holder_in = threading.Event()
-    holder_out = threading.Event()
-
-    def holder() -> None:
-        with admission:
-            holder_in.set()
-            assert holder_out.wait(WAIT)
-
+    main = threading.main_thread().ident
+    assert main is not None
     previous = signal.signal(signal.SIGUSR1, interrupt)
-    thread = start(holder)
     try:
-        assert holder_in.wait(WAIT)
-        main = threading.main_thread().ident
-        assert main is not None
         kicker = start(
             lambda: (
                 until(waiting(admission, 1), "the main thread waiting"),
                 signal.pthread_kill(main, signal.SIGUSR1),
             )
         )
-        with pytest.raises(Interrupted):
+        try:
+            yield
+        finally:
+            kicker.join(WAIT)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
+@contextlib.contextmanager
+def held_by_another(admission: Admission) -> Iterator[None]:
+    """Another thread takes a permit (waiting for it if it must) and holds it until exit."""
+    taken, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with admission:
+            taken.set()
+            assert done.wait(WAIT)
+
+    thread = start(hold)
+    try:
+        assert taken.wait(WAIT), "the other thread never got a permit"
+        yield
+    finally:
+        done.set()
+        thread.join(WAIT)
+        assert not thread.is_alive()
+
+
+def test_an_exception_while_waiting_leaves_the_line() -> None:
+    admission = Admission(1)
+    with held_by_another(admission):
+        with interrupting_main(admission), pytest.raises(Interrupted):
             admission.enter()
-        kicker.join(WAIT)
         assert not admission.holds()
         assert admission.counts() == (1, 0, 0)  # out of the line; the holder's permit only
-    finally:
-        holder_out.set()
-        thread.join(WAIT)
-        signal.signal(signal.SIGUSR1, previous)
     assert admission.counts() == (0, 0, 0)
 
 
@@ -195,48 +214,14 @@ def test_a_with_whose_re_entry_was_interrupted_gives_back_nothing() -> None:
     (pause) and taken again (enter) after it. If that enter() is interrupted while waiting
     (a signal's exception on core 0), the ``with`` exits holding no permit: its leave() must
     not give one back (it would let a third core in under a limit of one, for good)."""
-
-    class Interrupted(Exception):
-        pass
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise Interrupted
-
     admission = Admission(1)
-    taker_in = threading.Event()
-    taker_out = threading.Event()
-
-    def taker() -> None:  # arrives while the permit is lent, and takes it
-        with admission:
-            taker_in.set()
-            assert taker_out.wait(WAIT)
-
-    previous = signal.signal(signal.SIGUSR1, interrupt)
-    thread: threading.Thread | None = None
-    try:
-        main = threading.main_thread().ident
-        assert main is not None
-        with pytest.raises(Interrupted):
-            with admission:
-                assert admission.pause()  # the application's call begins
-                thread = start(taker)
-                assert taker_in.wait(WAIT)
-                kicker = start(
-                    lambda: (
-                        until(waiting(admission, 1), "the main thread waiting"),
-                        signal.pthread_kill(main, signal.SIGUSR1),
-                    )
-                )
-                try:
-                    admission.enter()  # back from the application: waits, interrupted
-                finally:
-                    kicker.join(WAIT)
+    with contextlib.ExitStack() as stack:
+        with pytest.raises(Interrupted), admission:
+            assert admission.pause()  # the application's call begins...
+            stack.enter_context(held_by_another(admission))  # ...another core takes the permit
+            with interrupting_main(admission):
+                admission.enter()  # back from the application: waits, interrupted
         assert admission.counts() == (1, 0, 0), "the interrupted with gave back a permit"
-    finally:
-        taker_out.set()
-        if thread is not None:
-            thread.join(WAIT)
-        signal.signal(signal.SIGUSR1, previous)
     assert admission.counts() == (0, 0, 0)
 
 
