@@ -155,3 +155,9 @@ class Unlimited(Admission):
 
     def pause(self) -> bool:
         return False
+
+    def __enter__(self) -> None:  # (not via enter: the default path, once per event)
+        pass
+
+    def __exit__(self, *exc: object) -> None:
+        pass
