@@ -194,10 +194,16 @@ WRK_CPU: int | None = None  # ...and wrk on CPU 1
 
 
 def ours(
-    name: str, workers: int, threads: int, cwd: Path = REPO, extra: tuple[str, ...] = ()
+    name: str,
+    workers: int,
+    threads: int,
+    cwd: Path = REPO,
+    extra: tuple[str, ...] = (),
+    runner: tuple[str, ...] = (),
 ) -> Launched:
-    """``python -m server`` from ``cwd`` (its ``server`` package), the app from this checkout."""
-    command = [sys.executable, "-m", "server", APP, "--bind", "127.0.0.1:0"]
+    """``python -m server`` from ``cwd`` (its ``server`` package), the app from this checkout;
+    run by ``runner`` if given (``valgrind ...``: benchmarks/server_instructions.py)."""
+    command = [*runner, sys.executable, "-m", "server", APP, "--bind", "127.0.0.1:0"]
     command += ["--workers", str(workers), "--threads", str(threads), *extra]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return Launched(

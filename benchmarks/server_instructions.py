@@ -23,19 +23,14 @@ import glob
 import os
 import re
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from examples.support.processes import free_port  # noqa: E402
+from benchmarks.server_bench import REPO, ours  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
-APP = "tests.server.apps:bench_raw"
 BODY = b"Hello, world!\n"
 
 
@@ -63,35 +58,15 @@ def send(port: int, count: int, close: bool) -> None:
 
 def instructions(package_dir: Path, count: int, close: bool, out_dir: str) -> int:
     """The worker's instruction total for a warm-up and ``count`` requests."""
-    port = free_port()
     out = os.path.join(out_dir, f"cg-{count}")
-    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p"]
-    command += [sys.executable, "-m", "server", APP, "--bind", f"127.0.0.1:{port}"]
-    command += ["--workers", "1", "--threads", "8"]
-    env = {**os.environ, "PYTHONPATH": f"{package_dir}{os.pathsep}{REPO}"}
-    proc = subprocess.Popen(
-        command,
-        cwd=package_dir,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    runner = ("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p")
+    server = ours(package_dir.name or "ours", 1, 8, package_dir, runner=runner)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"the server in {package_dir} did not start") from None
-                time.sleep(0.2)  # polling for the port: valgrind's start-up takes seconds
-        send(port, 50, close)  # warm-up: imports, caches, the first connection
-        send(port, count, close)
+        server.wait_ready(timeout=180)  # valgrind's start-up takes seconds
+        send(server.port, 50, close)  # warm-up: imports, caches, the first connection
+        send(server.port, count, close)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(120)
+        server.stop()
     totals = []
     for path in glob.glob(out + ".*"):
         text = Path(path).read_text()

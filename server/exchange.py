@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from . import logs, response
 from .admission import Admission
@@ -35,6 +35,7 @@ from .writer import ResponseWriter
 from .wsgi import FileWrapper, ResponseStart, WSGIApp
 
 log = logs.get()
+_T = TypeVar("_T")
 access_log = logging.getLogger(logs.ACCESS_LOGGER_NAME)
 
 
@@ -75,7 +76,8 @@ class Exchange:
         WRITE_BUFFER waits and the body's iterator has more (see :meth:`pump`)."""
         writer, admission = self.writer, self.admission
         try:
-            paused = admission.pause()  # the application's code runs without a permit
+            # _outside written out: this is every request's path (a call and a frame fewer)
+            paused = admission.pause()
             try:
                 result = self.result = app(self.environ, start)
             finally:
@@ -88,19 +90,28 @@ class Exchange:
             if isinstance(result, FileWrapper) and writer.send_file(result):
                 writer.finish()  # a Content-Length body: nothing is framed after the file
                 return True
-            paused = admission.pause()
-            try:
-                self.iterator = iter(result)
-                return self.pump(out)
-            finally:
-                if paused:
-                    admission.enter()
+            return self._outside(self._pump_from, result, out)
         except ClientGone:
             raise
         except Exception as exc:  # the application's error: contained to this request.
             self.failed(exc)
             writer.send_canned(response.error_response(response.INTERNAL_ERROR))
             return True
+
+    def _outside(self, code: Callable[..., _T], *args: Any) -> _T:
+        """Run the application's ``code`` without this core's permit, and take one again
+        after it however it ends (:meth:`server.admission.Admission.pause`)."""
+        admission = self.admission
+        paused = admission.pause()
+        try:
+            return code(*args)
+        finally:
+            if paused:
+                admission.enter()
+
+    def _pump_from(self, result: Iterable[bytes], out: bytearray) -> bool:
+        self.iterator = iter(result)
+        return self.pump(out)
 
     def pump(self, out: bytearray) -> bool:
         """Hand the body's blocks to the writer until it ends (True) or more than
@@ -119,18 +130,13 @@ class Exchange:
         """:meth:`pump` again, for the dispatcher (without a permit: the body's iterator is
         the application's code): the head is out, so an application error ends the
         connection (ClientGone)."""
-        admission = self.admission
-        paused = admission.pause()
         try:
-            return self.pump(out)
+            return self._outside(self.pump, out)
         except ClientGone:
             raise
         except Exception as exc:
             self.failed(exc)
             raise ClientGone() from None
-        finally:
-            if paused:
-                admission.enter()
 
     def failed(self, exc: Exception) -> None:
         """Log the application's error; mark the response a 500 if its head has not gone
@@ -159,15 +165,10 @@ class Exchange:
         close: Callable[[], Any] | None = getattr(self.result, "close", None)
         self.result = self.iterator = None
         if close is not None:
-            admission = self.admission
-            paused = admission.pause()
             try:
-                close()
+                self._outside(close)
             except Exception:
                 log.exception("application iterable close() failed")
-            finally:
-                if paused:
-                    admission.enter()
 
     def log_access(self) -> None:
         request, writer = self.request, self.writer
