@@ -9,6 +9,7 @@ with ``--before DIR`` also the server package found in DIR, e.g. an export of ma
   stay open (idle, kept alive) until the end, as a browser's or a pool's would;
 * **scenarios** (issue 23): ``hello-ka`` (hello world, keep-alive), ``hello-close`` (a new
   connection per request), ``heavy-ka`` (a page of Python work, ~20 kB of JSON, keep-alive),
+  ``wait-ka`` (a 2 ms wait, as on a database, keep-alive),
   and ``hello-ka-fixed`` (hello keep-alive at the same offered load for every server, below
   the slowest one's capacity: see below); each driven by ``wrk --latency`` in interleaved
   rounds (ours, gunicorn, uwsgi, ours, ...); it prints the median requests/s with p50 and p99
@@ -45,9 +46,10 @@ a connection whose request says ``Connection: close``.
   ``Connection: close`` (so does the router in the close scenario), which wrk counts as a read
   error per request (the ``closed`` column, not an error of the response).
 
-``ours-pc2`` is ours with ``--protocol-cores 2``: at most 2 cores of a worker do HTTP work at
-once, first come first served (server/admission.py); the pair shows what the limit costs and
-buys in the same run.
+``ours-pc0`` is ours with ``--protocol-cores 0``: every core waits in epoll for an event of its
+own, as the server did before 0.4 (server/relay.py); the pair shows what the relay buys in the
+same run. ``wait-ka`` (a 2 ms wait in the application, as on a database, then hello world,
+kept alive) checks that it costs nothing where the application, not the server, is the work.
 
 **Pinned** (``--pin``, with ``--workers 1 --wrk-threads 1 --connections 16``): each server on
 CPU 0 and wrk on CPU 1, so a worker has a CPU of its own and the load comes from elsewhere, as
@@ -97,6 +99,7 @@ SCENARIOS = {
     "hello-ka": Scenario("/", True),
     "hello-close": Scenario("/", False),
     "heavy-ka": Scenario("/heavy", True),
+    "wait-ka": Scenario("/wait", True),
     "hello-ka-fixed": Scenario("/", True, fixed_rate=True),
 }
 CLOSE_ONLY = {"uwsgi-socket"}  # servers that close every connection: close scenarios only
@@ -241,7 +244,7 @@ def launch_all(workers: int, threads: int, before: Path | None, names: set[str])
     gunicorn += ["-b", "127.0.0.1:0", "--backlog", "1024", APP]
     launchers: dict[str, Callable[[], Launched]] = {
         "ours": lambda: ours("ours", workers, threads),
-        "ours-pc2": lambda: ours("ours-pc2", workers, threads, extra=("--protocol-cores", "2")),
+        "ours-pc0": lambda: ours("ours-pc0", workers, threads, extra=("--protocol-cores", "0")),
         "before": lambda: ours("before", workers, threads, before or REPO),
         "gunicorn": lambda: Launched(
             "gunicorn",
@@ -410,7 +413,7 @@ def main() -> int:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated")
     parser.add_argument(
         "--servers",
-        default="ours,ours-pc2,before,gunicorn,uwsgi,uwsgi-http,uwsgi-socket",
+        default="ours,ours-pc0,before,gunicorn,uwsgi,uwsgi-http,uwsgi-socket",
         help="comma-separated (before only with --before)",
     )
     parser.add_argument("--wrk-threads", type=int, default=2)

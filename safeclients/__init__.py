@@ -12,7 +12,7 @@ All six are fork-safe (see ``safeclients._fork``) and usable as decorators on a 
 factory. Control is module-level: ``checkout``, ``dispose``, ``stats``, ``is_proxy``.
 """
 
-__version__ = "0.3.1"
+__version__ = "0.4.0"
 
 from safeclients import _green  # noqa: F401  (subscribes to gevent's patch events)
 from safeclients.control import checkout, dispose, is_proxy, policy_name, stats

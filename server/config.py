@@ -93,11 +93,11 @@ SETTINGS: tuple[tuple[str, Callable[[str], Any], Any, str], ...] = (
     (
         "protocol_cores",
         _non_negative_int,
-        0,
-        "cores of a worker doing HTTP work (reading, parsing, writing) at once, first come "
-        "first served; the application is not limited. 2 cuts the tail at saturation when "
-        "each worker has a CPU of its own (0, or --threads or more: no limit; see "
-        "server/admission.py)",
+        2,
+        "cores of a worker doing HTTP work (polling, reading, parsing, writing) at once; one "
+        "polls, a running core takes the next event itself, and the application's code is "
+        "not counted (0: every core polls for itself, no limit, as before 0.4; see "
+        "server/relay.py)",
     ),
     ("backlog", _positive_int, 1024, "listen() backlog"),
     ("lazy_apps", _flag, False, "import the app in each worker after the fork, not in the master"),

@@ -49,12 +49,12 @@ from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 from . import logs, response
-from .admission import Admission
 from .budget import BodyBudget
 from .config import LINGER_BYTES, LINGER_SECONDS, Config
 from .errors import ClientGone, HTTPError, RequestTimeout, ServiceUnavailable
 from .exchange import Exchange
 from .parser import Request, RequestParser
+from .relay import Relay
 from .scoreboard import Scoreboard
 from .writer import ResponseWriter
 from .wsgi import ResponseStart, WSGIApp, build_environ
@@ -84,7 +84,7 @@ class WorkerView(Protocol):
 
     config: Config
     app: WSGIApp
-    admission: Admission
+    relay: Relay
     base_environ: dict[str, Any]
     scoreboard: Scoreboard
     stopping: threading.Event
@@ -432,7 +432,7 @@ class Connection:
         start.sink = writer
         worker.request_started()  # first, so the last request before a recycle says "close"
         worker.scoreboard.begin(self.slot, request.method, environ["PATH_INFO"])
-        exchange = Exchange(request, environ, writer, self.remote, worker.admission)
+        exchange = Exchange(request, environ, writer, self.remote, worker.relay)
         self._body_started = self._last_progress = exchange.started  # the response's clock
         self._moved = 0
         done = False

@@ -2,18 +2,19 @@
 is whole, then hands it to a free core.
 
 One :class:`Dispatcher` per worker, created in the child after the fork. There is no
-dispatcher thread: every free core (request thread, and core 0 on the main thread) waits in
-the epoll set for one event (:meth:`Dispatcher.wait`), then, holding a permit
-(:mod:`server.admission`), handles it without blocking (:meth:`Dispatcher.take`:
+dispatcher thread: a free core (request thread, or core 0 on the main thread) gets its next
+event from the worker's :class:`~server.relay.Relay` (:meth:`Dispatcher.wait`: one core polls
+the epoll set at a time, a running core takes the next event itself, at most
+``--protocol-cores`` run), then handles it without blocking (:meth:`Dispatcher.take`:
 :meth:`~server.connection.Connection.on_readable`, ``on_writable``). That gives its core
 only a connection whose request is complete (head and body), ``WAKE`` or None;
 so a core runs an application or waits in epoll, and never waits on a client while others are
 queued. The set holds:
 
-* the listening socket, with ``EPOLLONESHOT``: exactly one free core of this worker is woken
-  per incoming connection; it ``accept()``s (the other worker may have taken it first:
-  ``BlockingIOError``, nothing to do), re-arms the listener at once (before it waits for a
-  permit), and reads the new connection right away (the request is usually there already).
+* the listening socket, with ``EPOLLONESHOT``: exactly one core of this worker takes each
+  of its events; it ``accept()``s (the other worker may have taken it first:
+  ``BlockingIOError``, nothing to do), re-arms the listener at once, and reads the new
+  connection right away (the request is usually there already).
   Cores still accept on the shared socket, as uWSGI's do; the kernel picks which worker.
 * every connection not held by a core (*parked*): reading a request, idle between requests,
   finishing a response to a slow reader, or lingering after a refusal; each with
@@ -51,12 +52,12 @@ from . import logs
 from .budget import BodyBudget
 from .config import ACCEPT_ERROR_LOG_INTERVAL, TICK
 from .connection import CLOSED, READY, Connection, Step, WorkerView
+from .relay import Event, Relay, Unlimited
 
 log = logs.get()
 
 WAKE: Literal["wake"] = "wake"
 Work = Connection | Literal["wake"] | None
-Event = tuple[int, int]  # (fd, epoll mask), as epoll.poll gives it
 _ONESHOT = select.EPOLLIN | select.EPOLLONESHOT
 _ACCEPT_RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
@@ -65,7 +66,12 @@ class Dispatcher:
     """Per worker; every method may be called from any core of the worker."""
 
     def __init__(
-        self, listener: socket.socket, wake_fd: int, worker: WorkerView, max_connections: int
+        self,
+        listener: socket.socket,
+        wake_fd: int,
+        worker: WorkerView,
+        max_connections: int,
+        protocol_cores: int = 0,
     ) -> None:
         self._listener = listener
         self._listen_fd = listener.fileno()
@@ -74,6 +80,9 @@ class Dispatcher:
         self.max_connections = max_connections
         self.budget = BodyBudget(worker.config.max_body_buffer)  # (server.budget)
         self._epoll = select.epoll()
+        self.relay: Relay = (
+            Relay(self._epoll, protocol_cores) if protocol_cores else Unlimited(self._epoll)
+        )
         self._epoll.register(self._listen_fd, _ONESHOT)
         self._epoll.register(wake_fd, select.EPOLLIN)
         # Guards _parked (fd -> connection), each connection's ``registering`` count, _open,
@@ -92,19 +101,19 @@ class Dispatcher:
     # -- what a free core calls ------------------------------------------------------------------
 
     def wait(self, timeout: float = TICK) -> Event | Connection | None:
-        """Block (``timeout`` at most) in the epoll set until there is an event for the
-        calling core, or None. No permit is needed (:mod:`server.admission`): a listener's
-        event is accepted here at once, so the listener is re-armed for the next free core
-        without waiting for a permit, and the new connection (not read yet) is returned."""
-        events = self._epoll.poll(timeout, 1)
-        if not events:
+        """The calling core's next event (:meth:`Relay.next <server.relay.Relay.next>`:
+        queued, or polled within ``timeout``), or None. A listener's event is accepted here at
+        once, so the listener is re-armed for the next connection, and the new connection
+        (not read yet) is returned."""
+        event = self.relay.next(timeout)
+        if event is None:
             return None
-        if events[0][0] == self._listen_fd:
+        if event[0] == self._listen_fd:
             return self._accept()
-        return events[0]
+        return event
 
     def take(self, event: Event | Connection, slot: int = 0) -> Work:
-        """Handle what :meth:`wait` gave without blocking (the calling core holds a permit):
+        """Handle what :meth:`wait` gave without blocking (the calling core is running):
         a connection with a whole request, ``WAKE``, or None (an event that needed no core).
         A response body continued here runs in ``slot``'s scoreboard slot."""
         if isinstance(event, Connection):  # accepted in wait(): its first bytes
@@ -189,6 +198,8 @@ class Dispatcher:
         the accept, so two cores woken together never close two for one."""
         with self._lock:
             self._listener_armed = False
+            if not self._accepting:
+                return None  # an event queued before the worker stopped accepting
         try:
             sock, remote = self._listener.accept()
         except BlockingIOError:

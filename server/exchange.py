@@ -10,9 +10,10 @@ client reads. However the response ends (complete, cut off, the client gone), th
 
 Which thread: the core that runs the application; for a body a slow reader has not taken yet,
 the free core that got the connection's ``EPOLLOUT`` event (in that core's scoreboard slot).
-One at a time, as the connection that holds it. That core holds a permit
-(:mod:`server.admission`) for the server's work and gives it up while the application's code
-runs: the call, the iteration of a body that is not a list, the iterable's ``close()``.
+One at a time, as the connection that holds it. That core counts as running in the worker's
+relay (:mod:`server.relay`) for the server's work, and stops counting while the application's
+code runs (:meth:`~server.relay.Relay.pause`): the call, the iteration of a body that is not a
+list, the iterable's ``close()``.
 
 Application errors are contained here: before the head went out, the client gets a 500 with
 no traceback (the traceback goes to the log); after, the connection is closed
@@ -27,10 +28,10 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from . import logs, response
-from .admission import Admission
 from .config import WRITE_BUFFER
 from .errors import ClientGone, ResponseError
 from .parser import Request
+from .relay import Relay
 from .writer import ResponseWriter
 from .wsgi import FileWrapper, ResponseStart, WSGIApp
 
@@ -47,7 +48,7 @@ class Exchange:
         "environ",
         "writer",
         "remote",
-        "admission",
+        "relay",
         "started",
         "result",
         "iterator",
@@ -59,13 +60,13 @@ class Exchange:
         environ: dict[str, Any],
         writer: ResponseWriter,
         remote: tuple[str, int],
-        admission: Admission,
+        relay: Relay,
     ) -> None:
         self.request = request
         self.environ = environ
         self.writer = writer
         self.remote = remote
-        self.admission = admission
+        self.relay = relay
         self.started = time.monotonic()
         self.result: Iterable[bytes] | None = None
         self.iterator: Iterator[bytes] | None = None
@@ -74,15 +75,15 @@ class Exchange:
         """Call the application and pump its body (a core). True when the application's
         part is done (what is unsent may still wait in ``out``); False when more than
         WRITE_BUFFER waits and the body's iterator has more (see :meth:`pump`)."""
-        writer, admission = self.writer, self.admission
+        writer, relay = self.writer, self.relay
         try:
             # _outside written out: this is every request's path (a call and a frame fewer)
-            paused = admission.pause()
+            paused = relay.pause()
             try:
                 result = self.result = app(self.environ, start)
             finally:
                 if paused:
-                    admission.enter()
+                    relay.resume()
             if type(result) is list:  # the common case: no application code left to run
                 writer.declare_length(sum(map(len, result)))
                 self.iterator = iter(result)
@@ -99,15 +100,15 @@ class Exchange:
             return True
 
     def _outside(self, code: Callable[..., _T], *args: Any) -> _T:
-        """Run the application's ``code`` without this core's permit, and take one again
-        after it however it ends (:meth:`server.admission.Admission.pause`)."""
-        admission = self.admission
-        paused = admission.pause()
+        """Run the application's ``code`` outside the relay's count of running cores, and
+        count again after it however it ends (:meth:`server.relay.Relay.pause`)."""
+        relay = self.relay
+        paused = relay.pause()
         try:
             return code(*args)
         finally:
             if paused:
-                admission.enter()
+                relay.resume()
 
     def _pump_from(self, result: Iterable[bytes], out: bytearray) -> bool:
         self.iterator = iter(result)
@@ -127,8 +128,8 @@ class Exchange:
         return True
 
     def pump_more(self, out: bytearray) -> bool:
-        """:meth:`pump` again, for the dispatcher (without a permit: the body's iterator is
-        the application's code): the head is out, so an application error ends the
+        """:meth:`pump` again, for the dispatcher (outside the relay's count: the body's
+        iterator is the application's code): the head is out, so an application error ends the
         connection (ClientGone)."""
         try:
             return self._outside(self.pump, out)
@@ -160,8 +161,8 @@ class Exchange:
             self.log_access()
 
     def close(self) -> None:
-        """PEP 3333: the iterable's ``close()``, once, however the response ended (without a
-        permit: it is the application's code, and may wait on a database)."""
+        """PEP 3333: the iterable's ``close()``, once, however the response ended (outside
+        the relay's count: it is the application's code, and may wait on a database)."""
         close: Callable[[], Any] | None = getattr(self.result, "close", None)
         self.result = self.iterator = None
         if close is not None:

@@ -37,10 +37,10 @@ import threading
 import time
 
 from . import app_loader, logs
-from .admission import Admission, Unlimited
 from .config import TICK, WORKER_EXTRA_DRAIN, Config
 from .connection import Connection
 from .dispatch import WAKE, Dispatcher, Work
+from .relay import Relay
 from .scoreboard import Scoreboard
 from .wsgi import WSGIApp, base_environ
 
@@ -97,7 +97,7 @@ class Worker:
         self.requests_served = 0
         self._wake_r = self._wake_w = -1
         self._dispatcher: Dispatcher  # built in the child, in run()
-        self.admission: Admission  # built in the child, in run()
+        self.relay: Relay  # the dispatcher's, built in the child, in run()
 
     # -- child, main thread ----------------------------------------------------------------
 
@@ -112,11 +112,14 @@ class Worker:
                     "worker %d (pid: %d) could not load the application", self.index, os.getpid()
                 )
                 return WORKER_BOOT_ERROR
-        limit = self.config.protocol_cores
-        self.admission = Admission(limit) if 0 < limit < self.config.threads else Unlimited()
         self._dispatcher = Dispatcher(
-            self.listener, self._wake_r, self, self.config.max_connections
+            self.listener,
+            self._wake_r,
+            self,
+            self.config.max_connections,
+            self.config.protocol_cores,
         )
+        self.relay = self._dispatcher.relay
         threads = [
             threading.Thread(
                 target=self._request_thread, args=(core,), name=f"core-{core}", daemon=True
@@ -161,6 +164,7 @@ class Worker:
     def _stop(self) -> None:
         """Set the stop flag and keep the wakeup pipe readable, so every free core wakes."""
         self.stopping.set()
+        self.relay.stop()  # idle cores wake and see the flag
         try:
             os.write(self._wake_w, b"\0")
         except BlockingIOError:
@@ -204,7 +208,8 @@ class Worker:
 
     def _core_loop(self, core: int) -> None:
         """One core's request loop: take the next piece of work, serve it, until stopping."""
-        dispatcher, stopping = self._dispatcher, self.stopping
+        dispatcher, stopping, relay = self._dispatcher, self.stopping, self.relay
+        relay.start()
         while not stopping.is_set():
             try:
                 work = self._turn(TICK, core)
@@ -216,19 +221,20 @@ class Worker:
             dispatcher.sweep()
             if core == 0 or work is None:
                 self._check_master()
+        if core:
+            relay.finish()  # (core 0 still runs: it drains, server/worker.py _drain)
 
     def _turn(self, timeout: float, core: int) -> Work:
-        """Wait in the epoll set for one event (``timeout`` at most); then, holding a permit
-        (:mod:`server.admission`), handle it and serve the request it completed. What the
-        event gave: a connection (served by now), ``WAKE`` or None."""
+        """Get the next event (``timeout`` at most; :mod:`server.relay`), handle it and serve
+        the request it completed. What the event gave: a connection (served by now), ``WAKE``
+        or None."""
         dispatcher = self._dispatcher
         event = dispatcher.wait(timeout)
         if event is None:
             return None
-        with self.admission:
-            work = dispatcher.take(event, core)
-            if isinstance(work, Connection):
-                self._serve(work, core)
+        work = dispatcher.take(event, core)
+        if isinstance(work, Connection):
+            self._serve(work, core)
         return work
 
     def _serve(self, conn: Connection, core: int) -> None:

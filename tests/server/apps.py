@@ -221,7 +221,7 @@ def _heavy(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     return [body]
 
 
-GATHER_PARTIES = 3  # requests that must be inside the application at once (test_admission)
+GATHER_PARTIES = 3  # requests that must be inside the application at once (test_relay)
 _GATHERINGS = {
     where: threading.Barrier(GATHER_PARTIES, timeout=10) for where in ("call", "body", "close")
 }
@@ -260,9 +260,13 @@ def _gather(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
 
 
 def bench_raw(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-    """The benchmark's app (benchmarks/server_bench.py): /heavy, anything else hello."""
-    if environ["PATH_INFO"] == "/heavy":
+    """The benchmark's app (benchmarks/server_bench.py): /heavy, /wait (a 2 ms wait, as on a
+    database, then hello), anything else hello."""
+    path = environ["PATH_INFO"]
+    if path == "/heavy":
         return _heavy(environ, start_response)
+    if path == "/wait":
+        time.sleep(0.002)
     return _hello(environ, start_response)
 
 

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from server import config
-from server.admission import Admission
 from server.budget import BodyBudget
 from server.connection import CLOSED, READ, READY, TURN_REQUESTS, WRITE, Connection
+from server.relay import Relay
 from server.scoreboard import Scoreboard
 from server.testing import ServerProcess
 from server.wsgi import base_environ
@@ -121,13 +121,20 @@ def test_a_fresh_silent_connection_is_closed_after_the_header_timeout() -> None:
 # -- the connection's state machine over a socketpair (no server, no sleeps) -----------------
 
 
+class NoEvents:
+    """An epoll with nothing to poll (the relay of a worker these tests never run)."""
+
+    def poll(self, timeout: float = -1, maxevents: int = -1) -> list[tuple[int, int]]:
+        return []
+
+
 class FakeWorker:
     """What a Connection needs from its worker (server.connection.WorkerView)."""
 
     def __init__(self, app: Any) -> None:
         self.config = config.parse(["m:app", "--max-body", "100000"])
         self.app = app
-        self.admission = Admission(1)
+        self.relay = Relay(NoEvents(), 1)  # never started: pause() changes nothing
         self.base_environ = base_environ("127.0.0.1", 80)
         self.scoreboard = Scoreboard(1)
         self.stopping = threading.Event()

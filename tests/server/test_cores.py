@@ -46,6 +46,17 @@ def test_main_thread_and_other_cores_share_requests() -> None:
     assert len(names) > 1, f"only {names} served 160 concurrent requests"
 
 
+def test_requests_one_at_a_time_take_turns_on_every_core() -> None:
+    """One request at a time (a light load), default --protocol-cores: the core that polled
+    hands the next poll to the core idle longest (server/relay.py), so every core serves
+    some, the main thread included, as uWSGI's cores do each waiting in accept()."""
+    with ServerProcess("tests.server.apps:router", workers=1, threads=4) as srv:
+        seen = [thread_of(srv) for _ in range(12)]
+    names = {info["name"] for info in seen}
+    assert any(info["main"] is True for info in seen), seen
+    assert len(names) == 4, f"12 requests one at a time served by {names} only"
+
+
 def test_sigterm_while_the_main_thread_serves_drains_its_request() -> None:
     """The signal arrives while core 0 (the only core) is inside the application: the request
     completes with 200, the worker stops, the master exits 0."""
