@@ -231,6 +231,9 @@ def test_a_signal_mid_run_stops_the_master_and_its_workers(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell runs a background job with SIGINT ignored, and a child keeps that: Python
+        # then never raises KeyboardInterrupt. The CLI gets SIGINT as a terminal would give it.
+        preexec_fn=_default_sigint,
     )
     try:
         # Opening the FIFO waits for the app to open it: its request is running now.
@@ -245,6 +248,10 @@ def test_a_signal_mid_run_stops_the_master_and_its_workers(
     assert cli.returncode == status, err
     for pid in (worker, master):
         assert not _running(pid), f"pid {pid} outlived the CLI that started it"
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _running(pid: int) -> bool:
