@@ -43,6 +43,18 @@ def start(target: Callable[[], None]) -> threading.Thread:
     return thread
 
 
+def core(relay: Relay, got: list[Event | None] | None = None) -> threading.Thread:
+    """A core's first turn on another thread: start(), then one next() (into ``got``)."""
+
+    def turn() -> None:
+        relay.start()
+        event = relay.next(LONG)
+        if got is not None:
+            got.append(event)
+
+    return start(turn)
+
+
 def joined(thread: threading.Thread, what: str) -> None:
     thread.join(WAIT)
     assert not thread.is_alive(), f"still waiting after {WAIT} s: {what}"
@@ -159,10 +171,10 @@ def test_a_free_core_goes_idle_while_another_polls_and_polls_next() -> None:
     epoll = FakeEpoll()
     relay = Relay(epoll, 2)
     got: list[Event | None] = []
-    poller = start(lambda: (relay.start(), got.append(relay.next(LONG))) and None)
+    poller = core(relay, got)
     until(lambda: epoll.inside == 1, "a core polling")
     idle: list[Event | None] = []
-    other = start(lambda: (relay.start(), idle.append(relay.next(LONG))) and None)
+    other = core(relay, idle)
     until(lambda: relay.counts() == (1, 0, 1, True), "the second core idle")
     epoll.put((7, 1))
     joined(poller, "the poller")
@@ -256,7 +268,7 @@ def test_a_pause_while_another_core_runs_wakes_nobody() -> None:
     busy = start(lambda: (relay.start(), running.set(), release.wait(WAIT)) and None)
     assert running.wait(WAIT)
     idle: list[Event | None] = []
-    other = start(lambda: (relay.start(), idle.append(relay.next(LONG))) and None)
+    other = core(relay, idle)
     until(lambda: relay.counts() == (2, 0, 1, False), "the third core idle")
     assert relay.pause() is True
     assert relay.counts() == (1, 0, 1, False)
@@ -274,7 +286,7 @@ def test_stop_wakes_idle_cores_and_none_goes_idle_after() -> None:
     relay = Relay(epoll, 1)
     relay.start()
     idle: list[Event | None] = []
-    other = start(lambda: (relay.start(), idle.append(relay.next(LONG))) and None)
+    other = core(relay, idle)
     until(lambda: relay.counts()[2] == 1, "the other core idle")
     poller = start(lambda: relay.next(LONG) and None)  # this relay's one running core polls
     until(lambda: epoll.inside == 1, "a core polling")
@@ -313,7 +325,7 @@ def test_an_exception_while_idle_leaves_the_line() -> None:
     and counts as running again, so no wake-up goes to a core that is no longer there."""
     epoll = FakeEpoll()
     relay = Relay(epoll, 1)
-    poller = start(lambda: (relay.start(), relay.next(LONG)) and None)
+    poller = core(relay)
     until(lambda: epoll.inside == 1, "a core polling")
 
     def interrupt_when_idle() -> None:
