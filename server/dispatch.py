@@ -132,11 +132,7 @@ class Dispatcher:
             step = conn.on_writable(now, slot)
         else:
             step = conn.on_readable(now)
-        if step == READY:
-            return conn
-        if step != CLOSED:
-            self.park(conn)
-        return None
+        return self._after(conn, step)
 
     def park(self, conn: Connection) -> None:
         """Watch a connection not held by a core until it can move or its deadline passes."""
@@ -286,6 +282,8 @@ class Dispatcher:
             pass  # out of the set: the worker is stopping
 
     def _after(self, conn: Connection, step: Step) -> Work:
+        """What a core gets after an event moved ``conn``: the connection if its request is
+        whole; else None, and the connection is parked again unless it closed."""
         if step == READY:
             return conn
         if step != CLOSED:

@@ -7,7 +7,7 @@ GIL go to whichever thread grabs it first, in no order (CPython's "convoy effect
 When every core waits in epoll for an event of its own (``--protocol-cores 0``, the server
 before 0.4), a burst of events makes all of them runnable at once, and a request can lose that
 draw many times over: with a worker on a CPU of its own (``benchmarks/server_bench.py --pin``),
-hello world kept alive had a p99 of 55 ms at a p50 of 0.6 ms, 70 ms for a page of Python work.
+hello world kept alive had a p99 of 53 ms at a p50 of 0.58 ms, 71 ms for a page of Python work.
 
 What the relay does instead:
 
